@@ -1,0 +1,385 @@
+//! JSON: newline-delimited records, or one top-level array per file.
+//!
+//! Two paths. In FAILFAST mode without a rescued column, whole chunks of lines
+//! go straight to arrow-json's decoder; only when a chunk fails is it re-read
+//! line by line to name the line and reason. Otherwise every line is parsed
+//! on its own, so that a bad line or a value of the wrong type can be rescued
+//! or dropped while the rest of the batch loads.
+
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_json::reader::{Decoder, ReaderBuilder, infer_json_schema_from_iterator};
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use serde_json::{Map, Value};
+use sluice_connector_sdk::{Error, host};
+
+use crate::input::{io_error, open};
+use crate::options::{FileRef, Mode, Options};
+use crate::shape::{Rescue, Shape};
+
+/// Records sampled per file when inferring a schema.
+pub const SAMPLE_RECORDS: usize = 10_000;
+
+fn reader_of(file: &FileRef) -> Result<(BufReader<Box<dyn Read>>, bool), Error> {
+    let mut reader = BufReader::with_capacity(1 << 20, open(file)?);
+    // Skip a UTF-8 BOM and leading white space, then look at the first byte.
+    let is_array = loop {
+        let buf = reader.fill_buf().map_err(|e| io_error(file, e))?;
+        if buf.is_empty() {
+            break false;
+        }
+        if buf.starts_with(b"\xEF\xBB\xBF") {
+            reader.consume(3);
+            continue;
+        }
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let first = buf[i];
+                break first == b'[';
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    };
+    Ok((reader, is_array))
+}
+
+fn parse_array(file: &FileRef, reader: &mut BufReader<Box<dyn Read>>) -> Result<Vec<Value>, Error> {
+    let mut text = Vec::new();
+    reader.read_to_end(&mut text).map_err(|e| io_error(file, e))?;
+    serde_json::from_slice::<Vec<Value>>(&text).map_err(|e| {
+        Error::Data(format!(
+            "{}: line {}: not a valid JSON array: {e}",
+            file.location,
+            e.line()
+        ))
+    })
+}
+
+/// Infers data columns from up to [`SAMPLE_RECORDS`] records of each file.
+pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
+    let mut values: Vec<Value> = Vec::new();
+    for file in files {
+        let (mut reader, is_array) = reader_of(file)?;
+        if is_array {
+            values.extend(parse_array(file, &mut reader)?.into_iter().take(SAMPLE_RECORDS));
+            continue;
+        }
+        let mut line = Vec::new();
+        let (mut n, mut lineno) = (0, 0u64);
+        while n < SAMPLE_RECORDS {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(|e| io_error(file, e))? == 0 {
+                break;
+            }
+            lineno += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Value>(&line) {
+                Ok(v @ Value::Object(_)) => values.push(v),
+                // Malformed lines are judged by the read, under its mode.
+                _ if opts.mode != Mode::FailFast => {}
+                Ok(_) => {
+                    return Err(Error::Data(format!(
+                        "{}: line {lineno}: a JSON record must be an object",
+                        file.location
+                    )));
+                }
+                Err(e) => {
+                    return Err(Error::Data(format!(
+                        "{}: line {lineno}: invalid JSON: {e}",
+                        file.location
+                    )));
+                }
+            }
+            n += 1;
+        }
+    }
+    let schema = infer_json_schema_from_iterator(values.iter().map(|v| Ok(v.clone())))?;
+    Ok(schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let ty = settle(f.data_type(), opts.infer_column_types);
+            Field::new(f.name(), ty, true)
+        })
+        .collect())
+}
+
+/// Replaces types Delta cannot store (all-null columns) with strings and,
+/// without type inference, every leaf type with strings.
+fn settle(t: &DataType, infer: bool) -> DataType {
+    match t {
+        DataType::Null => DataType::Utf8,
+        DataType::Struct(fields) => DataType::Struct(Fields::from(
+            fields
+                .iter()
+                .map(|f| Field::new(f.name(), settle(f.data_type(), infer), true))
+                .collect::<Vec<_>>(),
+        )),
+        DataType::List(item) => DataType::List(Arc::new(Field::new(
+            item.name(),
+            settle(item.data_type(), infer),
+            true,
+        ))),
+        _ if !infer => DataType::Utf8,
+        other => other.clone(),
+    }
+}
+
+/// Reads one JSON file, batch by batch.
+pub struct JsonFile {
+    file: FileRef,
+    reader: BufReader<Box<dyn Read>>,
+    array: Option<std::vec::IntoIter<Value>>,
+    schema: SchemaRef,
+    line: u64,
+    done: bool,
+}
+
+impl JsonFile {
+    /// Opens `file`, detecting a top-level array.
+    pub fn open(file: FileRef, shape: &Shape) -> Result<Self, Error> {
+        let (mut reader, is_array) = reader_of(&file)?;
+        let array = if is_array {
+            Some(parse_array(&file, &mut reader)?.into_iter())
+        } else {
+            None
+        };
+        let schema = Arc::new(Schema::new(Fields::from(shape.data.clone())));
+        Ok(JsonFile {
+            file,
+            reader,
+            array,
+            schema,
+            line: 0,
+            done: false,
+        })
+    }
+
+    fn decoder(&self, opts: &Options) -> Result<Decoder, Error> {
+        Ok(ReaderBuilder::new(self.schema.clone())
+            .with_batch_size(opts.batch_size.max(1))
+            .with_coerce_primitive(!opts.infer_column_types)
+            .build_decoder()?)
+    }
+
+    /// The next batch of this file, or `None` when it is exhausted.
+    pub fn next_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
+        loop {
+            if self.done {
+                return Ok(None);
+            }
+            let batch = if self.array.is_none() && shape.rescue.is_none() && opts.mode == Mode::FailFast {
+                self.fast_batch(shape, opts)?
+            } else {
+                self.careful_batch(shape, opts)?
+            };
+            if batch.is_some() || self.done {
+                return Ok(batch);
+            }
+        }
+    }
+
+    fn fast_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
+        let first_line = self.line + 1;
+        let mut buf = Vec::with_capacity(8 << 20);
+        let mut lines = 0;
+        while lines < opts.batch_size {
+            let n = self
+                .reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| io_error(&self.file, e))?;
+            if n == 0 {
+                self.done = true;
+                break;
+            }
+            self.line += 1;
+            lines += 1;
+        }
+        if lines == 0 {
+            return Ok(None);
+        }
+        let mut decoder = self.decoder(opts)?;
+        let decoded = decoder
+            .decode(&buf)
+            .and_then(|_| decoder.flush());
+        let data = match decoded {
+            Ok(Some(batch)) => batch,
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(self.locate_error(&buf, first_line, opts)),
+        };
+        let rows = data.num_rows();
+        Ok(Some(shape.assemble(data.columns().to_vec(), None, &self.file, rows)?))
+    }
+
+    /// Finds the first line of `buf` that fails, and says why.
+    fn locate_error(&self, buf: &[u8], first_line: u64, opts: &Options) -> Error {
+        for (i, line) in buf.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let lineno = first_line + i as u64;
+            let reason = match serde_json::from_slice::<Value>(line) {
+                Err(e) => format!("invalid JSON: {e}"),
+                Ok(Value::Object(_)) => {
+                    let failed = self
+                        .decoder(opts)
+                        .and_then(|mut d| Ok(d.decode(line).and_then(|_| d.flush())?));
+                    match failed {
+                        Ok(_) => continue,
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Ok(_) => "a JSON record must be an object".to_string(),
+            };
+            return Error::Data(format!(
+                "{}: line {lineno}: {reason} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
+                self.file.location
+            ));
+        }
+        Error::Data(format!("{}: malformed JSON near line {first_line}", self.file.location))
+    }
+
+    /// Reads up to a batch of records one by one, with per-record handling.
+    fn careful_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
+        let mut rows: Vec<Map<String, Value>> = Vec::new();
+        let mut where_: Vec<String> = Vec::new();
+        let mut bad: Vec<Option<String>> = Vec::new();
+        let mut raw_bad: Vec<Option<String>> = Vec::new();
+        let mut line = Vec::new();
+        while rows.len() < opts.batch_size {
+            let (value, at) = if let Some(array) = self.array.as_mut() {
+                match array.next() {
+                    Some(v) => {
+                        self.line += 1;
+                        (Ok(v), format!("element {}", self.line))
+                    }
+                    None => {
+                        self.done = true;
+                        break;
+                    }
+                }
+            } else {
+                line.clear();
+                let n = self
+                    .reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| io_error(&self.file, e))?;
+                if n == 0 {
+                    self.done = true;
+                    break;
+                }
+                self.line += 1;
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                (serde_json::from_slice::<Value>(&line), format!("line {}", self.line))
+            };
+            let (map, reason) = match value {
+                Ok(Value::Object(map)) => (map, None),
+                Ok(_) => (Map::new(), Some("a JSON record must be an object".to_string())),
+                Err(e) => (Map::new(), Some(format!("invalid JSON: {e}"))),
+            };
+            raw_bad.push(reason.as_ref().map(|_| String::from_utf8_lossy(&line).trim_end().to_string()));
+            bad.push(reason);
+            rows.push(map);
+            where_.push(at);
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut rescue = shape.rescue.as_ref().map(|_| Rescue::new(rows.len()));
+
+        // Fields not in the schema are rescued (or ignored without rescue).
+        for (r, row) in rows.iter_mut().enumerate() {
+            let unknown: Vec<String> = row
+                .keys()
+                .filter(|k| self.schema.field_with_name(k).is_err())
+                .cloned()
+                .collect();
+            for k in unknown {
+                if let Some(v) = row.remove(&k) {
+                    if let Some(rescue) = rescue.as_mut() {
+                        rescue.put(r, &k, v);
+                    }
+                }
+            }
+        }
+
+        let mut decoder = self.decoder(opts)?;
+        if decoder.serialize(&rows).is_err() {
+            // Find, per row and then per field, what does not fit the schema.
+            for (r, row) in rows.iter_mut().enumerate() {
+                if self.decoder(opts)?.serialize(std::slice::from_ref(row)).is_ok() {
+                    continue;
+                }
+                let keys: Vec<String> = row.keys().cloned().collect();
+                for k in keys {
+                    let mut one = Map::new();
+                    one.insert(k.clone(), row[&k].clone());
+                    if let Err(e) = self.decoder(opts)?.serialize(&[one]) {
+                        let v = row.remove(&k).unwrap_or(Value::Null);
+                        match rescue.as_mut() {
+                            Some(rescue) => rescue.put(r, &k, v),
+                            None => {
+                                if bad[r].is_none() {
+                                    bad[r] = Some(format!("column '{k}': {e}"));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            decoder = self.decoder(opts)?;
+            decoder.serialize(&rows)?;
+        }
+        let data = decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
+        let n = data.num_rows();
+
+        let malformed = bad.iter().filter(|b| b.is_some()).count();
+        if malformed > 0 {
+            match opts.mode {
+                Mode::FailFast => {
+                    let r = bad.iter().position(|b| b.is_some()).unwrap_or(0);
+                    return Err(Error::Data(format!(
+                        "{}: {}: {} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
+                        self.file.location,
+                        where_[r],
+                        bad[r].as_deref().unwrap_or("malformed record")
+                    )));
+                }
+                Mode::Permissive => {
+                    if let Some(rescue) = rescue.as_mut() {
+                        for (r, text) in raw_bad.into_iter().enumerate() {
+                            if let Some(text) = text {
+                                rescue.put(r, "_malformed_record", Value::String(text));
+                            }
+                        }
+                    }
+                }
+                Mode::DropMalformed => {}
+            }
+        }
+        if let Some(rescue) = &rescue {
+            if rescue.count() > 0 {
+                host::count("rows-rescued", rescue.count());
+            }
+        }
+        let rescued = rescue.map(|r| r.finish(&self.file));
+        let mut batch = shape.assemble(data.columns().to_vec(), rescued, &self.file, n)?;
+        if malformed > 0 && opts.mode == Mode::DropMalformed {
+            host::count("rows-dropped", malformed as u64);
+            let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
+            batch = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+        }
+        Ok((batch.num_rows() > 0).then_some(batch))
+    }
+}

@@ -1,0 +1,363 @@
+//! The connector's configuration and reader options.
+//!
+//! Reader options use the names Auto Loader and Spark use (`header`,
+//! `delimiter`, `inferColumnTypes`, `schemaHints`, `mode`,
+//! `rescuedDataColumn`, ...). Unknown names and bad values are refused with a
+//! message that says what to fix; nothing is read before they validate.
+
+use std::collections::BTreeMap;
+
+use arrow_schema::{DataType, Schema, TimeUnit};
+use serde::Deserialize;
+use sluice_connector_sdk::Error;
+
+/// The JSON the host passes to `check`, `discover` and `read`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Input format.
+    pub format: Format,
+    /// The files to read, planned by the host.
+    #[serde(default)]
+    pub files: Vec<FileRef>,
+    /// Reader options, by their Auto Loader names.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The output schema to read with (as `discover` returned it); inferred
+    /// from the files when absent.
+    #[serde(default)]
+    pub schema: Option<Schema>,
+}
+
+/// Input formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Delimited text.
+    Csv,
+    /// Newline-delimited JSON, or a top-level JSON array.
+    Json,
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// One file to read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// Full URL of the object.
+    pub location: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub last_modified_ms: i64,
+}
+
+impl FileRef {
+    /// The last path segment.
+    pub fn name(&self) -> &str {
+        self.location.rsplit('/').next().unwrap_or(&self.location)
+    }
+}
+
+/// What to do with a record that does not parse or does not fit the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Fail the read, naming the file, line and reason.
+    FailFast,
+    /// Keep the record; what does not fit goes to the rescued data column.
+    Permissive,
+    /// Drop the record and count it.
+    DropMalformed,
+}
+
+/// Validated reader options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// CSV: the first record names the columns.
+    pub header: bool,
+    /// CSV: field delimiter.
+    pub delimiter: u8,
+    /// CSV: quote character.
+    pub quote: u8,
+    /// CSV: escape character inside quoted fields; `None` means doubled quotes.
+    pub escape: Option<u8>,
+    /// CSV: lines starting with this byte are skipped.
+    pub comment: Option<u8>,
+    /// A field equal to this string is null.
+    pub null_value: String,
+    /// Infer column types; otherwise every leaf column is a string.
+    pub infer_column_types: bool,
+    /// Types that override inference, by column name.
+    pub schema_hints: Vec<(String, DataType)>,
+    /// Malformed-record policy.
+    pub mode: Mode,
+    /// Name of the rescued data column, when rescue is on.
+    pub rescued_data_column: Option<String>,
+    /// Rows per emitted batch.
+    pub batch_size: usize,
+}
+
+const KNOWN: &[&str] = &[
+    "batchSize",
+    "comment",
+    "delimiter",
+    "encoding",
+    "escape",
+    "header",
+    "inferColumnTypes",
+    "inferSchema",
+    "mode",
+    "multiLine",
+    "nullValue",
+    "quote",
+    "rescuedDataColumn",
+    "schemaHints",
+    "sep",
+];
+
+impl Options {
+    /// Validates `raw` (option name → value).
+    pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, Error> {
+        let mut o = Options {
+            header: true,
+            delimiter: b',',
+            quote: b'"',
+            escape: None,
+            comment: None,
+            null_value: String::new(),
+            infer_column_types: true,
+            schema_hints: Vec::new(),
+            mode: Mode::FailFast,
+            rescued_data_column: None,
+            batch_size: 65_536,
+        };
+        for (key, value) in raw {
+            let name = key.strip_prefix("cloudFiles.").unwrap_or(key);
+            match name {
+                "header" => o.header = parse_bool(key, value)?,
+                "delimiter" | "sep" => o.delimiter = parse_char(key, value)?,
+                "quote" => o.quote = parse_char(key, value)?,
+                "escape" => o.escape = Some(parse_char(key, value)?),
+                "comment" => o.comment = Some(parse_char(key, value)?),
+                "nullValue" => o.null_value = value.clone(),
+                "inferColumnTypes" | "inferSchema" => {
+                    o.infer_column_types = parse_bool(key, value)?
+                }
+                "schemaHints" => o.schema_hints = parse_schema_hints(value)?,
+                "mode" => {
+                    o.mode = match value.to_ascii_uppercase().as_str() {
+                        "FAILFAST" => Mode::FailFast,
+                        "PERMISSIVE" => Mode::Permissive,
+                        "DROPMALFORMED" => Mode::DropMalformed,
+                        _ => {
+                            return Err(Error::Config(format!(
+                                "option '{key}' must be FAILFAST, PERMISSIVE or DROPMALFORMED, got '{value}'"
+                            )));
+                        }
+                    }
+                }
+                "rescuedDataColumn" => {
+                    if value.is_empty() {
+                        return Err(Error::Config(format!(
+                            "option '{key}' needs a column name"
+                        )));
+                    }
+                    o.rescued_data_column = Some(value.clone())
+                }
+                "batchSize" => {
+                    o.batch_size = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1_048_576).contains(n))
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "option '{key}' must be a row count from 1 to 1048576, got '{value}'"
+                            ))
+                        })?
+                }
+                "encoding" => {
+                    let v = value.to_ascii_lowercase().replace('-', "");
+                    if v != "utf8" {
+                        return Err(Error::Config(format!(
+                            "option '{key}': only UTF-8 input is supported, got '{value}'"
+                        )));
+                    }
+                }
+                // Quoted fields may always span lines, and JSON arrays are
+                // detected, so `multiLine` needs no switch; accept it as Spark does.
+                "multiLine" => {
+                    parse_bool(key, value)?;
+                }
+                _ => {
+                    return Err(Error::Config(format!(
+                        "unknown option '{key}'{}; known options: {}",
+                        suggest(name).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default(),
+                        KNOWN.join(", ")
+                    )));
+                }
+            }
+        }
+        if o.mode == Mode::Permissive && o.rescued_data_column.is_none() {
+            o.rescued_data_column = Some("_rescued_data".to_string());
+        }
+        if o.escape == Some(o.quote) {
+            // `escape` equal to `quote` is the doubled-quote convention.
+            o.escape = None;
+        }
+        Ok(o)
+    }
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, Error> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::Config(format!(
+            "option '{key}' must be true or false, got '{value}'"
+        ))),
+    }
+}
+
+fn parse_char(key: &str, value: &str) -> Result<u8, Error> {
+    let unescaped = match value {
+        "\\t" => "\t",
+        other => other,
+    };
+    match unescaped.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(Error::Config(format!(
+            "option '{key}' must be one ASCII character, got '{value}'"
+        ))),
+    }
+}
+
+fn suggest(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| k.to_ascii_lowercase() == lower)
+}
+
+/// Parses a schema hint list such as `id bigint, price decimal(10,2), ts timestamp`.
+pub fn parse_schema_hints(text: &str) -> Result<Vec<(String, DataType)>, Error> {
+    let mut out = Vec::new();
+    for part in split_top_level(text) {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, ty) = part.split_once(char::is_whitespace).ok_or_else(|| {
+            Error::Config(format!(
+                "schemaHints: '{part}' needs a column name and a type, e.g. 'id bigint'"
+            ))
+        })?;
+        let name = name.trim_matches('`').to_string();
+        out.push((name, parse_sql_type(ty.trim())?));
+    }
+    Ok(out)
+}
+
+fn split_top_level(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' | '<' => depth += 1,
+            ')' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// Maps a Spark SQL type name to the Arrow type Sluice writes for it.
+pub fn parse_sql_type(ty: &str) -> Result<DataType, Error> {
+    let lower = ty.to_ascii_lowercase();
+    let t = match lower.as_str() {
+        "string" | "varchar" | "text" => DataType::Utf8,
+        "bigint" | "long" => DataType::Int64,
+        "int" | "integer" => DataType::Int32,
+        "smallint" | "short" => DataType::Int16,
+        "tinyint" | "byte" => DataType::Int8,
+        "double" => DataType::Float64,
+        "float" | "real" => DataType::Float32,
+        "boolean" | "bool" => DataType::Boolean,
+        "date" => DataType::Date32,
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        "timestamp_ntz" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "binary" => DataType::Binary,
+        _ if lower.starts_with("decimal") => {
+            let inner = lower
+                .trim_start_matches("decimal")
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')');
+            let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
+            let p: u8 = p.trim().parse().unwrap_or(10);
+            let s: i8 = s.trim().parse().unwrap_or(0);
+            if p == 0 || p > 38 || s < 0 || s as u8 > p {
+                return Err(Error::Config(format!(
+                    "schemaHints: bad decimal '{ty}': precision 1..=38, scale 0..=precision"
+                )));
+            }
+            DataType::Decimal128(p, s)
+        }
+        _ => {
+            return Err(Error::Config(format!(
+                "schemaHints: unknown type '{ty}'; use string, bigint, int, smallint, tinyint, double, float, boolean, date, timestamp, timestamp_ntz, binary or decimal(p,s)"
+            )));
+        }
+    };
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> Result<Options, Error> {
+        Options::parse(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn unknown_option_suggests_the_right_spelling() {
+        let err = opts(&[("Header", "true")]).unwrap_err().to_string();
+        assert!(err.contains("did you mean 'header'"), "{err}");
+    }
+
+    #[test]
+    fn permissive_turns_on_the_rescued_column() {
+        let o = opts(&[("mode", "permissive")]).unwrap();
+        assert_eq!(o.rescued_data_column.as_deref(), Some("_rescued_data"));
+        assert_eq!(opts(&[]).unwrap().rescued_data_column, None);
+    }
+
+    #[test]
+    fn schema_hints_parse_nested_commas() {
+        let h = parse_schema_hints("id bigint, price decimal(10, 2),ts timestamp").unwrap();
+        assert_eq!(h[1], ("price".to_string(), DataType::Decimal128(10, 2)));
+        assert_eq!(h.len(), 3);
+        assert!(parse_schema_hints("id").is_err());
+        assert!(parse_schema_hints("id whatever").is_err());
+    }
+
+    #[test]
+    fn cloudfiles_prefix_is_accepted_and_bad_values_refused() {
+        assert_eq!(opts(&[("cloudFiles.delimiter", "|")]).unwrap().delimiter, b'|');
+        assert!(opts(&[("delimiter", "||")]).is_err());
+        assert!(opts(&[("header", "yes")]).is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! The output shape every format shares: data columns, the optional rescued
+//! data column and the `_metadata` struct.
+//!
+//! Invariant: a batch holds rows of exactly one file, so `_metadata` is
+//! constant within a batch.
+
+use std::sync::Arc;
+
+use arrow_array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
+use serde_json::{Map, Value};
+use sluice_connector_sdk::Error;
+
+use crate::options::{FileRef, Options};
+
+/// Name of the file metadata column.
+pub const METADATA: &str = "_metadata";
+
+fn utc_micros() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn metadata_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("file_path", DataType::Utf8, false),
+        Field::new("file_name", DataType::Utf8, false),
+        Field::new("file_size", DataType::Int64, false),
+        Field::new("file_modification_time", utc_micros(), false),
+    ])
+}
+
+/// The schema of batches a read produces, split into its parts.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// Every column, in output order.
+    pub full: SchemaRef,
+    /// The columns parsed from the data.
+    pub data: Vec<FieldRef>,
+    /// Name of the rescued data column, when rescue is on.
+    pub rescue: Option<String>,
+    /// Whether Sluice appends `_metadata` (not when the data has one).
+    pub metadata: bool,
+}
+
+impl Shape {
+    /// Builds the output shape from inferred or given data columns.
+    pub fn from_data(data: Vec<Field>, opts: &Options) -> Result<Self, Error> {
+        let data = apply_hints(data, opts);
+        let mut fields: Vec<Field> = data.clone();
+        if let Some(name) = &opts.rescued_data_column {
+            if data.iter().any(|f| f.name() == name) {
+                return Err(Error::Config(format!(
+                    "rescued data column '{name}' clashes with a data column; pick another name with rescuedDataColumn"
+                )));
+            }
+            fields.push(Field::new(name, DataType::Utf8, true));
+        }
+        let metadata = !data.iter().any(|f| f.name() == METADATA);
+        if metadata {
+            fields.push(Field::new(METADATA, DataType::Struct(metadata_fields()), false));
+        }
+        Ok(Shape {
+            full: Arc::new(Schema::new(fields)),
+            data: data.into_iter().map(Arc::new).collect(),
+            rescue: opts.rescued_data_column.clone(),
+            metadata,
+        })
+    }
+
+    /// Recovers the shape from a full output schema (as `discover` gave it).
+    pub fn from_full(full: &Schema, opts: &Options) -> Result<Self, Error> {
+        let rescue = opts.rescued_data_column.clone();
+        let has_metadata_struct = full
+            .fields()
+            .iter()
+            .any(|f| f.name() == METADATA && f.data_type() == &DataType::Struct(metadata_fields()));
+        let data: Vec<Field> = full
+            .fields()
+            .iter()
+            .filter(|f| Some(f.name()) != rescue.as_ref())
+            .filter(|f| !(has_metadata_struct && f.name() == METADATA))
+            .map(|f| f.as_ref().clone())
+            .collect();
+        Self::from_data(data, opts)
+    }
+
+    /// Assembles one batch of a file's rows.
+    pub fn assemble(
+        &self,
+        mut columns: Vec<ArrayRef>,
+        rescued: Option<ArrayRef>,
+        file: &FileRef,
+        rows: usize,
+    ) -> Result<RecordBatch, Error> {
+        if self.rescue.is_some() {
+            columns.push(rescued.unwrap_or_else(|| Arc::new(StringArray::new_null(rows))));
+        }
+        if self.metadata {
+            columns.push(metadata_column(file, rows));
+        }
+        let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(rows));
+        Ok(RecordBatch::try_new_with_options(
+            self.full.clone(),
+            columns,
+            &options,
+        )?)
+    }
+}
+
+/// Overrides inferred column types with `schemaHints`; a hinted column absent
+/// from the data is added (all null), as Auto Loader does.
+fn apply_hints(mut data: Vec<Field>, opts: &Options) -> Vec<Field> {
+    for (name, ty) in &opts.schema_hints {
+        match data.iter_mut().find(|f| f.name() == name) {
+            Some(f) => *f = Field::new(name, ty.clone(), true),
+            None => data.push(Field::new(name, ty.clone(), true)),
+        }
+    }
+    data
+}
+
+fn metadata_column(file: &FileRef, rows: usize) -> ArrayRef {
+    let fields = metadata_fields();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            file.location.as_str(),
+            rows,
+        ))),
+        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+            file.name(),
+            rows,
+        ))),
+        Arc::new(Int64Array::from_value(file.size as i64, rows)),
+        Arc::new(
+            TimestampMicrosecondArray::from_value(file.last_modified_ms * 1000, rows)
+                .with_timezone("UTC"),
+        ),
+    ];
+    Arc::new(StructArray::new(fields, columns, None))
+}
+
+/// Collects per-row rescued values and turns them into the rescued column.
+#[derive(Default)]
+pub struct Rescue {
+    rows: Vec<Option<Map<String, Value>>>,
+    count: u64,
+}
+
+impl Rescue {
+    /// Starts a column of `rows` rows, all null.
+    pub fn new(rows: usize) -> Self {
+        Rescue {
+            rows: vec![None; rows],
+            count: 0,
+        }
+    }
+
+    /// Records `value` of `column` for `row`.
+    pub fn put(&mut self, row: usize, column: &str, value: Value) {
+        let entry = self.rows[row].get_or_insert_with(|| {
+            self.count += 1;
+            Map::new()
+        });
+        entry.insert(column.to_string(), value);
+    }
+
+    /// Rows with rescued data.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The rescued column: JSON objects that also name the source file.
+    pub fn finish(self, file: &FileRef) -> ArrayRef {
+        let values = self.rows.into_iter().map(|row| {
+            row.map(|mut m| {
+                m.insert("_file_path".into(), Value::String(file.location.clone()));
+                Value::Object(m).to_string()
+            })
+        });
+        Arc::new(StringArray::from_iter(values))
+    }
+}

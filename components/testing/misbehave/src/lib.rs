@@ -1,0 +1,102 @@
+//! A connector that misbehaves on purpose, so tests can show the host
+//! survives it. The config's `"do"` picks the misbehaviour:
+//!
+//! - `loop`: spins forever in `read` (stopped by the epoch deadline);
+//! - `hog`: allocates without end (stopped by the memory cap);
+//! - `escape`: reads `"target"`, an object outside the grant;
+//! - `garbage`: returns bytes that are not Arrow IPC;
+//! - `list`: lists `"target"`;
+//! - `panic`: panics inside the component.
+
+use std::cell::Cell;
+
+use sluice_connector_sdk::{
+    Batch, ConnectorSpec, Error, Guest, GuestReader, Reader, StreamInfo, SyncMode,
+    export_connector, host,
+};
+
+struct Misbehave;
+
+fn field(config: &str, name: &str) -> Result<String, Error> {
+    let v: serde_json::Value =
+        serde_json::from_str(config).map_err(|e| Error::Config(e.to_string()))?;
+    v.get(name)
+        .and_then(|d| d.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Config(format!("missing '{name}'")))
+}
+
+impl Guest for Misbehave {
+    type Reader = Bad;
+
+    fn spec() -> ConnectorSpec {
+        ConnectorSpec {
+            name: "misbehave".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "misbehaves on purpose, for sandbox tests".into(),
+            config_schema: "{}".into(),
+            modes: vec![SyncMode::FullRefresh],
+        }
+    }
+
+    fn check(config: String) -> Result<(), Error> {
+        field(&config, "do").map(|_| ())
+    }
+
+    fn discover(_config: String) -> Result<Vec<StreamInfo>, Error> {
+        Ok(vec![])
+    }
+
+    fn read(config: String, _stream: String, _state: Option<String>) -> Result<Reader, Error> {
+        Ok(Reader::new(Bad {
+            what: field(&config, "do")?,
+            target: field(&config, "target").unwrap_or_default(),
+            calls: Cell::new(0),
+        }))
+    }
+}
+
+/// The misbehaving reader.
+pub struct Bad {
+    what: String,
+    target: String,
+    calls: Cell<u64>,
+}
+
+impl GuestReader for Bad {
+    fn next(&self) -> Result<Option<Batch>, Error> {
+        self.calls.set(self.calls.get() + 1);
+        match self.what.as_str() {
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "hog" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "escape" => {
+                let bytes = host::get_range(&self.target, 0, 1024)?;
+                Err(Error::Other(format!("escaped the grant: read {} bytes", bytes.len())))
+            }
+            "list" => {
+                let found = host::list_objects(&self.target, None, 10)?;
+                Err(Error::Other(format!("escaped the grant: listed {} objects", found.len())))
+            }
+            "garbage" if self.calls.get() == 1 => Ok(Some(Batch {
+                ipc: b"definitely not arrow ipc".to_vec(),
+                checkpoint: None,
+            })),
+            "garbage" => Ok(None),
+            "panic" => panic!("misbehave: panic on purpose"),
+            other => Err(Error::Config(format!("unknown misbehaviour '{other}'"))),
+        }
+    }
+}
+
+export_connector!(Misbehave);
