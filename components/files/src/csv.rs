@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, builder::StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, builder::StringBuilder,
+};
 use arrow_cast::cast::{CastOptions, cast_with_options};
 use arrow_schema::{DataType, Field, TimeUnit};
 use serde_json::Value;
@@ -134,11 +136,8 @@ impl Tokenizer {
                         nends = 0;
                         continue;
                     }
-                    self.ends.extend(
-                        self.scratch_ends[..nends]
-                            .iter()
-                            .map(|e| record_start + e),
-                    );
+                    self.ends
+                        .extend(self.scratch_ends[..nends].iter().map(|e| record_start + e));
                     let line = self.core.line().saturating_sub(1).max(1);
                     self.records.push((first_end, nends, line));
                     return Ok(true);
@@ -171,7 +170,11 @@ fn header_names(tok: &Tokenizer) -> Result<Vec<String>, String> {
             .map_err(|_| "the header is not valid UTF-8".to_string())?
             .trim()
             .to_string();
-        let mut name = if name.is_empty() { format!("_c{i}") } else { name };
+        let mut name = if name.is_empty() {
+            format!("_c{i}")
+        } else {
+            name
+        };
         if names.contains(&name) {
             name = format!("{name}_{i}");
         }
@@ -351,14 +354,22 @@ impl CsvFile {
     }
 
     /// The next batch of this file, or `None` when it is exhausted.
-    pub fn next_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
+    pub fn next_batch(
+        &mut self,
+        shape: &Shape,
+        opts: &Options,
+    ) -> Result<Option<RecordBatch>, Error> {
         loop {
             if self.done {
                 return Ok(None);
             }
             self.tok.clear();
             while self.tok.len() < opts.batch_size {
-                if !self.tok.read_record().map_err(|e| io_error(&self.file, e))? {
+                if !self
+                    .tok
+                    .read_record()
+                    .map_err(|e| io_error(&self.file, e))?
+                {
                     self.done = true;
                     break;
                 }
@@ -483,12 +494,8 @@ impl CsvFile {
             }
         }
         let rescued = rescue.map(|r| (r, &self.file));
-        let mut batch = shape.assemble(
-            columns,
-            rescued.map(|(r, f)| r.finish(f)),
-            &self.file,
-            rows,
-        )?;
+        let mut batch =
+            shape.assemble(columns, rescued.map(|(r, f)| r.finish(f)), &self.file, rows)?;
         if malformed > 0 {
             host::count("rows-dropped", malformed as u64);
             let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
@@ -561,7 +568,10 @@ mod tests {
     fn tokenizer_handles_quotes_multiline_comments_and_bom() {
         let mut o = default_opts();
         o.comment = Some(b'#');
-        let mut t = tok("\u{feff}a,b\n# skipped\n1,\"x\ny\"\n2,\"he said \"\"hi\"\"\"\n", &o);
+        let mut t = tok(
+            "\u{feff}a,b\n# skipped\n1,\"x\ny\"\n2,\"he said \"\"hi\"\"\"\n",
+            &o,
+        );
         while t.read_record().unwrap() {}
         assert_eq!(t.len(), 3);
         assert_eq!(t.field(0, 0), Some(&b"a"[..]));

@@ -50,7 +50,9 @@ fn reader_of(file: &FileRef) -> Result<(BufReader<Box<dyn Read>>, bool), Error> 
 
 fn parse_array(file: &FileRef, reader: &mut BufReader<Box<dyn Read>>) -> Result<Vec<Value>, Error> {
     let mut text = Vec::new();
-    reader.read_to_end(&mut text).map_err(|e| io_error(file, e))?;
+    reader
+        .read_to_end(&mut text)
+        .map_err(|e| io_error(file, e))?;
     serde_json::from_slice::<Vec<Value>>(&text).map_err(|e| {
         Error::Data(format!(
             "{}: line {}: not a valid JSON array: {e}",
@@ -66,14 +68,22 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
     for file in files {
         let (mut reader, is_array) = reader_of(file)?;
         if is_array {
-            values.extend(parse_array(file, &mut reader)?.into_iter().take(SAMPLE_RECORDS));
+            values.extend(
+                parse_array(file, &mut reader)?
+                    .into_iter()
+                    .take(SAMPLE_RECORDS),
+            );
             continue;
         }
         let mut line = Vec::new();
         let (mut n, mut lineno) = (0, 0u64);
         while n < SAMPLE_RECORDS {
             line.clear();
-            if reader.read_until(b'\n', &mut line).map_err(|e| io_error(file, e))? == 0 {
+            if reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| io_error(file, e))?
+                == 0
+            {
                 break;
             }
             lineno += 1;
@@ -170,16 +180,21 @@ impl JsonFile {
     }
 
     /// The next batch of this file, or `None` when it is exhausted.
-    pub fn next_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
+    pub fn next_batch(
+        &mut self,
+        shape: &Shape,
+        opts: &Options,
+    ) -> Result<Option<RecordBatch>, Error> {
         loop {
             if self.done {
                 return Ok(None);
             }
-            let batch = if self.array.is_none() && shape.rescue.is_none() && opts.mode == Mode::FailFast {
-                self.fast_batch(shape, opts)?
-            } else {
-                self.careful_batch(shape, opts)?
-            };
+            let batch =
+                if self.array.is_none() && shape.rescue.is_none() && opts.mode == Mode::FailFast {
+                    self.fast_batch(shape, opts)?
+                } else {
+                    self.careful_batch(shape, opts)?
+                };
             if batch.is_some() || self.done {
                 return Ok(batch);
             }
@@ -206,16 +221,19 @@ impl JsonFile {
             return Ok(None);
         }
         let mut decoder = self.decoder(opts)?;
-        let decoded = decoder
-            .decode(&buf)
-            .and_then(|_| decoder.flush());
+        let decoded = decoder.decode(&buf).and_then(|_| decoder.flush());
         let data = match decoded {
             Ok(Some(batch)) => batch,
             Ok(None) => return Ok(None),
             Err(_) => return Err(self.locate_error(&buf, first_line, opts)),
         };
         let rows = data.num_rows();
-        Ok(Some(shape.assemble(data.columns().to_vec(), None, &self.file, rows)?))
+        Ok(Some(shape.assemble(
+            data.columns().to_vec(),
+            None,
+            &self.file,
+            rows,
+        )?))
     }
 
     /// Finds the first line of `buf` that fails, and says why.
@@ -243,11 +261,18 @@ impl JsonFile {
                 self.file.location
             ));
         }
-        Error::Data(format!("{}: malformed JSON near line {first_line}", self.file.location))
+        Error::Data(format!(
+            "{}: malformed JSON near line {first_line}",
+            self.file.location
+        ))
     }
 
     /// Reads up to a batch of records one by one, with per-record handling.
-    fn careful_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
+    fn careful_batch(
+        &mut self,
+        shape: &Shape,
+        opts: &Options,
+    ) -> Result<Option<RecordBatch>, Error> {
         let mut rows: Vec<Map<String, Value>> = Vec::new();
         let mut where_: Vec<String> = Vec::new();
         let mut bad: Vec<Option<String>> = Vec::new();
@@ -279,14 +304,24 @@ impl JsonFile {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                (serde_json::from_slice::<Value>(&line), format!("line {}", self.line))
+                (
+                    serde_json::from_slice::<Value>(&line),
+                    format!("line {}", self.line),
+                )
             };
             let (map, reason) = match value {
                 Ok(Value::Object(map)) => (map, None),
-                Ok(_) => (Map::new(), Some("a JSON record must be an object".to_string())),
+                Ok(_) => (
+                    Map::new(),
+                    Some("a JSON record must be an object".to_string()),
+                ),
                 Err(e) => (Map::new(), Some(format!("invalid JSON: {e}"))),
             };
-            raw_bad.push(reason.as_ref().map(|_| String::from_utf8_lossy(&line).trim_end().to_string()));
+            raw_bad.push(
+                reason
+                    .as_ref()
+                    .map(|_| String::from_utf8_lossy(&line).trim_end().to_string()),
+            );
             bad.push(reason);
             rows.push(map);
             where_.push(at);
@@ -316,7 +351,11 @@ impl JsonFile {
         if decoder.serialize(&rows).is_err() {
             // Find, per row and then per field, what does not fit the schema.
             for (r, row) in rows.iter_mut().enumerate() {
-                if self.decoder(opts)?.serialize(std::slice::from_ref(row)).is_ok() {
+                if self
+                    .decoder(opts)?
+                    .serialize(std::slice::from_ref(row))
+                    .is_ok()
+                {
                     continue;
                 }
                 let keys: Vec<String> = row.keys().cloned().collect();

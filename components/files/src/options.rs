@@ -160,23 +160,19 @@ impl Options {
                 }
                 "rescuedDataColumn" => {
                     if value.is_empty() {
-                        return Err(Error::Config(format!(
-                            "option '{key}' needs a column name"
-                        )));
+                        return Err(Error::Config(format!("option '{key}' needs a column name")));
                     }
                     o.rescued_data_column = Some(value.clone())
                 }
-                "batchSize" => {
-                    o.batch_size = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=1_048_576).contains(n))
-                        .ok_or_else(|| {
-                            Error::Config(format!(
-                                "option '{key}' must be a row count from 1 to 1048576, got '{value}'"
-                            ))
-                        })?
-                }
+                "batchSize" => o.batch_size = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1_048_576).contains(n))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "option '{key}' must be a row count from 1 to 1048576, got '{value}'"
+                        ))
+                    })?,
                 "encoding" => {
                     let v = value.to_ascii_lowercase().replace('-', "");
                     if v != "utf8" {
@@ -193,7 +189,9 @@ impl Options {
                 _ => {
                     return Err(Error::Config(format!(
                         "unknown option '{key}'{}; known options: {}",
-                        suggest(name).map(|s| format!(" (did you mean '{s}'?)")).unwrap_or_default(),
+                        suggest(name)
+                            .map(|s| format!(" (did you mean '{s}'?)"))
+                            .unwrap_or_default(),
                         KNOWN.join(", ")
                     )));
                 }
@@ -356,7 +354,10 @@ mod tests {
 
     #[test]
     fn cloudfiles_prefix_is_accepted_and_bad_values_refused() {
-        assert_eq!(opts(&[("cloudFiles.delimiter", "|")]).unwrap().delimiter, b'|');
+        assert_eq!(
+            opts(&[("cloudFiles.delimiter", "|")]).unwrap().delimiter,
+            b'|'
+        );
         assert!(opts(&[("delimiter", "||")]).is_err());
         assert!(opts(&[("header", "yes")]).is_err());
     }

@@ -32,7 +32,11 @@ impl ChunkReader for Remote {
     type T = ObjectReader;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<ObjectReader> {
-        Ok(ObjectReader::with_range(self.location.clone(), start, self.size))
+        Ok(ObjectReader::with_range(
+            self.location.clone(),
+            start,
+            self.size,
+        ))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
@@ -52,7 +56,12 @@ fn builder(
     };
     ParquetRecordBatchReaderBuilder::try_new(remote)
         .map(|b| b.with_batch_size(opts.batch_size))
-        .map_err(|e| Error::Data(format!("{}: not a readable Parquet file: {e}", file.location)))
+        .map_err(|e| {
+            Error::Data(format!(
+                "{}: not a readable Parquet file: {e}",
+                file.location
+            ))
+        })
 }
 
 /// The union of the sampled files' columns; a column whose type differs
@@ -73,7 +82,10 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
                     )));
                 }
                 Some(_) => {}
-                None => merged.push((f.as_ref().clone().with_nullable(true), file.location.clone())),
+                None => merged.push((
+                    f.as_ref().clone().with_nullable(true),
+                    file.location.clone(),
+                )),
             }
         }
     }
@@ -136,8 +148,12 @@ fn conform(
                     })
                 }
             }
-            Err(_) if f.name() == METADATA => Ok(arrow_array::new_null_array(f.data_type(), batch.num_rows())),
-            Err(_) => Ok(Arc::new(arrow_array::new_null_array(f.data_type(), batch.num_rows())) as ArrayRef),
+            Err(_) if f.name() == METADATA => {
+                Ok(arrow_array::new_null_array(f.data_type(), batch.num_rows()))
+            }
+            Err(_) => Ok(
+                Arc::new(arrow_array::new_null_array(f.data_type(), batch.num_rows())) as ArrayRef,
+            ),
         })
         .collect()
 }

@@ -59,7 +59,11 @@ impl Shape {
         }
         let metadata = !data.iter().any(|f| f.name() == METADATA);
         if metadata {
-            fields.push(Field::new(METADATA, DataType::Struct(metadata_fields()), false));
+            fields.push(Field::new(
+                METADATA,
+                DataType::Struct(metadata_fields()),
+                false,
+            ));
         }
         Ok(Shape {
             full: Arc::new(Schema::new(fields)),

@@ -67,7 +67,10 @@ impl Read for ObjectReader {
             if self.buf.is_empty() {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{} ended at byte {} of {}", self.location, self.pos, self.size),
+                    format!(
+                        "{} ended at byte {} of {}",
+                        self.location, self.pos, self.size
+                    ),
                 ));
             }
             self.pos += self.buf.len() as u64;

@@ -1,1 +1,24 @@
-//! placeholder
+//! What a pipeline is, and what its source resolves to.
+//!
+//! [`Ingest`] is the validated description of one batch ingest (source,
+//! format, reader options, table); [`plan_files`] turns a source (a file, a
+//! directory or a glob, local or in object storage) into the sorted list of
+//! files to read. Nothing here runs connectors: the host does.
+//!
+//! ```no_run
+//! # async fn demo() -> sluice_pipeline::Result<()> {
+//! use sluice_pipeline::{plan_files, Source};
+//! let source = Source::parse("data/*.csv", Default::default())?;
+//! for file in plan_files(&source).await? {
+//!     println!("{} ({} bytes)", file.location, file.size);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod plan;
+mod spec;
+
+pub use error::{Error, Result};
+pub use plan::{FileRef, Source, plan_files};
+pub use spec::{Format, Ingest};

@@ -1,1 +1,228 @@
-//! placeholder
+//! The native sink: Arrow record batches in, committed tables out.
+//!
+//! A [`Target`] is a table location and format. Batches are written through
+//! one or more [`Lane`]s in parallel (each streams its own data files to
+//! storage); [`Target::commit`] then makes every file of the run visible at
+//! once. Until that commit nothing a run wrote is part of the table, so a
+//! failed run leaves the table at its previous version; its orphaned files
+//! are never referenced and are removed by vacuum.
+//!
+//! ```no_run
+//! # async fn demo(batch: arrow_array::RecordBatch) -> sluice_sink::Result<()> {
+//! use sluice_sink::{Location, TableFormat, Target, WriteMode, WriteOptions};
+//!
+//! let location = Location::parse("/tmp/events", Default::default())?;
+//! let target = Target::new(location, TableFormat::Delta, WriteOptions::default());
+//! let mut lane = target.lane(batch.schema())?;
+//! lane.write(batch.clone()).await?;
+//! let written = lane.finish().await?;
+//! let committed = target.commit(&batch.schema(), vec![written], WriteMode::Overwrite, None).await?;
+//! println!("version {:?}", committed.version);
+//! # Ok(()) }
+//! ```
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Schema, SchemaRef};
+use deltalake_core::kernel::Add;
+use parquet::basic::{Compression, ZstdLevel};
+
+pub mod dataset;
+pub mod delta;
+mod error;
+mod location;
+
+pub use error::{Error, Result};
+pub use location::{Location, register_object_stores};
+
+/// The table format to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    /// A Delta Lake table.
+    Delta,
+    /// A plain directory of Parquet files.
+    Parquet,
+}
+
+/// How a run's data relates to what the table held before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Create the table, or replace its data and schema
+    /// (`CREATE OR REPLACE TABLE ... AS SELECT`).
+    Overwrite,
+    /// Add to the table, which must have the same schema; created if absent.
+    Append,
+}
+
+/// How data files are written.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// A data file is finished once it reaches about this many bytes.
+    pub target_file_bytes: u64,
+    /// A row group is finished once it holds about this many bytes.
+    pub row_group_bytes: usize,
+    /// Page compression.
+    pub compression: Compression,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            target_file_bytes: 128 * 1024 * 1024,
+            row_group_bytes: 64 * 1024 * 1024,
+            compression: Compression::ZSTD(ZstdLevel::default()),
+        }
+    }
+}
+
+/// A table to write into.
+#[derive(Debug, Clone)]
+pub struct Target {
+    location: Location,
+    format: TableFormat,
+    options: WriteOptions,
+}
+
+/// What one lane wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    adds: Vec<Add>,
+    files: Vec<dataset::DataFile>,
+    rows: u64,
+}
+
+impl Written {
+    /// Data files written.
+    pub fn files(&self) -> usize {
+        self.adds.len() + self.files.len()
+    }
+
+    /// Bytes of data files written.
+    pub fn bytes(&self) -> u64 {
+        self.adds.iter().map(|a| a.size as u64).sum::<u64>()
+            + self.files.iter().map(|f| f.bytes).sum::<u64>()
+    }
+
+    /// Rows written.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// The outcome of a commit.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The new table version (Delta only).
+    pub version: Option<u64>,
+    /// Data files the commit added.
+    pub files: usize,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Rows in those files.
+    pub rows: u64,
+}
+
+/// One stream of batches into data files.
+pub struct Lane {
+    inner: LaneInner,
+    rows: u64,
+}
+
+enum LaneInner {
+    Delta(Box<delta::DeltaLane>),
+    Parquet(dataset::ParquetLane),
+}
+
+impl Lane {
+    /// Writes `batch` (its schema must be the lane's).
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        match &mut self.inner {
+            LaneInner::Delta(l) => l.write(batch).await,
+            LaneInner::Parquet(l) => l.write(batch).await,
+        }
+    }
+
+    /// Finishes the open file and returns what the lane wrote.
+    pub async fn finish(self) -> Result<Written> {
+        let rows = self.rows;
+        Ok(match self.inner {
+            LaneInner::Delta(l) => Written {
+                adds: l.finish().await?,
+                files: vec![],
+                rows,
+            },
+            LaneInner::Parquet(l) => Written {
+                adds: vec![],
+                files: l.finish().await?,
+                rows,
+            },
+        })
+    }
+}
+
+impl Target {
+    /// A table at `location` in `format`.
+    pub fn new(location: Location, format: TableFormat, options: WriteOptions) -> Self {
+        register_object_stores();
+        Target {
+            location,
+            format,
+            options,
+        }
+    }
+
+    /// The table's location.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Opens a lane that writes batches of `schema`.
+    pub fn lane(&self, schema: SchemaRef) -> Result<Lane> {
+        let inner = match self.format {
+            TableFormat::Delta => LaneInner::Delta(Box::new(delta::DeltaLane::new(
+                &self.location,
+                schema,
+                &self.options,
+            )?)),
+            TableFormat::Parquet => LaneInner::Parquet(dataset::ParquetLane::new(
+                &self.location.as_dir(),
+                schema,
+                &self.options,
+            )?),
+        };
+        Ok(Lane { inner, rows: 0 })
+    }
+
+    /// Makes everything the lanes wrote visible at once.
+    ///
+    /// With `txn = Some((app_id, n))` the Delta commit also records that
+    /// application `app_id` committed its batch `n`.
+    pub async fn commit(
+        &self,
+        schema: &Schema,
+        written: Vec<Written>,
+        mode: WriteMode,
+        txn: Option<(String, i64)>,
+    ) -> Result<Committed> {
+        let files = written.iter().map(Written::files).sum();
+        let bytes = written.iter().map(Written::bytes).sum();
+        let rows = written.iter().map(Written::rows).sum();
+        let version = match self.format {
+            TableFormat::Delta => {
+                let adds = written.into_iter().flat_map(|w| w.adds).collect();
+                Some(delta::commit(&self.location, schema, adds, mode, txn).await?)
+            }
+            TableFormat::Parquet => {
+                let all: Vec<_> = written.into_iter().flat_map(|w| w.files).collect();
+                dataset::commit(&self.location.as_dir(), &all, mode).await?;
+                None
+            }
+        };
+        Ok(Committed {
+            version,
+            files,
+            bytes,
+            rows,
+        })
+    }
+}

@@ -82,11 +82,17 @@ impl GuestReader for Bad {
             }
             "escape" => {
                 let bytes = host::get_range(&self.target, 0, 1024)?;
-                Err(Error::Other(format!("escaped the grant: read {} bytes", bytes.len())))
+                Err(Error::Other(format!(
+                    "escaped the grant: read {} bytes",
+                    bytes.len()
+                )))
             }
             "list" => {
                 let found = host::list_objects(&self.target, None, 10)?;
-                Err(Error::Other(format!("escaped the grant: listed {} objects", found.len())))
+                Err(Error::Other(format!(
+                    "escaped the grant: listed {} objects",
+                    found.len()
+                )))
             }
             "garbage" if self.calls.get() == 1 => Ok(Some(Batch {
                 ipc: b"definitely not arrow ipc".to_vec(),

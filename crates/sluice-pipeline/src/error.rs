@@ -1,0 +1,32 @@
+//! The pipeline crate's error type.
+
+/// Errors from validating a pipeline or planning its input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A source or option is invalid; the text says what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// The source matched no files.
+    #[error("no files found at '{input}'{hint}")]
+    NoFiles {
+        /// The source as given.
+        input: String,
+        /// A hint, such as a nearby match.
+        hint: String,
+    },
+    /// Listing or reading object storage failed.
+    #[error("listing '{input}': {error}")]
+    Store {
+        /// The source as given.
+        input: String,
+        /// The cause.
+        error: object_store::Error,
+    },
+    /// A table location is invalid.
+    #[error(transparent)]
+    Location(#[from] sluice_sink::Error),
+}
+
+/// Result with the pipeline crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,225 @@
+//! Resolving a source to the files to read.
+//!
+//! A source is a file, a directory (read recursively) or a glob such as
+//! `s3://b/in/2024-*/*.csv`. Listing is one flat, paginated LIST under the
+//! longest prefix without glob characters, never one call per directory.
+//! Hidden files (names starting with `.` or `_`, such as `_SUCCESS`) are
+//! skipped, as Spark does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use globset::{GlobBuilder, GlobMatcher};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+use sluice_sink::Location;
+
+use crate::error::{Error, Result};
+
+/// One file to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Full URL.
+    pub location: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification, in milliseconds since the Unix epoch.
+    pub last_modified_ms: i64,
+}
+
+/// A parsed source: where to list and what to keep.
+#[derive(Debug, Clone)]
+pub struct Source {
+    text: String,
+    /// The longest leading part without glob characters.
+    base: Location,
+    glob: Option<GlobMatcher>,
+}
+
+fn is_glob(segment: &str) -> bool {
+    segment.contains(['*', '?', '[', '{'])
+}
+
+impl Source {
+    /// Parses a path or URL, possibly with glob characters.
+    pub fn parse(text: &str, options: HashMap<String, String>) -> Result<Self> {
+        if text.trim().is_empty() {
+            return Err(Error::Invalid("the source is empty".into()));
+        }
+        let (base_text, glob) = match text.split('/').position(is_glob) {
+            None => (text.to_string(), None),
+            Some(i) => {
+                let parts: Vec<&str> = text.split('/').collect();
+                let base = parts[..i].join("/");
+                (
+                    if base.is_empty() {
+                        "/".to_string()
+                    } else {
+                        base
+                    },
+                    Some(()),
+                )
+            }
+        };
+        let base = Location::parse(&base_text, options)?;
+        let glob = match glob {
+            None => None,
+            Some(()) => {
+                // Match against the full URL, so the pattern is the URL form.
+                let full =
+                    Location::parse(text, base.options().clone()).map(|l| l.url().to_string());
+                let pattern = match full {
+                    Ok(u) => percent_decode(&u),
+                    Err(_) => text.to_string(),
+                };
+                let m = GlobBuilder::new(&pattern)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::Invalid(format!("bad glob '{text}': {e}")))?
+                    .compile_matcher();
+                Some(m)
+            }
+        };
+        Ok(Source {
+            text: text.to_string(),
+            base,
+            glob,
+        })
+    }
+
+    /// The source as given.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The URL prefix every file of this source is under: what a connector
+    /// reading it must be granted.
+    pub fn grant(&self) -> String {
+        self.base.url().to_string()
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hidden(path: &Path) -> bool {
+    path.parts()
+        .last()
+        .map(|p| p.as_ref().starts_with('.') || p.as_ref().starts_with('_'))
+        .unwrap_or(false)
+}
+
+/// The files `source` names, sorted by location.
+pub async fn plan_files(source: &Source) -> Result<Vec<FileRef>> {
+    let (store, root): (Arc<dyn ObjectStore>, Path) = source.base.store()?;
+    let store_err = |error| Error::Store {
+        input: source.text.clone(),
+        error,
+    };
+    let meta_to_ref = |m: object_store::ObjectMeta| FileRef {
+        location: url_for(&source.base, &m.location),
+        size: m.size,
+        last_modified_ms: m.last_modified.timestamp_millis(),
+    };
+    let mut files = Vec::new();
+    if source.glob.is_none() {
+        // A single object?
+        match store.head(&root).await {
+            Ok(m) => return Ok(vec![meta_to_ref(m)]),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+    }
+    let listed: Vec<object_store::ObjectMeta> = store
+        .list(Some(&root))
+        .try_collect()
+        .await
+        .or_else(|e| match e {
+            object_store::Error::NotFound { .. } => Ok(vec![]),
+            e => Err(store_err(e)),
+        })?;
+    for m in listed {
+        if hidden(&m.location) {
+            continue;
+        }
+        let r = meta_to_ref(m);
+        if let Some(glob) = &source.glob
+            && !glob.is_match(percent_decode(&r.location))
+        {
+            continue;
+        }
+        files.push(r);
+    }
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    if files.is_empty() {
+        return Err(Error::NoFiles {
+            input: source.text.clone(),
+            hint: String::new(),
+        });
+    }
+    Ok(files)
+}
+
+fn url_for(base: &Location, path: &Path) -> String {
+    let mut url = base.url().clone();
+    url.set_path(&format!("/{}", path.as_ref()));
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &std::path::Path, name: &str) {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+
+    #[tokio::test]
+    async fn files_directories_and_globs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        for n in [
+            "a.csv",
+            "b.csv",
+            "c.json",
+            "sub/d.csv",
+            "_SUCCESS",
+            ".hidden.csv",
+        ] {
+            touch(d, n);
+        }
+        let plan = |s: String| async move {
+            plan_files(&Source::parse(&s, HashMap::new()).unwrap()).await
+        };
+        let all = plan(d.display().to_string()).await.unwrap();
+        assert_eq!(all.len(), 4, "{all:?}");
+        let csv = plan(format!("{}/*.csv", d.display())).await.unwrap();
+        assert_eq!(csv.len(), 2);
+        assert!(csv[0].location.ends_with("/a.csv"));
+        let deep = plan(format!("{}/**/*.csv", d.display())).await.unwrap();
+        assert_eq!(deep.len(), 3);
+        let one = plan(format!("{}/c.json", d.display())).await.unwrap();
+        assert_eq!(one[0].size, 1);
+        let none = plan(format!("{}/nothing", d.display())).await.unwrap_err();
+        assert!(none.to_string().contains("no files found"), "{none}");
+    }
+}

@@ -1,0 +1,77 @@
+//! The sink's error type.
+
+use deltalake_core::DeltaTableError;
+
+/// Errors from writing or committing a table.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The table location could not be understood.
+    #[error("invalid table location '{location}': {reason}")]
+    InvalidLocation {
+        /// What the user gave.
+        location: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The data's schema does not fit the table's.
+    #[error("the input's schema does not match table {table}: {reason}")]
+    SchemaMismatch {
+        /// The table.
+        table: String,
+        /// What differs, and what to do.
+        reason: String,
+    },
+    /// Another writer committed first and the conflict could not be resolved.
+    #[error("commit to {table} conflicted with another writer: {source}")]
+    CommitConflict {
+        /// The table.
+        table: String,
+        /// The conflict.
+        #[source]
+        source: DeltaTableError,
+    },
+    /// An error from the Delta protocol library.
+    #[error("delta table {table}: {source}")]
+    Delta {
+        /// The table.
+        table: String,
+        /// The cause.
+        #[source]
+        source: DeltaTableError,
+    },
+    /// Encoding Parquet failed.
+    #[error("writing parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Object storage failed.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// Arrow failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+}
+
+impl Error {
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::CommitConflict { .. } | Error::ObjectStore(_))
+    }
+
+    pub(crate) fn delta(table: &str, source: DeltaTableError) -> Self {
+        match source {
+            DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_) => {
+                Error::CommitConflict {
+                    table: table.to_string(),
+                    source,
+                }
+            }
+            source => Error::Delta {
+                table: table.to_string(),
+                source,
+            },
+        }
+    }
+}
+
+/// Result with the sink's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,185 @@
+//! The `host` interface a connector imports: logging, counters, and
+//! object-store access checked against the pipeline's grants.
+//!
+//! Host calls run on the component's own (blocking) thread and drive
+//! object-store futures on the tokio runtime through its handle.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectMeta as StoreMeta, ObjectStoreExt};
+
+use crate::bindings::{ConnectorError, Host, Level, ObjectMeta, TypesHost};
+use crate::grants::Grants;
+
+/// The most bytes one `get-range` may return: bounds host-side allocation.
+pub const MAX_RANGE: u64 = 256 << 20;
+/// The most objects one `list-objects` page may hold.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// Counters a run accumulates across its components.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes returned by `get-range`.
+    pub bytes_read: AtomicU64,
+    /// Named counters reported by components (`rows-dropped`, ...).
+    pub named: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    /// The value of counter `name`.
+    pub fn get(&self, name: &str) -> u64 {
+        self.named
+            .lock()
+            .map(|m| m.get(name).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+/// What one component instance may do.
+pub struct HostState {
+    grants: Grants,
+    runtime: tokio::runtime::Handle,
+    counters: Arc<Counters>,
+    component: String,
+}
+
+impl HostState {
+    /// Capabilities for `component` (a name for log lines).
+    pub fn new(
+        component: impl Into<String>,
+        grants: Grants,
+        runtime: tokio::runtime::Handle,
+        counters: Arc<Counters>,
+    ) -> Self {
+        HostState {
+            grants,
+            runtime,
+            counters,
+            component: component.into(),
+        }
+    }
+
+    fn meta(like: &url::Url, m: StoreMeta) -> ObjectMeta {
+        ObjectMeta {
+            location: Grants::url_of(like, &m.location),
+            size: m.size,
+            last_modified_ms: m.last_modified.timestamp_millis(),
+            etag: m.e_tag,
+        }
+    }
+}
+
+fn denied(e: crate::grants::Denied) -> ConnectorError {
+    tracing::warn!(target: "sluice::audit", "denied: {e}");
+    ConnectorError::Auth(e.to_string())
+}
+
+fn store_error(location: &str, e: object_store::Error) -> ConnectorError {
+    match e {
+        object_store::Error::NotFound { .. } => {
+            ConnectorError::Io(format!("{location}: no such object"))
+        }
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => {
+            ConnectorError::Auth(format!("{location}: {e}"))
+        }
+        e => ConnectorError::Io(format!("{location}: {e}")),
+    }
+}
+
+impl TypesHost for HostState {}
+
+impl Host for HostState {
+    fn log(&mut self, level: Level, message: String) {
+        let c = &self.component;
+        match level {
+            Level::Trace => tracing::trace!(target: "sluice::component", "{c}: {message}"),
+            Level::Debug => tracing::debug!(target: "sluice::component", "{c}: {message}"),
+            Level::Info => tracing::info!(target: "sluice::component", "{c}: {message}"),
+            Level::Warn => tracing::warn!(target: "sluice::component", "{c}: {message}"),
+            Level::Error => tracing::error!(target: "sluice::component", "{c}: {message}"),
+        }
+    }
+
+    fn count(&mut self, name: String, delta: u64) {
+        if let Ok(mut named) = self.counters.named.lock() {
+            // Bounded: a component cannot grow the map without end.
+            if named.len() < 256 || named.contains_key(&name) {
+                *named.entry(name).or_default() += delta;
+            }
+        }
+    }
+
+    fn list_objects(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<ObjectMeta>, ConnectorError> {
+        let (store, path, url) = self.grants.resolve(&prefix).map_err(denied)?;
+        let offset = match &after {
+            Some(a) => Some(self.grants.resolve(a).map_err(denied)?.1),
+            None => None,
+        };
+        let limit = limit.clamp(1, MAX_PAGE) as usize;
+        self.runtime.block_on(async {
+            let listing = match &offset {
+                Some(o) => store.list_with_offset(Some(&path), o),
+                None => store.list(Some(&path)),
+            };
+            let metas: Vec<StoreMeta> = listing
+                .take(limit)
+                .try_collect()
+                .await
+                .map_err(|e| store_error(&prefix, e))?;
+            let mut out: Vec<ObjectMeta> = metas.into_iter().map(|m| Self::meta(&url, m)).collect();
+            out.sort_by(|a, b| a.location.cmp(&b.location));
+            Ok(out)
+        })
+    }
+
+    fn head(&mut self, location: String) -> Result<ObjectMeta, ConnectorError> {
+        let (store, path, url) = self.grants.resolve(&location).map_err(denied)?;
+        self.runtime.block_on(async {
+            let m = store
+                .head(&path)
+                .await
+                .map_err(|e| store_error(&location, e))?;
+            Ok(Self::meta(&url, m))
+        })
+    }
+
+    fn get_range(
+        &mut self,
+        location: String,
+        start: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        if length > MAX_RANGE {
+            return Err(ConnectorError::Config(format!(
+                "get-range of {length} bytes is above the limit of {MAX_RANGE}; read in smaller ranges"
+            )));
+        }
+        let (store, path, _) = self.grants.resolve(&location).map_err(denied)?;
+        if length == 0 {
+            return Ok(Vec::new());
+        }
+        let end = start
+            .checked_add(length)
+            .ok_or_else(|| ConnectorError::Config("range overflows".into()))?;
+        let bytes = self.runtime.block_on(async {
+            store
+                .get_range(&path, start..end)
+                .await
+                .map_err(|e| store_error(&location, e))
+        })?;
+        self.counters
+            .bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes.to_vec())
+    }
+}

@@ -1,0 +1,16 @@
+//! The Sluice host: runs WebAssembly connectors under wasmtime and streams
+//! their Arrow batches into tables through the native sink.
+//!
+//! - [`runtime`]: the engine, the compiled-component cache, bounded stores;
+//! - [`capability`] and [`grants`]: what a connector may do, checked per call;
+//! - [`session`]: one connector instance, driven call by call;
+//! - [`ingest`]: the batch ingest job (plan, discover, read in lanes, commit);
+//! - [`builtin`]: the connectors compiled into the binary.
+
+pub mod bindings;
+pub mod builtin;
+pub mod capability;
+pub mod grants;
+pub mod ingest;
+pub mod runtime;
+pub mod session;

@@ -1,0 +1,229 @@
+//! The wasmtime runtime: one engine, compiled components cached by content,
+//! and stores that are bounded in memory and time.
+//!
+//! Invariants:
+//! - a component is compiled at most once per content hash and engine; the
+//!   compiled form is cached on disk and only ever produced by this process
+//!   (never accepted from elsewhere), which is what makes loading it sound;
+//! - every store has a memory cap and an epoch deadline, so a component that
+//!   loops or allocates without end traps instead of hanging or exhausting
+//!   the host; a trap fails that call only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::{Connector, ConnectorPre};
+use crate::capability::HostState;
+
+/// How often the epoch advances.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Limits every store gets.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Linear memory a component may grow to.
+    pub memory_bytes: usize,
+    /// Wall-clock time one call into a component may take.
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 1 << 30,
+            call_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Per-store data: WASI (with nothing granted), limits and host capabilities.
+pub struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// The host capabilities this component was granted.
+    pub host: HostState,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The engine, with its epoch ticker, and the component cache.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<StoreData>>,
+    cache_dir: Option<PathBuf>,
+    limits: Limits,
+    _ticker: Arc<Ticker>,
+}
+
+struct Ticker(Arc<AtomicBool>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A compiled connector, ready to instantiate.
+#[derive(Clone)]
+pub struct Loaded {
+    pre: ConnectorPre<StoreData>,
+    /// Hex sha256 of the component's bytes.
+    pub sha256: String,
+}
+
+impl Runtime {
+    /// Creates the engine. `cache_dir` holds compiled components.
+    pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> Result<Self> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Connector::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |d: &mut StoreData| {
+            &mut d.host
+        })?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, s) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    e.increment_epoch();
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache_dir,
+            limits,
+            _ticker: Arc::new(Ticker(stop)),
+        })
+    }
+
+    /// The limits stores get.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles (or loads from the cache) the component in `wasm`.
+    pub fn load(&self, wasm: &[u8]) -> Result<Loaded> {
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let component = self.compile_cached(wasm, &sha256)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component does not fit the sluice:connector world with the capabilities Sluice offers")?;
+        let pre = ConnectorPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export sluice:connector/source")?;
+        Ok(Loaded { pre, sha256 })
+    }
+
+    fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {
+        use std::hash::{Hash, Hasher};
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, wasm)
+                .map_err(anyhow::Error::from)
+                .context("compiling the component");
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let path = dir.join(format!("{sha256}-{:016x}.cwasm", h.finish()));
+        if path.exists() {
+            match deserialize(&self.engine, &path) {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
+            }
+        }
+        let component = Component::new(&self.engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        if let Err(e) = write_atomically(dir, &path, &component.serialize()?) {
+            tracing::warn!(
+                "could not cache the compiled component in {}: {e:#}",
+                dir.display()
+            );
+        }
+        Ok(component)
+    }
+
+    /// A new store for one run of a component, with `host` capabilities.
+    pub fn store(&self, host: HostState) -> Store<StoreData> {
+        let data = StoreData {
+            // No preopened directories, sockets, environment or arguments.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .instances(8)
+                .tables(64)
+                .memories(4)
+                .trap_on_grow_failure(true)
+                .build(),
+            host,
+        };
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|d| &mut d.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks());
+        store
+    }
+
+    /// Epoch ticks one call may take.
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.limits.call_timeout.as_millis() / TICK.as_millis()).max(1) as u64
+    }
+}
+
+impl Loaded {
+    /// Instantiates the component in `store`.
+    pub fn instantiate(&self, store: &mut Store<StoreData>) -> Result<Connector> {
+        self.pre
+            .instantiate(store)
+            .map_err(anyhow::Error::from)
+            .context("instantiating the component")
+    }
+}
+
+/// Loads a compiled component this process wrote to its own cache.
+#[expect(
+    unsafe_code,
+    reason = "deserializing compiled code is unsafe; only our own cache is read"
+)]
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
+    // SAFETY: the file was produced by `Component::serialize` of this engine
+    // configuration (its name carries the engine's compatibility hash) and is
+    // written atomically into a cache directory only Sluice writes to.
+    unsafe { Ok(Component::deserialize_file(engine, path)?) }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
