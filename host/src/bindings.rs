@@ -6,8 +6,8 @@ wasmtime::component::bindgen!({
     world: "sluice:connector/connector",
 });
 
-pub use exports::sluice::connector::source::{Guest as Source, GuestReader as SourceReader};
-pub use sluice::connector::host::{Host, Level};
-pub use sluice::connector::types::{
+pub use self::exports::sluice::connector::source::{Guest as Source, GuestReader as SourceReader};
+pub use self::sluice::connector::host::{Host, Level};
+pub use self::sluice::connector::types::{
     ConnectorSpec, Error as ConnectorError, Host as TypesHost, ObjectMeta, StreamInfo, SyncMode,
 };

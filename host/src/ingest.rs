@@ -185,6 +185,10 @@ impl Job {
         on_planned(input_bytes);
         let (stream, mut config) = self.discover_planned(&plan).await?;
         config["schema"] = serde_json::to_value(stream.schema.as_ref())?;
+        // The table's schema is the stream's fields; schema-level metadata
+        // is the connector's own business.
+        let table_schema: SchemaRef =
+            Arc::new(arrow_schema::Schema::new(stream.schema.fields().clone()));
 
         // Split files across lanes, largest first onto the least-loaded lane.
         let lanes = if plan.files.is_empty() {
@@ -194,7 +198,7 @@ impl Job {
         };
         let mut groups: Vec<(u64, Vec<FileRef>)> = vec![(0, Vec::new()); lanes];
         let mut by_size = plan.files.clone();
-        by_size.sort_by(|a, b| b.size.cmp(&a.size));
+        by_size.sort_by_key(|f| std::cmp::Reverse(f.size));
         for f in by_size {
             if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
                 g.0 += f.size;
@@ -215,7 +219,7 @@ impl Job {
             let (tx, rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
             let host = self.host(&plan, &format!("lane {i}"));
             let (runtime, loaded) = (self.runtime.clone(), self.connector.clone());
-            let (name, schema) = (stream.info.name.clone(), stream.schema.clone());
+            let (name, schema) = (stream.info.name.clone(), table_schema.clone());
             readers.push(tokio::task::spawn_blocking(move || {
                 read_lane(
                     &runtime,
@@ -227,7 +231,7 @@ impl Job {
                     tx,
                 )
             }));
-            let lane = self.target.lane(stream.schema.clone())?;
+            let lane = self.target.lane(table_schema.clone())?;
             writers.push(tokio::spawn(write_lane(lane, rx)));
         }
 
@@ -258,7 +262,7 @@ impl Job {
         }
         let committed = self
             .target
-            .commit(&stream.schema, written, self.mode, None)
+            .commit(&table_schema, written, self.mode, None)
             .await
             .context("committing the table")?;
         let counters = self
@@ -310,6 +314,10 @@ fn read_lane(
                     batch.schema()
                 );
             }
+            let rows =
+                arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            let batch =
+                RecordBatch::try_new_with_options(schema.clone(), batch.columns().to_vec(), &rows)?;
             if tx.blocking_send(batch).is_err() {
                 // The writer failed; its error is the one to report.
                 session.close(reader)?;

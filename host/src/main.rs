@@ -120,6 +120,15 @@ enum FormatArg {
     Parquet,
 }
 
+fn mode_name(m: &sluice::bindings::SyncMode) -> &'static str {
+    use sluice::bindings::SyncMode;
+    match m {
+        SyncMode::FullRefresh => "full-refresh",
+        SyncMode::Incremental => "incremental",
+        SyncMode::Streaming => "streaming",
+    }
+}
+
 fn storage_options(cli: &Cli) -> Result<HashMap<String, String>> {
     let mut out: HashMap<String, String> = std::env::vars()
         .filter(|(k, _)| {
@@ -146,7 +155,7 @@ fn cache_dir(cli: &Cli) -> Option<PathBuf> {
 }
 
 fn runtime(cli: &Cli) -> Result<Runtime> {
-    if !(cli.component_timeout > 0.0) {
+    if !cli.component_timeout.is_finite() || cli.component_timeout <= 0.0 {
         bail!("--component-timeout must be a positive number of seconds");
     }
     let limits = Limits {
@@ -226,7 +235,7 @@ async fn connectors(cli: &Cli, json: bool) -> Result<()> {
             .map(|(s, sha)| {
                 serde_json::json!({
                     "name": s.name, "version": s.version, "description": s.description,
-                    "modes": s.modes.iter().map(|m| format!("{m:?}").to_lowercase()).collect::<Vec<_>>(),
+                    "modes": s.modes.iter().map(mode_name).collect::<Vec<_>>(),
                     "config_schema": serde_json::from_str::<serde_json::Value>(&s.config_schema).unwrap_or_default(),
                     "sha256": sha,
                 })
@@ -235,11 +244,7 @@ async fn connectors(cli: &Cli, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for (s, sha) in &specs {
-            let modes: Vec<String> = s
-                .modes
-                .iter()
-                .map(|m| format!("{m:?}").to_lowercase())
-                .collect();
+            let modes: Vec<&str> = s.modes.iter().map(mode_name).collect();
             println!("{} {}  {}", s.name, s.version, s.description);
             println!("  modes: {}", modes.join(", "));
             println!("  sha256: {sha}");
@@ -417,9 +422,12 @@ fn print_summary(s: &Summary, table: &Location) {
         .version
         .map(|v| format!(", version {v}"))
         .unwrap_or_default();
+    // Counters for people (rows-dropped, ...) go in the summary; timings
+    // (`*-us`) go to the log.
     let extra: String = s
         .counters
         .iter()
+        .filter(|(k, _)| !k.ends_with("-us"))
         .map(|(k, v)| format!(", {v} {k}"))
         .collect();
     println!(
@@ -433,9 +441,15 @@ fn print_summary(s: &Summary, table: &Location) {
         version,
         extra
     );
+    let encode_us = s
+        .counters
+        .iter()
+        .find(|(k, _)| k == "ipc-encode-us")
+        .map_or(0, |c| c.1);
     tracing::info!(
-        "connector {:.2}s, ipc decode {:.3}s, wrote {} files ({} bytes)",
+        "timings: connector {:.3}s, ipc encode {:.3}s, ipc decode {:.3}s; wrote {} files ({} bytes)",
         s.connector_time.as_secs_f64(),
+        encode_us as f64 / 1e6,
         s.decode_time.as_secs_f64(),
         s.committed.files,
         s.committed.bytes

@@ -390,33 +390,31 @@ impl CsvFile {
         let mut bad: Vec<Option<String>> = vec![None; rows];
         let mut rescue = shape.rescue.as_ref().map(|_| Rescue::new(rows));
 
-        for r in 0..rows {
+        for (r, bad) in bad.iter_mut().enumerate() {
             let w = tok.width(r);
-            if w < self.width && opts.mode == Mode::Permissive {
-                // Missing trailing fields are nulls, as in Spark.
+            if w == self.width || (w < self.width && opts.mode == Mode::Permissive) {
+                // Missing trailing fields are nulls in PERMISSIVE, as in Spark.
                 continue;
             }
-            if w != self.width {
-                if w > self.width {
-                    if let Some(rescue) = rescue.as_mut() {
-                        for i in self.width..w {
-                            let v = String::from_utf8_lossy(tok.field(r, i).unwrap_or_default());
-                            rescue.put(r, &format!("_c{i}"), Value::String(v.into_owned()));
-                        }
-                        continue;
-                    }
+            if w > self.width
+                && let Some(rescue) = rescue.as_mut()
+            {
+                for i in self.width..w {
+                    let v = String::from_utf8_lossy(tok.field(r, i).unwrap_or_default());
+                    rescue.put(r, &format!("_c{i}"), Value::String(v.into_owned()));
                 }
-                bad[r] = Some(format!("expected {} fields, found {w}", self.width));
+                continue;
             }
+            *bad = Some(format!("expected {} fields, found {w}", self.width));
         }
         if let Some(rescue) = rescue.as_mut() {
             for (i, name) in &self.extra {
                 for r in 0..rows {
-                    if let Some(raw) = tok.field(r, *i) {
-                        if raw != opts.null_value.as_bytes() {
-                            let v = String::from_utf8_lossy(raw);
-                            rescue.put(r, name, Value::String(v.into_owned()));
-                        }
+                    if let Some(raw) = tok.field(r, *i)
+                        && raw != opts.null_value.as_bytes()
+                    {
+                        let v = String::from_utf8_lossy(raw);
+                        rescue.put(r, name, Value::String(v.into_owned()));
                     }
                 }
             }
@@ -439,7 +437,7 @@ impl CsvFile {
                 cast_with_options(&strings, field.data_type(), &options)?
             };
             if typed.null_count() != strings.null_count() {
-                for r in 0..rows {
+                for (r, bad) in bad.iter_mut().enumerate() {
                     if typed.is_null(r) && strings.is_valid(r) {
                         let raw = strings.value(r);
                         match rescue.as_mut() {
@@ -447,8 +445,8 @@ impl CsvFile {
                                 rescue.put(r, field.name(), Value::String(raw.to_string()))
                             }
                             None => {
-                                if bad[r].is_none() {
-                                    bad[r] = Some(format!(
+                                if bad.is_none() {
+                                    *bad = Some(format!(
                                         "cannot parse '{raw}' as {} for column '{}'",
                                         type_name(field.data_type()),
                                         field.name()
@@ -488,10 +486,10 @@ impl CsvFile {
             }
             malformed = bad.iter().filter(|b| b.is_some()).count();
         }
-        if let Some(rescue) = &rescue {
-            if rescue.count() > 0 {
-                host::count("rows-rescued", rescue.count());
-            }
+        if let Some(rescue) = &rescue
+            && rescue.count() > 0
+        {
+            host::count("rows-rescued", rescue.count());
         }
         let rescued = rescue.map(|r| (r, &self.file));
         let mut batch =

@@ -267,6 +267,19 @@ impl JsonFile {
         ))
     }
 
+    /// Decodes parsed records into a batch of the data columns.
+    fn decode_rows(
+        &self,
+        rows: &[Map<String, Value>],
+        opts: &Options,
+    ) -> Result<RecordBatch, Error> {
+        let mut decoder = self.decoder(opts)?;
+        decoder.serialize(rows)?;
+        Ok(decoder
+            .flush()?
+            .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+    }
+
     /// Reads up to a batch of records one by one, with per-record handling.
     fn careful_batch(
         &mut self,
@@ -339,48 +352,42 @@ impl JsonFile {
                 .cloned()
                 .collect();
             for k in unknown {
-                if let Some(v) = row.remove(&k) {
-                    if let Some(rescue) = rescue.as_mut() {
-                        rescue.put(r, &k, v);
-                    }
+                if let Some(v) = row.remove(&k)
+                    && let Some(rescue) = rescue.as_mut()
+                {
+                    rescue.put(r, &k, v);
                 }
             }
         }
 
-        let mut decoder = self.decoder(opts)?;
-        if decoder.serialize(&rows).is_err() {
-            // Find, per row and then per field, what does not fit the schema.
-            for (r, row) in rows.iter_mut().enumerate() {
-                if self
-                    .decoder(opts)?
-                    .serialize(std::slice::from_ref(row))
-                    .is_ok()
-                {
-                    continue;
-                }
-                let keys: Vec<String> = row.keys().cloned().collect();
-                for k in keys {
-                    let mut one = Map::new();
-                    one.insert(k.clone(), row[&k].clone());
-                    if let Err(e) = self.decoder(opts)?.serialize(&[one]) {
-                        let v = row.remove(&k).unwrap_or(Value::Null);
-                        match rescue.as_mut() {
-                            Some(rescue) => rescue.put(r, &k, v),
-                            None => {
-                                if bad[r].is_none() {
-                                    bad[r] = Some(format!("column '{k}': {e}"));
+        let data = match self.decode_rows(&rows, opts) {
+            Ok(data) => data,
+            Err(_) => {
+                // Find, per row and then per field, what does not fit the schema.
+                for (r, row) in rows.iter_mut().enumerate() {
+                    if self.decode_rows(std::slice::from_ref(row), opts).is_ok() {
+                        continue;
+                    }
+                    let keys: Vec<String> = row.keys().cloned().collect();
+                    for k in keys {
+                        let mut one = Map::new();
+                        one.insert(k.clone(), row[&k].clone());
+                        if let Err(e) = self.decode_rows(&[one], opts) {
+                            let v = row.remove(&k).unwrap_or(Value::Null);
+                            match rescue.as_mut() {
+                                Some(rescue) => rescue.put(r, &k, v),
+                                None => {
+                                    if bad[r].is_none() {
+                                        bad[r] = Some(format!("column '{k}': {e}"));
+                                    }
                                 }
                             }
                         }
                     }
                 }
+                self.decode_rows(&rows, opts)?
             }
-            decoder = self.decoder(opts)?;
-            decoder.serialize(&rows)?;
-        }
-        let data = decoder
-            .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
+        };
         let n = data.num_rows();
 
         let malformed = bad.iter().filter(|b| b.is_some()).count();
@@ -407,10 +414,10 @@ impl JsonFile {
                 Mode::DropMalformed => {}
             }
         }
-        if let Some(rescue) = &rescue {
-            if rescue.count() > 0 {
-                host::count("rows-rescued", rescue.count());
-            }
+        if let Some(rescue) = &rescue
+            && rescue.count() > 0
+        {
+            host::count("rows-rescued", rescue.count());
         }
         let rescued = rescue.map(|r| r.finish(&self.file));
         let mut batch = shape.assemble(data.columns().to_vec(), rescued, &self.file, n)?;

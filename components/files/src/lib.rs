@@ -123,7 +123,7 @@ impl Guest for Files {
 }
 
 enum Open {
-    Csv(csv::CsvFile),
+    Csv(Box<csv::CsvFile>),
     Json(json::JsonFile),
     Parquet(parquet::ParquetFile),
 }
@@ -151,7 +151,9 @@ impl GuestReader for FilesReader {
                     return Ok(None);
                 };
                 s.current = Some(match s.format {
-                    Format::Csv => Open::Csv(csv::CsvFile::open(file, &s.shape, &s.opts)?),
+                    Format::Csv => {
+                        Open::Csv(Box::new(csv::CsvFile::open(file, &s.shape, &s.opts)?))
+                    }
                     Format::Json => Open::Json(json::JsonFile::open(file, &s.shape)?),
                     Format::Parquet => Open::Parquet(parquet::ParquetFile::open(file, &s.opts)?),
                 });
@@ -164,8 +166,14 @@ impl GuestReader for FilesReader {
             };
             match batch {
                 Some(batch) => {
+                    let started = std::time::Instant::now();
+                    let ipc = ipc::encode_batch(&batch)?;
+                    sluice_connector_sdk::host::count(
+                        "ipc-encode-us",
+                        started.elapsed().as_micros() as u64,
+                    );
                     return Ok(Some(Batch {
-                        ipc: ipc::encode_batch(&batch)?,
+                        ipc,
                         checkpoint: None,
                     }));
                 }

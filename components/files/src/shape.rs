@@ -18,6 +18,11 @@ use crate::options::{FileRef, Options};
 /// Name of the file metadata column.
 pub const METADATA: &str = "_metadata";
 
+/// Schema metadata key listing the columns Sluice appended to the data's
+/// (rescued data, `_metadata`), so a schema handed back to `read` splits the
+/// same way `discover` built it.
+const APPENDED: &str = "sluice.appended";
+
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -57,6 +62,11 @@ impl Shape {
             }
             fields.push(Field::new(name, DataType::Utf8, true));
         }
+        let mut appended: Vec<&str> = opts
+            .rescued_data_column
+            .iter()
+            .map(String::as_str)
+            .collect();
         let metadata = !data.iter().any(|f| f.name() == METADATA);
         if metadata {
             fields.push(Field::new(
@@ -64,27 +74,29 @@ impl Shape {
                 DataType::Struct(metadata_fields()),
                 false,
             ));
+            appended.push(METADATA);
         }
+        let schema_metadata = [(APPENDED.to_string(), appended.join(","))].into();
         Ok(Shape {
-            full: Arc::new(Schema::new(fields)),
+            full: Arc::new(Schema::new_with_metadata(fields, schema_metadata)),
             data: data.into_iter().map(Arc::new).collect(),
             rescue: opts.rescued_data_column.clone(),
             metadata,
         })
     }
 
-    /// Recovers the shape from a full output schema (as `discover` gave it).
+    /// Recovers the shape from a full output schema (as `discover` gave
+    /// it; a schema without Sluice's marker is all data columns).
     pub fn from_full(full: &Schema, opts: &Options) -> Result<Self, Error> {
-        let rescue = opts.rescued_data_column.clone();
-        let has_metadata_struct = full
-            .fields()
-            .iter()
-            .any(|f| f.name() == METADATA && f.data_type() == &DataType::Struct(metadata_fields()));
+        let appended: Vec<&str> = full
+            .metadata()
+            .get(APPENDED)
+            .map(|a| a.split(',').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
         let data: Vec<Field> = full
             .fields()
             .iter()
-            .filter(|f| Some(f.name()) != rescue.as_ref())
-            .filter(|f| !(has_metadata_struct && f.name() == METADATA))
+            .filter(|f| !appended.contains(&f.name().as_str()))
             .map(|f| f.as_ref().clone())
             .collect();
         Self::from_data(data, opts)

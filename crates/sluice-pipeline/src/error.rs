@@ -21,11 +21,17 @@ pub enum Error {
         /// The source as given.
         input: String,
         /// The cause.
-        error: object_store::Error,
+        error: Box<object_store::Error>,
     },
     /// A table location is invalid.
     #[error(transparent)]
-    Location(#[from] sluice_sink::Error),
+    Location(Box<sluice_sink::Error>),
+}
+
+impl From<sluice_sink::Error> for Error {
+    fn from(e: sluice_sink::Error) -> Self {
+        Error::Location(Box::new(e))
+    }
 }
 
 /// Result with the pipeline crate's [`Error`].

@@ -106,12 +106,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -120,9 +121,8 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn hidden(path: &Path) -> bool {
-    path.parts()
-        .last()
-        .map(|p| p.as_ref().starts_with('.') || p.as_ref().starts_with('_'))
+    path.filename()
+        .map(|p| p.starts_with('.') || p.starts_with('_'))
         .unwrap_or(false)
 }
 
@@ -131,7 +131,7 @@ pub async fn plan_files(source: &Source) -> Result<Vec<FileRef>> {
     let (store, root): (Arc<dyn ObjectStore>, Path) = source.base.store()?;
     let store_err = |error| Error::Store {
         input: source.text.clone(),
-        error,
+        error: Box::new(error),
     };
     let meta_to_ref = |m: object_store::ObjectMeta| FileRef {
         location: url_for(&source.base, &m.location),

@@ -126,7 +126,7 @@ pub async fn commit(
                     },
                 )
                 .await
-                .map_err(|e| Error::delta(&table, e.into()))?
+                .map_err(|e| Error::delta(&table, e))?
                 .version();
             Ok(version)
         }

@@ -129,7 +129,7 @@ pub struct Lane {
 
 enum LaneInner {
     Delta(Box<delta::DeltaLane>),
-    Parquet(dataset::ParquetLane),
+    Parquet(Box<dataset::ParquetLane>),
 }
 
 impl Lane {
@@ -184,11 +184,11 @@ impl Target {
                 schema,
                 &self.options,
             )?)),
-            TableFormat::Parquet => LaneInner::Parquet(dataset::ParquetLane::new(
+            TableFormat::Parquet => LaneInner::Parquet(Box::new(dataset::ParquetLane::new(
                 &self.location.as_dir(),
                 schema,
                 &self.options,
-            )?),
+            )?)),
         };
         Ok(Lane { inner, rows: 0 })
     }

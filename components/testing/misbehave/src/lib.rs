@@ -10,9 +10,11 @@
 
 use std::cell::Cell;
 
+use arrow_schema::{DataType, Field, Schema};
+
 use sluice_connector_sdk::{
     Batch, ConnectorSpec, Error, Guest, GuestReader, Reader, StreamInfo, SyncMode,
-    export_connector, host,
+    export_connector, host, ipc,
 };
 
 struct Misbehave;
@@ -44,7 +46,13 @@ impl Guest for Misbehave {
     }
 
     fn discover(_config: String) -> Result<Vec<StreamInfo>, Error> {
-        Ok(vec![])
+        let schema = Schema::new(vec![Field::new("x", DataType::Int64, true)]);
+        Ok(vec![StreamInfo {
+            name: "bad".into(),
+            arrow_schema: ipc::encode_schema(&schema)?,
+            cursor_fields: vec![],
+            primary_key: vec![],
+        }])
     }
 
     fn read(config: String, _stream: String, _state: Option<String>) -> Result<Reader, Error> {

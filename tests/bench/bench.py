@@ -1,0 +1,190 @@
+"""Sluice vs DuckDB vs pyarrow, side by side in one run.
+
+Generates seeded data (a CSV and an NDJSON of realistic event rows with a
+dozen columns, about --gib each, and --small-files small CSV files), then
+times, on the same inputs:
+
+  Sluice   ingest -> Delta (zstd Parquet + commit)
+  DuckDB   COPY (SELECT * FROM read_csv/read_json(...)) TO '...parquet' (zstd)
+  pyarrow  read_csv / read_json -> parquet.write_table (zstd)
+
+Every run is a separate process; wall time and that process's peak RSS
+(wait4) are recorded. The table shows medians over --runs and the ratio
+peer_time / sluice_time (above 1.0: Sluice is faster). Sluice's own timing
+log gives the share of time spent crossing the component boundary (Arrow
+IPC encode in the guest plus decode in the host). Machines here are noisy:
+read medians and ratios, not single numbers.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SLUICE = ROOT / "target" / "release" / "sluice"
+PY = sys.executable
+
+
+def generate(data: Path, gib: float, small_files: int) -> dict:
+    """Seeded event rows via DuckDB's deterministic hash(); cached by size."""
+    import duckdb
+
+    data.mkdir(parents=True, exist_ok=True)
+    stamp = data / f"stamp-{gib}-{small_files}.json"
+    if stamp.exists():
+        return json.loads(stamp.read_text())
+    # About 150 bytes per CSV row.
+    rows = int(gib * (1 << 30) / 150)
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    con.execute(f"""
+        CREATE TABLE events AS
+        SELECT
+            i AS event_id,
+            hash(i, 1) % 5000000 AS user_id,
+            ['view', 'click', 'purchase', 'signup', 'logout'][1 + hash(i, 2) % 5] AS event_type,
+            'sess-' || lpad(CAST(hash(i, 3) % 100000000 AS VARCHAR), 8, '0') AS session_id,
+            TIMESTAMP '2026-01-01' + to_milliseconds(i * 7) AS created_at,
+            round((hash(i, 4) % 100000) / 100.0, 2) AS amount,
+            ['EUR', 'USD', 'GBP', 'JPY'][1 + hash(i, 5) % 4] AS currency,
+            ['DE', 'US', 'FR', 'GB', 'NL', 'JP', 'BR', 'IN'][1 + hash(i, 6) % 8] AS country,
+            hash(i, 7) % 2 = 0 AS is_mobile,
+            ['chrome', 'firefox', 'safari', 'edge'][1 + hash(i, 8) % 4] AS browser,
+            CAST(hash(i, 9) % 3000 AS INTEGER) AS duration_ms,
+            'https://shop.example/p/' || CAST(hash(i, 10) % 20000 AS VARCHAR) AS page_url
+        FROM range({rows}) t(i)
+    """)
+    con.execute(f"COPY events TO '{data / 'events.csv'}' (HEADER)")
+    con.execute(f"COPY events TO '{data / 'events.ndjson'}' (FORMAT json)")
+    small = data / "small"
+    if small.exists():
+        shutil.rmtree(small)
+    small.mkdir()
+    per = 20
+    con.execute(f"CREATE TABLE s AS SELECT * FROM events LIMIT {small_files * per}")
+    # One COPY with PARTITION_BY would nest directories; write flat files.
+    for k in range(small_files):
+        con.execute(
+            f"COPY (SELECT * FROM s WHERE event_id >= {k * per} AND event_id < {(k + 1) * per}) "
+            f"TO '{small / f'part-{k:05d}.csv'}' (HEADER)"
+        )
+    info = {"rows": rows, "small_rows": small_files * per, "small_files": small_files}
+    stamp.write_text(json.dumps(info))
+    return info
+
+
+def run(cmd: list, env=None) -> tuple:
+    """Runs cmd; returns (seconds, peak RSS MiB, stdout, stderr)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        # wait4 gives this child's own peak RSS.
+        _, status, usage = os.wait4(p.pid, 0)
+        elapsed = time.perf_counter() - started
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if p.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{stderr}")
+    return elapsed, usage.ru_maxrss / 1024, stdout, stderr
+
+
+def sluice(src: Path, fmt: str, out: Path) -> list:
+    return [str(SLUICE), "ingest", str(src), "--format", fmt, "--table", str(out)]
+
+
+def duckdb_cmd(reader: str, out: Path) -> list:
+    sql = f"SET threads TO 2; COPY (SELECT * FROM {reader}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)"
+    return [PY, "-c", f"import duckdb; duckdb.sql({sql!r})"]
+
+
+def pyarrow_cmd(kind: str, src: Path, out: Path) -> list:
+    if kind == "csv":
+        body = f"import pyarrow.csv as c, pyarrow.parquet as pq; pq.write_table(c.read_csv({str(src)!r}), {str(out)!r}, compression='zstd')"
+    elif kind == "json":
+        body = f"import pyarrow.json as j, pyarrow.parquet as pq; pq.write_table(j.read_json({str(src)!r}), {str(out)!r}, compression='zstd')"
+    else:
+        body = (
+            "import pyarrow.dataset as ds, pyarrow.parquet as pq; "
+            f"pq.write_table(ds.dataset({str(src)!r}, format='csv').to_table(), {str(out)!r}, compression='zstd')"
+        )
+    return [PY, "-c", body]
+
+
+TIMINGS = re.compile(r"connector ([\d.]+)s, ipc encode ([\d.]+)s, ipc decode ([\d.]+)s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gib", type=float, default=1.0, help="size of the CSV and of the NDJSON input")
+    ap.add_argument("--small-files", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
+    ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
+    a = ap.parse_args()
+
+    print(f"generating data in {a.data} ...", flush=True)
+    info = generate(a.data / "data", a.gib, a.small_files)
+    out = a.data / "out"
+    csv, ndjson, small = a.data / "data/events.csv", a.data / "data/events.ndjson", a.data / "data/small"
+    cases = [
+        ("CSV -> table", csv.stat().st_size, info["rows"], [
+            ("sluice", lambda o: sluice(csv, "csv", o)),
+            ("duckdb", lambda o: duckdb_cmd(f"read_csv('{csv}')", o)),
+            ("pyarrow", lambda o: pyarrow_cmd("csv", csv, o)),
+        ]),
+        ("NDJSON -> table", ndjson.stat().st_size, info["rows"], [
+            ("sluice", lambda o: sluice(ndjson, "json", o)),
+            ("duckdb", lambda o: duckdb_cmd(f"read_json('{ndjson}', format='newline_delimited')", o)),
+            ("pyarrow", lambda o: pyarrow_cmd("json", ndjson, o)),
+        ]),
+        (f"{info['small_files']} small CSVs -> table", sum(f.stat().st_size for f in small.iterdir()), info["small_rows"], [
+            ("sluice", lambda o: sluice(small, "csv", o)),
+            ("duckdb", lambda o: duckdb_cmd(f"read_csv('{small}/*.csv')", o)),
+            ("pyarrow", lambda o: pyarrow_cmd("dir", small, o)),
+        ]),
+    ]
+    env = dict(os.environ, SLUICE_LOG="sluice=info", SLUICE_CACHE_DIR=str(a.data / "cache"))
+    # Warm the compiled-component cache so runs measure ingestion.
+    run([str(SLUICE), "connectors"], env)
+
+    print()
+    print(f"{'case':28} {'tool':8} {'median s':>9} {'MB/s':>8} {'rows/s':>11} {'peak MiB':>9} {'peer/sluice':>11}")
+    results = {}
+    for name, size, rows, tools in cases:
+        base = None
+        for tool, make in tools:
+            times, peaks, boundary = [], [], []
+            for _ in range(a.runs):
+                target = out / f"{tool}-{len(results)}"
+                if target.exists():
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                t, peak, _, err = run(make(target if tool == "sluice" else target.with_suffix(".parquet")), env)
+                times.append(t)
+                peaks.append(peak)
+                m = TIMINGS.search(err)
+                if m:
+                    boundary.append((float(m.group(2)) + float(m.group(3))) / t)
+            med = statistics.median(times)
+            if tool == "sluice":
+                base = med
+            ratio = "" if tool == "sluice" else f"{med / base:10.2f}x"
+            print(f"{name:28} {tool:8} {med:9.2f} {size / med / 1e6:8.1f} {rows / med:11.0f} {max(peaks):9.0f} {ratio:>11}", flush=True)
+            results[(name, tool)] = {"seconds": med, "peak_mib": max(peaks)}
+            if boundary:
+                print(f"{'':28} {'':8} boundary (IPC encode+decode) {100 * statistics.median(boundary):.1f}% of wall time")
+    print("\nratios above 1.0x mean Sluice was faster than that peer on this machine")
+
+
+if __name__ == "__main__":
+    main()

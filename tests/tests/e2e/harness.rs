@@ -1,0 +1,207 @@
+//! The one harness: run the binary in a temporary workspace, read tables back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `sluice` binary of the same profile as this test.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("sluice");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (tests/run does: cargo build --release -p sluice)",
+        bin.display()
+    );
+    bin
+}
+
+/// The Python with the interop readers, installed by `tests/setup`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SLUICE_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = root().join(".venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run tests/setup (tests/run does)",
+        p.display()
+    );
+    p
+}
+
+/// A wasm component built from `components/`.
+pub fn component(name: &str) -> PathBuf {
+    let p = root()
+        .join("target/components/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: build the host first",
+        p.display()
+    );
+    p
+}
+
+/// A test's workspace: a temporary directory and helpers to run Sluice in it.
+pub struct Case {
+    pub dir: tempfile::TempDir,
+}
+
+impl Case {
+    pub fn new() -> Self {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A path inside the workspace.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Writes `content` to `rel` (parents created) and returns its path.
+    pub fn write(&self, rel: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// Runs `sluice ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("SLUICE_CACHE_DIR", root().join("target/test-cache"))
+            .env_remove("SLUICE_LOG")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `sluice ARGS`, which must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "sluice {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `sluice ARGS`, which must fail; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "sluice {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// Runs a Python snippet with the interop venv, in the workspace.
+    pub fn python(&self, code: &str) -> String {
+        let out = Command::new(python())
+            .arg("-c")
+            .arg(code)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// A table read back by an independent reader.
+#[derive(Debug)]
+pub struct TableDump {
+    pub version: Option<i64>,
+    pub files: u64,
+    pub schema: Vec<(String, String)>,
+    pub rows: Vec<Value>,
+}
+
+impl TableDump {
+    /// The rows without `_metadata` (it names temporary paths).
+    pub fn data(&self) -> Vec<Value> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r.as_object_mut().unwrap().remove("_metadata");
+                r
+            })
+            .collect()
+    }
+
+    /// The rows without `_metadata`, ordered by the integer column `key`.
+    pub fn data_by(&self, key: &str) -> Vec<Value> {
+        let mut rows = self.data();
+        rows.sort_by_key(|r| r[key].as_i64());
+        rows
+    }
+
+    /// The type a reader reports for `column`.
+    pub fn type_of(&self, column: &str) -> &str {
+        &self
+            .schema
+            .iter()
+            .find(|(n, _)| n == column)
+            .unwrap_or_else(|| panic!("no column {column} in {:?}", self.schema))
+            .1
+    }
+}
+
+/// Reads `table` with `reader` (deltalake, pyarrow or duckdb).
+pub fn read_table(table: &Path, format: &str, reader: &str) -> TableDump {
+    let out = Command::new(python())
+        .arg(root().join("tests/interop/read_table.py"))
+        .arg(table)
+        .args(["--format", format, "--reader", reader])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{reader} could not read {}:\n{}",
+        table.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
+    TableDump {
+        version: raw["version"].as_i64(),
+        files: raw["files"].as_u64().unwrap_or(0),
+        schema: raw["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p[0].as_str().unwrap().to_string(),
+                    p[1].as_str().unwrap().to_string(),
+                )
+            })
+            .collect(),
+        rows: raw["rows"].as_array().unwrap().clone(),
+    }
+}
+
+/// Reads a Delta table with Python `deltalake`.
+pub fn read_delta(table: &Path) -> TableDump {
+    read_table(table, "delta", "deltalake")
+}
