@@ -23,6 +23,7 @@ use crate::capability::{Counters, HostState};
 use crate::grants::Grants;
 use crate::runtime::{Loaded, Runtime};
 use crate::session::{Session, Stream, decode};
+use crate::split::{self, RangeReport, Unit};
 
 /// Batches in flight per lane between connector and sink.
 const CHANNEL_DEPTH: usize = 4;
@@ -83,6 +84,9 @@ pub struct Job {
     pub mode: WriteMode,
     /// Parallel lanes.
     pub parallelism: usize,
+    /// Large plain CSV / NDJSON files are read in byte ranges of about this
+    /// size, in parallel; 0 never splits.
+    pub split_bytes: u64,
     /// Object-store options for sources.
     pub storage_options: HashMap<String, String>,
     /// Shared counters (the progress bar reads `bytes_read`).
@@ -190,23 +194,41 @@ impl Job {
         let table_schema: SchemaRef =
             Arc::new(arrow_schema::Schema::new(stream.schema.fields().clone()));
 
-        // Split files across lanes, largest first onto the least-loaded lane.
-        let lanes = if plan.files.is_empty() {
+        // Work units (files, or byte ranges of large files), spread across
+        // lanes largest first onto the least-loaded lane.
+        let lanes_wanted = self.parallelism.max(1);
+        let units: Vec<Unit> = match &self.input {
+            Input::Files {
+                format, options, ..
+            } => {
+                split::units(
+                    &plan.files,
+                    *format,
+                    options,
+                    self.split_bytes,
+                    lanes_wanted,
+                    &self.storage_options,
+                )
+                .await?
+            }
+            Input::Connector { .. } => vec![],
+        };
+        let lanes = if units.is_empty() {
             1
         } else {
-            self.parallelism.clamp(1, plan.files.len())
+            lanes_wanted.min(units.len())
         };
-        let mut groups: Vec<(u64, Vec<FileRef>)> = vec![(0, Vec::new()); lanes];
-        let mut by_size = plan.files.clone();
-        by_size.sort_by_key(|f| std::cmp::Reverse(f.size));
-        for f in by_size {
+        let mut groups: Vec<(u64, Vec<Unit>)> = vec![(0, Vec::new()); lanes];
+        let mut by_size = units.clone();
+        by_size.sort_by_key(|u| std::cmp::Reverse(u.bytes()));
+        for u in by_size {
             if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
-                g.0 += f.size;
-                g.1.push(f);
+                g.0 += u.bytes();
+                g.1.push(u);
             }
         }
         for g in &mut groups {
-            g.1.sort_by(|a, b| a.location.cmp(&b.location));
+            g.1.sort_by(|a, b| (&a.file.location, a.range).cmp(&(&b.file.location, b.range)));
         }
 
         let mut readers = Vec::new();
@@ -237,11 +259,13 @@ impl Job {
 
         let mut first_error: Option<anyhow::Error> = None;
         let (mut connector_time, mut decode_time) = (Duration::ZERO, Duration::ZERO);
+        let mut reports = Vec::new();
         for r in readers {
             match r.await.map_err(anyhow::Error::from).and_then(|r| r) {
-                Ok((c, d)) => {
-                    connector_time += c;
-                    decode_time += d;
+                Ok(lane) => {
+                    connector_time += lane.in_connector;
+                    decode_time += lane.decoding;
+                    reports.extend(lane.reports);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -256,6 +280,11 @@ impl Job {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        if first_error.is_none()
+            && let Err(e) = split::verify(&units, &reports)
+        {
+            first_error = Some(e);
         }
         if let Some(e) = first_error {
             return Err(e.context("nothing was committed"));
@@ -283,8 +312,17 @@ impl Job {
     }
 }
 
-/// Reads one lane's stream, sending batches to the writer. Returns the time
-/// spent in connector calls and in IPC decoding.
+/// What a lane's reader did.
+struct LaneOutcome {
+    /// Time in connector calls (parsing, IPC encoding).
+    in_connector: Duration,
+    /// Time decoding IPC on the host.
+    decoding: Duration,
+    /// End-of-range reports, for [`split::verify`].
+    reports: Vec<RangeReport>,
+}
+
+/// Reads one lane's stream, sending batches to the writer.
 fn read_lane(
     runtime: &Runtime,
     loaded: &Loaded,
@@ -293,26 +331,39 @@ fn read_lane(
     stream: &str,
     schema: &SchemaRef,
     tx: mpsc::Sender<RecordBatch>,
-) -> Result<(Duration, Duration)> {
+) -> Result<LaneOutcome> {
     let mut session = Session::new(runtime, loaded, host)?;
     let reader = session.read(config, stream, None)?;
-    let (mut in_connector, mut decoding) = (Duration::ZERO, Duration::ZERO);
+    let mut out = LaneOutcome {
+        in_connector: Duration::ZERO,
+        decoding: Duration::ZERO,
+        reports: Vec::new(),
+    };
     loop {
         let t = Instant::now();
         let next = session.next_ipc(reader)?;
-        in_connector += t.elapsed();
-        let Some((ipc, _checkpoint)) = next else {
+        out.in_connector += t.elapsed();
+        let Some((ipc, checkpoint)) = next else {
             break;
         };
+        if let Some(report) = checkpoint
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<RangeReport>(c).ok())
+        {
+            out.reports.push(report);
+        }
         let t = Instant::now();
         let batches = decode(&ipc)?;
-        decoding += t.elapsed();
+        out.decoding += t.elapsed();
         for batch in batches {
             if batch.schema_ref().fields() != schema.fields() {
                 bail!(
                     "the connector sent a batch whose schema differs from the one it discovered:\n  discovered: {schema:?}\n  sent: {:?}",
                     batch.schema()
                 );
+            }
+            if batch.num_rows() == 0 {
+                continue;
             }
             let rows =
                 arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
@@ -321,12 +372,12 @@ fn read_lane(
             if tx.blocking_send(batch).is_err() {
                 // The writer failed; its error is the one to report.
                 session.close(reader)?;
-                return Ok((in_connector, decoding));
+                return Ok(out);
             }
         }
     }
     session.close(reader)?;
-    Ok((in_connector, decoding))
+    Ok(out)
 }
 
 async fn write_lane(

@@ -5,6 +5,7 @@
 //! - [`capability`] and [`grants`]: what a connector may do, checked per call;
 //! - [`session`]: one connector instance, driven call by call;
 //! - [`ingest`]: the batch ingest job (plan, discover, read in lanes, commit);
+//! - [`split`]: byte ranges of large files, and the check that they met;
 //! - [`builtin`]: the connectors compiled into the binary.
 
 pub mod bindings;
@@ -14,3 +15,4 @@ pub mod grants;
 pub mod ingest;
 pub mod runtime;
 pub mod session;
+pub mod split;

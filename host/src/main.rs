@@ -106,6 +106,10 @@ struct IngestArgs {
     /// Target size of a data file, in MiB.
     #[arg(long, default_value_t = 128)]
     target_file_mib: u64,
+    /// Read large plain CSV / NDJSON files in parallel byte ranges of this
+    /// many bytes (0: never split; -o multiLine=true also reads files whole).
+    #[arg(long, default_value_t = sluice::split::DEFAULT_SPLIT_BYTES)]
+    split_bytes: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -276,6 +280,7 @@ fn job(
         target,
         mode,
         parallelism,
+        split_bytes: sluice::split::DEFAULT_SPLIT_BYTES,
         storage_options: storage_options(cli)?,
         counters: Arc::new(Counters::default()),
     })
@@ -384,7 +389,8 @@ async fn ingest(cli: &Cli, args: &IngestArgs) -> Result<()> {
     if parallelism == 0 {
         bail!("--parallelism must be at least 1");
     }
-    let job = job(cli, input, loaded, runtime, target, mode, parallelism)?;
+    let mut job = job(cli, input, loaded, runtime, target, mode, parallelism)?;
+    job.split_bytes = args.split_bytes;
     let counters = job.counters.clone();
 
     let bar = indicatif::ProgressBar::hidden();

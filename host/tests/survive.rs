@@ -22,6 +22,7 @@ fn job(runtime: &Runtime, connector: &Loaded, input: Input, table: &std::path::P
         target: Target::new(location, TableFormat::Delta, WriteOptions::default()),
         mode: WriteMode::Overwrite,
         parallelism: 2,
+        split_bytes: sluice::split::DEFAULT_SPLIT_BYTES,
         storage_options: Default::default(),
         counters: Arc::new(Counters::default()),
     }

@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, TimeUnit};
 use serde_json::Value;
 use sluice_connector_sdk::{Error, host};
 
-use crate::input::{io_error, open};
+use crate::input::{first_record_at, io_error, open, open_at};
 use crate::options::{FileRef, Mode, Options};
 use crate::shape::{Rescue, Shape};
 
@@ -35,13 +35,22 @@ pub struct Tokenizer {
     /// Absolute end offset in `data` of every field.
     ends: Vec<usize>,
     scratch_ends: Vec<usize>,
-    /// Per record: (index of its first end in `ends`, field count, line).
-    records: Vec<(usize, usize, u64)>,
+    /// Per record: (index of its first end in `ends`, field count, line,
+    /// byte offset of its first byte in the object).
+    records: Vec<(usize, usize, u64, u64)>,
+    /// Object offset of the first input byte, and input bytes consumed.
+    base: u64,
+    consumed: u64,
 }
 
 impl Tokenizer {
     /// Tokenizes `input` with the CSV options.
     pub fn new(input: Box<dyn Read>, opts: &Options) -> Self {
+        Self::at(input, opts, 0)
+    }
+
+    /// Tokenizes `input`, which starts at byte `base` of its object.
+    pub fn at(input: Box<dyn Read>, opts: &Options, base: u64) -> Self {
         let core = csv_core::ReaderBuilder::new()
             .delimiter(opts.delimiter)
             .quote(opts.quote)
@@ -61,6 +70,8 @@ impl Tokenizer {
             ends: Vec::new(),
             scratch_ends: vec![0; 256],
             records: Vec::new(),
+            base,
+            consumed: 0,
         }
     }
 
@@ -78,7 +89,7 @@ impl Tokenizer {
 
     /// Field `i` of record `r`, if the record has that many fields.
     pub fn field(&self, r: usize, i: usize) -> Option<&[u8]> {
-        let (first, n, _) = self.records[r];
+        let (first, n, _, _) = self.records[r];
         if i >= n {
             return None;
         }
@@ -95,6 +106,23 @@ impl Tokenizer {
         self.records[r].1
     }
 
+    /// Object byte offset where record `r` starts.
+    pub fn start(&self, r: usize) -> u64 {
+        self.records[r].3
+    }
+
+    /// Drops the last record read.
+    pub fn pop(&mut self) {
+        if let Some((first_end, _, _, _)) = self.records.pop() {
+            self.data_len = if first_end == 0 {
+                0
+            } else {
+                self.ends[first_end - 1]
+            };
+            self.ends.truncate(first_end);
+        }
+    }
+
     /// Line on which record `r` ends (1-based).
     pub fn line(&self, r: usize) -> u64 {
         self.records[r].2
@@ -105,6 +133,7 @@ impl Tokenizer {
         let record_start = self.data_len;
         let first_end = self.ends.len();
         let mut nends = 0usize;
+        let mut offset = self.base + self.consumed;
         loop {
             if self.in_pos == self.in_len && !self.eof {
                 self.in_len = read_full(&mut self.input, &mut self.inbuf)?;
@@ -121,6 +150,7 @@ impl Tokenizer {
                 &mut self.scratch_ends[nends..],
             );
             self.in_pos += nin;
+            self.consumed += nin as u64;
             self.data_len += nout;
             nends += nend;
             use csv_core::ReadRecordResult::*;
@@ -134,12 +164,13 @@ impl Tokenizer {
                     if nends == 1 && self.data_len == record_start {
                         // A blank line is no record (as in Spark).
                         nends = 0;
+                        offset = self.base + self.consumed;
                         continue;
                     }
                     self.ends
                         .extend(self.scratch_ends[..nends].iter().map(|e| record_start + e));
                     let line = self.core.line().saturating_sub(1).max(1);
-                    self.records.push((first_end, nends, line));
+                    self.records.push((first_end, nends, line, offset));
                     return Ok(true);
                 }
                 End => return Ok(false),
@@ -308,12 +339,32 @@ pub struct CsvFile {
     extra: Vec<(usize, String)>,
     width: usize,
     done: bool,
+    /// With a byte range: where its records end, where the first began, and
+    /// (once done) where the first record not taken begins.
+    end: Option<u64>,
+    first: u64,
+    stop: Option<u64>,
 }
 
 impl CsvFile {
     /// Opens `file` and reads its header.
     pub fn open(file: FileRef, shape: &Shape, opts: &Options) -> Result<Self, Error> {
-        let mut tok = Tokenizer::new(open(&file)?, opts);
+        let start = file.range.map_or(0, |r| r.0);
+        let mut tok = if start == 0 {
+            Tokenizer::new(open(&file)?, opts)
+        } else {
+            // The header is at the top of the file, outside this range.
+            Tokenizer::new(
+                Box::new(
+                    sluice_connector_sdk::storage::ObjectReader::new(
+                        file.location.clone(),
+                        file.size,
+                    )
+                    .with_chunk(64 * 1024),
+                ),
+                opts,
+            )
+        };
         let mut names = None;
         let mut done = false;
         if opts.header {
@@ -327,6 +378,14 @@ impl CsvFile {
             }
             tok.clear();
         }
+        let first = if start == 0 {
+            0
+        } else {
+            let first = first_record_at(&file, start)?;
+            tok = Tokenizer::at(open_at(&file, first), opts, first);
+            done = false;
+            first
+        };
         let names = match names {
             Some(n) => n,
             // Without a header, columns are positional: `_c0`, `_c1`, ...
@@ -344,13 +403,40 @@ impl CsvFile {
             .map(|(i, n)| (i, n.clone()))
             .collect();
         Ok(CsvFile {
-            file,
             tok,
             columns,
             extra,
             width: names.len(),
             done,
+            end: file.range.map(|r| r.1),
+            first,
+            stop: None,
+            file,
         })
+    }
+
+    /// The file being read.
+    pub fn file(&self) -> &FileRef {
+        &self.file
+    }
+
+    /// For a byte range: where its first record began and where the first
+    /// record after it begins, so the host can check adjacent ranges meet.
+    pub fn report(&self) -> Option<(u64, u64)> {
+        self.end
+            .map(|_| (self.first, self.stop.unwrap_or(self.file.size)))
+    }
+
+    /// Where record `r` is, for messages.
+    fn place(&self, r: usize) -> String {
+        if self.first == 0 {
+            format!("line {}", self.tok.line(r))
+        } else {
+            format!(
+                "record at byte {} (read in a byte range that starts mid-file; if quoted fields span lines, read the file whole with -o multiLine=true)",
+                self.tok.start(r)
+            )
+        }
     }
 
     /// The next batch of this file, or `None` when it is exhausted.
@@ -372,6 +458,16 @@ impl CsvFile {
                 {
                     self.done = true;
                     break;
+                }
+                if let Some(end) = self.end {
+                    let at = self.tok.start(self.tok.len() - 1);
+                    if at >= end {
+                        // This record belongs to the next range.
+                        self.tok.pop();
+                        self.stop = Some(at);
+                        self.done = true;
+                        break;
+                    }
                 }
             }
             if self.tok.len() == 0 {
@@ -477,9 +573,9 @@ impl CsvFile {
                     let r = bad.iter().position(|b| b.is_some()).unwrap_or(0);
                     let reason = bad[r].as_deref().unwrap_or("malformed record");
                     return Err(Error::Data(format!(
-                        "{}: line {}: {reason} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
+                        "{}: {}: {reason} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
                         self.file.location,
-                        tok.line(r)
+                        self.place(r)
                     )));
                 }
                 Mode::DropMalformed => {}

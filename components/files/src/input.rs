@@ -46,6 +46,38 @@ pub fn open(file: &FileRef) -> Result<Box<dyn Read>, Error> {
     })
 }
 
+/// Where the first record of a split starting at `start` begins: just after
+/// the first newline at or after byte `start - 1` (the end of the file if
+/// there is none).
+pub fn first_record_at(file: &FileRef, start: u64) -> Result<u64, Error> {
+    if start == 0 {
+        return Ok(0);
+    }
+    let mut pos = start - 1;
+    while pos < file.size {
+        let len = (1u64 << 20).min(file.size - pos);
+        let chunk = sluice_connector_sdk::host::get_range(&file.location, pos, len)?;
+        if chunk.is_empty() {
+            break;
+        }
+        if let Some(i) = chunk.iter().position(|b| *b == b'\n') {
+            return Ok(pos + i as u64 + 1);
+        }
+        pos += chunk.len() as u64;
+    }
+    Ok(file.size)
+}
+
+/// Opens bytes `from..` of `file` (never compressed: the host splits only
+/// plain files).
+pub fn open_at(file: &FileRef, from: u64) -> Box<dyn Read> {
+    Box::new(ObjectReader::with_range(
+        file.location.clone(),
+        from,
+        file.size,
+    ))
+}
+
 /// Maps a read error to the WIT error, naming the file.
 pub fn io_error(file: &FileRef, e: std::io::Error) -> Error {
     match e.kind() {

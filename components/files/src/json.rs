@@ -15,15 +15,21 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use serde_json::{Map, Value};
 use sluice_connector_sdk::{Error, host};
 
-use crate::input::{io_error, open};
+use crate::input::{first_record_at, io_error, open, open_at};
 use crate::options::{FileRef, Mode, Options};
 use crate::shape::{Rescue, Shape};
 
 /// Records sampled per file when inferring a schema.
 pub const SAMPLE_RECORDS: usize = 10_000;
 
-fn reader_of(file: &FileRef) -> Result<(BufReader<Box<dyn Read>>, bool), Error> {
+/// A buffered reader of a file's lines.
+type Lines = BufReader<Box<dyn Read>>;
+
+/// Opens `file`, skips a BOM and leading white space, and says whether it
+/// holds a top-level array and how many bytes were skipped.
+fn reader_of(file: &FileRef) -> Result<(Lines, bool, u64), Error> {
     let mut reader = BufReader::with_capacity(1 << 20, open(file)?);
+    let mut skipped = 0u64;
     // Skip a UTF-8 BOM and leading white space, then look at the first byte.
     let is_array = loop {
         let buf = reader.fill_buf().map_err(|e| io_error(file, e))?;
@@ -32,6 +38,7 @@ fn reader_of(file: &FileRef) -> Result<(BufReader<Box<dyn Read>>, bool), Error> 
         }
         if buf.starts_with(b"\xEF\xBB\xBF") {
             reader.consume(3);
+            skipped += 3;
             continue;
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
@@ -42,10 +49,11 @@ fn reader_of(file: &FileRef) -> Result<(BufReader<Box<dyn Read>>, bool), Error> 
             None => {
                 let n = buf.len();
                 reader.consume(n);
+                skipped += n as u64;
             }
         }
     };
-    Ok((reader, is_array))
+    Ok((reader, is_array, skipped))
 }
 
 fn parse_array(file: &FileRef, reader: &mut BufReader<Box<dyn Read>>) -> Result<Vec<Value>, Error> {
@@ -66,7 +74,7 @@ fn parse_array(file: &FileRef, reader: &mut BufReader<Box<dyn Read>>) -> Result<
 pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
     let mut values: Vec<Value> = Vec::new();
     for file in files {
-        let (mut reader, is_array) = reader_of(file)?;
+        let (mut reader, is_array, _) = reader_of(file)?;
         if is_array {
             values.extend(
                 parse_array(file, &mut reader)?
@@ -150,12 +158,29 @@ pub struct JsonFile {
     schema: SchemaRef,
     line: u64,
     done: bool,
+    /// Object offset of the next unread byte.
+    pos: u64,
+    /// With a byte range: where its lines end, where the first began, and
+    /// (once done) where the first line not taken begins.
+    end: Option<u64>,
+    first: u64,
+    stop: Option<u64>,
 }
 
 impl JsonFile {
     /// Opens `file`, detecting a top-level array.
     pub fn open(file: FileRef, shape: &Shape) -> Result<Self, Error> {
-        let (mut reader, is_array) = reader_of(&file)?;
+        let start = file.range.map_or(0, |r| r.0);
+        let (mut reader, is_array, first) = if start == 0 {
+            reader_of(&file)?
+        } else {
+            let first = first_record_at(&file, start)?;
+            (
+                BufReader::with_capacity(1 << 20, open_at(&file, first)),
+                false,
+                first,
+            )
+        };
         let array = if is_array {
             Some(parse_array(&file, &mut reader)?.into_iter())
         } else {
@@ -163,13 +188,58 @@ impl JsonFile {
         };
         let schema = Arc::new(Schema::new(Fields::from(shape.data.clone())));
         Ok(JsonFile {
+            end: file.range.map(|r| r.1),
             file,
             reader,
             array,
             schema,
             line: 0,
             done: false,
+            pos: first,
+            first,
+            stop: None,
         })
+    }
+
+    /// The file being read.
+    pub fn file(&self) -> &FileRef {
+        &self.file
+    }
+
+    /// For a byte range: where its first line began and where the first
+    /// line after it begins.
+    pub fn report(&self) -> Option<(u64, u64)> {
+        self.end
+            .map(|_| (self.first, self.stop.unwrap_or(self.file.size)))
+    }
+
+    /// Appends the next line of this file (or range) to `buf`; 0 at the end.
+    fn read_line(&mut self, buf: &mut Vec<u8>) -> Result<usize, Error> {
+        if let Some(end) = self.end
+            && self.pos >= end
+        {
+            self.stop = Some(self.pos);
+            self.done = true;
+            return Ok(0);
+        }
+        let n = self
+            .reader
+            .read_until(b'\n', buf)
+            .map_err(|e| io_error(&self.file, e))?;
+        self.pos += n as u64;
+        if n == 0 {
+            self.done = true;
+        }
+        Ok(n)
+    }
+
+    /// Where line `n` (counted from the start of the file or range) is.
+    fn place(&self, n: u64) -> String {
+        if self.first == 0 {
+            format!("line {n}")
+        } else {
+            format!("line {n} after byte {}", self.first)
+        }
     }
 
     fn decoder(&self, opts: &Options) -> Result<Decoder, Error> {
@@ -206,12 +276,7 @@ impl JsonFile {
         let mut buf = Vec::with_capacity(8 << 20);
         let mut lines = 0;
         while lines < opts.batch_size {
-            let n = self
-                .reader
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| io_error(&self.file, e))?;
-            if n == 0 {
-                self.done = true;
+            if self.read_line(&mut buf)? == 0 {
                 break;
             }
             self.line += 1;
@@ -257,13 +322,15 @@ impl JsonFile {
                 Ok(_) => "a JSON record must be an object".to_string(),
             };
             return Error::Data(format!(
-                "{}: line {lineno}: {reason} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
-                self.file.location
+                "{}: {}: {reason} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
+                self.file.location,
+                self.place(lineno)
             ));
         }
         Error::Data(format!(
-            "{}: malformed JSON near line {first_line}",
-            self.file.location
+            "{}: malformed JSON near {}",
+            self.file.location,
+            self.place(first_line)
         ))
     }
 
@@ -305,12 +372,7 @@ impl JsonFile {
                 }
             } else {
                 line.clear();
-                let n = self
-                    .reader
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| io_error(&self.file, e))?;
-                if n == 0 {
-                    self.done = true;
+                if self.read_line(&mut line)? == 0 {
                     break;
                 }
                 self.line += 1;
@@ -319,7 +381,7 @@ impl JsonFile {
                 }
                 (
                     serde_json::from_slice::<Value>(&line),
-                    format!("line {}", self.line),
+                    self.place(self.line),
                 )
             };
             let (map, reason) = match value {

@@ -177,7 +177,28 @@ impl GuestReader for FilesReader {
                         checkpoint: None,
                     }));
                 }
-                None => s.current = None,
+                None => {
+                    let report = match current {
+                        Open::Csv(f) => f.report().map(|r| (f.file().clone(), r)),
+                        Open::Json(f) => f.report().map(|r| (f.file().clone(), r)),
+                        Open::Parquet(_) => None,
+                    };
+                    s.current = None;
+                    if let Some((file, (first, stop))) = report {
+                        // Tell the host where this range's records began and
+                        // ended, so it can check adjacent ranges meet.
+                        let empty = arrow_array::RecordBatch::new_empty(s.shape.full.clone());
+                        let (start, end) = file.range.unwrap_or((0, file.size));
+                        let checkpoint = serde_json::json!({
+                            "location": file.location, "start": start, "end": end,
+                            "first": first, "stop": stop,
+                        });
+                        return Ok(Some(Batch {
+                            ipc: ipc::encode_batch(&empty)?,
+                            checkpoint: Some(checkpoint.to_string()),
+                        }));
+                    }
+                }
             }
         }
     }

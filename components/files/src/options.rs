@@ -52,6 +52,9 @@ pub struct FileRef {
     /// Last modification, milliseconds since the Unix epoch.
     #[serde(default)]
     pub last_modified_ms: i64,
+    /// Read only the records whose first byte lies in `[start, end)`.
+    #[serde(default)]
+    pub range: Option<(u64, u64)>,
 }
 
 impl FileRef {

@@ -49,6 +49,12 @@ impl ObjectReader {
         }
     }
 
+    /// Fetches `chunk` bytes per `get-range` call instead of the default.
+    pub fn with_chunk(mut self, chunk: u64) -> Self {
+        self.chunk = chunk.max(1);
+        self
+    }
+
     /// Bytes of the object consumed by reads so far.
     pub fn position(&self) -> u64 {
         self.pos - (self.buf.len() - self.buf_pos) as u64
