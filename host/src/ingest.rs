@@ -26,7 +26,7 @@ use crate::session::{Session, Stream, decode};
 use crate::split::{self, RangeReport, Unit};
 
 /// Batches in flight per lane between connector and sink.
-const CHANNEL_DEPTH: usize = 4;
+const CHANNEL_DEPTH: usize = 2;
 
 /// What to read.
 #[derive(Debug, Clone)]

@@ -22,13 +22,15 @@ def main():
     p.add_argument("path")
     p.add_argument("--format", default="delta", choices=["delta", "parquet"])
     p.add_argument("--reader", default=None, choices=["deltalake", "pyarrow", "duckdb"])
+    p.add_argument("--storage-option", action="append", default=[], help="KEY=VALUE for deltalake")
     a = p.parse_args()
+    storage = dict(kv.split("=", 1) for kv in a.storage_option)
     reader = a.reader or ("deltalake" if a.format == "delta" else "pyarrow")
     out = {"reader": reader, "version": None}
     if reader == "deltalake":
         from deltalake import DeltaTable
 
-        dt = DeltaTable(a.path)
+        dt = DeltaTable(a.path, storage_options=storage or None)
         table = dt.to_pyarrow_table()
         out["version"] = dt.version()
         out["files"] = len(dt.file_uris())

@@ -80,8 +80,14 @@ impl Case {
 
     /// Runs `sluice ARGS`.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    /// Runs `sluice ARGS` with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(String, String)]) -> Output {
         Command::new(binary())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .env("SLUICE_CACHE_DIR", root().join("target/test-cache"))
             .env_remove("SLUICE_LOG")
@@ -170,16 +176,29 @@ impl TableDump {
 
 /// Reads `table` with `reader` (deltalake, pyarrow or duckdb).
 pub fn read_table(table: &Path, format: &str, reader: &str) -> TableDump {
-    let out = Command::new(python())
-        .arg(root().join("tests/interop/read_table.py"))
-        .arg(table)
-        .args(["--format", format, "--reader", reader])
-        .output()
-        .unwrap();
+    read_table_at(table.to_str().unwrap(), format, reader, &[])
+}
+
+/// Reads the table at `url` with `reader`, passing deltalake storage options.
+pub fn read_table_at(
+    url: &str,
+    format: &str,
+    reader: &str,
+    storage: &[(String, String)],
+) -> TableDump {
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/interop/read_table.py"))
+        .arg(url)
+        .args(["--format", format, "--reader", reader]);
+    for (k, v) in storage {
+        cmd.arg("--storage-option").arg(format!("{k}={v}"));
+    }
+    let out = cmd.output().unwrap();
+    let table = url;
     assert!(
         out.status.success(),
         "{reader} could not read {}:\n{}",
-        table.display(),
+        table,
         String::from_utf8_lossy(&out.stderr)
     );
     let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -204,4 +223,81 @@ pub fn read_table(table: &Path, format: &str, reader: &str) -> TableDump {
 /// Reads a Delta table with Python `deltalake`.
 pub fn read_delta(table: &Path) -> TableDump {
     read_table(table, "delta", "deltalake")
+}
+
+/// A real S3-compatible server (moto, from the test venv) on a free loopback
+/// port; stopped when dropped.
+pub struct S3 {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+}
+
+impl S3 {
+    /// Starts the server and waits until it accepts connections.
+    pub fn start() -> S3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = python().parent().unwrap().join("moto_server");
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {}: {e} (tests/setup installs it)",
+                    server.display()
+                )
+            });
+        let s3 = S3 {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        s3
+    }
+
+    /// The environment Sluice (object_store) reads credentials from.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Creates `bucket` and puts `objects` (key, content) into it.
+    pub fn put(&self, case: &Case, bucket: &str, objects: &[(&str, &str)]) {
+        let objects = serde_json::to_string(objects).unwrap();
+        case.python(&format!(
+            "import boto3, json\n\
+             s3 = boto3.client('s3', endpoint_url={ep:?}, aws_access_key_id='testing', aws_secret_access_key='testing', region_name='us-east-1')\n\
+             try:\n    s3.create_bucket(Bucket={bucket:?})\nexcept s3.exceptions.BucketAlreadyOwnedByYou:\n    pass\n\
+             for k, v in json.loads({objects:?}):\n    s3.put_object(Bucket={bucket:?}, Key=k, Body=v.encode())\n",
+            ep = self.endpoint,
+        ));
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

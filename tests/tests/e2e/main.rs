@@ -6,5 +6,6 @@ mod harness;
 mod bad_input;
 mod cli;
 mod formats;
+mod s3;
 mod sandbox;
 mod splits;
