@@ -10,7 +10,8 @@ use std::io::Read;
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, builder::StringBuilder,
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, builder::BinaryBuilder,
+    builder::StringBuilder,
 };
 use arrow_cast::cast::{CastOptions, cast_with_options};
 use arrow_schema::{DataType, Field, TimeUnit};
@@ -606,8 +607,21 @@ impl CsvFile {
     fn strings(&self, i: usize, opts: &Options, bad: &mut [Option<String>]) -> StringArray {
         let tok = &self.tok;
         let rows = tok.len();
-        let mut b = StringBuilder::with_capacity(rows, rows * 8);
         let null = opts.null_value.as_bytes();
+        // Fast path: gather the column's bytes and validate UTF-8 once over
+        // the whole buffer rather than field by field.
+        let mut bin = BinaryBuilder::with_capacity(rows, rows * 8);
+        for r in 0..rows {
+            match tok.field(r, i) {
+                Some(raw) if raw != null => bin.append_value(raw),
+                _ => bin.append_null(),
+            }
+        }
+        if let Ok(strings) = StringArray::try_from_binary(bin.finish()) {
+            return strings;
+        }
+        // Some field is not UTF-8: find which, field by field.
+        let mut b = StringBuilder::with_capacity(rows, rows * 8);
         for (r, bad) in bad.iter_mut().enumerate().take(rows) {
             match tok.field(r, i) {
                 Some(raw) if raw != null => match std::str::from_utf8(raw) {

@@ -134,7 +134,7 @@ impl Options {
             schema_hints: Vec::new(),
             mode: Mode::FailFast,
             rescued_data_column: None,
-            batch_size: 32_768,
+            batch_size: 16_384,
         };
         for (key, value) in raw {
             let name = key.strip_prefix("cloudFiles.").unwrap_or(key);

@@ -68,7 +68,7 @@ impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
             target_file_bytes: 128 * 1024 * 1024,
-            row_group_bytes: 64 * 1024 * 1024,
+            row_group_bytes: 32 * 1024 * 1024,
             compression: Compression::ZSTD(ZstdLevel::default()),
         }
     }
