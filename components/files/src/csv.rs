@@ -583,14 +583,8 @@ impl CsvFile {
             }
             malformed = bad.iter().filter(|b| b.is_some()).count();
         }
-        if let Some(rescue) = &rescue
-            && rescue.count() > 0
-        {
-            host::count("rows-rescued", rescue.count());
-        }
-        let rescued = rescue.map(|r| (r, &self.file));
-        let mut batch =
-            shape.assemble(columns, rescued.map(|(r, f)| r.finish(f)), &self.file, rows)?;
+        let rescued = rescue.map(|r| r.finish(&self.file));
+        let mut batch = shape.assemble(columns, rescued, &self.file, rows)?;
         if malformed > 0 {
             host::count("rows-dropped", malformed as u64);
             let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());

@@ -476,11 +476,6 @@ impl JsonFile {
                 Mode::DropMalformed => {}
             }
         }
-        if let Some(rescue) = &rescue
-            && rescue.count() > 0
-        {
-            host::count("rows-rescued", rescue.count());
-        }
         let rescued = rescue.map(|r| r.finish(&self.file));
         let mut batch = shape.assemble(data.columns().to_vec(), rescued, &self.file, n)?;
         if malformed > 0 && opts.mode == Mode::DropMalformed {

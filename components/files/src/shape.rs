@@ -182,13 +182,12 @@ impl Rescue {
         entry.insert(column.to_string(), value);
     }
 
-    /// Rows with rescued data.
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
     /// The rescued column: JSON objects that also name the source file.
+    /// Reports the rows rescued to the host's `rows-rescued` counter.
     pub fn finish(self, file: &FileRef) -> ArrayRef {
+        if self.count > 0 {
+            sluice_connector_sdk::host::count("rows-rescued", self.count);
+        }
         let values = self.rows.into_iter().map(|row| {
             row.map(|mut m| {
                 m.insert("_file_path".into(), Value::String(file.location.clone()));
