@@ -9,10 +9,15 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, builder::BinaryBuilder,
-    builder::StringBuilder,
+use arrow_array::builder::{BooleanBufferBuilder, BooleanBuilder, PrimitiveBuilder, StringBuilder};
+use arrow_array::types::{
+    ArrowTimestampType, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+    TimestampMicrosecondType,
 };
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, BooleanArray, PrimitiveArray, RecordBatch, StringArray,
+};
+use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_cast::cast::{CastOptions, cast_with_options};
 use arrow_schema::{DataType, Field, TimeUnit};
 use serde_json::Value;
@@ -22,10 +27,22 @@ use crate::input::{first_record_at, io_error, open, open_at};
 use crate::options::{FileRef, Mode, Options};
 use crate::shape::{Rescue, Shape};
 
-/// Streams records out of a reader with `csv-core`, a batch at a time.
+/// Streams records out of a reader, a batch at a time.
+///
+/// Lines without a quote or a lone carriage return, which are most lines of
+/// most files, are split with `memchr` (SIMD) and copied in one piece; any
+/// other record goes through `csv-core`, which handles quoting, escapes,
+/// multi-line fields and a byte-order mark. Both paths meet at record
+/// boundaries, where `csv-core` holds no state but its line count, which this
+/// type keeps itself.
 pub struct Tokenizer {
     input: Box<dyn Read>,
     core: csv_core::Reader,
+    /// The plain-line fast path is safe with these options.
+    fast: bool,
+    quote: u8,
+    comment: Option<u8>,
+    delimiter: u8,
     inbuf: Vec<u8>,
     in_pos: usize,
     in_len: usize,
@@ -36,12 +53,33 @@ pub struct Tokenizer {
     /// Absolute end offset in `data` of every field.
     ends: Vec<usize>,
     scratch_ends: Vec<usize>,
-    /// Per record: (index of its first end in `ends`, field count, line,
-    /// byte offset of its first byte in the object).
-    records: Vec<(usize, usize, u64, u64)>,
+    records: Vec<RecordSpan>,
     /// Object offset of the first input byte, and input bytes consumed.
     base: u64,
     consumed: u64,
+    /// Line feeds consumed so far.
+    lines: u64,
+    /// The last record ended at a carriage return.
+    pending_lf: bool,
+}
+
+/// Where a record's fields are.
+#[derive(Debug, Clone, Copy)]
+struct RecordSpan {
+    /// Index of its first field end in `ends`.
+    first_end: usize,
+    /// Field count.
+    width: usize,
+    /// Offset in `data` of its first field.
+    start: usize,
+    /// Bytes between one field's end and the next one's start: 0 where
+    /// `csv-core` wrote the fields back to back, 1 where a plain line was
+    /// copied with its delimiters.
+    gap: usize,
+    /// Line on which the record ends (1-based).
+    line: u64,
+    /// Object byte offset of its first byte.
+    offset: u64,
 }
 
 impl Tokenizer {
@@ -62,6 +100,10 @@ impl Tokenizer {
         Tokenizer {
             input,
             core,
+            fast: opts.delimiter != b'\r' && opts.delimiter != b'\n',
+            quote: opts.quote,
+            comment: opts.comment,
+            delimiter: opts.delimiter,
             inbuf: vec![0; 1 << 20],
             in_pos: 0,
             in_len: 0,
@@ -73,7 +115,18 @@ impl Tokenizer {
             records: Vec::new(),
             base,
             consumed: 0,
+            lines: 0,
+            pending_lf: false,
         }
+    }
+
+    /// A small input buffer, and the fast path on or off, to test that both
+    /// paths agree wherever a buffer boundary falls.
+    #[cfg(test)]
+    fn with_limits(mut self, buffer: usize, fast: bool) -> Self {
+        self.inbuf = vec![0; buffer];
+        self.fast = fast;
+        self
     }
 
     /// Records held in the current batch.
@@ -89,58 +142,191 @@ impl Tokenizer {
     }
 
     /// Field `i` of record `r`, if the record has that many fields.
+    #[inline(always)]
     pub fn field(&self, r: usize, i: usize) -> Option<&[u8]> {
-        let (first, n, _, _) = self.records[r];
-        if i >= n {
+        let rec = &self.records[r];
+        if i >= rec.width {
             return None;
         }
         let start = if i == 0 {
-            if first == 0 { 0 } else { self.ends[first - 1] }
+            rec.start
         } else {
-            self.ends[first + i - 1]
+            self.ends[rec.first_end + i - 1] + rec.gap
         };
-        Some(&self.data[start..self.ends[first + i]])
+        Some(&self.data[start..self.ends[rec.first_end + i]])
     }
 
     /// Number of fields of record `r`.
     pub fn width(&self, r: usize) -> usize {
-        self.records[r].1
+        self.records[r].width
     }
 
     /// Object byte offset where record `r` starts.
     pub fn start(&self, r: usize) -> u64 {
-        self.records[r].3
+        self.records[r].offset
     }
 
     /// Drops the last record read.
     pub fn pop(&mut self) {
-        if let Some((first_end, _, _, _)) = self.records.pop() {
-            self.data_len = if first_end == 0 {
-                0
-            } else {
-                self.ends[first_end - 1]
-            };
-            self.ends.truncate(first_end);
+        if let Some(rec) = self.records.pop() {
+            self.data_len = rec.start;
+            self.ends.truncate(rec.first_end);
         }
     }
 
     /// Line on which record `r` ends (1-based).
     pub fn line(&self, r: usize) -> u64 {
-        self.records[r].2
+        self.records[r].line
     }
 
     /// Reads one more record into the batch; `false` at the end of input.
     pub fn read_record(&mut self) -> std::io::Result<bool> {
+        if self.consumed == 0 && self.base == 0 {
+            self.skip_bom()?;
+        }
+        loop {
+            // A record csv-core ended at a carriage return still owns the
+            // line feed after it.
+            if std::mem::take(&mut self.pending_lf)
+                && self.fill()?
+                && self.inbuf[self.in_pos] == b'\n'
+            {
+                self.advance(1, 1);
+            }
+            let (len, feed) = match self.next_line()? {
+                Line::End => return Ok(false),
+                Line::TooLong => return self.core_record(),
+                Line::Found { len, feed } => (len, feed),
+            };
+            let line = &self.inbuf[self.in_pos..self.in_pos + len];
+            let body = line.strip_suffix(b"\r").unwrap_or(line);
+            if body.is_empty() || self.comment.is_some_and(|c| body[0] == c) {
+                // Blank lines and comments are no records (as in Spark).
+                self.advance(len + usize::from(feed), u64::from(feed));
+                continue;
+            }
+            if !self.fast || memchr::memchr2(self.quote, b'\r', body).is_some() {
+                return self.core_record();
+            }
+            self.plain_record(body.len(), len + usize::from(feed), feed);
+            return Ok(true);
+        }
+    }
+
+    /// Skips a UTF-8 byte-order mark at the start of the input.
+    fn skip_bom(&mut self) -> std::io::Result<()> {
+        while self.in_len - self.in_pos < 3 && self.more()? {}
+        if self.inbuf[self.in_pos..self.in_len].starts_with(b"\xEF\xBB\xBF") {
+            self.advance(3, 0);
+        }
+        Ok(())
+    }
+
+    /// Consumes `bytes` input bytes holding `feeds` line feeds.
+    fn advance(&mut self, bytes: usize, feeds: u64) {
+        self.in_pos += bytes;
+        self.consumed += bytes as u64;
+        self.lines += feeds;
+    }
+
+    /// Finds the end of the line at the read position, reading more input
+    /// as needed (up to [`MAX_LINE`] bytes).
+    fn next_line(&mut self) -> std::io::Result<Line> {
+        let mut searched = 0;
+        loop {
+            let rest = &self.inbuf[self.in_pos..self.in_len];
+            if let Some(i) = memchr::memchr(b'\n', &rest[searched..]) {
+                return Ok(Line::Found {
+                    len: searched + i,
+                    feed: true,
+                });
+            }
+            searched = rest.len();
+            if rest.len() >= MAX_LINE {
+                return Ok(Line::TooLong);
+            }
+            if !self.more()? {
+                let len = self.in_len - self.in_pos;
+                return Ok(if len == 0 {
+                    Line::End
+                } else {
+                    Line::Found { len, feed: false }
+                });
+            }
+        }
+    }
+
+    /// Moves the unread bytes to the front of the buffer and reads more
+    /// after them, growing the buffer when it is full; `false` at the end.
+    fn more(&mut self) -> std::io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let rest = self.in_len - self.in_pos;
+        self.inbuf.copy_within(self.in_pos..self.in_len, 0);
+        self.in_pos = 0;
+        self.in_len = rest;
+        if rest == self.inbuf.len() {
+            self.inbuf.resize(self.inbuf.len() * 2, 0);
+        }
+        let n = read_full(&mut self.input, &mut self.inbuf[rest..])?;
+        self.in_len += n;
+        self.eof = n == 0;
+        Ok(n > 0)
+    }
+
+    /// Takes the line at the read position, `body` bytes without its
+    /// terminator and `taken` bytes with it (`feed`: ending in a line feed),
+    /// as a record: it holds no quote and no carriage return, so its fields
+    /// are what lies between the delimiters. The line is copied in one
+    /// piece, delimiters included.
+    fn plain_record(&mut self, body: usize, taken: usize, feed: bool) {
+        let offset = self.base + self.consumed;
+        let line = self.lines + 1;
+        if self.data.len() - self.data_len < body {
+            let grow = self.data.len().max(body);
+            self.data.resize(self.data.len() + grow, 0);
+        }
+        let start = self.data_len;
+        let end = start + body;
+        self.data[start..end].copy_from_slice(&self.inbuf[self.in_pos..self.in_pos + body]);
+        let first_end = self.ends.len();
+        self.ends
+            .extend(memchr::memchr_iter(self.delimiter, &self.data[start..end]).map(|d| start + d));
+        self.ends.push(end);
+        self.data_len = end;
+        self.advance(taken, u64::from(feed));
+        self.records.push(RecordSpan {
+            first_end,
+            width: self.ends.len() - first_end,
+            start,
+            gap: 1,
+            line,
+            offset,
+        });
+    }
+
+    /// Refills the input buffer once it is used up; `false` at the end.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        if self.in_pos == self.in_len && !self.eof {
+            self.in_len = read_full(&mut self.input, &mut self.inbuf)?;
+            self.in_pos = 0;
+            self.eof = self.in_len == 0;
+        }
+        Ok(self.in_pos < self.in_len)
+    }
+
+    /// Reads one record with csv-core.
+    fn core_record(&mut self) -> std::io::Result<bool> {
         let record_start = self.data_len;
         let first_end = self.ends.len();
         let mut nends = 0usize;
         let mut offset = self.base + self.consumed;
+        // Line feeds consumed by this record, and its last byte.
+        let mut feeds = 0u64;
+        let mut last = None;
         loop {
-            if self.in_pos == self.in_len && !self.eof {
-                self.in_len = read_full(&mut self.input, &mut self.inbuf)?;
-                self.in_pos = 0;
-                self.eof = self.in_len == 0;
-            }
+            self.fill()?;
             if self.data.len() - self.data_len < 1024 {
                 let grow = self.data.len();
                 self.data.resize(self.data.len() + grow, 0);
@@ -150,6 +336,11 @@ impl Tokenizer {
                 &mut self.data[self.data_len..],
                 &mut self.scratch_ends[nends..],
             );
+            if nin > 0 {
+                let taken = &self.inbuf[self.in_pos..self.in_pos + nin];
+                feeds += memchr::memchr_iter(b'\n', taken).count() as u64;
+                last = taken.last().copied();
+            }
             self.in_pos += nin;
             self.consumed += nin as u64;
             self.data_len += nout;
@@ -166,12 +357,33 @@ impl Tokenizer {
                         // A blank line is no record (as in Spark).
                         nends = 0;
                         offset = self.base + self.consumed;
+                        if last == Some(b'\r') && self.inbuf.get(self.in_pos) == Some(&b'\n') {
+                            offset += 1;
+                        }
                         continue;
                     }
                     self.ends
                         .extend(self.scratch_ends[..nends].iter().map(|e| record_start + e));
-                    let line = self.core.line().saturating_sub(1).max(1);
-                    self.records.push((first_end, nends, line, offset));
+                    // The record ends on the line its terminator closes; a
+                    // record ended by a carriage return or by the end of the
+                    // input ends on the line after the last feed.
+                    let before = self.lines;
+                    self.lines += feeds;
+                    self.pending_lf = last == Some(b'\r');
+                    let line = if last == Some(b'\n') {
+                        self.lines
+                    } else {
+                        self.lines + 1
+                    };
+                    debug_assert!(line > before);
+                    self.records.push(RecordSpan {
+                        first_end,
+                        width: nends,
+                        start: record_start,
+                        gap: 0,
+                        line,
+                        offset,
+                    });
                     return Ok(true);
                 }
                 End => return Ok(false),
@@ -179,6 +391,20 @@ impl Tokenizer {
         }
     }
 }
+
+/// Where the line at the read position ends.
+enum Line {
+    /// It has `len` bytes before its line feed (or before the end of the
+    /// input, when `feed` is false).
+    Found { len: usize, feed: bool },
+    /// It is longer than [`MAX_LINE`]: csv-core streams it.
+    TooLong,
+    /// There is no more input.
+    End,
+}
+
+/// The longest line [`Tokenizer::next_line`] buffers to look at whole.
+const MAX_LINE: usize = 16 << 20;
 
 fn read_full(input: &mut Box<dyn Read>, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
@@ -523,33 +749,57 @@ impl CsvFile {
                 columns.push(arrow_array::new_null_array(field.data_type(), rows));
                 continue;
             };
-            let strings = self.strings(i, opts, &mut bad);
-            let typed = if field.data_type() == &DataType::Utf8 {
-                Arc::new(strings.clone()) as ArrayRef
-            } else {
-                let options = CastOptions {
-                    safe: true,
-                    ..Default::default()
-                };
-                cast_with_options(&strings, field.data_type(), &options)?
+            let (typed, failed) = match field.data_type() {
+                DataType::Int64 => typed(self.parse::<Int64Type>(i, opts, Int64Type::parse_bytes)),
+                DataType::Int32 => typed(self.parse::<Int32Type>(i, opts, Int32Type::parse_bytes)),
+                DataType::Int16 => typed(self.parse::<Int16Type>(i, opts, Int16Type::parse_bytes)),
+                DataType::Int8 => typed(self.parse::<Int8Type>(i, opts, Int8Type::parse_bytes)),
+                DataType::Float64 => {
+                    typed(self.parse::<Float64Type>(i, opts, Float64Type::parse_bytes))
+                }
+                DataType::Float32 => {
+                    typed(self.parse::<Float32Type>(i, opts, Float32Type::parse_bytes))
+                }
+                DataType::Boolean => typed(self.parse_bool(i, opts)),
+                DataType::Timestamp(TimeUnit::Microsecond, tz)
+                    if tz.as_deref().is_none_or(|tz| tz == "UTC") =>
+                {
+                    let (array, failed) =
+                        self.parse::<TimestampMicrosecondType>(i, opts, parse_timestamp_micros);
+                    typed((array.with_timezone_opt(tz.clone()), failed))
+                }
+                DataType::Utf8 => (
+                    Arc::new(self.strings(i, opts, &mut bad)) as ArrayRef,
+                    vec![],
+                ),
+                ty => {
+                    let strings = self.strings(i, opts, &mut bad);
+                    let options = CastOptions {
+                        safe: true,
+                        ..Default::default()
+                    };
+                    let typed = cast_with_options(&strings, ty, &options)?;
+                    let failed = if typed.null_count() == strings.null_count() {
+                        vec![]
+                    } else {
+                        (0..rows)
+                            .filter(|&r| typed.is_null(r) && strings.is_valid(r))
+                            .collect()
+                    };
+                    (typed, failed)
+                }
             };
-            if typed.null_count() != strings.null_count() {
-                for (r, bad) in bad.iter_mut().enumerate() {
-                    if typed.is_null(r) && strings.is_valid(r) {
-                        let raw = strings.value(r);
-                        match rescue.as_mut() {
-                            Some(rescue) => {
-                                rescue.put(r, field.name(), Value::String(raw.to_string()))
-                            }
-                            None => {
-                                if bad.is_none() {
-                                    *bad = Some(format!(
-                                        "cannot parse '{raw}' as {} for column '{}'",
-                                        type_name(field.data_type()),
-                                        field.name()
-                                    ));
-                                }
-                            }
+            for r in failed {
+                let raw = String::from_utf8_lossy(tok.field(r, i).unwrap_or_default());
+                match rescue.as_mut() {
+                    Some(rescue) => rescue.put(r, field.name(), Value::String(raw.into_owned())),
+                    None => {
+                        if bad[r].is_none() {
+                            bad[r] = Some(format!(
+                                "cannot parse '{raw}' as {} for column '{}'",
+                                type_name(field.data_type()),
+                                field.name()
+                            ));
                         }
                     }
                 }
@@ -596,6 +846,56 @@ impl CsvFile {
         Ok(Some(batch))
     }
 
+    /// Column `i` parsed straight from the field bytes with `parse`, which
+    /// must accept exactly what a cast from strings accepts, with the same
+    /// result; also the rows whose value did not parse (null there). Skips
+    /// building the column as strings first.
+    fn parse<T: ArrowPrimitiveType>(
+        &self,
+        i: usize,
+        opts: &Options,
+        parse: impl Fn(&[u8]) -> Option<T::Native>,
+    ) -> (PrimitiveArray<T>, Vec<usize>) {
+        let tok = &self.tok;
+        let null = opts.null_value.as_bytes();
+        let mut failed = Vec::new();
+        let mut b = PrimitiveBuilder::<T>::with_capacity(tok.len());
+        for r in 0..tok.len() {
+            match tok.field(r, i) {
+                Some(raw) if raw != null => match parse(raw) {
+                    Some(v) => b.append_value(v),
+                    None => {
+                        b.append_null();
+                        failed.push(r);
+                    }
+                },
+                _ => b.append_null(),
+            }
+        }
+        (b.finish(), failed)
+    }
+
+    /// Column `i` as booleans, as [`CsvFile::parse`] does for numbers.
+    fn parse_bool(&self, i: usize, opts: &Options) -> (BooleanArray, Vec<usize>) {
+        let tok = &self.tok;
+        let null = opts.null_value.as_bytes();
+        let mut failed = Vec::new();
+        let mut b = BooleanBuilder::with_capacity(tok.len());
+        for r in 0..tok.len() {
+            match tok.field(r, i) {
+                Some(raw) if raw != null => match parse_bool(raw) {
+                    Some(v) => b.append_value(v),
+                    None => {
+                        b.append_null();
+                        failed.push(r);
+                    }
+                },
+                _ => b.append_null(),
+            }
+        }
+        (b.finish(), failed)
+    }
+
     /// Column `i` of the batch as strings; nulls where the value is the null
     /// value or the field is missing.
     fn strings(&self, i: usize, opts: &Options, bad: &mut [Option<String>]) -> StringArray {
@@ -604,15 +904,30 @@ impl CsvFile {
         let null = opts.null_value.as_bytes();
         // Fast path: gather the column's bytes and validate UTF-8 once over
         // the whole buffer rather than field by field.
-        let mut bin = BinaryBuilder::with_capacity(rows, rows * 8);
+        let mut values: Vec<u8> = Vec::with_capacity(rows * 16);
+        let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+        let mut valid = BooleanBufferBuilder::new(rows);
+        offsets.push(0);
         for r in 0..rows {
             match tok.field(r, i) {
-                Some(raw) if raw != null => bin.append_value(raw),
-                _ => bin.append_null(),
+                Some(raw) if raw != null => {
+                    append_short(&mut values, raw);
+                    valid.append(true);
+                }
+                _ => valid.append(false),
             }
+            offsets.push(values.len() as i32);
         }
-        if let Ok(strings) = StringArray::try_from_binary(bin.finish()) {
-            return strings;
+        // Offsets are i32: a batch's column stays far below 2 GiB because
+        // batches are bounded in rows and fields by the input buffer.
+        if values.len() <= i32::MAX as usize {
+            let nulls = NullBuffer::new(valid.finish());
+            let nulls = (nulls.null_count() > 0).then_some(nulls);
+            if let Ok(strings) =
+                StringArray::try_new(OffsetBuffer::new(offsets.into()), values.into(), nulls)
+            {
+                return strings;
+            }
         }
         // Some field is not UTF-8: find which, field by field.
         let mut b = StringBuilder::with_capacity(rows, rows * 8);
@@ -633,6 +948,168 @@ impl CsvFile {
         b.finish()
     }
 }
+
+/// A parsed column as an [`ArrayRef`], with its failed rows.
+fn typed<A: Array + 'static>((array, failed): (A, Vec<usize>)) -> (ArrayRef, Vec<usize>) {
+    (Arc::new(array), failed)
+}
+
+/// `arrow_cast`'s boolean rule, without its per-value allocation for the
+/// common spellings; anything else goes to `arrow_cast` itself.
+fn parse_bool(raw: &[u8]) -> Option<bool> {
+    const TRUE: [&[u8]; 9] = [
+        b"t", b"tr", b"tru", b"true", b"y", b"ye", b"yes", b"on", b"1",
+    ];
+    const FALSE: [&[u8]; 10] = [
+        b"f", b"fa", b"fal", b"fals", b"false", b"n", b"no", b"of", b"off", b"0",
+    ];
+    if raw.len() <= 5 && raw.iter().all(u8::is_ascii_alphanumeric) {
+        if TRUE.iter().any(|t| raw.eq_ignore_ascii_case(t)) {
+            return Some(true);
+        }
+        if FALSE.iter().any(|f| raw.eq_ignore_ascii_case(f)) {
+            return Some(false);
+        }
+        return None;
+    }
+    arrow_cast::cast::cast_single_string_to_boolean_default(std::str::from_utf8(raw).ok()?)
+}
+
+/// A timestamp in UTC as microseconds, as a cast from strings computes it.
+/// `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z]` is parsed here; anything else goes
+/// to `arrow_cast`'s parser.
+fn parse_timestamp_micros(raw: &[u8]) -> Option<i64> {
+    fast_timestamp_micros(raw).or_else(|| {
+        let s = std::str::from_utf8(raw).ok()?;
+        let naive = arrow_cast::parse::string_to_datetime(&chrono::Utc, s)
+            .ok()?
+            .naive_utc();
+        TimestampMicrosecondType::from_naive_datetime(naive, None)
+    })
+}
+
+fn fast_timestamp_micros(raw: &[u8]) -> Option<i64> {
+    let b = raw.strip_suffix(b"Z").unwrap_or(raw);
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || (b[10] != b' ' && b[10] != b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let digit = |i: usize| -> Option<u32> {
+        let d = b[i].wrapping_sub(b'0');
+        (d <= 9).then_some(u32::from(d))
+    };
+    let two = |i: usize| Some(digit(i)? * 10 + digit(i + 1)?);
+    let year = two(0)? * 100 + two(2)?;
+    let (month, day) = (two(5)?, two(8)?);
+    let (hour, minute, second) = (two(11)?, two(14)?, two(17)?);
+    let mut nanos = 0;
+    if b.len() > 19 {
+        let fraction = &b[20..];
+        if b[19] != b'.' || fraction.is_empty() || fraction.len() > 9 {
+            return None;
+        }
+        for k in 0..9 {
+            nanos = nanos * 10
+                + if k < fraction.len() {
+                    digit(20 + k)?
+                } else {
+                    0
+                };
+        }
+    }
+    if second > 59 {
+        return None;
+    }
+    let at = chrono::NaiveDate::from_ymd_opt(year as i32, month, day)?
+        .and_hms_nano_opt(hour, minute, second, nanos)?;
+    Some(at.and_utc().timestamp_micros())
+}
+
+/// Appends `raw` to `values`. Fields are mostly short, and wasm32 turns a
+/// `memcpy` into a call out of the sandbox that costs more than a short
+/// loop; longer fields take the bulk copy.
+#[inline(always)]
+fn append_short(values: &mut Vec<u8>, raw: &[u8]) {
+    values.extend_from_slice(raw);
+}
+
+/// Parsing a CSV field's bytes into a number with the semantics of
+/// `arrow_cast`'s string parsers (so a value parses here if and only if a
+/// cast from its string would succeed), without validating UTF-8 first: a
+/// field that is not UTF-8 never parses as a number anyway.
+trait ParseBytes: ArrowPrimitiveType {
+    fn parse_bytes(raw: &[u8]) -> Option<Self::Native>;
+}
+
+/// `arrow_cast`'s integer rule: digits with an optional sign, surrounding
+/// ASCII white space allowed, overflow is a failure. Up to 18 digits cannot
+/// overflow an `i64`, so the common case needs no checked multiply (which
+/// wasm32 lowers to a 128-bit software multiply).
+macro_rules! parse_int {
+    ($($t:ty),*) => {$(
+        impl ParseBytes for $t {
+            fn parse_bytes(raw: &[u8]) -> Option<Self::Native> {
+                let raw = raw.trim_ascii();
+                let (negative, digits) = match raw.split_first()? {
+                    (b'-', rest) => (true, rest),
+                    (b'+', rest) => (false, rest),
+                    _ => (false, raw),
+                };
+                if digits.is_empty() {
+                    return None;
+                }
+                let n: i64 = if digits.len() <= 18 {
+                    let mut m: i64 = 0;
+                    for &d in digits {
+                        let d = d.wrapping_sub(b'0');
+                        if d > 9 {
+                            return None;
+                        }
+                        m = m * 10 + i64::from(d);
+                    }
+                    if negative { -m } else { m }
+                } else {
+                    let mut m: i64 = 0;
+                    for &d in digits {
+                        let d = d.wrapping_sub(b'0');
+                        if d > 9 {
+                            return None;
+                        }
+                        m = m.checked_mul(10)?;
+                        m = if negative {
+                            m.checked_sub(i64::from(d))?
+                        } else {
+                            m.checked_add(i64::from(d))?
+                        };
+                    }
+                    m
+                };
+                Self::Native::try_from(n).ok()
+            }
+        }
+    )*};
+}
+parse_int!(Int8Type, Int16Type, Int32Type, Int64Type);
+
+/// `arrow_cast`'s float rule: `lexical_core`, then again without
+/// surrounding white space.
+macro_rules! parse_float {
+    ($($t:ty),*) => {$(
+        impl ParseBytes for $t {
+            fn parse_bytes(raw: &[u8]) -> Option<Self::Native> {
+                lexical_core::parse(raw)
+                    .or_else(|_| lexical_core::parse(raw.trim_ascii()))
+                    .ok()
+            }
+        }
+    )*};
+}
+parse_float!(Float32Type, Float64Type);
 
 /// The SQL name of an Arrow type, as users write it in `schemaHints`.
 pub fn type_name(t: &DataType) -> String {
@@ -681,6 +1158,149 @@ mod tests {
         assert_eq!(t.field(2, 1), Some(&b"he said \"hi\""[..]));
         assert_eq!(t.line(0), 1);
         assert_eq!(t.line(2), 5);
+    }
+
+    #[test]
+    fn byte_parsers_agree_with_arrow_cast() {
+        use arrow_cast::parse::Parser;
+        let cases = [
+            "0",
+            "7",
+            "-7",
+            "+7",
+            " 12 ",
+            "12 ",
+            " 12",
+            "1 2",
+            "",
+            "-",
+            "+",
+            "--1",
+            "1e3",
+            "1.5",
+            "-1.5e-3",
+            "NaN",
+            "inf",
+            "-Infinity",
+            "127",
+            "128",
+            "-128",
+            "-129",
+            "32768",
+            "2147483648",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "0x10",
+            "١٢",
+            "1_000",
+            ".5",
+            "5.",
+            " 3.25 ",
+            "\t4\t",
+        ];
+        for c in cases {
+            let b = c.as_bytes();
+            assert_eq!(Int8Type::parse_bytes(b), Int8Type::parse(c), "i8 {c:?}");
+            assert_eq!(Int16Type::parse_bytes(b), Int16Type::parse(c), "i16 {c:?}");
+            assert_eq!(Int32Type::parse_bytes(b), Int32Type::parse(c), "i32 {c:?}");
+            assert_eq!(Int64Type::parse_bytes(b), Int64Type::parse(c), "i64 {c:?}");
+            let (x, y) = (Float64Type::parse_bytes(b), Float64Type::parse(c));
+            assert!(
+                x == y || x.is_some_and(f64::is_nan) && y.is_some_and(f64::is_nan),
+                "f64 {c:?}: {x:?} vs {y:?}"
+            );
+            let (x, y) = (Float32Type::parse_bytes(b), Float32Type::parse(c));
+            assert!(
+                x == y || x.is_some_and(f32::is_nan) && y.is_some_and(f32::is_nan),
+                "f32 {c:?}: {x:?} vs {y:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fast_parsers_agree_with_arrow_cast() {
+        use arrow_array::cast::AsArray;
+        let values = [
+            "2026-01-01 00:00:00",
+            "2026-01-01T12:34:56",
+            "2026-01-01 12:34:56.5",
+            "2026-01-01 12:34:56.123456",
+            "2026-01-01 12:34:56.123456789Z",
+            "1969-12-31 23:59:59.999",
+            "0001-01-01 00:00:00",
+            "2024-02-29 01:02:03",
+            "2023-02-29 01:02:03",
+            "2026-13-01 00:00:00",
+            "2026-01-01 24:00:00",
+            "2026-01-01 23:59:60",
+            "2026-01-01 00:00:00.",
+            "2026-01-01 00:00:00.1234567891",
+            "2026-01-01",
+            "2026-01-01T00:00",
+            "2026-01-01 00:00:00+02:00",
+            " 2026-01-01 00:00:00",
+            "garbage",
+            "",
+            "true",
+            "TRUE",
+            "t",
+            "Yes",
+            "on",
+            "1",
+            "0",
+            "off",
+            "OF",
+            "nope",
+            " true ",
+            "\u{a0}true",
+            "\u{b}false",
+            "truex",
+        ];
+        let strings = StringArray::from(values.to_vec());
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let want_ts = arrow_cast::cast(&strings, &ts).unwrap();
+        let want_bool = arrow_cast::cast(&strings, &DataType::Boolean).unwrap();
+        let want_ts = want_ts.as_primitive::<TimestampMicrosecondType>();
+        let want_bool = want_bool.as_boolean();
+        for (k, v) in values.iter().enumerate() {
+            let want = want_ts.is_valid(k).then(|| want_ts.value(k));
+            assert_eq!(
+                parse_timestamp_micros(v.as_bytes()),
+                want,
+                "timestamp {v:?}"
+            );
+            let want = want_bool.is_valid(k).then(|| want_bool.value(k));
+            assert_eq!(parse_bool(v.as_bytes()), want, "bool {v:?}");
+        }
+    }
+
+    /// Every record as (line, start offset, fields).
+    fn all_records(t: &mut Tokenizer) -> Vec<(u64, u64, Vec<Vec<u8>>)> {
+        while t.read_record().unwrap() {}
+        (0..t.len())
+            .map(|r| {
+                let fields = (0..t.width(r)).map(|i| t.field(r, i).unwrap().to_vec());
+                (t.line(r), t.start(r), fields.collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_lines_agree_with_csv_core() {
+        let mut o = default_opts();
+        o.comment = Some(b'#');
+        let text = "\u{feff}id,name,note\r\n1,a,plain\r\n2,\"b,c\",quoted\n\n# comment, here\n3,,\n\
+                    4,\"multi\nline\",x\n5,d,\"he said \"\"hi\"\"\"\n6,e,f\rg\n7,last,row";
+        let want = all_records(&mut tok(text, &o).with_limits(1 << 20, false));
+        assert_eq!(want.len(), 9, "{want:?}");
+        assert_eq!(want[1].0, 2, "CRLF lines count: {want:?}");
+        assert_eq!(want[8].0, 11, "{want:?}");
+        for buffer in 1..text.len() + 2 {
+            let got = all_records(&mut tok(text, &o).with_limits(buffer, true));
+            assert_eq!(got, want, "buffer of {buffer} bytes");
+        }
     }
 
     #[test]
