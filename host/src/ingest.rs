@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::capability::{Counters, HostState};
 use crate::grants::Grants;
 use crate::runtime::{Loaded, Runtime};
-use crate::session::{Session, Stream, decode};
+use crate::session::{Session, Stream, decode, stored_schema, to_stored};
 use crate::split::{self, RangeReport, Unit};
 
 /// Batches in flight per lane between connector and sink.
@@ -189,10 +189,7 @@ impl Job {
         on_planned(input_bytes);
         let (stream, mut config) = self.discover_planned(&plan).await?;
         config["schema"] = serde_json::to_value(stream.schema.as_ref())?;
-        // The table's schema is the stream's fields; schema-level metadata
-        // is the connector's own business.
-        let table_schema: SchemaRef =
-            Arc::new(arrow_schema::Schema::new(stream.schema.fields().clone()));
+        let table_schema = stored_schema(&stream.schema);
 
         // Work units (files, or byte ranges of large files), spread across
         // lanes largest first onto the least-loaded lane.
@@ -241,7 +238,11 @@ impl Job {
             let (tx, rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
             let host = self.host(&plan, &format!("lane {i}"));
             let (runtime, loaded) = (self.runtime.clone(), self.connector.clone());
-            let (name, schema) = (stream.info.name.clone(), table_schema.clone());
+            let (name, sent, stored) = (
+                stream.info.name.clone(),
+                stream.schema.clone(),
+                table_schema.clone(),
+            );
             readers.push(tokio::task::spawn_blocking(move || {
                 read_lane(
                     &runtime,
@@ -249,7 +250,7 @@ impl Job {
                     host,
                     &lane_config.to_string(),
                     &name,
-                    &schema,
+                    (&sent, &stored),
                     tx,
                 )
             }));
@@ -322,14 +323,15 @@ struct LaneOutcome {
     reports: Vec<RangeReport>,
 }
 
-/// Reads one lane's stream, sending batches to the writer.
+/// Reads one lane's stream, sending batches to the writer: `schemas` are
+/// the one the connector discovered and the one the table stores.
 fn read_lane(
     runtime: &Runtime,
     loaded: &Loaded,
     host: HostState,
     config: &str,
     stream: &str,
-    schema: &SchemaRef,
+    (schema, stored): (&SchemaRef, &SchemaRef),
     tx: mpsc::Sender<RecordBatch>,
 ) -> Result<LaneOutcome> {
     let mut session = Session::new(runtime, loaded, host)?;
@@ -365,10 +367,7 @@ fn read_lane(
             if batch.num_rows() == 0 {
                 continue;
             }
-            let rows =
-                arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            let batch =
-                RecordBatch::try_new_with_options(schema.clone(), batch.columns().to_vec(), &rows)?;
+            let batch = to_stored(&batch, stored)?;
             if tx.blocking_send(batch).is_err() {
                 // The writer failed; its error is the one to report.
                 session.close(reader)?;

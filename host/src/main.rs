@@ -308,11 +308,12 @@ async fn discover(
     );
     let job = job(cli, input, loaded, runtime, target, WriteMode::Append, 1)?;
     let (stream, bytes) = job.discover().await?;
+    let schema = sluice::session::stored_schema(&stream.schema);
     if json {
-        println!("{}", serde_json::to_string_pretty(stream.schema.as_ref())?);
+        println!("{}", serde_json::to_string_pretty(schema.as_ref())?);
     } else {
         println!("stream '{}' ({} input bytes):", stream.info.name, bytes);
-        for f in stream.schema.fields() {
+        for f in schema.fields() {
             println!(
                 "  {}: {}{}",
                 f.name(),

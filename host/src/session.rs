@@ -7,9 +7,11 @@
 use std::io::Cursor;
 
 use anyhow::{Context, Result, anyhow};
-use arrow_array::RecordBatch;
+use std::sync::Arc;
+
+use arrow_array::{RecordBatch, RecordBatchOptions};
 use arrow_ipc::reader::StreamReader;
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
@@ -155,6 +157,59 @@ impl Session {
     }
 }
 
+/// The schema a table stores for batches of `sent`: dictionary-encoded
+/// columns are a transport encoding between connector and host (a constant
+/// or low-cardinality column crosses the boundary once per batch rather than
+/// once per row), and tables store their value type. Schema-level metadata
+/// is the connector's own business and is dropped.
+pub fn stored_schema(sent: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        sent.fields()
+            .iter()
+            .map(|f| stored_field(f))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn stored_field(f: &Field) -> Field {
+    f.clone().with_data_type(stored_type(f.data_type()))
+}
+
+fn stored_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Dictionary(_, values) => stored_type(values),
+        DataType::Struct(fields) => {
+            DataType::Struct(fields.iter().map(|f| stored_field(f)).collect())
+        }
+        DataType::List(f) => DataType::List(Arc::new(stored_field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(stored_field(f))),
+        other => other.clone(),
+    }
+}
+
+/// `batch` (of the schema the connector discovered) in the `stored` schema:
+/// dictionary-encoded columns are expanded to their values.
+pub fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(stored.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                arrow_cast::cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        stored.clone(),
+        columns,
+        &rows,
+    )?)
+}
+
 /// Decodes an IPC stream from a connector: validated, and a panic in the
 /// decoder becomes an error rather than a crash (guest bytes are untrusted).
 pub fn decode(ipc: &[u8]) -> Result<Vec<RecordBatch>> {
@@ -174,5 +229,57 @@ fn decode_guarded<T>(
         Err(_) => Err(anyhow!(
             "the Arrow IPC decoder rejected the bytes (it panicked)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Array, ArrayRef, DictionaryArray, Int32Array, StringArray, StructArray};
+    use arrow_schema::Fields;
+
+    use super::*;
+
+    #[test]
+    fn dictionary_columns_are_stored_as_their_values() {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let inner = Fields::from(vec![Field::new("path", dict.clone(), false)]);
+        let sent = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("_metadata", DataType::Struct(inner.clone()), false),
+        ]));
+        let stored = stored_schema(&sent);
+        assert_eq!(
+            stored.field(1).data_type(),
+            &DataType::Struct(Fields::from(vec![Field::new(
+                "path",
+                DataType::Utf8,
+                false
+            )]))
+        );
+        let path: ArrayRef = Arc::new(DictionaryArray::new(
+            Int32Array::from(vec![0, 0, 0]),
+            Arc::new(StringArray::from(vec!["s3://b/x.csv"])),
+        ));
+        let batch = RecordBatch::try_new(
+            sent,
+            vec![
+                Arc::new(Int32Array::from(vec![1, 2, 3])),
+                Arc::new(StructArray::new(inner, vec![path], None)),
+            ],
+        )
+        .unwrap();
+        let out = to_stored(&batch, &stored).unwrap();
+        let meta = out
+            .column(1)
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .unwrap();
+        let paths = meta
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(paths.len(), 3);
+        assert!(paths.iter().all(|p| p == Some("s3://b/x.csv")));
     }
 }

@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, Int64Array, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray,
+    ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use serde_json::{Map, Value};
@@ -27,10 +28,14 @@ fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
+/// The `_metadata` fields. The path and name are the same on every row of
+/// a batch, so they travel dictionary-encoded (one value, all keys 0); the
+/// host stores them as plain strings.
 fn metadata_fields() -> Fields {
+    let constant = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     Fields::from(vec![
-        Field::new("file_path", DataType::Utf8, false),
-        Field::new("file_name", DataType::Utf8, false),
+        Field::new("file_path", constant(), false),
+        Field::new("file_name", constant(), false),
         Field::new("file_size", DataType::Int64, false),
         Field::new("file_modification_time", utc_micros(), false),
     ])
@@ -139,15 +144,15 @@ fn apply_hints(mut data: Vec<Field>, opts: &Options) -> Vec<Field> {
 
 fn metadata_column(file: &FileRef, rows: usize) -> ArrayRef {
     let fields = metadata_fields();
+    let constant = |value: &str| -> ArrayRef {
+        Arc::new(DictionaryArray::new(
+            Int32Array::from_value(0, rows),
+            Arc::new(StringArray::from(vec![value])),
+        ))
+    };
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            file.location.as_str(),
-            rows,
-        ))),
-        Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
-            file.name(),
-            rows,
-        ))),
+        constant(&file.location),
+        constant(file.name()),
         Arc::new(Int64Array::from_value(file.size as i64, rows)),
         Arc::new(
             TimestampMicrosecondArray::from_value(file.last_modified_ms * 1000, rows)

@@ -44,6 +44,12 @@ fn csv_infers_types_and_handles_quotes_bom_comments_and_multiline_fields() {
             json!({"id": 3, "name": "multi\nline", "score": null, "day": null, "ts": null, "ok": null}),
         ]
     );
+    // Path and name cross the component boundary dictionary-encoded; the
+    // table stores plain strings.
+    assert_eq!(
+        t.type_of("_metadata"),
+        "struct<file_path: string not null, file_name: string not null, file_size: int64 not null, file_modification_time: timestamp[us, tz=UTC] not null>"
+    );
     let meta = &t.rows[0]["_metadata"];
     assert_eq!(meta["file_name"], "a.csv");
     assert_eq!(meta["file_size"], TYPED_CSV.len());
