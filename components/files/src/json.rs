@@ -271,26 +271,66 @@ impl JsonFile {
         }
     }
 
+    /// Decodes a batch straight from the reader's buffer: whole chunks go to
+    /// arrow-json's streaming decoder, which stops once the batch is full,
+    /// and nothing is copied line by line. A chunk that fails is read again
+    /// to name the line and the reason.
     fn fast_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
-        let first_line = self.line + 1;
-        let mut buf = Vec::with_capacity(8 << 20);
-        let mut lines = 0;
-        while lines < opts.batch_size {
-            if self.read_line(&mut buf)? == 0 {
+        let (first_line, start) = (self.line + 1, self.pos);
+        let mut decoder = self.decoder(opts)?;
+        // Whether the bytes consumed so far end with a whole line.
+        let mut whole = true;
+        loop {
+            if let Some(end) = self.end
+                && self.pos >= end
+                && whole
+            {
+                self.stop = Some(self.pos);
+                self.done = true;
                 break;
             }
-            self.line += 1;
-            lines += 1;
+            let buf = self
+                .reader
+                .fill_buf()
+                .map_err(|e| io_error(&self.file, e))?;
+            if buf.is_empty() {
+                self.done = true;
+                break;
+            }
+            // In a byte range, the last line taken is the one holding the
+            // range's last byte.
+            let mut usable = buf.len();
+            if let Some(end) = self.end {
+                let last = end.saturating_sub(self.pos + 1) as usize;
+                if let Some(i) = buf.get(last..).and_then(|b| memchr::memchr(b'\n', b)) {
+                    usable = last + i + 1;
+                }
+            }
+            let taken = match decoder.decode(&buf[..usable]) {
+                Ok(n) => n,
+                Err(_) => {
+                    let failed = self.pos - start + usable as u64;
+                    return Err(self.locate_error_at(start, failed, first_line, opts));
+                }
+            };
+            self.line += memchr::memchr_iter(b'\n', &buf[..taken]).count() as u64;
+            if taken > 0 {
+                whole = buf[taken - 1] == b'\n';
+            }
+            self.reader.consume(taken);
+            self.pos += taken as u64;
+            if taken < usable {
+                // The batch is full.
+                break;
+            }
         }
-        if lines == 0 {
-            return Ok(None);
-        }
-        let mut decoder = self.decoder(opts)?;
-        let decoded = decoder.decode(&buf).and_then(|_| decoder.flush());
-        let data = match decoded {
+        let data = match decoder.flush() {
             Ok(Some(batch)) => batch,
             Ok(None) => return Ok(None),
-            Err(_) => return Err(self.locate_error(&buf, first_line, opts)),
+            Err(_) => {
+                let failed = self.pos - start;
+                return Err(self.locate_error_at(start, failed, first_line, opts));
+            }
         };
         let rows = data.num_rows();
         Ok(Some(shape.assemble(
@@ -299,6 +339,28 @@ impl JsonFile {
             &self.file,
             rows,
         )?))
+    }
+
+    /// Reads `len` bytes from offset `at` of the file (or of its
+    /// decompressed stream) again, to find the line that failed in them.
+    fn locate_error_at(&self, at: u64, len: u64, first_line: u64, opts: &Options) -> Error {
+        let reread = || -> std::io::Result<Vec<u8>> {
+            let input = if self.end.is_some() {
+                open_at(&self.file, at)
+            } else {
+                let mut input =
+                    open(&self.file).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+                std::io::copy(&mut (&mut input).take(at), &mut std::io::sink())?;
+                input
+            };
+            let mut buf = Vec::new();
+            input.take(len).read_to_end(&mut buf)?;
+            Ok(buf)
+        };
+        match reread() {
+            Ok(buf) => self.locate_error(&buf, first_line, opts),
+            Err(e) => io_error(&self.file, e),
+        }
     }
 
     /// Finds the first line of `buf` that fails, and says why.

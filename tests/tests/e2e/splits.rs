@@ -99,3 +99,32 @@ fn a_quoted_newline_across_a_split_point_fails_loudly_and_multiline_reads_it() {
     let row = t.data_by("id")[7].clone();
     assert_eq!(row["note"], Value::from("line one\nline two 7"));
 }
+
+#[test]
+fn ndjson_ranges_that_end_across_a_read_buffer_boundary() {
+    // Ranges of 2 MiB - 10 bytes end 10 bytes before the reader's second
+    // 1 MiB buffer ends, inside a 200-byte line that continues past it.
+    let c = Case::new();
+    let mut json = String::new();
+    for i in 0..16_000 {
+        let line = format!("{{\"id\": {i}, \"pad\": \"");
+        json.push_str(&line);
+        json.push_str(&"x".repeat(200 - line.len() - 3));
+        json.push_str("\"}\n");
+    }
+    assert!(json.len() > 3 << 20);
+    c.write("big.json", &json);
+    let out = c.ok(&[
+        "ingest",
+        "big.json",
+        "-f",
+        "json",
+        "-t",
+        "t",
+        "--split-bytes",
+        &((2 << 20) - 10).to_string(),
+    ]);
+    assert!(out.contains("16000 rows"), "{out}");
+    let t = read_delta(&c.path("t"));
+    assert_eq!(ids(&t), (0..16_000).collect::<Vec<_>>());
+}
