@@ -12,7 +12,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake_core::kernel::{Action, Add, StructType, Transaction};
+use deltalake_core::kernel::{Action, Add, MetadataExt, StructType, Transaction};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
@@ -22,6 +22,41 @@ use parquet::file::properties::WriterProperties;
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::{WriteMode, WriteOptions};
+
+/// How a commit may change the table's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaChange {
+    /// The input must have the table's columns (nullable ones may be
+    /// missing); new columns are refused.
+    None,
+    /// New nullable columns are added to the table in the same commit.
+    AddColumns,
+}
+
+/// A batch of an application, for idempotent commits: Delta's `txn` action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Txn {
+    /// The application (a pipeline): `sluice-<checkpoint id>`.
+    pub app_id: String,
+    /// Its batch number.
+    pub version: i64,
+}
+
+/// What [`commit_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// This attempt committed the batch as table `version`.
+    Committed {
+        /// The new table version.
+        version: u64,
+    },
+    /// The table already held the batch (an earlier attempt committed it);
+    /// nothing was added.
+    AlreadyCommitted {
+        /// The table version that holds it, where known.
+        version: Option<u64>,
+    },
+}
 
 /// Streams one lane's batches into data files of the table.
 pub struct DeltaLane {
@@ -92,6 +127,19 @@ pub async fn load(location: &Location) -> Result<Option<DeltaTable>> {
     }
     t.load().await.map_err(|e| Error::delta(&table, e))?;
     Ok(Some(t))
+}
+
+/// The Arrow schema of the Delta table at `location`, or `None` if there is
+/// no table there.
+pub async fn table_schema(location: &Location) -> Result<Option<Schema>> {
+    use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
+    let name = location.display();
+    let Some(table) = load(location).await? else {
+        return Ok(None);
+    };
+    let snapshot = table.snapshot().map_err(|e| Error::delta(&name, e))?;
+    let schema: Schema = snapshot.schema().as_ref().try_into_arrow()?;
+    Ok(Some(schema))
 }
 
 /// Commits `adds` as one new table version and returns it.
@@ -203,4 +251,192 @@ fn check_schema(table: &str, existing: &StructType, input: &Schema) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// The latest batch application `app_id` committed to the table at
+/// `location` (its `txn` version), or `None` (also without a table).
+pub async fn txn_version(location: &Location, app_id: &str) -> Result<Option<i64>> {
+    match load(location).await? {
+        Some(table) => txn_of(&table, &location.display(), app_id).await,
+        None => Ok(None),
+    }
+}
+
+async fn txn_of(table: &DeltaTable, name: &str, app_id: &str) -> Result<Option<i64>> {
+    table
+        .snapshot()
+        .map_err(|e| Error::delta(name, e))?
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(name, e))
+}
+
+/// The schema a commit gives the table: the table's own columns, then the
+/// input's new ones. Fails if a column changed type, if a required column
+/// is missing from the input, or if there are new columns and `change`
+/// does not allow them.
+fn evolved_schema(
+    table: &str,
+    existing: &StructType,
+    input: &Schema,
+    change: SchemaChange,
+) -> Result<Option<StructType>> {
+    let incoming: StructType = Arc::new(input.clone())
+        .try_into_kernel()
+        .map_err(Error::Arrow)?;
+    let mismatch = |reason: String| Error::SchemaMismatch {
+        table: table.to_string(),
+        reason,
+    };
+    for field in existing.fields() {
+        match incoming.field(field.name()) {
+            None if !field.is_nullable() => {
+                return Err(mismatch(format!(
+                    "required column '{}' is missing from the input",
+                    field.name()
+                )));
+            }
+            Some(f) if f.data_type() != field.data_type() => {
+                return Err(mismatch(format!(
+                    "column '{}' is {} in the table but {} in the input",
+                    field.name(),
+                    field.data_type(),
+                    f.data_type()
+                )));
+            }
+            _ => {}
+        }
+    }
+    let new: Vec<_> = incoming
+        .fields()
+        .filter(|f| existing.field(f.name()).is_none())
+        .cloned()
+        .collect();
+    if new.is_empty() {
+        return Ok(None);
+    }
+    if change == SchemaChange::None {
+        let names: Vec<&str> = new.iter().map(|f| f.name().as_str()).collect();
+        return Err(mismatch(format!(
+            "column(s) {} are not in the table; allow schema evolution (mergeSchema=true) to add them",
+            names.join(", ")
+        )));
+    }
+    let fields = existing.fields().cloned().chain(new);
+    Ok(Some(
+        StructType::try_new(fields).map_err(|e| mismatch(e.to_string()))?,
+    ))
+}
+
+/// Commits `adds` as batch `txn.version` of application `txn.app_id`,
+/// exactly once (the incremental protocol's commit step):
+///
+/// - if the table's txn version for the application already is at least
+///   the batch, nothing is committed: an earlier attempt did it;
+/// - otherwise one version holds the adds, the txn and (with
+///   [`SchemaChange::AddColumns`]) the new columns;
+/// - if the outcome is unknown (an error after the log entry may have been
+///   written, or a concurrent commit of the same application), the log is
+///   read again to settle it, never committed twice.
+///
+/// The table is created if it does not exist.
+pub async fn commit_once(
+    location: &Location,
+    schema: &Schema,
+    adds: Vec<Add>,
+    txn: &Txn,
+    change: SchemaChange,
+) -> Result<Outcome> {
+    let name = location.display();
+    let Some(table) = load(location).await? else {
+        // A new table: its creation carries the txn. If another writer
+        // creates it first, this attempt fails and the next one appends.
+        let version = commit(
+            location,
+            schema,
+            adds,
+            WriteMode::Overwrite,
+            Some((txn.app_id.clone(), txn.version)),
+        )
+        .await?;
+        return Ok(Outcome::Committed { version });
+    };
+    if txn_of(&table, &name, &txn.app_id)
+        .await?
+        .is_some_and(|v| v >= txn.version)
+    {
+        return Ok(Outcome::AlreadyCommitted { version: None });
+    }
+    let snapshot = table.snapshot().map_err(|e| Error::delta(&name, e))?;
+    let read_version = snapshot.version();
+    let mut actions: Vec<Action> = Vec::with_capacity(adds.len() + 1);
+    if let Some(evolved) = evolved_schema(&name, snapshot.schema().as_ref(), schema, change)? {
+        let metadata = MetadataExt::with_schema(snapshot.metadata().clone(), &evolved)
+            .map_err(|e| Error::delta(&name, e.into()))?;
+        actions.push(Action::Metadata(metadata));
+    }
+    actions.extend(adds.into_iter().map(Action::Add));
+    let commit_id = uuid::Uuid::new_v4().to_string();
+    let properties = CommitProperties::default()
+        .with_application_transaction(Transaction::new(txn.app_id.clone(), txn.version))
+        .with_metadata([(COMMIT_ID.to_string(), serde_json::json!(commit_id))]);
+    let result = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await;
+    match result {
+        Ok(done) => Ok(Outcome::Committed {
+            version: done.version(),
+        }),
+        Err(e) => settle(location, txn, read_version, &commit_id, e).await,
+    }
+}
+
+/// Key of Sluice's commit id in a commit's `commitInfo`.
+const COMMIT_ID: &str = "sluiceCommitId";
+
+/// Decides what an attempt whose commit call failed did, from the log.
+async fn settle(
+    location: &Location,
+    txn: &Txn,
+    read_version: u64,
+    commit_id: &str,
+    error: DeltaTableError,
+) -> Result<Outcome> {
+    let name = location.display();
+    let Some(table) = load(location).await? else {
+        return Err(Error::delta(&name, error));
+    };
+    if txn_of(&table, &name, &txn.app_id)
+        .await?
+        .is_none_or(|v| v < txn.version)
+    {
+        // The batch is not in the table: the error stands, and the batch
+        // may be tried again.
+        return Err(Error::delta(&name, error));
+    }
+    // The batch is in the table: find whether this attempt wrote it.
+    let log = table.log_store();
+    let latest = table.version().unwrap_or_default();
+    for v in (read_version + 1..=latest).rev() {
+        let Ok(Some(bytes)) = log.read_commit_entry(v).await else {
+            continue;
+        };
+        let ours = deltalake_core::logstore::get_actions(v, &bytes)
+            .unwrap_or_default()
+            .iter()
+            .any(|a| matches!(a, Action::CommitInfo(ci) if ci.info.get(COMMIT_ID) == Some(&serde_json::json!(commit_id))));
+        if ours {
+            return Ok(Outcome::Committed { version: v });
+        }
+    }
+    Ok(Outcome::AlreadyCommitted { version: None })
 }

@@ -40,6 +40,9 @@ pub enum Error {
         #[source]
         source: DeltaTableError,
     },
+    /// The operation is not available for this table.
+    #[error("{0}")]
+    Unsupported(String),
     /// Encoding Parquet failed.
     #[error("writing parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

@@ -31,6 +31,7 @@ pub mod delta;
 mod error;
 mod location;
 
+pub use delta::{Outcome, SchemaChange, Txn};
 pub use error::{Error, Result};
 pub use location::{Location, register_object_stores};
 
@@ -121,6 +122,16 @@ pub struct Committed {
     pub rows: u64,
 }
 
+/// The outcome of an exactly-once commit ([`Target::commit_once`]).
+#[derive(Debug, Clone)]
+pub struct BatchCommitted {
+    /// What the commit did.
+    pub outcome: Outcome,
+    /// What this attempt wrote (not referenced by the table if the outcome
+    /// is [`Outcome::AlreadyCommitted`]; vacuum removes such files).
+    pub written: Committed,
+}
+
 /// One stream of batches into data files.
 pub struct Lane {
     inner: LaneInner,
@@ -191,6 +202,50 @@ impl Target {
             )?)),
         };
         Ok(Lane { inner, rows: 0 })
+    }
+
+    /// Commits what the lanes wrote as batch `txn` of an incremental
+    /// pipeline, exactly once (see [`delta::commit_once`]). Appends to the
+    /// table, creating it if needed; `change` says whether new columns may be
+    /// added. Only Delta tables can do this: a plain Parquet dataset has no
+    /// log to record the batch in.
+    pub async fn commit_once(
+        &self,
+        schema: &Schema,
+        written: Vec<Written>,
+        txn: &Txn,
+        change: SchemaChange,
+    ) -> Result<BatchCommitted> {
+        if self.format != TableFormat::Delta {
+            return Err(Error::Unsupported(format!(
+                "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
+                self.location.display()
+            )));
+        }
+        let stats = Committed {
+            version: None,
+            files: written.iter().map(Written::files).sum(),
+            bytes: written.iter().map(Written::bytes).sum(),
+            rows: written.iter().map(Written::rows).sum(),
+        };
+        let adds = written.into_iter().flat_map(|w| w.adds).collect();
+        let outcome = delta::commit_once(&self.location, schema, adds, txn, change).await?;
+        let version = match outcome {
+            Outcome::Committed { version } => Some(version),
+            Outcome::AlreadyCommitted { version } => version,
+        };
+        Ok(BatchCommitted {
+            outcome,
+            written: Committed { version, ..stats },
+        })
+    }
+
+    /// The table's schema, or `None` if there is no table yet.
+    pub async fn schema(&self) -> Result<Option<Schema>> {
+        match self.format {
+            TableFormat::Delta => delta::table_schema(&self.location).await,
+            TableFormat::Parquet => Ok(None),
+        }
     }
 
     /// Makes everything the lanes wrote visible at once.
