@@ -16,9 +16,13 @@
 //! ```
 
 mod error;
+pub mod incremental;
 mod plan;
+pub mod schema;
 mod spec;
 
 pub use error::{Error, Result};
+pub use incremental::{CleanSource, StreamOptions};
 pub use plan::{FileRef, Source, plan_files};
+pub use schema::Evolution;
 pub use spec::{Format, Ingest};
