@@ -30,6 +30,14 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Every named counter and its value.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        self.named
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
     /// The value of counter `name`.
     pub fn get(&self, name: &str) -> u64 {
         self.named

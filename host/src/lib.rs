@@ -4,7 +4,9 @@
 //! - [`runtime`]: the engine, the compiled-component cache, bounded stores;
 //! - [`capability`] and [`grants`]: what a connector may do, checked per call;
 //! - [`session`]: one connector instance, driven call by call;
-//! - [`ingest`]: the batch ingest job (plan, discover, read in lanes, commit);
+//! - [`read`]: reading a stream into data files in parallel lanes;
+//! - [`ingest`]: the batch ingest job (plan, discover, read, commit);
+//! - [`incremental`]: streams and COPY INTO, exactly once;
 //! - [`split`]: byte ranges of large files, and the check that they met;
 //! - [`builtin`]: the connectors compiled into the binary.
 
@@ -12,7 +14,9 @@ pub mod bindings;
 pub mod builtin;
 pub mod capability;
 pub mod grants;
+pub mod incremental;
 pub mod ingest;
+pub mod read;
 pub mod runtime;
 pub mod session;
 pub mod split;

@@ -25,6 +25,7 @@ fn job(runtime: &Runtime, connector: &Loaded, input: Input, table: &std::path::P
         split_bytes: sluice::split::DEFAULT_SPLIT_BYTES,
         storage_options: Default::default(),
         counters: Arc::new(Counters::default()),
+        projection: None,
     }
 }
 

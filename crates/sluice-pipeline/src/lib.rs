@@ -18,11 +18,13 @@
 mod error;
 pub mod incremental;
 mod plan;
+pub mod projection;
 pub mod schema;
 mod spec;
 
 pub use error::{Error, Result};
 pub use incremental::{CleanSource, StreamOptions};
-pub use plan::{FileRef, Source, plan_files};
+pub use plan::{FileRef, Source, list_files, plan_files};
+pub use projection::Projection;
 pub use schema::Evolution;
 pub use spec::{Format, Ingest};

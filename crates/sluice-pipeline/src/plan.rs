@@ -94,6 +94,11 @@ impl Source {
         &self.text
     }
 
+    /// The longest leading part of the source without glob characters.
+    pub fn base(&self) -> &Location {
+        &self.base
+    }
+
     /// The URL prefix every file of this source is under: what a connector
     /// reading it must be granted.
     pub fn grant(&self) -> String {
@@ -120,14 +125,33 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn hidden(path: &Path) -> bool {
-    path.filename()
-        .map(|p| p.starts_with('.') || p.starts_with('_'))
-        .unwrap_or(false)
+/// Whether `path` is hidden below `root`: a file or directory under it whose
+/// name starts with `.` or `_` (`_SUCCESS`, `_delta_log/`, `.tmp-upload`).
+fn hidden(root: &Path, path: &Path) -> bool {
+    let below: Vec<_> = match path.prefix_match(root) {
+        Some(parts) => parts.collect(),
+        None => path.parts().collect(),
+    };
+    below
+        .iter()
+        .any(|p| p.as_ref().starts_with('.') || p.as_ref().starts_with('_'))
 }
 
-/// The files `source` names, sorted by location.
+/// The files `source` names, sorted by location; an error if there are none.
 pub async fn plan_files(source: &Source) -> Result<Vec<FileRef>> {
+    let files = list_files(source).await?;
+    if files.is_empty() {
+        return Err(Error::NoFiles {
+            input: source.text.clone(),
+            hint: String::new(),
+        });
+    }
+    Ok(files)
+}
+
+/// The files `source` names now, sorted by location (none if the source
+/// does not exist yet): one flat, paginated listing.
+pub async fn list_files(source: &Source) -> Result<Vec<FileRef>> {
     let (store, root): (Arc<dyn ObjectStore>, Path) = source.base.store()?;
     let store_err = |error| Error::Store {
         input: source.text.clone(),
@@ -156,7 +180,7 @@ pub async fn plan_files(source: &Source) -> Result<Vec<FileRef>> {
             e => Err(store_err(e)),
         })?;
     for m in listed {
-        if hidden(&m.location) {
+        if hidden(&root, &m.location) {
             continue;
         }
         let r = meta_to_ref(m);
@@ -168,12 +192,6 @@ pub async fn plan_files(source: &Source) -> Result<Vec<FileRef>> {
         files.push(r);
     }
     files.sort_by(|a, b| a.location.cmp(&b.location));
-    if files.is_empty() {
-        return Err(Error::NoFiles {
-            input: source.text.clone(),
-            hint: String::new(),
-        });
-    }
     Ok(files)
 }
 
@@ -204,6 +222,8 @@ mod tests {
             "sub/d.csv",
             "_SUCCESS",
             ".hidden.csv",
+            "_delta_log/00.json",
+            ".staging/e.csv",
         ] {
             touch(d, n);
         }

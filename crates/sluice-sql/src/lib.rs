@@ -1,0 +1,699 @@
+//! The SQL Databricks users write to ingest files, parsed with `sqlparser`'s
+//! Databricks dialect into what Sluice runs:
+//!
+//! - `CREATE [OR REPLACE] TABLE t AS SELECT ... FROM read_files('path', format => 'csv', ...)`
+//! - `COPY INTO t FROM 'path' FILEFORMAT = CSV [PATTERN = '...'] [FILES = (...)]
+//!   [FORMAT_OPTIONS (...)] [COPY_OPTIONS (...)]`
+//! - `CREATE OR REFRESH STREAMING TABLE t AS SELECT ... FROM STREAM read_files(...)`
+//!
+//! The dialect parses the first; the other two are Databricks statements it
+//! does not know, read here with the parser's own building blocks (keywords,
+//! object names, string literals, queries). Anything Sluice does not run yet
+//! (a WHERE clause, a join, a function in the select list, ...) is an error
+//! that says so, never ignored.
+//!
+//! ```
+//! let statements = sluice_sql::parse(
+//!     "CREATE OR REPLACE TABLE delta.`/tmp/t` AS SELECT id, CAST(n AS INT) AS n \
+//!      FROM read_files('/data/in', format => 'csv', header => true)",
+//! )
+//! .unwrap();
+//! assert_eq!(statements.len(), 1);
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow_schema::{DataType as Arrow, TimeUnit};
+use sluice_pipeline::Format;
+use sluice_pipeline::projection::{Expr as PExpr, Item, Projection};
+use sqlparser::ast::{
+    self, CastKind, DataType, ExactNumberInfo, Expr, FunctionArg, FunctionArgExpr, GroupByExpr,
+    ObjectName, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor, Value,
+};
+use sqlparser::dialect::DatabricksDialect;
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+/// Why a statement cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The text is not valid SQL here.
+    #[error("{0}")]
+    Syntax(String),
+    /// Valid SQL that Sluice does not run (yet).
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+}
+
+impl From<ParserError> for Error {
+    fn from(e: ParserError) -> Self {
+        Error::Syntax(e.to_string())
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a table is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableName {
+    /// ``delta.`/path` `` or ``parquet.`s3://b/t` ``: a table by location.
+    Path {
+        /// `delta` or `parquet`.
+        format: TableKind,
+        /// The location.
+        path: String,
+    },
+    /// `t` or `schema.t`: a table under the warehouse root.
+    Named(Vec<String>),
+}
+
+/// A table's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    /// Delta Lake.
+    Delta,
+    /// A plain Parquet dataset.
+    Parquet,
+}
+
+/// `SELECT ... FROM [STREAM] read_files(...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Select {
+    /// The select list.
+    pub projection: Projection,
+    /// `read_files`' path.
+    pub path: String,
+    /// Its options (`format` among them), by Auto Loader's names.
+    pub options: BTreeMap<String, String>,
+    /// `FROM STREAM read_files(...)`: an incremental read.
+    pub stream: bool,
+}
+
+impl Select {
+    /// The input format: the `format` option, or the path's extension.
+    pub fn format(&self) -> Result<Format> {
+        if let Some(f) = self.options.get("format") {
+            return f
+                .parse()
+                .map_err(|e: sluice_pipeline::Error| Error::Syntax(e.to_string()));
+        }
+        let path = self.path.to_ascii_lowercase();
+        let path = [".gz", ".gzip", ".zst", ".zstd"]
+            .iter()
+            .find_map(|c| path.strip_suffix(c))
+            .unwrap_or(&path);
+        for (ext, format) in [
+            (".csv", Format::Csv),
+            (".json", Format::Json),
+            (".ndjson", Format::Json),
+            (".jsonl", Format::Json),
+            (".parquet", Format::Parquet),
+        ] {
+            if path.ends_with(ext) {
+                return Ok(format);
+            }
+        }
+        Err(Error::Syntax(format!(
+            "read_files('{}') needs format => 'csv', 'json' or 'parquet'",
+            self.path
+        )))
+    }
+
+    /// The options but `format`.
+    pub fn reader_options(&self) -> BTreeMap<String, String> {
+        let mut o = self.options.clone();
+        o.remove("format");
+        o
+    }
+}
+
+/// One statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `CREATE [OR REPLACE] TABLE [IF NOT EXISTS] t AS SELECT ...`.
+    CreateTableAs {
+        /// The table.
+        table: TableName,
+        /// `OR REPLACE`.
+        replace: bool,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+        /// What it holds.
+        select: Select,
+    },
+    /// `COPY INTO`.
+    CopyInto {
+        /// The table.
+        table: TableName,
+        /// `FROM 'path'`.
+        from: String,
+        /// `FILEFORMAT`.
+        format: Format,
+        /// `PATTERN`.
+        pattern: Option<String>,
+        /// `FILES`.
+        files: Vec<String>,
+        /// `FORMAT_OPTIONS`.
+        format_options: BTreeMap<String, String>,
+        /// `COPY_OPTIONS`.
+        copy_options: BTreeMap<String, String>,
+    },
+    /// `CREATE [OR REFRESH] STREAMING TABLE t AS SELECT ... FROM STREAM read_files(...)`.
+    StreamingTable {
+        /// The table.
+        table: TableName,
+        /// `OR REFRESH`.
+        or_refresh: bool,
+        /// `IF NOT EXISTS`.
+        if_not_exists: bool,
+        /// What it holds.
+        select: Select,
+    },
+}
+
+/// Parses `sql`: statements separated by `;`.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = DatabricksDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Syntax(e.to_string()))?;
+    let (tokens, streams) = strip_stream(tokens);
+    let mut p = Parser::new(&dialect).with_tokens_with_locations(tokens);
+    let mut out = Vec::new();
+    loop {
+        while p.consume_token(&Token::SemiColon) {}
+        if p.peek_token_ref().token == Token::EOF {
+            break;
+        }
+        out.push(statement(&mut p, &streams)?);
+        if !p.consume_token(&Token::SemiColon) && p.peek_token_ref().token != Token::EOF {
+            return p.expected_ref("';' or the end", p.peek_token_ref())?;
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Syntax("no statement to run".into()));
+    }
+    Ok(out)
+}
+
+fn is_word(t: &Token, word: &str) -> bool {
+    matches!(t, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn parse_word(p: &mut Parser, word: &str) -> bool {
+    if is_word(&p.peek_token_ref().token, word) {
+        p.advance_token();
+        true
+    } else {
+        false
+    }
+}
+
+fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
+    if parse_word(p, word) {
+        Ok(())
+    } else {
+        Ok(p.expected_ref(word, p.peek_token_ref())?)
+    }
+}
+
+fn statement(p: &mut Parser, streams: &HashSet<(u64, u64)>) -> Result<Statement> {
+    let [t0, t1, t2, t3] = p.peek_tokens::<4>();
+    if is_word(&t0, "COPY") && is_word(&t1, "INTO") {
+        p.advance_token();
+        p.advance_token();
+        return copy_into(p);
+    }
+    let streaming = is_word(&t0, "CREATE")
+        && (is_word(&t1, "STREAMING")
+            || (is_word(&t1, "OR") && is_word(&t2, "REFRESH") && is_word(&t3, "STREAMING")));
+    if streaming {
+        p.expect_keyword_is(Keyword::CREATE)?;
+        let or_refresh = p.parse_keywords(&[Keyword::OR, Keyword::REFRESH]);
+        expect_word(p, "STREAMING")?;
+        p.expect_keyword_is(Keyword::TABLE)?;
+        let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let table = table_name(&p.parse_object_name(false)?)?;
+        if !p.peek_keyword(Keyword::AS) {
+            return Err(Error::Unsupported(format!(
+                "streaming table clauses before AS (column definitions, constraints, SCHEDULE, TBLPROPERTIES); found {}",
+                p.peek_token_ref()
+            )));
+        }
+        p.expect_keyword_is(Keyword::AS)?;
+        let select = select(&*p.parse_query()?, streams)?;
+        if !select.stream {
+            return Err(Error::Syntax(
+                "a streaming table reads incrementally: write FROM STREAM read_files(...)".into(),
+            ));
+        }
+        return Ok(Statement::StreamingTable {
+            table,
+            or_refresh,
+            if_not_exists,
+            select,
+        });
+    }
+    let parsed = p.parse_statement()?;
+    if !matches!(p.peek_token_ref().token, Token::SemiColon | Token::EOF) {
+        return Ok(p.expected_ref("';' or the end", p.peek_token_ref())?);
+    }
+    match parsed {
+        ast::Statement::CreateTable(c) => {
+            let Some(query) = c.query else {
+                return Err(Error::Unsupported(format!(
+                    "CREATE TABLE {} without AS SELECT (Sluice creates tables from their data)",
+                    c.name
+                )));
+            };
+            if !c.columns.is_empty() {
+                return Err(Error::Unsupported(
+                    "column definitions in CREATE TABLE ... AS SELECT (the select list decides the columns)"
+                        .into(),
+                ));
+            }
+            let select = select(&query, streams)?;
+            if select.stream {
+                return Err(Error::Syntax(
+                    "FROM STREAM belongs in CREATE OR REFRESH STREAMING TABLE".into(),
+                ));
+            }
+            Ok(Statement::CreateTableAs {
+                table: table_name(&c.name)?,
+                replace: c.or_replace,
+                if_not_exists: c.if_not_exists,
+                select,
+            })
+        }
+        other => Err(Error::Unsupported(format!(
+            "{}: Sluice runs CREATE TABLE ... AS SELECT, COPY INTO and CREATE OR REFRESH STREAMING TABLE",
+            first_words(&other.to_string())
+        ))),
+    }
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn table_name(name: &ObjectName) -> Result<TableName> {
+    let parts: Vec<&ast::Ident> = name
+        .0
+        .iter()
+        .map(|p| {
+            p.as_ident()
+                .ok_or_else(|| Error::Unsupported(format!("table name {name}")))
+        })
+        .collect::<Result<_>>()?;
+    if let [kind, path] = parts.as_slice()
+        && kind.quote_style.is_none()
+        && path.quote_style == Some('`')
+    {
+        let format = match kind.value.to_ascii_lowercase().as_str() {
+            "delta" => TableKind::Delta,
+            "parquet" => TableKind::Parquet,
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "tables of format '{other}'; use delta.`path` or parquet.`path`"
+                )));
+            }
+        };
+        return Ok(TableName::Path {
+            format,
+            path: path.value.clone(),
+        });
+    }
+    Ok(TableName::Named(
+        parts.iter().map(|p| p.value.clone()).collect(),
+    ))
+}
+
+/// `( 'key' = value, ... )`.
+fn key_values(p: &mut Parser) -> Result<BTreeMap<String, String>> {
+    p.expect_token(&Token::LParen)?;
+    let mut out = BTreeMap::new();
+    if p.consume_token(&Token::RParen) {
+        return Ok(out);
+    }
+    let pairs = p.parse_comma_separated(|p| {
+        let key = match p.next_token().token {
+            Token::SingleQuotedString(s) | Token::DoubleQuotedString(s) => s,
+            Token::Word(w) => w.value,
+            other => return p.expected("an option name", TokenWithSpan::wrap(other)),
+        };
+        p.expect_token(&Token::Eq)?;
+        let value = literal(&p.parse_value()?.value)
+            .map_err(|e| ParserError::ParserError(e.to_string()))?;
+        Ok((key, value))
+    })?;
+    p.expect_token(&Token::RParen)?;
+    for (k, v) in pairs {
+        if out.insert(k.clone(), v).is_some() {
+            return Err(Error::Syntax(format!("option '{k}' is given twice")));
+        }
+    }
+    Ok(out)
+}
+
+fn literal(v: &Value) -> Result<String> {
+    match v {
+        Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Ok(s.clone()),
+        Value::Boolean(b) => Ok(b.to_string()),
+        Value::Number(n, _) => Ok(n.to_string()),
+        other => Err(Error::Unsupported(format!("option value {other}"))),
+    }
+}
+
+/// `COPY INTO` after its two keywords.
+fn copy_into(p: &mut Parser) -> Result<Statement> {
+    let table = table_name(&p.parse_object_name(false)?)?;
+    if p.peek_token_ref().token == Token::LParen {
+        return Err(Error::Unsupported(
+            "a column list in COPY INTO (columns are matched by name)".into(),
+        ));
+    }
+    p.expect_keyword_is(Keyword::FROM)?;
+    if p.peek_token_ref().token == Token::LParen {
+        return Err(Error::Unsupported(
+            "COPY INTO ... FROM (SELECT ...): load the files as they are, or use CREATE TABLE ... AS SELECT".into(),
+        ));
+    }
+    let from = p.parse_literal_string()?;
+    let mut format = None;
+    let (mut pattern, mut files) = (None, Vec::new());
+    let (mut format_options, mut copy_options) = (BTreeMap::new(), BTreeMap::new());
+    loop {
+        if parse_word(p, "FILEFORMAT") {
+            p.expect_token(&Token::Eq)?;
+            let name = p.parse_identifier()?.value;
+            format = Some(
+                name.parse::<Format>()
+                    .map_err(|e| Error::Syntax(e.to_string()))?,
+            );
+        } else if p.parse_keyword(Keyword::PATTERN) {
+            p.expect_token(&Token::Eq)?;
+            pattern = Some(p.parse_literal_string()?);
+        } else if p.parse_keyword(Keyword::FILES) {
+            p.expect_token(&Token::Eq)?;
+            files =
+                p.parse_parenthesized(|p| p.parse_comma_separated(Parser::parse_literal_string))?;
+        } else if parse_word(p, "FORMAT_OPTIONS") {
+            format_options = key_values(p)?;
+        } else if p.parse_keyword(Keyword::COPY_OPTIONS) {
+            copy_options = key_values(p)?;
+        } else if parse_word(p, "VALIDATE") {
+            return Err(Error::Unsupported("COPY INTO ... VALIDATE".into()));
+        } else {
+            break;
+        }
+    }
+    let format = format
+        .ok_or_else(|| Error::Syntax("COPY INTO needs FILEFORMAT = CSV, JSON or PARQUET".into()))?;
+    if pattern.is_some() && !files.is_empty() {
+        return Err(Error::Syntax(
+            "COPY INTO takes PATTERN or FILES, not both".into(),
+        ));
+    }
+    Ok(Statement::CopyInto {
+        table,
+        from,
+        format,
+        pattern,
+        files,
+        format_options,
+        copy_options,
+    })
+}
+
+/// Removes `STREAM` before `read_files(...)` (also `STREAM(read_files(...))`)
+/// after FROM or JOIN, which the dialect does not know, and remembers where
+/// each such read starts.
+fn strip_stream(tokens: Vec<TokenWithSpan>) -> (Vec<TokenWithSpan>, HashSet<(u64, u64)>) {
+    let significant = |t: &TokenWithSpan| !matches!(t.token, Token::Whitespace(_));
+    let mut out: Vec<TokenWithSpan> = Vec::with_capacity(tokens.len());
+    let mut streams = HashSet::new();
+    let mut depth = 0usize;
+    // Depths of parentheses opened right after STREAM, to drop their closer.
+    let mut dropped: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        let after_from = matches!(
+            out.iter().rev().find(|t| significant(t)).map(|t| &t.token),
+            Some(Token::Word(w)) if matches!(w.keyword, Keyword::FROM | Keyword::JOIN)
+        );
+        if after_from && is_word(&tokens[i].token, "STREAM") {
+            let next = (i + 1..tokens.len()).find(|&k| significant(&tokens[k]));
+            let after = next.and_then(|a| (a + 1..tokens.len()).find(|&k| significant(&tokens[k])));
+            match (
+                next.map(|k| &tokens[k].token),
+                after.map(|k| &tokens[k].token),
+            ) {
+                (Some(Token::LParen), _) => {
+                    if let Some(a) = after {
+                        let at: Location = tokens[a].span.start;
+                        streams.insert((at.line, at.column));
+                    }
+                    dropped.push(depth);
+                    depth += 1;
+                    i = next.unwrap_or(i) + 1;
+                    continue;
+                }
+                (Some(Token::Word(_)), Some(Token::LParen)) => {
+                    if let Some(n) = next {
+                        let at = tokens[n].span.start;
+                        streams.insert((at.line, at.column));
+                    }
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match tokens[i].token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth = depth.saturating_sub(1);
+                if dropped.last() == Some(&depth) {
+                    dropped.pop();
+                    i += 1;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    (out, streams)
+}
+
+fn select(query: &Query, streams: &HashSet<(u64, u64)>) -> Result<Select> {
+    if query.with.is_some() {
+        return Err(Error::Unsupported("WITH in the query".into()));
+    }
+    if query.order_by.is_some() || query.limit_clause.is_some() || query.fetch.is_some() {
+        return Err(Error::Unsupported(
+            "ORDER BY, LIMIT or FETCH in the query".into(),
+        ));
+    }
+    let SetExpr::Select(s) = query.body.as_ref() else {
+        return Err(Error::Unsupported(format!(
+            "{}: the query must be one SELECT ... FROM read_files(...)",
+            first_words(&query.body.to_string())
+        )));
+    };
+    if s.distinct.is_some() {
+        return Err(Error::Unsupported("SELECT DISTINCT".into()));
+    }
+    if s.selection.is_some() {
+        return Err(Error::Unsupported("WHERE".into()));
+    }
+    if !matches!(&s.group_by, GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty()) {
+        return Err(Error::Unsupported("GROUP BY".into()));
+    }
+    if s.having.is_some() || !s.named_window.is_empty() || s.qualify.is_some() {
+        return Err(Error::Unsupported("HAVING, WINDOW or QUALIFY".into()));
+    }
+    if s.from.is_empty() {
+        return Err(Error::Syntax(format!(
+            "the query `{}` reads no files: write SELECT ... FROM read_files('path', format => ...)",
+            s
+        )));
+    }
+    let [from] = s.from.as_slice() else {
+        return Err(Error::Unsupported(
+            "reading more than one source; select FROM one read_files(...)".into(),
+        ));
+    };
+    if !from.joins.is_empty() {
+        return Err(Error::Unsupported("JOIN".into()));
+    }
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        ..
+    } = &from.relation
+    else {
+        return Err(Error::Unsupported(format!(
+            "FROM {}: Sluice reads files with read_files('path', format => ...)",
+            from.relation
+        )));
+    };
+    let is_read_files = name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| i.value.eq_ignore_ascii_case("read_files"));
+    if !is_read_files || name.0.len() != 1 {
+        return Err(Error::Unsupported(format!(
+            "FROM {name}(...): the table function Sluice runs is read_files"
+        )));
+    }
+    let stream = name.0[0]
+        .as_ident()
+        .is_some_and(|i| streams.contains(&(i.span.start.line, i.span.start.column)));
+    let mut path = None;
+    let mut options = BTreeMap::new();
+    for arg in &args.args {
+        match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) if path.is_none() => {
+                path = Some(literal(&v.value)?);
+            }
+            FunctionArg::Named {
+                name,
+                arg: FunctionArgExpr::Expr(Expr::Value(v)),
+                ..
+            } => {
+                if options
+                    .insert(name.value.clone(), literal(&v.value)?)
+                    .is_some()
+                {
+                    return Err(Error::Syntax(format!(
+                        "read_files option '{}' is given twice",
+                        name.value
+                    )));
+                }
+            }
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "read_files argument {other}: give the path, then options as name => 'value'"
+                )));
+            }
+        }
+    }
+    let path = path.ok_or_else(|| {
+        Error::Syntax("read_files needs a path: read_files('/data/in', format => 'csv')".into())
+    })?;
+    let items = s.projection.iter().map(item).collect::<Result<Vec<_>>>()?;
+    Ok(Select {
+        projection: Projection { items },
+        path,
+        options,
+        stream,
+    })
+}
+
+fn item(i: &SelectItem) -> Result<Item> {
+    match i {
+        SelectItem::Wildcard(o) => {
+            if o.opt_exclude.is_some()
+                || o.opt_except.is_some()
+                || o.opt_rename.is_some()
+                || o.opt_replace.is_some()
+                || o.opt_ilike.is_some()
+            {
+                return Err(Error::Unsupported(format!("{i}")));
+            }
+            Ok(Item::Wildcard)
+        }
+        SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), _)
+            if n.0.len() == 1 =>
+        {
+            let column = n.0[0]
+                .as_ident()
+                .ok_or_else(|| Error::Unsupported(format!("{i}")))?;
+            Ok(Item::FieldsOf(column.value.clone()))
+        }
+        SelectItem::UnnamedExpr(e) => Ok(Item::Expr {
+            expr: expr(e)?,
+            alias: None,
+        }),
+        SelectItem::ExprWithAlias { expr: e, alias } => Ok(Item::Expr {
+            expr: expr(e)?,
+            alias: Some(alias.value.clone()),
+        }),
+        other => Err(Error::Unsupported(format!(
+            "{other} in the select list (supported: *, columns, aliases, CAST, _metadata fields)"
+        ))),
+    }
+}
+
+fn expr(e: &Expr) -> Result<PExpr> {
+    match e {
+        Expr::Identifier(i) => Ok(PExpr::Column(i.value.clone())),
+        Expr::CompoundIdentifier(parts) if parts.len() == 2 => {
+            Ok(PExpr::Field(parts[0].value.clone(), parts[1].value.clone()))
+        }
+        Expr::Nested(inner) => expr(inner),
+        Expr::Cast {
+            kind: CastKind::Cast | CastKind::DoubleColon,
+            expr: inner,
+            data_type,
+            format: None,
+            ..
+        } => Ok(PExpr::Cast(Box::new(expr(inner)?), arrow_type(data_type)?)),
+        other => Err(Error::Unsupported(format!(
+            "{other} in the select list (supported: *, columns, aliases, CAST, _metadata fields)"
+        ))),
+    }
+}
+
+/// The Arrow type of a SQL type, as Databricks maps them.
+fn arrow_type(t: &DataType) -> Result<Arrow> {
+    let decimal = |info: &ExactNumberInfo| -> Result<Arrow> {
+        let (p, s) = match info {
+            ExactNumberInfo::None => (10, 0),
+            ExactNumberInfo::Precision(p) => (*p, 0),
+            ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s),
+        };
+        let p = u8::try_from(p).ok().filter(|p| (1..=38).contains(p));
+        let s = i8::try_from(s).ok().filter(|s| *s >= 0);
+        match (p, s) {
+            (Some(p), Some(s)) if s as u8 <= p => Ok(Arrow::Decimal128(p, s)),
+            _ => Err(Error::Syntax(format!(
+                "{t}: precision 1 to 38, scale 0 to precision"
+            ))),
+        }
+    };
+    Ok(match t {
+        DataType::TinyInt(_) => Arrow::Int8,
+        DataType::SmallInt(_) => Arrow::Int16,
+        DataType::Int(_) | DataType::Integer(_) => Arrow::Int32,
+        DataType::BigInt(_) => Arrow::Int64,
+        DataType::Float(_) | DataType::Real => Arrow::Float32,
+        DataType::Double(_) | DataType::DoublePrecision => Arrow::Float64,
+        DataType::Boolean | DataType::Bool => Arrow::Boolean,
+        DataType::String(_) | DataType::Varchar(_) | DataType::Text => Arrow::Utf8,
+        DataType::Date => Arrow::Date32,
+        DataType::Timestamp(_, _) => Arrow::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        DataType::TimestampNtz(_) => Arrow::Timestamp(TimeUnit::Microsecond, None),
+        DataType::Decimal(info) | DataType::Dec(info) | DataType::Numeric(info) => decimal(info)?,
+        DataType::Binary(_) => Arrow::Binary,
+        DataType::Custom(name, args)
+            if args.is_empty() && name.to_string().eq_ignore_ascii_case("long") =>
+        {
+            Arrow::Int64
+        }
+        other => {
+            return Err(Error::Unsupported(format!(
+                "CAST to {other} (supported: TINYINT, SMALLINT, INT, BIGINT, FLOAT, DOUBLE, DECIMAL(p,s), BOOLEAN, STRING, DATE, TIMESTAMP, TIMESTAMP_NTZ, BINARY)"
+            )));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;

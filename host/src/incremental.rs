@@ -1,0 +1,644 @@
+//! Incremental loads, exactly once: Auto Loader streams (`sluice stream`)
+//! and COPY INTO (`sluice copy-into`) share this runner.
+//!
+//! Per batch N (the protocol of `sluice_checkpoint`):
+//! 1. plan: choose the batch's files and write `offsets/N` before any data;
+//! 2. read them through the files connector into data files;
+//! 3. commit one table version holding the files and `txn(appId, N)`,
+//!    checking the table's txn version first and settling an unknown
+//!    outcome from the log ([`Target::commit_once`]);
+//! 4. record `commits/N`.
+//!
+//! [`Runner::open`] settles a batch left pending by a crash before anything
+//! else: if the table holds it, step 4 is redone, otherwise the batch is
+//! redone from its plan, with the same files and schema. A crash at any
+//! point therefore loses no file and loads none twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
+use object_store::ObjectStoreExt;
+use serde_json::json;
+use sluice_checkpoint::{BatchKind, Checkpoint, Commit, Plan, SchemaLog, SourceFile, State};
+use sluice_pipeline::schema::{Drift, drift, evolve};
+use sluice_pipeline::{
+    CleanSource, Evolution, FileRef, Format, Projection, Source, StreamOptions, list_files,
+};
+use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn};
+
+use crate::capability::Counters;
+use crate::grants::Grants;
+use crate::read::Reading;
+use crate::runtime::{Loaded, Runtime};
+use crate::session::Stream;
+
+/// Schema metadata key in which the files connector lists the columns it
+/// appends to the data's (the rescued data column, `_metadata`).
+const APPENDED: &str = "sluice.appended";
+
+/// Which incremental load this is.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// Auto Loader: new files, batch after batch.
+    Stream,
+    /// COPY INTO: every file not loaded before, in one batch.
+    CopyInto {
+        /// `force=true`: load files again even if they were loaded.
+        force: bool,
+        /// `mergeSchema=true`: add the files' new columns to the table.
+        merge_schema: bool,
+    },
+}
+
+/// Everything an incremental load needs.
+pub struct Config {
+    /// Stream or COPY INTO.
+    pub kind: Kind,
+    /// Where the files are.
+    pub source: Source,
+    /// COPY INTO's `FILES = (...)`: only these files (URLs).
+    pub only: Option<Vec<String>>,
+    /// The input format.
+    pub format: Format,
+    /// Incremental and reader options.
+    pub options: StreamOptions,
+    /// The table.
+    pub target: Target,
+    /// The checkpoint.
+    pub checkpoint: Location,
+    /// Where the schema history is kept.
+    pub schema_location: Location,
+    /// The runtime and the files connector.
+    pub runtime: Runtime,
+    /// The files connector.
+    pub connector: Loaded,
+    /// Object-store options for the source.
+    pub storage_options: HashMap<String, String>,
+    /// Parallel lanes per batch.
+    pub parallelism: usize,
+    /// Byte-range size for large files (0: whole files).
+    pub split_bytes: u64,
+    /// The select list, if any (`CREATE OR REFRESH STREAMING TABLE ... AS SELECT`).
+    pub projection: Option<Projection>,
+}
+
+/// What one batch did.
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    /// The batch number.
+    pub batch: u64,
+    /// Files it read.
+    pub files: usize,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Rows it committed.
+    pub rows: u64,
+    /// The table version that holds it, where known.
+    pub version: Option<u64>,
+    /// An earlier, interrupted run had already committed it.
+    pub replayed: bool,
+    /// Existing files recorded as seen without reading them.
+    pub skipped: bool,
+    /// Columns this batch added to the schema.
+    pub added_columns: Vec<String>,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+/// A running incremental load.
+pub struct Runner {
+    config: Config,
+    reading: Reading,
+    checkpoint: Checkpoint,
+    schemas: SchemaLog,
+    state: State,
+    app_id: String,
+    evolution: Evolution,
+    /// Listed files not yet planned, in order.
+    queue: VecDeque<FileRef>,
+    /// Files seen in the source but left alone (already loaded).
+    pub already_loaded: usize,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn to_source(f: &FileRef) -> SourceFile {
+    SourceFile {
+        location: f.location.clone(),
+        size: f.size,
+        last_modified_ms: f.last_modified_ms,
+        etag: None,
+    }
+}
+
+fn to_file(f: &SourceFile) -> FileRef {
+    FileRef {
+        location: f.location.clone(),
+        size: f.size,
+        last_modified_ms: f.last_modified_ms,
+    }
+}
+
+/// A connector schema's data fields and the fields it appends.
+fn split_schema(schema: &Schema) -> (Vec<FieldRef>, Vec<FieldRef>) {
+    let appended: Vec<&str> = schema
+        .metadata()
+        .get(APPENDED)
+        .map(|a| a.split(',').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    schema
+        .fields()
+        .iter()
+        .cloned()
+        .partition(|f| !appended.contains(&f.name().as_str()))
+}
+
+/// `like` with its data fields replaced by `data`.
+fn with_data(like: &Schema, data: Vec<FieldRef>) -> Schema {
+    let (_, appended) = split_schema(like);
+    let fields: Vec<FieldRef> = data.into_iter().chain(appended).collect();
+    Schema::new_with_metadata(fields, like.metadata().clone())
+}
+
+impl Runner {
+    /// Opens the checkpoint and settles a batch an earlier run left pending.
+    pub async fn open(config: Config, on_batch: &mut impl FnMut(&BatchReport)) -> Result<Self> {
+        let evolution = config.options.evolution.unwrap_or(match config.kind {
+            Kind::Stream => Evolution::AddNewColumns,
+            Kind::CopyInto {
+                merge_schema: true, ..
+            } => Evolution::AddNewColumns,
+            Kind::CopyInto { .. } => Evolution::None,
+        });
+        if evolution == Evolution::AddNewColumnsWithTypeWidening {
+            // Checked when a column widens; everything else works as in
+            // addNewColumns.
+            tracing::info!(
+                "schemaEvolutionMode=addNewColumnsWithTypeWidening: new columns are added; a widening type fails the batch (see the error)"
+            );
+        }
+        let mut reader_options = config.options.reader.clone();
+        if matches!(config.kind, Kind::Stream)
+            && evolution.rescues()
+            && !reader_options
+                .keys()
+                .any(|k| k.trim_start_matches("cloudFiles.") == "rescuedDataColumn")
+        {
+            // As Auto Loader: with an inferred schema, what does not fit it
+            // is rescued rather than lost.
+            reader_options.insert("rescuedDataColumn".into(), "_rescued_data".into());
+        }
+        let grants = Grants::new(&[config.source.grant()], config.storage_options.clone())?;
+        let reading = Reading {
+            runtime: config.runtime.clone(),
+            connector: config.connector.clone(),
+            grants,
+            config: json!({ "format": config.format, "options": reader_options }),
+            stream: Some("files".into()),
+            files_format: Some((config.format, reader_options.clone())),
+            parallelism: config.parallelism,
+            split_bytes: config.split_bytes,
+            storage_options: config.storage_options.clone(),
+            counters: Arc::new(Counters::default()),
+            projection: config.projection.clone().map(Arc::new),
+        };
+        let checkpoint = Checkpoint::open(&config.checkpoint, now_ms()).await?;
+        let schemas = SchemaLog::open(&config.schema_location)?;
+        let state = checkpoint.load().await?;
+        let app_id = format!("sluice-{}", checkpoint.id());
+        let mut runner = Runner {
+            config,
+            reading,
+            checkpoint,
+            schemas,
+            state,
+            app_id,
+            evolution,
+            queue: VecDeque::new(),
+            already_loaded: 0,
+        };
+        if let Some(plan) = runner.state.pending().cloned() {
+            let report = runner.settle(plan).await?;
+            on_batch(&report);
+        }
+        Ok(runner)
+    }
+
+    /// The checkpoint's state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The pipeline's id in the table's transaction log.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// Files listed and waiting for a batch.
+    pub fn backlog(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Lists the source and queues the files not planned before. On a
+    /// stream's first run with `includeExistingFiles=false`, the files there
+    /// are recorded as seen (a batch that reads nothing) instead.
+    pub async fn list(&mut self, on_batch: &mut impl FnMut(&BatchReport)) -> Result<usize> {
+        let listed = list_files(&self.config.source).await?;
+        let by_version = self.config.options.allow_overwrites;
+        let force = matches!(self.config.kind, Kind::CopyInto { force: true, .. });
+        self.already_loaded = 0;
+        self.queue.clear();
+        let first_run = self.state.next_batch == 0;
+        for f in listed {
+            if !self.config.options.wants(&f) {
+                continue;
+            }
+            if let Some(only) = &self.config.only
+                && !only.contains(&f.location)
+            {
+                continue;
+            }
+            if !force && self.state.seen(&to_source(&f), by_version) {
+                self.already_loaded += 1;
+                continue;
+            }
+            self.queue.push_back(f);
+        }
+        if let Some(only) = &self.config.only {
+            let missing: Vec<&String> = only
+                .iter()
+                .filter(|o| !self.queue.iter().any(|f| &f.location == *o))
+                .filter(|o| !self.state.files.contains_key(*o))
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "FILES names files that do not exist: {}",
+                    missing
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        if first_run
+            && matches!(self.config.kind, Kind::Stream)
+            && !self.config.options.include_existing
+            && !self.queue.is_empty()
+        {
+            let files: Vec<SourceFile> = self.queue.drain(..).map(|f| to_source(&f)).collect();
+            let report = self.skip(files).await?;
+            on_batch(&report);
+        }
+        Ok(self.queue.len())
+    }
+
+    /// Records `files` as seen without reading them.
+    async fn skip(&mut self, files: Vec<SourceFile>) -> Result<BatchReport> {
+        let started = Instant::now();
+        let plan = self
+            .checkpoint
+            .plan(&mut self.state, BatchKind::Skip, files, None, now_ms())
+            .await?;
+        self.record(&plan, None, 0, 0).await?;
+        Ok(BatchReport {
+            batch: plan.batch,
+            files: plan.files.len(),
+            bytes: plan.files.iter().map(|f| f.size).sum(),
+            rows: 0,
+            version: None,
+            replayed: false,
+            skipped: true,
+            added_columns: vec![],
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Plans and runs the next batch from the queue; `None` if the queue is
+    /// empty. COPY INTO takes every queued file in one batch.
+    pub async fn next(&mut self) -> Result<Option<BatchReport>> {
+        let files = match self.config.kind {
+            Kind::Stream => self.config.options.next_batch(&mut self.queue),
+            Kind::CopyInto { .. } => self.queue.drain(..).collect(),
+        };
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let (schema_id, added) = self.schema_for(&files).await?;
+        let plan = self
+            .checkpoint
+            .plan(
+                &mut self.state,
+                BatchKind::Load,
+                files.iter().map(to_source).collect(),
+                Some(schema_id),
+                now_ms(),
+            )
+            .await?;
+        let mut report = self.execute(&plan).await?;
+        report.added_columns = added;
+        report.elapsed = started.elapsed();
+        Ok(Some(report))
+    }
+
+    /// Settles a pending batch: found in the table, or redone.
+    async fn settle(&mut self, plan: Plan) -> Result<BatchReport> {
+        let started = Instant::now();
+        if plan.kind == BatchKind::Skip {
+            self.record(&plan, None, 0, 0).await?;
+        } else {
+            let committed =
+                sluice_sink::delta::txn_version(self.config.target.location(), &self.app_id)
+                    .await?
+                    .is_some_and(|v| v >= plan.batch as i64);
+            if !committed {
+                let mut report = self.execute(&plan).await?;
+                report.elapsed = started.elapsed();
+                return Ok(report);
+            }
+            self.record(&plan, None, 0, 0).await?;
+        }
+        Ok(BatchReport {
+            batch: plan.batch,
+            files: plan.files.len(),
+            bytes: plan.files.iter().map(|f| f.size).sum(),
+            rows: 0,
+            version: None,
+            replayed: plan.kind == BatchKind::Load,
+            skipped: plan.kind == BatchKind::Skip,
+            added_columns: vec![],
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Reads a planned batch and commits it exactly once.
+    async fn execute(&mut self, plan: &Plan) -> Result<BatchReport> {
+        let schema_id = plan.schema_id.context("a load batch has no schema")?;
+        let schema = Arc::new(self.schemas.get(schema_id).await?.schema);
+        let files: Vec<FileRef> = plan.files.iter().map(to_file).collect();
+        let stream = Stream {
+            info: crate::bindings::StreamInfo {
+                name: "files".into(),
+                arrow_schema: vec![],
+                cursor_fields: vec![],
+                primary_key: vec![],
+            },
+            schema: schema.clone(),
+        };
+        let wrote = self
+            .reading
+            .write(&files, &stream, &self.config.target)
+            .await
+            .with_context(|| format!("batch {} was not committed", plan.batch))?;
+        let change = match self.evolution {
+            Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
+                SchemaChange::AddColumns
+            }
+            _ => SchemaChange::None,
+        };
+        let txn = Txn {
+            app_id: self.app_id.clone(),
+            version: plan.batch as i64,
+        };
+        let done = self
+            .config
+            .target
+            .commit_once(
+                &*self.reading.table_schema(&stream)?,
+                wrote.written,
+                &txn,
+                change,
+            )
+            .await
+            .with_context(|| format!("committing batch {}", plan.batch))?;
+        let replayed = matches!(done.outcome, Outcome::AlreadyCommitted { .. });
+        let rows = if replayed { 0 } else { done.written.rows };
+        self.record(plan, done.written.version, rows, done.written.bytes)
+            .await?;
+        Ok(BatchReport {
+            batch: plan.batch,
+            files: plan.files.len(),
+            bytes: plan.files.iter().map(|f| f.size).sum(),
+            rows,
+            version: done.written.version,
+            replayed,
+            skipped: false,
+            added_columns: vec![],
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    /// Records that `plan` is done (step 4).
+    async fn record(
+        &mut self,
+        plan: &Plan,
+        version: Option<u64>,
+        rows: u64,
+        bytes: u64,
+    ) -> Result<()> {
+        let commit = Commit {
+            version: 1,
+            batch: plan.batch,
+            committed_ms: now_ms(),
+            table_version: version,
+            rows,
+            bytes,
+        };
+        self.checkpoint.commit(&mut self.state, commit).await?;
+        Ok(())
+    }
+
+    /// The schema a batch of `files` reads with (its id in the history),
+    /// and the columns it adds: the stored schema, evolved as the mode says.
+    async fn schema_for(&mut self, files: &[FileRef]) -> Result<(u64, Vec<String>)> {
+        let batch = self.state.next_batch;
+        let Some(current) = self.schemas.latest().await? else {
+            // The first batch: infer, aligned with the table if it exists.
+            let inferred = self.reading.discover(files).await?.schema;
+            let schema = self.align_with_table(&inferred).await?;
+            let v = self
+                .schemas
+                .append(schema, batch, "inferred".into(), now_ms())
+                .await?;
+            return Ok((v.id, vec![]));
+        };
+        if !self.evolution.inspects_batches() {
+            return Ok((current.id, vec![]));
+        }
+        let inferred = self.reading.discover(files).await?.schema;
+        let (stored_data, _) = split_schema(&current.schema);
+        let (inferred_data, _) = split_schema(&inferred);
+        let mut d: Drift = drift(&stored_data, &inferred_data);
+        if self.evolution != Evolution::AddNewColumnsWithTypeWidening {
+            // Types never change: values that do not fit are rescued.
+            d.widened.clear();
+        }
+        if d.is_empty() {
+            return Ok((current.id, vec![]));
+        }
+        if self.evolution == Evolution::FailOnNewColumns {
+            let culprits = self.files_with_new_columns(files, &stored_data).await;
+            bail!(
+                "new column(s) {} in {} (schemaEvolutionMode=failOnNewColumns): nothing was committed; change the mode, or remove the file(s)",
+                d.added_names(),
+                culprits
+            );
+        }
+        if let Some((name, from, to)) = d.widened.first() {
+            bail!(
+                "column '{name}' widens from {from} to {to} (schemaEvolutionMode=addNewColumnsWithTypeWidening): widening a column of an existing Delta table needs the typeWidening table feature, which the Delta library Sluice uses cannot write yet; nothing was committed. Use schemaEvolutionMode=addNewColumns to keep the column's type (values that do not fit go to the rescued data column)"
+            );
+        }
+        let added: Vec<String> = d.added.iter().map(|f| f.name().clone()).collect();
+        let schema = with_data(&current.schema, evolve(&stored_data, &d));
+        let reason = format!("added column(s) {}", d.added_names());
+        let v = self.schemas.append(schema, batch, reason, now_ms()).await?;
+        Ok((v.id, added))
+    }
+
+    /// Which of `files` bring columns `stored` lacks, for the message of
+    /// failOnNewColumns (each file inferred on its own; at most 20).
+    async fn files_with_new_columns(&self, files: &[FileRef], stored: &[FieldRef]) -> String {
+        let mut found = Vec::new();
+        for f in files.iter().take(20) {
+            if let Ok(s) = self.reading.discover(std::slice::from_ref(f)).await {
+                let (data, _) = split_schema(&s.schema);
+                let d = drift(stored, &data);
+                if !d.added.is_empty() {
+                    found.push(format!("{} ({})", f.location, d.added_names()));
+                }
+            }
+        }
+        if found.is_empty() {
+            format!("{} files", files.len())
+        } else {
+            found.join(", ")
+        }
+    }
+
+    /// An inferred connector schema made to fit an existing table: the
+    /// table's columns keep their types (a missing one reads as null), and
+    /// new ones stay only where the mode may add them.
+    async fn align_with_table(&self, inferred: &SchemaRef) -> Result<Schema> {
+        let Some(table) = self.config.target.schema().await? else {
+            return Ok(inferred.as_ref().clone());
+        };
+        let (inferred_data, appended) = split_schema(inferred);
+        let appended: Vec<&str> = appended.iter().map(|f| f.name().as_str()).collect();
+        let mut data: Vec<FieldRef> = table
+            .fields()
+            .iter()
+            .filter(|f| !appended.contains(&f.name().as_str()))
+            .map(|f| Arc::new(Field::new(f.name(), f.data_type().clone(), true)))
+            .collect();
+        let new: Vec<FieldRef> = inferred_data
+            .into_iter()
+            .filter(|f| table.field_with_name(f.name()).is_err())
+            .collect();
+        if !new.is_empty() {
+            match self.evolution {
+                Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
+                    data.extend(new)
+                }
+                Evolution::FailOnNewColumns => bail!(
+                    "the files have column(s) {} that table {} lacks (schemaEvolutionMode=failOnNewColumns); nothing was committed",
+                    new.iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.config.target.location().display()
+                ),
+                Evolution::Rescue | Evolution::None => {}
+            }
+        }
+        Ok(with_data(inferred, data))
+    }
+
+    /// Deletes or moves the source files of batches committed longer than
+    /// the retention ago (`cleanSource`). Files recorded as existing when
+    /// the stream started were never read and are left alone.
+    pub async fn clean_source(&mut self) -> Result<usize> {
+        let (action, retention) = (
+            self.config.options.clean_source.clone(),
+            self.config.options.clean_retention,
+        );
+        if action == CleanSource::Off {
+            return Ok(0);
+        }
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        let done = self.checkpoint.cleaned_through().await?;
+        let through = self
+            .state
+            .files
+            .values()
+            .filter(|f| f.committed_ms.is_some_and(|t| t <= cutoff))
+            .map(|f| f.batch)
+            .max();
+        let Some(through) = through.filter(|t| done.is_none_or(|d| *t > d)) else {
+            return Ok(0);
+        };
+        // Every batch up to `through` committed before the cutoff: commits
+        // are in batch order.
+        let mut due: Vec<&SourceFile> = self
+            .state
+            .files
+            .values()
+            .filter(|f| !f.skipped && f.batch <= through && done.is_none_or(|d| f.batch > d))
+            .map(|f| &f.file)
+            .collect();
+        due.sort_by(|a, b| a.location.cmp(&b.location));
+        let (store, _) = self.config.source.base().store()?;
+        let base_url = self.config.source.base().url().to_string();
+        let mut cleaned = 0;
+        for f in due {
+            let url = url::Url::parse(&f.location)?;
+            let path = object_store::path::Path::from_url_path(url.path())?;
+            if let CleanSource::Move(to) = &action {
+                let relative = f
+                    .location
+                    .strip_prefix(base_url.trim_end_matches('/'))
+                    .unwrap_or(&f.location)
+                    .trim_start_matches('/');
+                let dest = Location::parse(
+                    &format!("{}/{relative}", to.trim_end_matches('/')),
+                    self.config.storage_options.clone(),
+                )?;
+                let (dest_store, dest_path) = dest.store()?;
+                let same_store = dest.url().scheme() == url.scheme()
+                    && dest.url().authority() == url.authority();
+                let copied = if same_store {
+                    store.copy(&path, &dest_path).await
+                } else {
+                    match store.get(&path).await {
+                        Ok(got) => dest_store
+                            .put(&dest_path, got.bytes().await?.into())
+                            .await
+                            .map(|_| ()),
+                        Err(e) => Err(e),
+                    }
+                };
+                match copied {
+                    Ok(()) => {}
+                    // Cleaned by an earlier run that stopped before
+                    // recording it.
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => cleaned += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.checkpoint.set_cleaned_through(through).await?;
+        Ok(cleaned)
+    }
+}

@@ -1,0 +1,339 @@
+//! Reading a connector's stream into data files of a table, in parallel
+//! lanes, without committing: what batch and incremental runs share.
+//!
+//! Each lane is a connector instance on its own blocking thread, feeding a
+//! bounded channel that a writer task drains into its own sink lane: the
+//! connector parses while the sink encodes, and memory stays bounded by the
+//! channel depth whatever the input size.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use sluice_pipeline::{FileRef, Format, Projection};
+use sluice_sink::{Target, Written};
+use tokio::sync::mpsc;
+
+use crate::capability::{Counters, HostState};
+use crate::grants::Grants;
+use crate::runtime::{Loaded, Runtime};
+use crate::session::{Session, Stream, decode, stored_schema, to_stored};
+use crate::split::{self, RangeReport, Unit};
+
+/// Batches in flight per lane between connector and sink.
+const CHANNEL_DEPTH: usize = 2;
+
+/// A connector, its capabilities and configuration: everything needed to
+/// discover and read a stream.
+#[derive(Clone)]
+pub struct Reading {
+    /// The runtime.
+    pub runtime: Runtime,
+    /// The connector.
+    pub connector: Loaded,
+    /// What it may access.
+    pub grants: Grants,
+    /// Its configuration; for the files connector, the files and schema
+    /// are added per call.
+    pub config: serde_json::Value,
+    /// The stream to read; the first one when `None`.
+    pub stream: Option<String>,
+    /// For the files connector: the format and reader options, which decide
+    /// whether large files may be read in byte ranges.
+    pub files_format: Option<(Format, BTreeMap<String, String>)>,
+    /// Parallel lanes.
+    pub parallelism: usize,
+    /// Large plain CSV / NDJSON files are read in byte ranges of about this
+    /// size, in parallel; 0 never splits.
+    pub split_bytes: u64,
+    /// Object-store options for sources.
+    pub storage_options: HashMap<String, String>,
+    /// Counters the run accumulates (the progress bar reads `bytes_read`).
+    pub counters: Arc<Counters>,
+    /// The select list applied to every batch, if any.
+    pub projection: Option<Arc<Projection>>,
+}
+
+/// What a read wrote.
+#[derive(Debug, Default)]
+pub struct Wrote {
+    /// Data files, per lane.
+    pub written: Vec<Written>,
+    /// Time spent in connector calls (parsing, encoding IPC), summed over
+    /// lanes.
+    pub connector_time: Duration,
+    /// Time spent decoding IPC on the host, summed over lanes.
+    pub decode_time: Duration,
+}
+
+impl Reading {
+    fn host(&self, name: &str) -> HostState {
+        HostState::new(
+            name,
+            self.grants.clone(),
+            tokio::runtime::Handle::current(),
+            self.counters.clone(),
+        )
+    }
+
+    fn config_for(
+        &self,
+        files: &[FileRef],
+        schema: Option<&SchemaRef>,
+    ) -> Result<serde_json::Value> {
+        let mut config = self.config.clone();
+        if self.files_format.is_some() {
+            config["files"] = serde_json::to_value(files)?;
+        }
+        if let Some(schema) = schema {
+            config["schema"] = serde_json::to_value(schema.as_ref())?;
+        }
+        Ok(config)
+    }
+
+    /// The schema the table gets from `stream`: the stored schema, through
+    /// the select list.
+    pub fn table_schema(&self, stream: &Stream) -> Result<SchemaRef> {
+        let stored = stored_schema(&stream.schema);
+        Ok(match &self.projection {
+            Some(p) => p.schema(&stored)?,
+            None => stored,
+        })
+    }
+
+    /// Checks the configuration and discovers the stream (for the files
+    /// connector: the schema of `files`, or `schema` when given).
+    pub async fn discover(&self, files: &[FileRef]) -> Result<Stream> {
+        let text = self.config_for(files, None)?.to_string();
+        let (runtime, loaded, host) = (
+            self.runtime.clone(),
+            self.connector.clone(),
+            self.host("discover"),
+        );
+        let streams = tokio::task::spawn_blocking(move || -> Result<Vec<Stream>> {
+            let mut session = Session::new(&runtime, &loaded, host)?;
+            session.check(&text)?;
+            session.discover(&text)
+        })
+        .await??;
+        match &self.stream {
+            Some(name) => streams
+                .into_iter()
+                .find(|s| &s.info.name == name)
+                .ok_or_else(|| anyhow!("the connector offers no stream named '{name}'")),
+            None => streams
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("the connector offers no streams")),
+        }
+    }
+
+    /// Reads `files` (ignored by other connectors) as `stream` and writes
+    /// them into data files of `target`. Nothing is committed; an error in
+    /// any lane fails the whole read.
+    pub async fn write(
+        &self,
+        files: &[FileRef],
+        stream: &Stream,
+        target: &Target,
+    ) -> Result<Wrote> {
+        let config = self.config_for(files, Some(&stream.schema))?;
+        let stored = stored_schema(&stream.schema);
+        let table_schema = self.table_schema(stream)?;
+
+        // Work units (files, or byte ranges of large files), spread across
+        // lanes largest first onto the least-loaded lane.
+        let lanes_wanted = self.parallelism.max(1);
+        let units: Vec<Unit> = match &self.files_format {
+            Some((format, options)) => {
+                split::units(
+                    files,
+                    *format,
+                    options,
+                    self.split_bytes,
+                    lanes_wanted,
+                    &self.storage_options,
+                )
+                .await?
+            }
+            None => vec![],
+        };
+        let lanes = if units.is_empty() {
+            1
+        } else {
+            lanes_wanted.min(units.len())
+        };
+        let mut groups: Vec<(u64, Vec<Unit>)> = vec![(0, Vec::new()); lanes];
+        let mut by_size = units.clone();
+        by_size.sort_by_key(|u| std::cmp::Reverse(u.bytes()));
+        for u in by_size {
+            if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
+                g.0 += u.bytes();
+                g.1.push(u);
+            }
+        }
+        for g in &mut groups {
+            g.1.sort_by(|a, b| (&a.file.location, a.range).cmp(&(&b.file.location, b.range)));
+        }
+
+        let mut readers = Vec::new();
+        let mut writers = Vec::new();
+        for (i, (_, lane_units)) in groups.into_iter().enumerate() {
+            let mut lane_config = config.clone();
+            if self.files_format.is_some() {
+                lane_config["files"] = serde_json::to_value(&lane_units)?;
+            }
+            let (tx, rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
+            let host = self.host(&format!("lane {i}"));
+            let (runtime, loaded) = (self.runtime.clone(), self.connector.clone());
+            let (name, sent, stored, projection) = (
+                stream.info.name.clone(),
+                stream.schema.clone(),
+                stored.clone(),
+                self.projection.clone().map(|p| (p, table_schema.clone())),
+            );
+            readers.push(tokio::task::spawn_blocking(move || {
+                read_lane(
+                    &runtime,
+                    &loaded,
+                    host,
+                    &lane_config.to_string(),
+                    &name,
+                    Shapes {
+                        sent: &sent,
+                        stored: &stored,
+                        projection: projection.as_ref(),
+                    },
+                    tx,
+                )
+            }));
+            let lane = target.lane(table_schema.clone())?;
+            writers.push(tokio::spawn(write_lane(lane, rx)));
+        }
+
+        let mut first_error: Option<anyhow::Error> = None;
+        let mut wrote = Wrote::default();
+        let mut reports = Vec::new();
+        for r in readers {
+            match r.await.map_err(anyhow::Error::from).and_then(|r| r) {
+                Ok(lane) => {
+                    wrote.connector_time += lane.in_connector;
+                    wrote.decode_time += lane.decoding;
+                    reports.extend(lane.reports);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        for w in writers {
+            match w.await.map_err(anyhow::Error::from).and_then(|r| r) {
+                Ok(w) => wrote.written.push(w),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if first_error.is_none()
+            && let Err(e) = split::verify(&units, &reports)
+        {
+            first_error = Some(e);
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(wrote),
+        }
+    }
+}
+
+/// What a lane's reader did.
+struct LaneOutcome {
+    /// Time in connector calls (parsing, IPC encoding).
+    in_connector: Duration,
+    /// Time decoding IPC on the host.
+    decoding: Duration,
+    /// End-of-range reports, for [`split::verify`].
+    reports: Vec<RangeReport>,
+}
+
+/// The shapes a batch takes on its way to the table.
+struct Shapes<'a> {
+    /// As the connector discovered it.
+    sent: &'a SchemaRef,
+    /// With dictionary columns expanded.
+    stored: &'a SchemaRef,
+    /// Through the select list, with the schema it gives.
+    projection: Option<&'a (Arc<Projection>, SchemaRef)>,
+}
+
+/// Reads one lane's stream, sending batches to the writer.
+fn read_lane(
+    runtime: &Runtime,
+    loaded: &Loaded,
+    host: HostState,
+    config: &str,
+    stream: &str,
+    shapes: Shapes<'_>,
+    tx: mpsc::Sender<RecordBatch>,
+) -> Result<LaneOutcome> {
+    let schema = shapes.sent;
+    let mut session = Session::new(runtime, loaded, host)?;
+    let reader = session.read(config, stream, None)?;
+    let mut out = LaneOutcome {
+        in_connector: Duration::ZERO,
+        decoding: Duration::ZERO,
+        reports: Vec::new(),
+    };
+    loop {
+        let t = Instant::now();
+        let next = session.next_ipc(reader)?;
+        out.in_connector += t.elapsed();
+        let Some((ipc, checkpoint)) = next else {
+            break;
+        };
+        if let Some(report) = checkpoint
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<RangeReport>(c).ok())
+        {
+            out.reports.push(report);
+        }
+        let t = Instant::now();
+        let batches = decode(&ipc)?;
+        out.decoding += t.elapsed();
+        for batch in batches {
+            if batch.schema_ref().fields() != schema.fields() {
+                bail!(
+                    "the connector sent a batch whose schema differs from the one it discovered:\n  discovered: {schema:?}\n  sent: {:?}",
+                    batch.schema()
+                );
+            }
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let mut batch = to_stored(&batch, shapes.stored)?;
+            if let Some((p, schema)) = shapes.projection {
+                batch = p.apply(&batch, schema)?;
+            }
+            if tx.blocking_send(batch).is_err() {
+                // The writer failed; its error is the one to report.
+                session.close(reader)?;
+                return Ok(out);
+            }
+        }
+    }
+    session.close(reader)?;
+    Ok(out)
+}
+
+async fn write_lane(
+    mut lane: sluice_sink::Lane,
+    mut rx: mpsc::Receiver<RecordBatch>,
+) -> Result<Written> {
+    while let Some(batch) = rx.recv().await {
+        lane.write(batch).await.context("writing data files")?;
+    }
+    Ok(lane.finish().await?)
+}
