@@ -123,6 +123,12 @@ pub struct Runner {
     pub already_loaded: usize,
 }
 
+/// Marks a step of the protocol in the log (target `sluice::phase`, debug
+/// level): what the crash tests kill the process at.
+fn phase(step: &str, batch: u64) {
+    tracing::debug!(target: "sluice::phase", "phase={step} batch={batch}");
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -170,12 +176,19 @@ fn with_data(like: &Schema, data: Vec<FieldRef>) -> Schema {
 impl Runner {
     /// Opens the checkpoint and settles a batch an earlier run left pending.
     pub async fn open(config: Config, on_batch: &mut impl FnMut(&BatchReport)) -> Result<Self> {
+        if config.target.format() != sluice_sink::TableFormat::Delta {
+            bail!(
+                "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
+                config.target.location().display()
+            );
+        }
         let evolution = config.options.evolution.unwrap_or(match config.kind {
             Kind::Stream => Evolution::AddNewColumns,
             Kind::CopyInto {
                 merge_schema: true, ..
             } => Evolution::AddNewColumns,
-            Kind::CopyInto { .. } => Evolution::None,
+            // Without mergeSchema, COPY INTO refuses columns the table lacks.
+            Kind::CopyInto { .. } => Evolution::FailOnNewColumns,
         });
         if evolution == Evolution::AddNewColumnsWithTypeWidening {
             // Checked when a column widens; everything else works as in
@@ -332,6 +345,7 @@ impl Runner {
             return Ok(None);
         }
         let started = Instant::now();
+        phase("plan", self.state.next_batch);
         let (schema_id, added) = self.schema_for(&files).await?;
         let plan = self
             .checkpoint
@@ -343,7 +357,7 @@ impl Runner {
                 now_ms(),
             )
             .await?;
-        let mut report = self.execute(&plan).await?;
+        let mut report = self.execute(&plan, false).await?;
         report.added_columns = added;
         report.elapsed = started.elapsed();
         Ok(Some(report))
@@ -360,7 +374,7 @@ impl Runner {
                     .await?
                     .is_some_and(|v| v >= plan.batch as i64);
             if !committed {
-                let mut report = self.execute(&plan).await?;
+                let mut report = self.execute(&plan, true).await?;
                 report.elapsed = started.elapsed();
                 return Ok(report);
             }
@@ -379,11 +393,16 @@ impl Runner {
         })
     }
 
-    /// Reads a planned batch and commits it exactly once.
-    async fn execute(&mut self, plan: &Plan) -> Result<BatchReport> {
+    /// Reads a planned batch and commits it exactly once. A batch redone
+    /// after a crash (`redo`) reads its files as they are now.
+    async fn execute(&mut self, plan: &Plan, redo: bool) -> Result<BatchReport> {
         let schema_id = plan.schema_id.context("a load batch has no schema")?;
         let schema = Arc::new(self.schemas.get(schema_id).await?.schema);
-        let files: Vec<FileRef> = plan.files.iter().map(to_file).collect();
+        let files: Vec<FileRef> = if redo {
+            self.current(plan).await?
+        } else {
+            plan.files.iter().map(to_file).collect()
+        };
         let stream = Stream {
             info: crate::bindings::StreamInfo {
                 name: "files".into(),
@@ -393,6 +412,7 @@ impl Runner {
             },
             schema: schema.clone(),
         };
+        phase("write", plan.batch);
         let wrote = self
             .reading
             .write(&files, &stream, &self.config.target)
@@ -408,6 +428,7 @@ impl Runner {
             app_id: self.app_id.clone(),
             version: plan.batch as i64,
         };
+        phase("commit", plan.batch);
         let done = self
             .config
             .target
@@ -436,6 +457,48 @@ impl Runner {
         })
     }
 
+    /// The files of a batch being redone, as they are now: a file changed
+    /// since it was planned is read as it is (with a warning), a file that
+    /// is gone fails the batch unless `ignoreMissingFiles` is set.
+    async fn current(&self, plan: &Plan) -> Result<Vec<FileRef>> {
+        let mut out = Vec::with_capacity(plan.files.len());
+        for f in &plan.files {
+            let location = Location::parse(&f.location, self.config.storage_options.clone())?;
+            let (store, path) = location.store()?;
+            match store.head(&path).await {
+                Ok(m) => {
+                    let now = FileRef {
+                        location: f.location.clone(),
+                        size: m.size,
+                        last_modified_ms: m.last_modified.timestamp_millis(),
+                    };
+                    if now.size != f.size || now.last_modified_ms != f.last_modified_ms {
+                        tracing::warn!(
+                            "{} changed after batch {} planned it; reading it as it is now",
+                            f.location,
+                            plan.batch
+                        );
+                    }
+                    out.push(now);
+                }
+                Err(object_store::Error::NotFound { .. }) if self.config.options.ignore_missing => {
+                    tracing::warn!(
+                        "{} of batch {} is gone; leaving it out (ignoreMissingFiles=true)",
+                        f.location,
+                        plan.batch
+                    );
+                }
+                Err(object_store::Error::NotFound { .. }) => bail!(
+                    "{} was planned in batch {} but is gone; restore it, or set ignoreMissingFiles=true to leave it out",
+                    f.location,
+                    plan.batch
+                ),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
     /// Records that `plan` is done (step 4).
     async fn record(
         &mut self,
@@ -444,6 +507,7 @@ impl Runner {
         rows: u64,
         bytes: u64,
     ) -> Result<()> {
+        phase("mark", plan.batch);
         let commit = Commit {
             version: 1,
             batch: plan.batch,
@@ -453,6 +517,7 @@ impl Runner {
             bytes,
         };
         self.checkpoint.commit(&mut self.state, commit).await?;
+        phase("done", plan.batch);
         Ok(())
     }
 
@@ -487,9 +552,10 @@ impl Runner {
         if self.evolution == Evolution::FailOnNewColumns {
             let culprits = self.files_with_new_columns(files, &stored_data).await;
             bail!(
-                "new column(s) {} in {} (schemaEvolutionMode=failOnNewColumns): nothing was committed; change the mode, or remove the file(s)",
+                "new column(s) {} in {}: nothing was committed; {}",
                 d.added_names(),
-                culprits
+                culprits,
+                self.how_to_add_columns()
             );
         }
         if let Some((name, from, to)) = d.widened.first() {
@@ -502,6 +568,18 @@ impl Runner {
         let reason = format!("added column(s) {}", d.added_names());
         let v = self.schemas.append(schema, batch, reason, now_ms()).await?;
         Ok((v.id, added))
+    }
+
+    /// What to do about new columns the mode refuses.
+    fn how_to_add_columns(&self) -> &'static str {
+        match self.config.kind {
+            Kind::CopyInto { .. } => {
+                "set COPY_OPTIONS ('mergeSchema' = 'true') (--copy-option mergeSchema=true) to add them to the table"
+            }
+            Kind::Stream => {
+                "schemaEvolutionMode=failOnNewColumns stops here: change the mode (addNewColumns adds them), or remove the file(s)"
+            }
+        }
     }
 
     /// Which of `files` bring columns `stored` lacks, for the message of
@@ -549,12 +627,13 @@ impl Runner {
                     data.extend(new)
                 }
                 Evolution::FailOnNewColumns => bail!(
-                    "the files have column(s) {} that table {} lacks (schemaEvolutionMode=failOnNewColumns); nothing was committed",
+                    "the files have column(s) {} that table {} lacks: nothing was committed; {}",
                     new.iter()
                         .map(|f| f.name().as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    self.config.target.location().display()
+                    self.config.target.location().display(),
+                    self.how_to_add_columns()
                 ),
                 Evolution::Rescue | Evolution::None => {}
             }

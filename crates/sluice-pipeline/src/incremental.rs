@@ -48,6 +48,9 @@ pub struct StreamOptions {
     /// `allowOverwrites`: a file whose size or modification time changed is
     /// read again.
     pub allow_overwrites: bool,
+    /// `ignoreMissingFiles`: a planned file deleted before a crashed batch
+    /// is redone is left out rather than failing the batch.
+    pub ignore_missing: bool,
     /// `pathGlobFilter`: only file names matching this glob.
     pub path_glob: Option<GlobMatcher>,
     /// `modifiedAfter` / `modifiedBefore`, in milliseconds since the epoch.
@@ -109,6 +112,7 @@ impl StreamOptions {
             max_files: 1000,
             max_bytes: None,
             allow_overwrites: false,
+            ignore_missing: false,
             path_glob: None,
             modified_after: None,
             modified_before: None,
@@ -131,6 +135,7 @@ impl StreamOptions {
                 "schemaEvolutionMode" => o.evolution = Some(value.parse()?),
                 "includeExistingFiles" => o.include_existing = flag(raw, value)?,
                 "allowOverwrites" => o.allow_overwrites = flag(raw, value)?,
+                "ignoreMissingFiles" => o.ignore_missing = flag(raw, value)?,
                 "validateOptions" => {
                     if !flag(raw, value)? {
                         return Err(Error::Invalid(format!(

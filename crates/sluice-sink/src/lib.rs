@@ -187,6 +187,11 @@ impl Target {
         &self.location
     }
 
+    /// The table's format.
+    pub fn format(&self) -> TableFormat {
+        self.format
+    }
+
     /// Opens a lane that writes batches of `schema`.
     pub fn lane(&self, schema: SchemaRef) -> Result<Lane> {
         let inner = match self.format {

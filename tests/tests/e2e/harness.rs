@@ -85,14 +85,29 @@ impl Case {
 
     /// Runs `sluice ARGS` with extra environment variables.
     pub fn run_env(&self, args: &[&str], env: &[(String, String)]) -> Output {
-        Command::new(binary())
-            .args(args)
+        self.command(args, env).output().unwrap()
+    }
+
+    /// `sluice ARGS`, ready to run in the workspace.
+    pub fn command(&self, args: &[&str], env: &[(String, String)]) -> Command {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
             .env("SLUICE_CACHE_DIR", root().join("target/test-cache"))
-            .env_remove("SLUICE_LOG")
-            .output()
-            .unwrap()
+            .env_remove("SLUICE_LOG");
+        cmd
+    }
+
+    /// Runs `sluice ARGS` with `env`, which must succeed; returns stdout.
+    pub fn ok_env(&self, args: &[&str], env: &[(String, String)]) -> String {
+        let out = self.run_env(args, env);
+        assert!(
+            out.status.success(),
+            "sluice {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs `sluice ARGS`, which must succeed; returns stdout.

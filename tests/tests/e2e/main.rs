@@ -5,7 +5,9 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod evolution;
 mod formats;
+mod incremental;
 mod s3;
 mod sandbox;
 mod splits;
