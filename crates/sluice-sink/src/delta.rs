@@ -348,18 +348,16 @@ pub async fn commit_once(
     change: SchemaChange,
 ) -> Result<Outcome> {
     let name = location.display();
-    let Some(table) = load(location).await? else {
-        // A new table: its creation carries the txn. If another writer
-        // creates it first, this attempt fails and the next one appends.
-        let version = commit(
-            location,
-            schema,
-            adds,
-            WriteMode::Overwrite,
-            Some((txn.app_id.clone(), txn.version)),
-        )
-        .await?;
-        return Ok(Outcome::Committed { version });
+    let table = match load(location).await? {
+        Some(table) => table,
+        None => match create_once(location, schema, adds.clone(), txn).await {
+            Ok(version) => return Ok(Outcome::Committed { version }),
+            // Another writer created the table first: append to it.
+            Err(e) => match load(location).await? {
+                Some(table) => table,
+                None => return Err(e),
+            },
+        },
     };
     if txn_of(&table, &name, &txn.app_id)
         .await?
@@ -398,6 +396,36 @@ pub async fn commit_once(
         }),
         Err(e) => settle(location, txn, read_version, &commit_id, e).await,
     }
+}
+
+/// Creates the table with `adds` as version 0, carrying `txn`. Fails (and
+/// commits nothing) if another writer creates it first: the commit is not
+/// retried at a later version, where it would replace the other writer's
+/// metadata.
+async fn create_once(
+    location: &Location,
+    schema: &Schema,
+    adds: Vec<Add>,
+    txn: &Txn,
+) -> Result<u64> {
+    let name = location.display();
+    let columns: StructType = Arc::new(schema.clone())
+        .try_into_kernel()
+        .map_err(Error::Arrow)?;
+    let properties = CommitProperties::default()
+        .with_application_transaction(Transaction::new(txn.app_id.clone(), txn.version))
+        .with_max_retries(0);
+    let t = CreateBuilder::new()
+        .with_location(location.url().as_str())
+        .with_storage_options(location.options().clone())
+        .with_columns(columns.fields().cloned())
+        .with_save_mode(SaveMode::ErrorIfExists)
+        .with_actions(adds.into_iter().map(Action::Add))
+        .with_commit_properties(properties)
+        .await
+        .map_err(|e| Error::delta(&name, e))?;
+    t.version()
+        .ok_or_else(|| Error::delta(&name, DeltaTableError::generic("no version after create")))
 }
 
 /// Key of Sluice's commit id in a commit's `commitInfo`.

@@ -274,3 +274,35 @@ async fn a_commit_whose_outcome_was_lost_is_settled_from_the_log() {
     );
     assert_eq!(rows(&target).await, 10);
 }
+
+#[tokio::test]
+async fn two_pipelines_creating_the_table_at_once_both_commit_once() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let target = local(&dir);
+        let (a, b) = (target.clone(), target.clone());
+        let s = schema(false);
+        let (s1, s2) = (s.clone(), s.clone());
+        let first =
+            tokio::spawn(async move { commit(&a, &s1, 0..5, "a", 0, SchemaChange::None).await });
+        let second =
+            tokio::spawn(async move { commit(&b, &s2, 5..10, "b", 0, SchemaChange::None).await });
+        let mut versions = vec![
+            first.await.unwrap().unwrap(),
+            second.await.unwrap().unwrap(),
+        ];
+        versions.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(
+            versions,
+            [
+                Outcome::Committed { version: 0 },
+                Outcome::Committed { version: 1 }
+            ]
+        );
+        assert_eq!(rows(&target).await, 10);
+        // Version 1 appended; it did not create the table a second time.
+        let log = std::fs::read_to_string(dir.path().join("_delta_log/00000000000000000001.json"))
+            .unwrap();
+        assert!(!log.contains("\"metaData\""), "{log}");
+    }
+}

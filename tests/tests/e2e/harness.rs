@@ -92,10 +92,10 @@ impl Case {
     pub fn command(&self, args: &[&str], env: &[(String, String)]) -> Command {
         let mut cmd = Command::new(binary());
         cmd.args(args)
+            .env_remove("SLUICE_LOG")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir.path())
-            .env("SLUICE_CACHE_DIR", root().join("target/test-cache"))
-            .env_remove("SLUICE_LOG");
+            .env("SLUICE_CACHE_DIR", root().join("target/test-cache"));
         cmd
     }
 

@@ -5,9 +5,12 @@ mod harness;
 
 mod bad_input;
 mod cli;
+mod concurrency;
+mod crash;
 mod evolution;
 mod formats;
 mod incremental;
 mod s3;
 mod sandbox;
 mod splits;
+mod sql;

@@ -151,3 +151,74 @@ fn s3_source_into_a_local_table_and_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn s3_stream_and_copy_into_load_each_file_once() {
+    let s3 = S3::start();
+    let c = Case::new();
+    s3.put(
+        &c,
+        "lake",
+        &[
+            ("landing/a.csv", "id,name\n1,a\n2,b\n"),
+            ("landing/b.csv", "id,name\n3,c\n"),
+        ],
+    );
+    let env = s3.env();
+    let storage: Vec<(String, String)> = env
+        .iter()
+        .cloned()
+        .chain([("AWS_S3_ALLOW_UNSAFE_RENAME".into(), "true".into())])
+        .collect();
+    let stream = [
+        "stream",
+        "--source",
+        "s3://lake/landing/",
+        "--table",
+        "s3://lake/tables/events",
+        "--checkpoint",
+        "s3://lake/checkpoints/events",
+        "-f",
+        "csv",
+        "--trigger",
+        "available-now",
+        "-o",
+        "maxFilesPerTrigger=1",
+    ];
+    let out = c.ok_env(&stream, &env);
+    assert!(out.contains("stream: 2 batches, 2 files, 3 rows"), "{out}");
+    // Replayed from its checkpoint: nothing new, the table unchanged.
+    let out = c.ok_env(&stream, &env);
+    assert!(out.contains("stream: 0 batches"), "{out}");
+    let t = read_table_at("s3://lake/tables/events", "delta", "deltalake", &storage);
+    assert_eq!(t.version, Some(1));
+    assert_eq!(t.rows.len(), 3);
+    s3.put(&c, "lake", &[("landing/c.csv", "id,name\n4,d\n")]);
+    let out = c.ok_env(&stream, &env);
+    assert!(out.contains("batch 2: 1 files"), "{out}");
+    let states = c.ok_env(&["files", "s3://lake/checkpoints/events", "--json"], &env);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&states)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let copy = [
+        "copy-into",
+        "s3://lake/tables/copied",
+        "--from",
+        "s3://lake/landing",
+        "--format",
+        "csv",
+    ];
+    let out = c.ok_env(&copy, &env);
+    assert!(out.contains("copied 3 files, 4 rows"), "{out}");
+    let out = c.ok_env(&copy, &env);
+    assert!(out.contains("copied 0 files"), "{out}");
+    let t = read_table_at("s3://lake/tables/copied", "delta", "deltalake", &storage);
+    assert_eq!(t.version, Some(0));
+    assert_eq!(t.rows.len(), 4);
+}
