@@ -346,7 +346,7 @@ impl Runner {
         }
         let started = Instant::now();
         phase("plan", self.state.next_batch);
-        let (schema_id, added) = self.schema_for(&files).await?;
+        let schema_id = self.schema_for(&files).await?;
         let plan = self
             .checkpoint
             .plan(
@@ -358,7 +358,6 @@ impl Runner {
             )
             .await?;
         let mut report = self.execute(&plan, false).await?;
-        report.added_columns = added;
         report.elapsed = started.elapsed();
         Ok(Some(report))
     }
@@ -396,28 +395,59 @@ impl Runner {
     /// Reads a planned batch and commits it exactly once. A batch redone
     /// after a crash (`redo`) reads its files as they are now.
     async fn execute(&mut self, plan: &Plan, redo: bool) -> Result<BatchReport> {
-        let schema_id = plan.schema_id.context("a load batch has no schema")?;
-        let schema = Arc::new(self.schemas.get(schema_id).await?.schema);
+        plan.schema_id.context("a load batch has no schema")?;
+        // The current schema: the plan's, or a later one an interrupted
+        // attempt of this batch evolved to.
+        let mut schema: SchemaRef = Arc::new(
+            self.schemas
+                .latest()
+                .await?
+                .context("a load batch was planned without a schema")?
+                .schema,
+        );
         let files: Vec<FileRef> = if redo {
             self.current(plan).await?
         } else {
             plan.files.iter().map(to_file).collect()
         };
-        let stream = Stream {
-            info: crate::bindings::StreamInfo {
-                name: "files".into(),
-                arrow_schema: vec![],
-                cursor_fields: vec![],
-                primary_key: vec![],
-            },
-            schema: schema.clone(),
+        let mut added = Vec::new();
+        let wrote = loop {
+            let stream = Stream {
+                info: crate::bindings::StreamInfo {
+                    name: "files".into(),
+                    arrow_schema: vec![],
+                    cursor_fields: vec![],
+                    primary_key: vec![],
+                },
+                schema: schema.clone(),
+            };
+            phase("write", plan.batch);
+            self.reading.counters = Arc::new(Counters::default());
+            let wrote = self
+                .reading
+                .write(&files, &stream, &self.config.target)
+                .await
+                .with_context(|| format!("batch {} was not committed", plan.batch))?;
+            // The connector reports files with columns the schema lacks;
+            // only then are the batch's files inferred and, if the mode
+            // evolves the schema, read again with the new one (the data
+            // files of the first read are never committed).
+            let counters = &self.reading.counters;
+            let suspect = counters.get("files-with-new-columns") > 0
+                || (self.evolution == Evolution::AddNewColumnsWithTypeWidening
+                    && counters.get("rows-rescued") > 0);
+            if added.is_empty()
+                && suspect
+                && self.evolution.inspects_batches()
+                && let Some((evolved, names)) = self.evolve_for(&files, &schema, plan.batch).await?
+            {
+                schema = Arc::new(evolved);
+                added = names;
+                continue;
+            }
+            break (wrote, stream);
         };
-        phase("write", plan.batch);
-        let wrote = self
-            .reading
-            .write(&files, &stream, &self.config.target)
-            .await
-            .with_context(|| format!("batch {} was not committed", plan.batch))?;
+        let (wrote, stream) = wrote;
         let change = match self.evolution {
             Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
                 SchemaChange::AddColumns
@@ -452,7 +482,7 @@ impl Runner {
             version: done.written.version,
             replayed,
             skipped: false,
-            added_columns: vec![],
+            added_columns: added,
             elapsed: Duration::ZERO,
         })
     }
@@ -521,25 +551,35 @@ impl Runner {
         Ok(())
     }
 
-    /// The schema a batch of `files` reads with (its id in the history),
-    /// and the columns it adds: the stored schema, evolved as the mode says.
-    async fn schema_for(&mut self, files: &[FileRef]) -> Result<(u64, Vec<String>)> {
-        let batch = self.state.next_batch;
-        let Some(current) = self.schemas.latest().await? else {
-            // The first batch: infer, aligned with the table if it exists.
-            let inferred = self.reading.discover(files).await?.schema;
-            let schema = self.align_with_table(&inferred).await?;
-            let v = self
-                .schemas
-                .append(schema, batch, "inferred".into(), now_ms())
-                .await?;
-            return Ok((v.id, vec![]));
-        };
-        if !self.evolution.inspects_batches() {
-            return Ok((current.id, vec![]));
+    /// The schema a batch of `files` is planned with: the current one, or,
+    /// for the first batch, the files' inferred schema (aligned with the
+    /// table if it exists).
+    async fn schema_for(&mut self, files: &[FileRef]) -> Result<u64> {
+        if let Some(current) = self.schemas.latest().await? {
+            return Ok(current.id);
         }
         let inferred = self.reading.discover(files).await?.schema;
-        let (stored_data, _) = split_schema(&current.schema);
+        let schema = self.align_with_table(&inferred).await?;
+        let batch = self.state.next_batch;
+        let v = self
+            .schemas
+            .append(schema, batch, "inferred".into(), now_ms())
+            .await?;
+        Ok(v.id)
+    }
+
+    /// Evolves `current` for a batch of `files` that has columns it lacks
+    /// (or, with type widening, values it could not read), as the mode
+    /// says: the evolved schema and the columns it adds, or `None` if the
+    /// files bring nothing new after all.
+    async fn evolve_for(
+        &mut self,
+        files: &[FileRef],
+        current: &Schema,
+        batch: u64,
+    ) -> Result<Option<(Schema, Vec<String>)>> {
+        let inferred = self.reading.discover(files).await?.schema;
+        let (stored_data, _) = split_schema(current);
         let (inferred_data, _) = split_schema(&inferred);
         let mut d: Drift = drift(&stored_data, &inferred_data);
         if self.evolution != Evolution::AddNewColumnsWithTypeWidening {
@@ -547,7 +587,7 @@ impl Runner {
             d.widened.clear();
         }
         if d.is_empty() {
-            return Ok((current.id, vec![]));
+            return Ok(None);
         }
         if self.evolution == Evolution::FailOnNewColumns {
             let culprits = self.files_with_new_columns(files, &stored_data).await;
@@ -564,10 +604,10 @@ impl Runner {
             );
         }
         let added: Vec<String> = d.added.iter().map(|f| f.name().clone()).collect();
-        let schema = with_data(&current.schema, evolve(&stored_data, &d));
+        let schema = with_data(current, evolve(&stored_data, &d));
         let reason = format!("added column(s) {}", d.added_names());
         let v = self.schemas.append(schema, batch, reason, now_ms()).await?;
-        Ok((v.id, added))
+        Ok(Some((v.schema, added)))
     }
 
     /// What to do about new columns the mode refuses.

@@ -132,6 +132,8 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
+    ap.add_argument("--cases", default="csv,ndjson,small,incremental",
+                    help="comma-separated cases to run: csv, ndjson, small, incremental")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -165,6 +167,8 @@ def main():
             ("pyarrow", lambda o: pyarrow_cmd("dir", small, o)),
         ]),
     ]
+    wanted = set(a.cases.split(","))
+    cases = [c for c, key in zip(cases, ["csv", "ndjson", "small"]) if key in wanted]
     env = dict(os.environ, SLUICE_LOG="sluice=info", SLUICE_CACHE_DIR=str(a.data / "cache"))
     # Warm the compiled-component cache so runs measure ingestion.
     run([str(SLUICE), "connectors"], env)
@@ -197,6 +201,81 @@ def main():
             if boundary:
                 print(f"{'':28} {'':8} boundary (IPC encode+decode) {100 * statistics.median(boundary):.1f}% of CPU time")
     print("\nratios above 1.0x mean Sluice was faster than that peer on this machine")
+    if "incremental" in wanted:
+        incremental(a, small, info, env)
+
+
+def incremental(a, small: Path, info: dict, env: dict):
+    """Incremental modes: the small files through a stream (available-now,
+    default batches of 1000 files) against the same files through one
+    ingest; and a continuous stream's latency from a file landing (renamed
+    into place) to its batch being committed."""
+    print()
+    out = a.data / "out"
+    times = {"ingest": [], "stream": []}
+    for _ in range(a.runs):
+        for tool in ("ingest", "stream"):
+            target = out / f"inc-{tool}"
+            for d in (target, out / "inc-cp"):
+                if d.exists():
+                    shutil.rmtree(d)
+            if tool == "ingest":
+                cmd = sluice(small, "csv", target)
+            else:
+                cmd = [str(SLUICE), "stream", "--source", str(small), "--table", str(target),
+                       "--checkpoint", str(out / "inc-cp"), "--format", "csv", "--trigger", "available-now"]
+            t, _, stdout, _, _ = run(cmd, env)
+            times[tool].append(t)
+    ing, st = statistics.median(times["ingest"]), statistics.median(times["stream"])
+    n = info["small_files"]
+    print(f"{n} small CSVs, one ingest            {ing:9.2f} s  {n / ing:9.0f} files/s")
+    print(f"{n} small CSVs, stream available-now  {st:9.2f} s  {n / st:9.0f} files/s  (ingest/stream {ing / st:.2f}x)")
+
+    # Latency: files land one by one while a continuous stream runs.
+    land = out / "landing"
+    for d in (land, out / "lat-t", out / "lat-cp"):
+        if d.exists():
+            shutil.rmtree(d)
+    land.mkdir(parents=True)
+    proc = subprocess.Popen(
+        [str(SLUICE), "stream", "--source", str(land), "--table", str(out / "lat-t"),
+         "--checkpoint", str(out / "lat-cp"), "--format", "csv", "--trigger", "continuous"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    landed = {}
+    files = 40
+    try:
+        time.sleep(1.0)
+        for k in range(files):
+            tmp = land / f".part-{k:04}.csv.tmp"
+            tmp.write_text("id,payload\n" + "".join(f"{k * 100 + r},row {r}\n" for r in range(100)))
+            final = land / f"part-{k:04}.csv"
+            os.rename(tmp, final)
+            landed[final.resolve().as_uri()] = time.time()
+            time.sleep(0.3 + (k % 5) * 0.1)
+        deadline = time.time() + 60
+        states = []
+        while time.time() < deadline:
+            states = json.loads(subprocess.run(
+                [str(SLUICE), "files", str(out / "lat-cp"), "--json"],
+                check=True, capture_output=True, text=True, env=env).stdout)
+            if sum(1 for s in states if s["status"] == "committed") >= files:
+                break
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait()
+    from datetime import datetime
+    lat = []
+    for s in states:
+        if s["path"] in landed and s["commit_time"]:
+            committed = datetime.fromisoformat(s["commit_time"].replace("Z", "+00:00")).timestamp()
+            lat.append(committed - landed[s["path"]])
+    lat.sort()
+    if len(lat) < files:
+        print(f"continuous stream: only {len(lat)} of {files} files committed in time")
+        return
+    p50, p95 = statistics.median(lat), lat[int(0.95 * (len(lat) - 1))]
+    print(f"continuous stream, file landing -> rows committed: p50 {p50:.2f} s, p95 {p95:.2f} s, max {lat[-1]:.2f} s ({files} files, default 500 ms polling)")
 
 
 if __name__ == "__main__":

@@ -623,12 +623,15 @@ impl CsvFile {
             .iter()
             .map(|f| names.iter().position(|n| n == f.name()))
             .collect();
-        let extra = names
+        let extra: Vec<(usize, String)> = names
             .iter()
             .enumerate()
             .filter(|(_, n)| !shape.data.iter().any(|f| f.name() == *n))
             .map(|(i, n)| (i, n.clone()))
             .collect();
+        if !extra.is_empty() {
+            crate::shape::report_new_columns();
+        }
         Ok(CsvFile {
             tok,
             columns,

@@ -165,6 +165,8 @@ pub struct JsonFile {
     end: Option<u64>,
     first: u64,
     stop: Option<u64>,
+    /// Columns the schema lacks were reported for this file.
+    reported_new_columns: bool,
 }
 
 impl JsonFile {
@@ -198,6 +200,7 @@ impl JsonFile {
             pos: first,
             first,
             stop: None,
+            reported_new_columns: false,
         })
     }
 
@@ -475,6 +478,10 @@ impl JsonFile {
                 .filter(|k| self.schema.field_with_name(k).is_err())
                 .cloned()
                 .collect();
+            if !unknown.is_empty() && !self.reported_new_columns {
+                self.reported_new_columns = true;
+                crate::shape::report_new_columns();
+            }
             for k in unknown {
                 if let Some(v) = row.remove(&k)
                     && let Some(rescue) = rescue.as_mut()

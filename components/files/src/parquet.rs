@@ -96,6 +96,8 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
 pub struct ParquetFile {
     file: FileRef,
     reader: ParquetRecordBatchReader,
+    /// Columns the schema lacks were looked for in this file.
+    checked_new_columns: bool,
 }
 
 impl ParquetFile {
@@ -104,7 +106,11 @@ impl ParquetFile {
         let reader = builder(&file, opts)?
             .build()
             .map_err(|e| Error::Data(format!("{}: {e}", file.location)))?;
-        Ok(ParquetFile { file, reader })
+        Ok(ParquetFile {
+            file,
+            reader,
+            checked_new_columns: false,
+        })
     }
 
     /// The next batch, conformed to the output shape.
@@ -113,6 +119,13 @@ impl ParquetFile {
             return Ok(None);
         };
         let batch = batch.map_err(|e| Error::Data(format!("{}: {e}", self.file.location)))?;
+        if !self.checked_new_columns {
+            self.checked_new_columns = true;
+            let known = |name: &str| shape.data.iter().any(|f| f.name() == name);
+            if batch.schema().fields().iter().any(|f| !known(f.name())) {
+                crate::shape::report_new_columns();
+            }
+        }
         let rows = batch.num_rows();
         let columns = conform(&batch, &shape.data, &self.file)?;
         Ok(Some(shape.assemble(columns, None, &self.file, rows)?))

@@ -19,6 +19,13 @@ use crate::options::{FileRef, Options};
 /// Name of the file metadata column.
 pub const METADATA: &str = "_metadata";
 
+/// Tells the host that a file has columns the read schema lacks (they are
+/// rescued where a rescued data column is set, dropped otherwise), so an
+/// incremental load can evolve its schema. Once per file.
+pub fn report_new_columns() {
+    sluice_connector_sdk::host::count("files-with-new-columns", 1);
+}
+
 /// Schema metadata key listing the columns Sluice appended to the data's
 /// (rescued data, `_metadata`), so a schema handed back to `read` splits the
 /// same way `discover` built it.

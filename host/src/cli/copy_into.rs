@@ -158,26 +158,27 @@ pub async fn run(
         config.only = Some(only);
     }
     let table_name = config.target.location().display();
-    let mut totals = Totals::default();
-    let mut reports: Vec<BatchReport> = Vec::new();
-    let mut on_batch = |r: &BatchReport| {
+    // A load an earlier run left half-done is finished first, and counts.
+    let mut settled: Option<BatchReport> = None;
+    let mut runner = Runner::open(config, &mut |r: &BatchReport| {
         super::stream::print_batch(r);
-        totals.add(r);
-        reports.push(r.clone());
-    };
-    let mut runner = Runner::open(config, &mut on_batch).await?;
-    runner.list(&mut on_batch).await?;
+        settled = Some(r.clone());
+    })
+    .await?;
+    runner.list(&mut |_: &BatchReport| {}).await?;
     let skipped = runner.already_loaded;
-    let report = runner.next().await?;
-    let (files, rows, version) = match &report {
-        Some(r) => (r.files, r.rows, r.version),
-        None => (0, 0, None),
-    };
-    let version = version
+    let mut totals = Totals::default();
+    for r in settled.iter().chain(runner.next().await?.iter()) {
+        totals.add(r);
+    }
+    let version = totals
+        .version()
         .map(|v| format!(", version {v}"))
         .unwrap_or_default();
     println!(
-        "copied {files} files, {rows} rows into {table_name}{version}; {skipped} files were loaded before and skipped{}",
+        "copied {} files, {} rows into {table_name}{version}; {skipped} files were loaded before and skipped{}",
+        totals.files(),
+        totals.rows(),
         if force { " (force=true)" } else { "" }
     );
     Ok(())

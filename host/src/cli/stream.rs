@@ -206,6 +206,11 @@ impl Totals {
         self.rows
     }
 
+    /// The last table version committed.
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
     /// Adds a batch.
     pub fn add(&mut self, r: &BatchReport) {
         if r.skipped {

@@ -167,8 +167,13 @@ fn crash(
             Kill::After(Duration::from_millis(30 + rng.below(400)))
         } else {
             let phase = PHASES[rng.below(4) as usize];
-            // Recording a commit is quick: kill as soon as it starts.
-            let delay_ms = if phase == "mark" { 0 } else { rng.below(8) };
+            // Planning and recording a commit are quick: kill as soon as
+            // they start.
+            let delay_ms = if phase == "mark" || phase == "plan" {
+                0
+            } else {
+                rng.below(8)
+            };
             Kill::AtPhase {
                 phase,
                 n: 1 + rng.below(2) as usize,
