@@ -7,15 +7,19 @@
 //! - [`read`]: reading a stream into data files in parallel lanes;
 //! - [`ingest`]: the batch ingest job (plan, discover, read, commit);
 //! - [`incremental`]: streams and COPY INTO, exactly once;
+//! - [`pipeline`]: named pipelines run once, as `sluice run` and `sluice serve` do;
+//! - [`connectors`]: uploaded connector components, validated and stored by hash;
 //! - [`split`]: byte ranges of large files, and the check that they met;
 //! - [`builtin`]: the connectors compiled into the binary.
 
 pub mod bindings;
 pub mod builtin;
 pub mod capability;
+pub mod connectors;
 pub mod grants;
 pub mod incremental;
 pub mod ingest;
+pub mod pipeline;
 pub mod read;
 pub mod runtime;
 pub mod session;

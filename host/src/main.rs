@@ -29,6 +29,8 @@ enum Command {
     /// Run SQL: CREATE TABLE AS SELECT, COPY INTO, CREATE OR REFRESH
     /// STREAMING TABLE.
     Sql(cli::sql::SqlArgs),
+    /// Run a pipeline file (TOML or JSON) once, to completion.
+    Run(cli::run::RunArgs),
     /// List the files a stream or COPY INTO has discovered, and their state
     /// (cloud_files_state).
     Files(cli::stream::FilesArgs),
@@ -80,5 +82,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stream(args) => cli::stream::stream(&env, args).await,
         Command::Files(args) => cli::stream::files(&env, args).await,
         Command::Sql(args) => cli::sql::sql(&env, args).await,
+        Command::Run(args) => cli::run::run(&env, args).await,
     }
 }

@@ -86,6 +86,8 @@ pub struct Loaded {
     pre: ConnectorPre<StoreData>,
     /// Hex sha256 of the component's bytes.
     pub sha256: String,
+    /// The interfaces it imports (the capabilities it may ask for).
+    pub imports: Arc<Vec<String>>,
 }
 
 impl Runtime {
@@ -139,7 +141,16 @@ impl Runtime {
         let pre = ConnectorPre::new(pre)
             .map_err(anyhow::Error::from)
             .context("the component does not export sluice:connector/source")?;
-        Ok(Loaded { pre, sha256 })
+        let imports = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        Ok(Loaded {
+            pre,
+            sha256,
+            imports: Arc::new(imports),
+        })
     }
 
     fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {

@@ -17,6 +17,7 @@
 
 mod error;
 pub mod incremental;
+pub mod pipeline;
 mod plan;
 pub mod projection;
 pub mod schema;
@@ -24,6 +25,7 @@ mod spec;
 
 pub use error::{Error, Result};
 pub use incremental::{CleanSource, StreamOptions};
+pub use pipeline::{LoadMode, Pipeline};
 pub use plan::{FileRef, Source, list_files, plan_files};
 pub use projection::Projection;
 pub use schema::Evolution;

@@ -59,28 +59,6 @@ pub struct CopySpec {
     pub copy_options: BTreeMap<String, String>,
 }
 
-/// Reader options only: COPY INTO's FORMAT_OPTIONS are not Auto Loader's
-/// stream options.
-const STREAM_ONLY: &[&str] = &[
-    "schemaLocation",
-    "schemaEvolutionMode",
-    "includeExistingFiles",
-    "maxFilesPerTrigger",
-    "maxBytesPerTrigger",
-    "allowOverwrites",
-    "cleanSource",
-    "cleanSource.retentionDuration",
-    "cleanSource.moveDestination",
-];
-
-fn flag(key: &str, value: &str) -> Result<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => bail!("COPY_OPTIONS {key}={value}: use true or false"),
-    }
-}
-
 /// `sluice copy-into`.
 pub async fn copy_into(env: &Env, args: CopyIntoArgs) -> Result<()> {
     let spec = CopySpec {
@@ -102,21 +80,9 @@ pub async fn run(
     table_format: FormatArg,
     tuning: &Tuning,
 ) -> Result<()> {
-    let (mut force, mut merge_schema) = (false, false);
-    for (k, v) in &spec.copy_options {
-        match k.as_str() {
-            "force" => force = flag(k, v)?,
-            "mergeSchema" => merge_schema = flag(k, v)?,
-            _ => bail!("unknown COPY_OPTIONS '{k}'; use mergeSchema or force"),
-        }
-    }
-    if let Some(k) = spec
-        .format_options
-        .keys()
-        .find(|k| STREAM_ONLY.contains(&k.trim_start_matches("cloudFiles.")))
-    {
-        bail!("'{k}' is an Auto Loader stream option, not a COPY INTO format option");
-    }
+    let kind = sluice::pipeline::copy_into_kind(&spec.copy_options)?;
+    let force = matches!(kind, Kind::CopyInto { force: true, .. });
+    sluice::pipeline::check_copy_format_options(&spec.format_options)?;
     if spec.pattern.is_some() && !spec.files.is_empty() {
         bail!("give PATTERN or FILES, not both");
     }
@@ -133,10 +99,7 @@ pub async fn run(
     };
     let mut config = config(
         env,
-        Kind::CopyInto {
-            force,
-            merge_schema,
-        },
+        kind,
         &source,
         Some(spec.format),
         options,

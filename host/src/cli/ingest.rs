@@ -9,10 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use sluice::builtin;
-use sluice::capability::{Counters, HostState};
-use sluice::grants::Grants;
+use sluice::capability::Counters;
 use sluice::ingest::{Input, Job, Summary};
-use sluice::session::{Session, stored_schema};
+use sluice::session::stored_schema;
 use sluice_pipeline::Format;
 use sluice_sink::{Location, TableFormat, Target, WriteMode, WriteOptions};
 
@@ -145,15 +144,6 @@ impl From<FormatArg> for TableFormat {
     }
 }
 
-fn mode_name(m: &sluice::bindings::SyncMode) -> &'static str {
-    use sluice::bindings::SyncMode;
-    match m {
-        SyncMode::FullRefresh => "full-refresh",
-        SyncMode::Incremental => "incremental",
-        SyncMode::Streaming => "streaming",
-    }
-}
-
 /// `sluice connectors`.
 pub async fn connectors(env: &Env, json: bool) -> Result<()> {
     let runtime = env.runtime()?;
@@ -162,17 +152,7 @@ pub async fn connectors(env: &Env, json: bool) -> Result<()> {
         let loaded = runtime
             .load(wasm)
             .with_context(|| format!("loading built-in connector '{name}'"))?;
-        let (r, l) = (runtime.clone(), loaded.clone());
-        let spec = tokio::task::spawn_blocking(move || {
-            let host = HostState::new(
-                "spec",
-                Grants::default(),
-                tokio::runtime::Handle::current(),
-                Default::default(),
-            );
-            Session::new(&r, &l, host)?.spec()
-        });
-        let spec = spec.await??;
+        let spec = sluice::connectors::spec_of(&runtime, &loaded).await?;
         specs.push((spec, loaded.sha256));
     }
     if json {
@@ -181,7 +161,7 @@ pub async fn connectors(env: &Env, json: bool) -> Result<()> {
             .map(|(s, sha)| {
                 serde_json::json!({
                     "name": s.name, "version": s.version, "description": s.description,
-                    "modes": s.modes.iter().map(mode_name).collect::<Vec<_>>(),
+                    "modes": s.modes.iter().map(sluice::connectors::mode_name).collect::<Vec<_>>(),
                     "config_schema": serde_json::from_str::<serde_json::Value>(&s.config_schema).unwrap_or_default(),
                     "sha256": sha,
                 })
@@ -190,7 +170,7 @@ pub async fn connectors(env: &Env, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         for (s, sha) in &specs {
-            let modes: Vec<&str> = s.modes.iter().map(mode_name).collect();
+            let modes: Vec<&str> = s.modes.iter().map(sluice::connectors::mode_name).collect();
             println!("{} {}  {}", s.name, s.version, s.description);
             println!("  modes: {}", modes.join(", "));
             println!("  sha256: {sha}");

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use sluice::pipeline::{Secrets, Services};
 use sluice::runtime::{Limits, Runtime};
 use sluice_sink::Location;
 
 pub mod copy_into;
 pub mod ingest;
+pub mod run;
 pub mod signals;
 pub mod sql;
 pub mod stream;
@@ -96,6 +98,20 @@ impl Env {
     /// The wasmtime runtime.
     pub fn runtime(&self) -> Result<Runtime> {
         Runtime::new(self.cache_dir.clone(), self.limits.clone())
+    }
+
+    /// What runs share, tuned by `tuning`.
+    pub fn services(&self, tuning: &ingest::Tuning) -> Result<Services> {
+        Ok(Services {
+            runtime: self.runtime()?,
+            storage: self.storage.clone(),
+            warehouse: self.warehouse.clone(),
+            parallelism: tuning.lanes()?,
+            split_bytes: tuning.split_bytes,
+            write: tuning.write_options()?,
+            connectors: None,
+            secrets: Secrets::default(),
+        })
     }
 
     /// A table or checkpoint location.

@@ -4,12 +4,11 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use sluice::builtin;
 use sluice::incremental::{BatchReport, Config, Kind, Runner};
 use sluice_checkpoint::{Checkpoint, SchemaLog};
 use sluice_pipeline::incremental::parse_duration;
-use sluice_pipeline::{CleanSource, Format, Source, StreamOptions};
-use sluice_sink::{Location, Target};
+use sluice_pipeline::{Format, StreamOptions};
+use sluice_sink::Location;
 
 use super::ingest::{FormatArg, Tuning};
 use super::signals::Shutdown;
@@ -138,52 +137,16 @@ pub fn config(
     checkpoint: Location,
     tuning: &Tuning,
 ) -> Result<Config> {
-    let format = match (format, options.format) {
-        (Some(a), Some(b)) if a != b => {
-            bail!("--format {a:?} and the format option {b:?} disagree")
-        }
-        (Some(f), _) | (None, Some(f)) => f,
-        (None, None) => bail!("give the input --format (csv, json or parquet)"),
-    };
-    let source = Source::parse(source, env.storage.clone())?;
-    if let CleanSource::Move(to) = &options.clean_source {
-        let to = env.location(to)?;
-        let base = source.base().as_dir();
-        if to.as_dir().url().as_str().starts_with(base.url().as_str()) {
-            bail!(
-                "cleanSource.moveDestination {} is inside the source {}: moved files would be found again; pick a place outside it",
-                to.display(),
-                base.display()
-            );
-        }
-    }
-    let schema_location = match &options.schema_location {
-        Some(l) => env.location(l)?,
-        None => checkpoint.clone(),
-    };
-    let runtime = env.runtime()?;
-    let connector = runtime.load(builtin::FILES)?;
-    let target = Target::new(
-        env.location(table)?,
-        table_format.into(),
-        tuning.write_options()?,
-    );
-    Ok(Config {
+    let table = env.location(table)?;
+    env.services(tuning)?.incremental(
         kind,
         source,
-        only: None,
         format,
         options,
-        target,
+        table,
+        table_format.into(),
         checkpoint,
-        schema_location,
-        runtime,
-        connector,
-        storage_options: env.storage.clone(),
-        parallelism: tuning.lanes()?,
-        split_bytes: tuning.split_bytes,
-        projection: None,
-    })
+    )
 }
 
 /// Totals over a run's batches.
@@ -341,10 +304,8 @@ pub struct FilesArgs {
 
 /// Where a table keeps the checkpoint of its COPY INTO loads.
 pub fn copy_into_checkpoint(env: &Env, table: &Location) -> Result<Location> {
-    env.location(&format!(
-        "{}/_sluice/copy_into",
-        table.url().as_str().trim_end_matches('/')
-    ))
+    env.services(&Tuning::default())?
+        .copy_into_checkpoint(table)
 }
 
 fn time(ms: i64) -> String {

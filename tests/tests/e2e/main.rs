@@ -10,6 +10,7 @@ mod crash;
 mod evolution;
 mod formats;
 mod incremental;
+mod pipelines;
 mod s3;
 mod sandbox;
 mod splits;

@@ -1,0 +1,338 @@
+//! A named pipeline: what `sluice run FILE` runs and what `sluice serve`
+//! stores under `PUT /pipelines/{name}`, in TOML or JSON.
+//!
+//! ```toml
+//! mode = "stream"                  # replace | append | copy_into | stream
+//! source = "s3://landing/events/"
+//! format = "csv"
+//! table = "events"                 # a path or URL, or a name under the warehouse
+//! schedule = "*/5 * * * *"         # cron, for `sluice serve`
+//! [options]
+//! header = "true"
+//! maxFilesPerTrigger = "500"
+//! ```
+//!
+//! A pipeline that runs an uploaded connector names it by content hash and
+//! lists every capability it grants; secrets are referenced by name
+//! (`"${secret:NAME}"` inside the connector config) and only resolved by the
+//! host at run time, so a pipeline file never holds one:
+//!
+//! ```toml
+//! mode = "append"
+//! table = "s3://lake/orders"
+//! [connector]
+//! id = "sha256:9f2c..."
+//! config = { endpoint = "https://api.example.com", token = "${secret:API_TOKEN}" }
+//! [grants]
+//! read = ["s3://partner-drop/orders/"]
+//! secrets = ["API_TOKEN"]
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::spec::Format;
+
+/// How a pipeline writes its table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// Create or replace the table with everything the source holds.
+    #[default]
+    Replace,
+    /// Append everything the source holds.
+    Append,
+    /// COPY INTO: files not loaded before, in one batch.
+    CopyInto,
+    /// Auto Loader: new files in micro-batches; each run processes the
+    /// backlog (available-now).
+    Stream,
+}
+
+/// The table format a pipeline writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormatName {
+    /// Delta Lake.
+    #[default]
+    Delta,
+    /// A plain Parquet dataset.
+    Parquet,
+}
+
+/// A connector other than the built-in files connector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorRef {
+    /// `sha256:<hex>` of an uploaded component.
+    pub id: String,
+    /// The connector's configuration.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    /// The stream to read; the first one when absent.
+    #[serde(default)]
+    pub stream: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// Capabilities a pipeline grants its connector, beyond reading its source.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineGrants {
+    /// URL prefixes the connector may read.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// Secrets the connector config may reference.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+/// A pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// How it writes the table.
+    #[serde(default)]
+    pub mode: LoadMode,
+    /// Where the files are (a file, directory or glob; local or a URL).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The input format of the files.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Reader and incremental options by Auto Loader's names; COPY INTO's
+    /// `force` and `mergeSchema` too.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    /// The table: a path or URL, or a bare name under the warehouse root.
+    pub table: String,
+    /// The table format.
+    #[serde(default)]
+    pub table_format: TableFormatName,
+    /// Where a stream keeps its progress [default: with the table].
+    #[serde(default)]
+    pub checkpoint: Option<String>,
+    /// A cron schedule (five or six fields) for `sluice serve`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// An uploaded connector instead of the files connector.
+    #[serde(default)]
+    pub connector: Option<ConnectorRef>,
+    /// What the connector is granted.
+    #[serde(default)]
+    pub grants: PipelineGrants,
+}
+
+impl Pipeline {
+    /// Parses a pipeline from TOML or JSON (JSON when it starts with `{`).
+    pub fn parse(text: &str) -> Result<Self> {
+        let p: Pipeline = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| Error::Invalid(format!("pipeline JSON: {e}")))?
+        } else {
+            toml::from_str(text).map_err(|e| Error::Invalid(format!("pipeline TOML: {e}")))?
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Checks what can be checked without running anything.
+    pub fn validate(&self) -> Result<()> {
+        if self.table.trim().is_empty() {
+            return Err(Error::Invalid("pipeline: `table` is empty".into()));
+        }
+        match (&self.connector, &self.source) {
+            (None, None) => {
+                return Err(Error::Invalid(
+                    "pipeline: give a `source` (files) or a `[connector]`".into(),
+                ));
+            }
+            (None, Some(_)) if self.format.is_none() => {
+                return Err(Error::Invalid(
+                    "pipeline: give the input `format` (csv, json or parquet)".into(),
+                ));
+            }
+            (Some(c), _) => {
+                if !matches!(self.mode, LoadMode::Replace | LoadMode::Append) {
+                    return Err(Error::Invalid(format!(
+                        "pipeline: mode {:?} needs the files connector; an uploaded connector runs in replace or append mode",
+                        self.mode
+                    )));
+                }
+                let hex = c.id.strip_prefix("sha256:").unwrap_or("");
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::Invalid(format!(
+                        "pipeline: connector id '{}' must be sha256:<64 hex digits>, as `GET /connectors` lists it",
+                        c.id
+                    )));
+                }
+            }
+            _ => {}
+        }
+        if self.checkpoint.is_some() && self.mode != LoadMode::Stream {
+            return Err(Error::Invalid(
+                "pipeline: `checkpoint` belongs to mode = \"stream\"".into(),
+            ));
+        }
+        for s in &self.grants.secrets {
+            if !valid_secret_name(s) {
+                return Err(Error::Invalid(format!(
+                    "pipeline: secret name '{s}' may hold only letters, digits, '_', '-' and '.'"
+                )));
+            }
+        }
+        if let Some(c) = &self.connector {
+            for name in secret_refs(&c.config) {
+                if !self.grants.secrets.contains(&name) {
+                    return Err(Error::Invalid(format!(
+                        "pipeline: the connector config references secret '{name}', which [grants] secrets does not list"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the pipeline gives its connector more than its own source:
+    /// an uploaded connector, read grants or secrets.
+    pub fn grants_capabilities(&self) -> bool {
+        self.connector.is_some() || !self.grants.read.is_empty() || !self.grants.secrets.is_empty()
+    }
+}
+
+/// Whether `name` is a usable secret name.
+pub fn valid_secret_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+const SECRET_OPEN: &str = "${secret:";
+
+/// The secret names `config` references as `"${secret:NAME}"` strings.
+pub fn secret_refs(config: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(config, &mut |s| {
+        if let Some(name) = secret_ref(s) {
+            out.push(name.to_string());
+        }
+    });
+    out
+}
+
+fn secret_ref(s: &str) -> Option<&str> {
+    s.strip_prefix(SECRET_OPEN)?.strip_suffix('}')
+}
+
+fn walk(v: &serde_json::Value, f: &mut impl FnMut(&str)) {
+    match v {
+        serde_json::Value::String(s) => f(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, f)),
+        serde_json::Value::Object(o) => o.values().for_each(|v| walk(v, f)),
+        _ => {}
+    }
+}
+
+/// Replaces every `"${secret:NAME}"` string in `config` by
+/// `resolve(NAME)`; names outside `granted` are refused.
+pub fn resolve_secrets(
+    config: &serde_json::Value,
+    granted: &[String],
+    resolve: &impl Fn(&str) -> Option<String>,
+) -> Result<serde_json::Value> {
+    Ok(match config {
+        serde_json::Value::String(s) => match secret_ref(s) {
+            Some(name) => {
+                if !granted.iter().any(|g| g == name) {
+                    return Err(Error::Invalid(format!(
+                        "secret '{name}' is not granted to this pipeline"
+                    )));
+                }
+                serde_json::Value::String(resolve(name).ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "secret '{name}' is not set (in the environment as SLUICE_SECRET_{}, or in the secrets file)",
+                        env_name(name)
+                    ))
+                })?)
+            }
+            None => config.clone(),
+        },
+        serde_json::Value::Array(a) => serde_json::Value::Array(
+            a.iter()
+                .map(|v| resolve_secrets(v, granted, resolve))
+                .collect::<Result<_>>()?,
+        ),
+        serde_json::Value::Object(o) => serde_json::Value::Object(
+            o.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve_secrets(v, granted, resolve)?)))
+                .collect::<Result<_>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The environment variable suffix a secret is read from:
+/// `SLUICE_SECRET_<NAME>` with `-` and `.` as `_`, upper-case.
+pub fn env_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'-' | b'.' => '_',
+            b => b.to_ascii_uppercase() as char,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_and_json_say_the_same() {
+        let t = Pipeline::parse(
+            "mode = \"stream\"\nsource = \"in/\"\nformat = \"csv\"\ntable = \"events\"\n[options]\nheader = \"true\"\n",
+        )
+        .unwrap();
+        let j = Pipeline::parse(
+            r#"{"mode":"stream","source":"in/","format":"csv","table":"events","options":{"header":"true"}}"#,
+        )
+        .unwrap();
+        assert_eq!(t, j);
+        assert_eq!(t.mode, LoadMode::Stream);
+        assert!(!t.grants_capabilities());
+    }
+
+    #[test]
+    fn mistakes_say_what_to_fix() {
+        let e = |s: &str| Pipeline::parse(s).unwrap_err().to_string();
+        assert!(e("table = \"t\"").contains("give a `source`"));
+        assert!(e("table = \"t\"\nsource = \"x\"").contains("format"));
+        assert!(
+            e("table = \"t\"\nsource = \"x\"\nformat = \"csv\"\nmod = \"append\"").contains("mod")
+        );
+        assert!(e("table = \"t\"\n[connector]\nid = \"abc\"").contains("sha256:"));
+        let id = format!("sha256:{}", "a".repeat(64));
+        let unlisted = format!(
+            "table = \"t\"\n[connector]\nid = \"{id}\"\nconfig = {{ token = \"${{secret:TOKEN}}\" }}"
+        );
+        assert!(e(&unlisted).contains("does not list"));
+        let stream = format!("table = \"t\"\nmode = \"stream\"\n[connector]\nid = \"{id}\"");
+        assert!(e(&stream).contains("files connector"));
+    }
+
+    #[test]
+    fn secrets_resolve_only_when_granted() {
+        let config = serde_json::json!({"a": ["${secret:K}", 1], "b": "plain"});
+        assert_eq!(secret_refs(&config), vec!["K".to_string()]);
+        let got = resolve_secrets(&config, &["K".into()], &|n| Some(format!("<{n}>"))).unwrap();
+        assert_eq!(got, serde_json::json!({"a": ["<K>", 1], "b": "plain"}));
+        assert!(resolve_secrets(&config, &[], &|_| Some("x".into())).is_err());
+        let missing = resolve_secrets(&config, &["K".into()], &|_| None).unwrap_err();
+        assert!(missing.to_string().contains("SLUICE_SECRET_K"));
+        assert_eq!(env_name("api-key.v2"), "API_KEY_V2");
+    }
+}

@@ -1,0 +1,73 @@
+//! `sluice run`: a pipeline file (TOML or JSON), run once to completion.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use sluice::connectors::ConnectorStore;
+use sluice::pipeline::Secrets;
+use sluice_pipeline::Pipeline;
+
+use super::Env;
+use super::ingest::Tuning;
+
+/// `sluice run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The pipeline file (`.toml` or `.json`), as `PUT /pipelines/{name}` takes it.
+    pub file: PathBuf,
+    /// The pipeline's name (its default checkpoint is named after it)
+    /// [default: the file name without extension].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where `sluice serve` keeps its state: uploaded connectors are found
+    /// under `<state>/connectors`.
+    #[arg(long, value_name = "LOCATION")]
+    pub state: Option<String>,
+    /// A file of `NAME=value` secrets (besides `SLUICE_SECRET_<NAME>`
+    /// variables).
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+    /// Print the run's report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+/// `sluice run`.
+pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let pipeline = Pipeline::parse(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => args
+            .file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("give the pipeline a --name")?
+            .to_string(),
+    };
+    let mut services = env.services(&args.tuning)?;
+    if let Some(state) = &args.state {
+        let root = env.location(&format!("{}/connectors", state.trim_end_matches('/')))?;
+        services.connectors = Some(ConnectorStore::new(&root)?);
+    }
+    if let Some(f) = &args.secrets_file {
+        services.secrets = Secrets::from_file(f)?;
+    }
+    let report = services.run(&name, &pipeline).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let version = report
+            .version
+            .map(|v| format!(", version {v}"))
+            .unwrap_or_default();
+        println!(
+            "pipeline {name}: {} files, {} rows in {:.2} s into {}{version}",
+            report.files, report.rows, report.seconds, pipeline.table
+        );
+    }
+    Ok(())
+}
