@@ -135,6 +135,14 @@ impl Job {
         Ok((reading.discover(&files).await?, bytes))
     }
 
+    /// The stream's schema and its first `limit` rows; nothing is written.
+    pub async fn preview(&self, limit: usize) -> Result<(Stream, Vec<arrow_array::RecordBatch>)> {
+        let (files, reading) = self.plan().await?;
+        let stream = reading.discover(&files).await?;
+        let batches = reading.preview(&files, &stream, limit).await?;
+        Ok((stream, batches))
+    }
+
     /// Runs the job: nothing is committed unless every lane succeeds.
     pub async fn run(self, on_planned: impl FnOnce(u64)) -> Result<Summary> {
         let started = Instant::now();

@@ -8,6 +8,7 @@
 //! - [`ingest`]: the batch ingest job (plan, discover, read, commit);
 //! - [`incremental`]: streams and COPY INTO, exactly once;
 //! - [`pipeline`]: named pipelines run once, as `sluice run` and `sluice serve` do;
+//! - [`serve`]: `sluice serve`, the HTTP service;
 //! - [`connectors`]: uploaded connector components, validated and stored by hash;
 //! - [`split`]: byte ranges of large files, and the check that they met;
 //! - [`builtin`]: the connectors compiled into the binary.
@@ -22,5 +23,6 @@ pub mod ingest;
 pub mod pipeline;
 pub mod read;
 pub mod runtime;
+pub mod serve;
 pub mod session;
 pub mod split;

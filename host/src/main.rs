@@ -31,6 +31,9 @@ enum Command {
     Sql(cli::sql::SqlArgs),
     /// Run a pipeline file (TOML or JSON) once, to completion.
     Run(cli::run::RunArgs),
+    /// Serve uploads, connector uploads, pipelines and their triggers over
+    /// HTTP.
+    Serve(cli::serve::ServeArgs),
     /// List the files a stream or COPY INTO has discovered, and their state
     /// (cloud_files_state).
     Files(cli::stream::FilesArgs),
@@ -83,5 +86,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Files(args) => cli::stream::files(&env, args).await,
         Command::Sql(args) => cli::sql::sql(&env, args).await,
         Command::Run(args) => cli::run::run(&env, args).await,
+        Command::Serve(args) => cli::serve::run(&env, args).await,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_pipeline::pipeline::{TableFormatName, resolve_secrets};
 use sluice_pipeline::{CleanSource, Format, LoadMode, Pipeline, Source, StreamOptions};
 use sluice_sink::{Location, TableFormat, Target, WriteMode, WriteOptions};
@@ -93,7 +93,7 @@ pub struct Services {
 }
 
 /// What one pipeline run did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RunReport {
     /// Files read.
     pub files: usize,
@@ -127,6 +127,12 @@ impl RunReport {
         }
         self.added_columns.extend(r.added_columns.iter().cloned());
     }
+}
+
+/// Parses an interval such as `5m` or `30s`; zero means never.
+pub fn parse_interval(text: &str) -> Result<Option<std::time::Duration>> {
+    let d = sluice_pipeline::incremental::parse_duration(text).map_err(anyhow::Error::msg)?;
+    Ok((!d.is_zero()).then_some(d))
 }
 
 /// COPY INTO's FORMAT_OPTIONS are reader options, not Auto Loader's
@@ -279,6 +285,51 @@ impl Services {
         };
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// The schema files would get and their first `limit` rows, as JSON
+    /// objects; nothing is written.
+    pub async fn preview(
+        &self,
+        source: &str,
+        format: Format,
+        options: BTreeMap<String, String>,
+        limit: usize,
+    ) -> Result<(arrow_schema::SchemaRef, Vec<serde_json::Value>)> {
+        let job = Job {
+            runtime: self.runtime.clone(),
+            connector: self.runtime.load(builtin::FILES)?,
+            input: Input::Files {
+                source: source.to_string(),
+                format,
+                options,
+            },
+            // Never written: preview reads only.
+            target: Target::new(
+                self.location(source)?,
+                TableFormat::Delta,
+                self.write.clone(),
+            ),
+            mode: WriteMode::Append,
+            parallelism: 1,
+            split_bytes: 0,
+            storage_options: self.storage.clone(),
+            counters: Arc::new(Counters::default()),
+            projection: None,
+        };
+        let (stream, batches) = job.preview(limit).await?;
+        let schema = crate::session::stored_schema(&stream.schema);
+        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+        for b in &batches {
+            writer.write(b)?;
+        }
+        writer.finish()?;
+        let rows: Vec<serde_json::Value> = if batches.is_empty() {
+            vec![]
+        } else {
+            serde_json::from_slice(&writer.into_inner())?
+        };
+        Ok((schema, rows))
     }
 
     async fn batch(

@@ -131,6 +131,43 @@ impl Reading {
         }
     }
 
+    /// Reads the first `limit` rows of `files` as `stream`, one connector
+    /// instance, nothing written: an upload's preview.
+    pub async fn preview(
+        &self,
+        files: &[FileRef],
+        stream: &Stream,
+        limit: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        let text = self.config_for(files, Some(&stream.schema))?.to_string();
+        let (runtime, loaded, host) = (
+            self.runtime.clone(),
+            self.connector.clone(),
+            self.host("preview"),
+        );
+        let name = stream.info.name.clone();
+        let stored = stored_schema(&stream.schema);
+        tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>> {
+            let mut session = Session::new(&runtime, &loaded, host)?;
+            let reader = session.read(&text, &name, None)?;
+            let mut out = Vec::new();
+            let mut rows = 0;
+            while rows < limit {
+                let Some((ipc, _)) = session.next_ipc(reader)? else {
+                    break;
+                };
+                for batch in decode(&ipc)? {
+                    let take = batch.num_rows().min(limit - rows);
+                    rows += take;
+                    out.push(to_stored(&batch.slice(0, take), &stored)?);
+                }
+            }
+            session.close(reader)?;
+            Ok(out)
+        })
+        .await?
+    }
+
     /// Reads `files` (ignored by other connectors) as `stream` and writes
     /// them into data files of `target`. Nothing is committed; an error in
     /// any lane fails the whole read.

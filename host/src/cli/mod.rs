@@ -13,6 +13,7 @@ use sluice_sink::Location;
 pub mod copy_into;
 pub mod ingest;
 pub mod run;
+pub mod serve;
 pub mod signals;
 pub mod sql;
 pub mod stream;

@@ -13,5 +13,6 @@ mod incremental;
 mod pipelines;
 mod s3;
 mod sandbox;
+mod serve;
 mod splits;
 mod sql;

@@ -1,0 +1,44 @@
+//! `sluice serve`: the HTTP service.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use sluice::serve::{ServeConfig, serve};
+
+use super::Env;
+use super::ingest::Tuning;
+
+/// `sluice serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// The service's configuration (TOML): listen address, state location,
+    /// volumes, tokens, secrets file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listen here instead of the configuration's address (`127.0.0.1:0`
+    /// picks a free port).
+    #[arg(long)]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    pub tuning: Tuning,
+}
+
+/// `sluice serve`.
+pub async fn run(env: &Env, args: ServeArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => ServeConfig::from_file(path)?,
+        None => ServeConfig::local(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let mut services = env.services(&args.tuning)?;
+    if let Some(w) = &config.warehouse {
+        services.warehouse = w.clone();
+    }
+    serve(services, config, |addr| {
+        // The first line on stdout: scripts and tests wait for it.
+        println!("listening on http://{addr}");
+    })
+    .await
+}

@@ -1,0 +1,785 @@
+//! The HTTP endpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use serde_json::{Value, json};
+use sluice_pipeline::{Format, LoadMode, Pipeline};
+use tokio::io::AsyncWriteExt;
+
+use super::App;
+use super::auth::{ApiError, Principal};
+use super::runs;
+
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// The service's routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(page))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/volumes/{volume}/{*path}", put(upload_to_volume))
+        .route("/tables/{table}/upload", post(upload_to_table))
+        .route("/connectors", get(list_connectors).post(upload_connector))
+        .route("/pipelines", get(list_pipelines))
+        .route("/pipelines/{name}", put(put_pipeline).get(get_pipeline))
+        .route("/pipelines/{name}/runs", post(trigger).get(list_runs))
+        .route("/pipelines/{name}/events", post(webhook))
+        .route("/runs/{id}", get(get_run))
+        .route("/audit", get(audit))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(app.clone(), count))
+        .with_state(app)
+}
+
+/// Counts requests by status class.
+async fn count(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let class = format!("{}xx", res.status().as_u16() / 100);
+    app.metrics
+        .requests
+        .get_or_create(&vec![("status".to_string(), class)])
+        .inc();
+    res
+}
+
+fn principal(app: &App, headers: &HeaderMap) -> ApiResult<Principal> {
+    app.tokens.check(headers)
+}
+
+/// A name usable as a path segment: letters, digits, `_`, `-`, `.`.
+fn check_name(kind: &str, name: &str) -> ApiResult<()> {
+    if sluice_pipeline::pipeline::valid_secret_name(name) && !name.starts_with('.') {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{kind} name '{name}' may hold only letters, digits, '_', '-' and '.'"
+        )))
+    }
+}
+
+async fn audit_ok(
+    app: &App,
+    who: &Principal,
+    action: &str,
+    target: &str,
+    detail: Value,
+) -> ApiResult<()> {
+    app.audit
+        .record(&who.name, action, target, "ok", detail)
+        .await
+        .map_err(|e| ApiError::internal(format!("recording the audit entry: {e:#}")))
+}
+
+async fn audit_refusal(app: &App, who: &str, action: &str, target: &str, e: &ApiError) {
+    let _ = app
+        .audit
+        .record(
+            who,
+            action,
+            target,
+            &e.message,
+            json!({"status": e.status.as_u16()}),
+        )
+        .await;
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    principal(&app, &headers)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response())
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("page.html"))
+}
+
+/// Streams `body` to `path`, at most `limit` bytes; on any failure the
+/// upload is aborted and nothing appears at `path`.
+async fn stream_to(
+    app: &App,
+    store: Arc<dyn object_store::ObjectStore>,
+    path: &Path,
+    body: Body,
+    limit: u64,
+) -> ApiResult<u64> {
+    let mut writer = BufWriter::new(store, path.clone());
+    let mut stream = body.into_data_stream();
+    let mut size: u64 = 0;
+    let failed = loop {
+        let chunk = match stream.next().await {
+            None => break None,
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                break Some(ApiError::bad_request(format!(
+                    "the upload broke off after {size} bytes: {e}"
+                )));
+            }
+        };
+        size += chunk.len() as u64;
+        if size > limit {
+            break Some(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the upload is larger than {} MiB", limit >> 20),
+            ));
+        }
+        if let Err(e) = writer.write_all(&chunk).await {
+            break Some(ApiError::internal(format!("storing the upload: {e}")));
+        }
+    };
+    if let Some(e) = failed {
+        let _ = writer.abort().await;
+        return Err(e);
+    }
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?;
+    app.metrics.uploaded_bytes.inc_by(size);
+    Ok(size)
+}
+
+/// `PUT /volumes/{volume}/{path}`: stores the raw file in the volume.
+async fn upload_to_volume(
+    State(app): State<Arc<App>>,
+    UrlPath((volume, path)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let target = format!("{volume}/{path}");
+    let result = async {
+        who.volume(&volume)?;
+        let prefix = app.config.volumes.get(&volume).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no volume '{volume}' (configure it under [volumes])"
+            ))
+        })?;
+        if path
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(ApiError::bad_request(format!(
+                "path '{path}' must be relative, without empty, '.' or '..' segments"
+            )));
+        }
+        let location = app
+            .services
+            .location(&format!("{}/{path}", prefix.trim_end_matches('/')))
+            .map_err(ApiError::from)?;
+        let (store, object) = location.store().map_err(ApiError::internal)?;
+        let size = stream_to(&app, store, &object, body, app.config.max_upload_mib << 20).await?;
+        Ok((location.url().to_string(), size))
+    }
+    .await;
+    match result {
+        Ok((url, size)) => {
+            audit_ok(
+                &app,
+                &who,
+                "volume.upload",
+                &target,
+                json!({"bytes": size, "url": url}),
+            )
+            .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(json!({"url": url, "bytes": size})),
+            )
+                .into_response())
+        }
+        Err(e) => {
+            audit_refusal(&app, &who.name, "volume.upload", &target, &e).await;
+            Err(e)
+        }
+    }
+}
+
+/// The input format of an upload: `?format=`, the content type, or the
+/// file name's extension.
+fn upload_format(
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    filename: &str,
+) -> ApiResult<Format> {
+    if let Some(f) = query.get("format") {
+        return f
+            .parse()
+            .map_err(|e: sluice_pipeline::Error| ApiError::bad_request(e.to_string()));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        "text/csv" => return Ok(Format::Csv),
+        "application/json" | "application/x-ndjson" | "application/jsonl" => {
+            return Ok(Format::Json);
+        }
+        "application/vnd.apache.parquet" | "application/x-parquet" => return Ok(Format::Parquet),
+        _ => {}
+    }
+    let lower = filename.to_ascii_lowercase();
+    for (ext, f) in [
+        (".csv", Format::Csv),
+        (".json", Format::Json),
+        (".ndjson", Format::Json),
+        (".jsonl", Format::Json),
+        (".parquet", Format::Parquet),
+    ] {
+        if lower.ends_with(ext) || lower.contains(&format!("{ext}.")) {
+            return Ok(f);
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "cannot tell the upload's format from content type '{ct}': send text/csv, application/x-ndjson or application/vnd.apache.parquet, or add ?format=csv|json|parquet"
+        ),
+    ))
+}
+
+/// `POST /tables/{table}/upload`: loads an uploaded file into a table
+/// (`?mode=append|replace`, reader options as `?option.header=false`), or
+/// with `?preview=true` returns its inferred schema and first 50 rows
+/// without writing.
+async fn upload_to_table(
+    State(app): State<Arc<App>>,
+    UrlPath(table): UrlPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let preview = query
+        .get("preview")
+        .is_some_and(|v| v == "true" || v == "1");
+    let action = if preview {
+        "table.preview"
+    } else {
+        "table.upload"
+    };
+    let result = load_upload(&app, &who, &table, &query, &headers, body, preview).await;
+    match result {
+        Ok(v) => {
+            audit_ok(
+                &app,
+                &who,
+                action,
+                &table,
+                v.get("report").cloned().unwrap_or_default(),
+            )
+            .await?;
+            Ok(Json(v).into_response())
+        }
+        Err(e) => {
+            audit_refusal(&app, &who.name, action, &table, &e).await;
+            Err(e)
+        }
+    }
+}
+
+async fn load_upload(
+    app: &Arc<App>,
+    who: &Principal,
+    table: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+    preview: bool,
+) -> ApiResult<Value> {
+    check_name("table", table)?;
+    who.table(table)?;
+    let filename = query
+        .get("filename")
+        .cloned()
+        .unwrap_or_else(|| "upload".into());
+    check_name("file", &filename)?;
+    let format = upload_format(query, headers, &filename)?;
+    let mode = match query.get("mode").map(String::as_str) {
+        None | Some("append") => LoadMode::Append,
+        Some("replace") => LoadMode::Replace,
+        Some(m) => {
+            return Err(ApiError::bad_request(format!(
+                "mode={m}: use append or replace"
+            )));
+        }
+    };
+    let mut options = std::collections::BTreeMap::new();
+    for (k, v) in query {
+        if let Some(name) = k.strip_prefix("option.") {
+            options.insert(name.to_string(), v.clone());
+        } else if !["format", "mode", "preview", "filename"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter '{k}'; reader options go as option.<name>=<value>"
+            )));
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let staged = app
+        .state_root
+        .clone()
+        .join("uploads")
+        .join(id.as_str())
+        .join(filename.as_str());
+    let url = format!("{}/uploads/{id}/{filename}", app.state_url);
+    stream_to(
+        app,
+        app.state.clone(),
+        &staged,
+        body,
+        app.config.max_upload_mib << 20,
+    )
+    .await?;
+    let outcome = if preview {
+        app.services
+            .preview(&url, format, options, 50)
+            .await
+            .map(|(schema, rows)| {
+                json!({
+                    "schema": schema_json(&schema),
+                    "rows": rows,
+                })
+            })
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))
+    } else {
+        let pipeline = Pipeline {
+            mode,
+            source: Some(url.clone()),
+            format: Some(format),
+            options,
+            table: table.to_string(),
+            table_format: Default::default(),
+            checkpoint: None,
+            schedule: None,
+            connector: None,
+            grants: Default::default(),
+        };
+        app.services
+            .run(&format!("upload-{table}"), &pipeline)
+            .await
+            .map(|report| {
+                app.metrics
+                    .record(&format!("upload-{table}"), Some(&report));
+                json!({"table": table, "report": report})
+            })
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{e:#} (nothing was committed)"),
+                )
+            })
+    };
+    let _ = app.state.delete(&staged).await;
+    outcome
+}
+
+/// A schema as `[{"name", "type", "nullable"}]`.
+pub fn schema_json(schema: &arrow_schema::Schema) -> Value {
+    Value::Array(
+        schema
+            .fields()
+            .iter()
+            .map(|f| json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
+            .collect(),
+    )
+}
+
+/// `POST /connectors`: a `.wasm` component, validated, compiled and stored.
+async fn upload_connector(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let result = async {
+        who.admin("uploading a connector")?;
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !ct.is_empty()
+            && !ct.starts_with("application/wasm")
+            && !ct.starts_with("application/octet-stream")
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("send the component as application/wasm, not {ct}"),
+            ));
+        }
+        let limit = (app.config.max_connector_mib << 20) as usize;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "a connector may be at most {} MiB",
+                    app.config.max_connector_mib
+                ),
+            )
+        })?;
+        let store = app
+            .services
+            .connectors
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("no connector store"))?;
+        Ok(store.add(&app.services.runtime, bytes).await?)
+    }
+    .await;
+    match result {
+        Ok(info) => {
+            audit_ok(
+                &app,
+                &who,
+                "connector.upload",
+                &info.id,
+                json!({"name": info.name, "imports": info.imports, "bytes": info.size}),
+            )
+            .await?;
+            Ok((StatusCode::CREATED, Json(info)).into_response())
+        }
+        Err(e) => {
+            audit_refusal(&app, &who.name, "connector.upload", "-", &e).await;
+            Err(e)
+        }
+    }
+}
+
+async fn list_connectors(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    principal(&app, &headers)?;
+    let mut out = Vec::new();
+    for (name, wasm) in crate::builtin::all() {
+        let loaded = app.services.runtime.load(wasm)?;
+        let mut info =
+            crate::connectors::describe(&app.services.runtime, &loaded, wasm.len() as u64).await?;
+        info.name = name.to_string();
+        out.push(json!({"builtin": true, "connector": info}));
+    }
+    if let Some(store) = &app.services.connectors {
+        for info in store.list().await? {
+            out.push(json!({"builtin": false, "connector": info}));
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `PUT /pipelines/{name}`: TOML or JSON, as `sluice run` takes.
+async fn put_pipeline(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let result = async {
+        who.admin("defining a pipeline")?;
+        check_name("pipeline", &name)?;
+        let pipeline = Pipeline::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if let Some(c) = &pipeline.connector {
+            let store = app
+                .services
+                .connectors
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("no connector store"))?;
+            store
+                .load(&app.services.runtime, &c.id)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
+        }
+        runs::store_pipeline(&app, &name, pipeline.clone()).await?;
+        Ok(pipeline)
+    }
+    .await;
+    match result {
+        Ok(p) => {
+            // The capabilities it grants are what an auditor looks for.
+            let detail = json!({
+                "mode": p.mode, "table": p.table, "source": p.source,
+                "connector": p.connector.as_ref().map(|c| &c.id),
+                "grants": {"read": p.grants.read, "secrets": p.grants.secrets},
+                "schedule": p.schedule,
+            });
+            audit_ok(&app, &who, "pipeline.put", &name, detail).await?;
+            Ok((StatusCode::OK, Json(json!({"name": name, "pipeline": p}))).into_response())
+        }
+        Err(e) => {
+            audit_refusal(&app, &who.name, "pipeline.put", &name, &e).await;
+            Err(e)
+        }
+    }
+}
+
+fn entry(app: &App, name: &str) -> ApiResult<Arc<runs::Entry>> {
+    app.runs.get(name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no pipeline '{name}'; define it with PUT /pipelines/{name}"
+        ))
+    })
+}
+
+async fn get_pipeline(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    who.pipeline(&name)?;
+    let e = entry(&app, &name)?;
+    let last = runs::history(&app, &name, 1).await?;
+    Ok(
+        Json(json!({"name": name, "pipeline": e.pipeline, "last_run": last.first()}))
+            .into_response(),
+    )
+}
+
+async fn list_pipelines(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let names: Vec<String> = app
+        .runs
+        .pipelines
+        .lock()
+        .map_err(|_| ApiError::internal("poisoned"))?
+        .keys()
+        .filter(|n| who.pipeline(n).is_ok())
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    for name in names {
+        let Some(e) = app.runs.get(&name) else {
+            continue;
+        };
+        let recent = runs::history(&app, &name, 20).await?;
+        let done: Vec<_> = recent.iter().filter_map(|r| r.report.as_ref()).collect();
+        let rows: u64 = done.iter().map(|r| r.rows).sum();
+        let secs: f64 = done.iter().map(|r| r.seconds).sum();
+        out.push(json!({
+            "name": name,
+            "mode": e.pipeline.mode,
+            "table": e.pipeline.table,
+            "schedule": e.pipeline.schedule,
+            "last_run": recent.first(),
+            "recent_rows_per_second": if secs > 0.0 { rows as f64 / secs } else { 0.0 },
+        }));
+    }
+    Ok(Json(out).into_response())
+}
+
+async fn run_now(
+    app: &Arc<App>,
+    who: &Principal,
+    name: &str,
+    trigger: &str,
+    objects: Vec<String>,
+    wait: bool,
+) -> ApiResult {
+    let e = entry(app, name)?;
+    let (queued, handle) = runs::start(app, name, e, trigger, &who.name, objects.clone());
+    audit_ok(
+        app,
+        who,
+        "pipeline.run",
+        name,
+        json!({"run": queued.id, "trigger": trigger, "objects": objects}),
+    )
+    .await?;
+    if wait {
+        let done = handle.await.map_err(ApiError::internal)?;
+        let status = if done.status == "succeeded" {
+            StatusCode::OK
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        return Ok((status, Json(done)).into_response());
+    }
+    Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
+}
+
+/// `POST /pipelines/{name}/runs[?wait=true]`: the HTTP trigger.
+async fn trigger(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    if let Err(e) = who.pipeline(&name) {
+        audit_refusal(&app, &who.name, "pipeline.run", &name, &e).await;
+        return Err(e);
+    }
+    let wait = query.get("wait").is_some_and(|v| v == "true" || v == "1");
+    run_now(&app, &who, &name, "http", vec![], wait).await
+}
+
+async fn list_runs(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    who.pipeline(&name)?;
+    entry(&app, &name)?;
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100);
+    Ok(Json(runs::history(&app, &name, limit).await?).into_response())
+}
+
+async fn get_run(
+    State(app): State<Arc<App>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let run = app
+        .runs
+        .run(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no run '{id}' in this process")))?;
+    who.pipeline(&run.pipeline)?;
+    Ok(Json(run).into_response())
+}
+
+/// The object URLs an event notification names: S3 event notifications
+/// (`Records[].s3`), and CloudEvents (structured, one or a batch) with
+/// `data.bucket` + `data.name`/`data.key`, or `data.url`.
+pub fn event_objects(body: &Value) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    if let Some(records) = body.get("Records").and_then(Value::as_array) {
+        for r in records {
+            let bucket = r.pointer("/s3/bucket/name").and_then(Value::as_str);
+            let key = r.pointer("/s3/object/key").and_then(Value::as_str);
+            match (bucket, key) {
+                (Some(b), Some(k)) => {
+                    // S3 event keys are URL-encoded, spaces as '+'.
+                    let k = k.replace('+', " ");
+                    let k = url::form_urlencoded::parse(
+                        format!("k={}", k.replace('&', "%26")).as_bytes(),
+                    )
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or(k);
+                    out.push(format!("s3://{b}/{k}"));
+                }
+                _ => return Err("an S3 event record lacks s3.bucket.name or s3.object.key".into()),
+            }
+        }
+        return Ok(out);
+    }
+    let events: Vec<&Value> = match body {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    for e in events {
+        if e.get("specversion").is_none() {
+            return Err(
+                "not an S3 event notification (Records) nor a CloudEvent (specversion)".into(),
+            );
+        }
+        let data = e.get("data").unwrap_or(&Value::Null);
+        let s = |k: &str| data.get(k).and_then(Value::as_str);
+        if let Some(url) = s("url") {
+            out.push(url.to_string());
+        } else if let (Some(b), Some(k)) = (s("bucket"), s("name").or(s("key"))) {
+            let scheme = if e
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("google."))
+            {
+                "gs"
+            } else {
+                "s3"
+            };
+            out.push(format!("{scheme}://{b}/{k}"));
+        } else {
+            return Err("a CloudEvent's data names no object (data.url, or data.bucket with data.name or data.key)".into());
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /pipelines/{name}/events`: object-store event notifications.
+/// Objects under the pipeline's source trigger a run; the run lists the
+/// source, so the objects of an event that was lost are found too.
+async fn webhook(
+    State(app): State<Arc<App>>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: String,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    who.pipeline(&name)?;
+    let e = entry(&app, &name)?;
+    let value: Value = serde_json::from_str(&body)
+        .map_err(|err| ApiError::bad_request(format!("the event is not JSON: {err}")))?;
+    let objects = event_objects(&value).map_err(ApiError::bad_request)?;
+    let base = e
+        .pipeline
+        .source
+        .as_deref()
+        .and_then(|s| sluice_pipeline::Source::parse(s, app.services.storage.clone()).ok())
+        .map(|s| s.base().as_dir().url().to_string());
+    let relevant: Vec<String> = objects
+        .into_iter()
+        .filter(|o| base.as_deref().is_none_or(|b| o.starts_with(b)))
+        .collect();
+    if relevant.is_empty() {
+        return Ok(Json(json!({"ignored": true, "reason": "no object of the event is under the pipeline's source"})).into_response());
+    }
+    run_now(&app, &who, &name, "webhook", relevant, false).await
+}
+
+async fn audit(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    who.admin("reading the audit log")?;
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(200);
+    Ok(Json(app.audit.tail(limit).await?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_and_cloud_events_name_their_objects() {
+        let s3 = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "lake"}, "object": {"key": "in/a+b%2Cc.csv", "size": 3}}}]});
+        assert_eq!(event_objects(&s3).unwrap(), ["s3://lake/in/a b,c.csv"]);
+        let ce = json!({"specversion": "1.0", "type": "google.cloud.storage.object.v1.finalized", "source": "x", "id": "1", "data": {"bucket": "b", "name": "in/x.json"}});
+        assert_eq!(event_objects(&ce).unwrap(), ["gs://b/in/x.json"]);
+        let batch = json!([{"specversion": "1.0", "data": {"url": "s3://b/k"}}]);
+        assert_eq!(event_objects(&batch).unwrap(), ["s3://b/k"]);
+        assert!(event_objects(&json!({"hello": 1})).is_err());
+        assert!(event_objects(&json!({"specversion": "1.0", "data": {}})).is_err());
+    }
+}

@@ -1,0 +1,382 @@
+//! Pipelines the service knows, their runs, the metrics they feed, and the
+//! scheduler (cron schedules, and the periodic listing that backs up event
+//! notifications for stream pipelines).
+//!
+//! Runs of one pipeline never overlap: each pipeline has a lock, and a
+//! trigger that finds a run in progress queues behind it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use sluice_pipeline::{LoadMode, Pipeline};
+
+use super::App;
+use crate::pipeline::RunReport;
+
+/// A run's record, as `GET /runs/{id}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: String,
+    /// The pipeline.
+    pub pipeline: String,
+    /// `http`, `webhook`, `schedule`, `backstop` or `upload`.
+    pub trigger: String,
+    /// Who triggered it (a token's name, or `scheduler`).
+    pub principal: String,
+    /// `queued`, `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// When it was triggered, RFC 3339.
+    pub triggered: String,
+    /// When it ended.
+    #[serde(default)]
+    pub ended: Option<String>,
+    /// What it did.
+    #[serde(default)]
+    pub report: Option<RunReport>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The objects an event notification named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+}
+
+/// A pipeline the service runs.
+pub struct Entry {
+    /// Its definition.
+    pub pipeline: Pipeline,
+    /// Held while a run is in progress.
+    pub lock: Arc<tokio::sync::Mutex<()>>,
+    /// Its cron schedule, parsed.
+    pub cron: Option<croner::Cron>,
+}
+
+/// Pipelines and runs.
+#[derive(Default)]
+pub struct Runs {
+    /// Pipelines by name.
+    pub pipelines: Mutex<BTreeMap<String, Arc<Entry>>>,
+    /// Runs by id.
+    pub runs: Mutex<HashMap<String, RunRecord>>,
+}
+
+/// Parses a cron schedule (five fields, or six with seconds).
+pub fn parse_cron(schedule: &str) -> Result<croner::Cron> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(schedule)
+        .map_err(|e| {
+            anyhow::Error::new(sluice_pipeline::Error::Invalid(format!(
+                "schedule '{schedule}': {e}"
+            )))
+        })
+}
+
+impl Runs {
+    /// The pipeline `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
+        self.pipelines.lock().ok()?.get(name).cloned()
+    }
+
+    /// Adds or replaces pipeline `name`.
+    pub fn put(&self, name: &str, pipeline: Pipeline) -> Result<()> {
+        let cron = pipeline.schedule.as_deref().map(parse_cron).transpose()?;
+        let mut map = self
+            .pipelines
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        let lock = map.get(name).map(|e| e.lock.clone()).unwrap_or_default();
+        map.insert(
+            name.to_string(),
+            Arc::new(Entry {
+                pipeline,
+                lock,
+                cron,
+            }),
+        );
+        Ok(())
+    }
+
+    fn set(&self, r: &RunRecord) {
+        if let Ok(mut runs) = self.runs.lock() {
+            runs.insert(r.id.clone(), r.clone());
+        }
+    }
+
+    /// A run by id.
+    pub fn run(&self, id: &str) -> Option<RunRecord> {
+        self.runs.lock().ok()?.get(id).cloned()
+    }
+}
+
+/// The service's Prometheus metrics.
+pub struct Metrics {
+    registry: Registry,
+    rows: Family<Vec<(String, String)>, Counter>,
+    files: Family<Vec<(String, String)>, Counter>,
+    bytes: Family<Vec<(String, String)>, Counter>,
+    runs: Family<Vec<(String, String)>, Counter>,
+    last_success: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    /// HTTP requests by status class.
+    pub requests: Family<Vec<(String, String)>, Counter>,
+    /// Uploaded bytes.
+    pub uploaded_bytes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let m = Metrics {
+            registry: Registry::with_prefix("sluice"),
+            rows: Family::default(),
+            files: Family::default(),
+            bytes: Family::default(),
+            runs: Family::default(),
+            last_success: Family::default(),
+            requests: Family::default(),
+            uploaded_bytes: Counter::default(),
+        };
+        let mut registry = Registry::with_prefix("sluice");
+        registry.register("rows", "Rows committed", m.rows.clone());
+        registry.register("files", "Input files loaded", m.files.clone());
+        registry.register("input_bytes", "Input bytes loaded", m.bytes.clone());
+        registry.register("runs", "Pipeline runs by outcome", m.runs.clone());
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When each pipeline last ran successfully (lag = now - this)",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by status class",
+            m.requests.clone(),
+        );
+        registry.register(
+            "uploaded_bytes",
+            "Bytes received by uploads",
+            m.uploaded_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The metrics in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts a run of `pipeline`: its report, or a failure.
+    pub fn record(&self, pipeline: &str, r: Option<&RunReport>) {
+        let label = vec![("pipeline".to_string(), pipeline.to_string())];
+        let mut status = label.clone();
+        status.push((
+            "status".into(),
+            if r.is_some() { "succeeded" } else { "failed" }.into(),
+        ));
+        self.runs.get_or_create(&status).inc();
+        if let Some(r) = r {
+            self.rows.get_or_create(&label).inc_by(r.rows);
+            self.files.get_or_create(&label).inc_by(r.files as u64);
+            self.bytes.get_or_create(&label).inc_by(r.bytes);
+            self.last_success
+                .get_or_create(&label)
+                .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Loads the pipelines stored under the state root.
+pub async fn load_pipelines(app: &App) -> Result<()> {
+    let root = app.state_root.clone().join("pipelines");
+    let metas: Vec<_> = app.state.list(Some(&root)).try_collect().await?;
+    for m in metas {
+        let Some(name) = m
+            .location
+            .filename()
+            .and_then(|f| f.strip_suffix(".json"))
+            .map(str::to_string)
+        else {
+            continue;
+        };
+        let bytes = app.state.get(&m.location).await?.bytes().await?;
+        let pipeline: Pipeline =
+            serde_json::from_slice(&bytes).with_context(|| format!("stored pipeline {name}"))?;
+        app.runs.put(&name, pipeline)?;
+    }
+    Ok(())
+}
+
+/// Stores and registers pipeline `name`.
+pub async fn store_pipeline(app: &App, name: &str, pipeline: Pipeline) -> Result<()> {
+    // Parse the schedule before anything is stored.
+    pipeline.schedule.as_deref().map(parse_cron).transpose()?;
+    let path = app
+        .state_root
+        .clone()
+        .join("pipelines")
+        .join(format!("{name}.json"));
+    app.state
+        .put(
+            &path,
+            PutPayload::from(serde_json::to_vec_pretty(&pipeline)?),
+        )
+        .await?;
+    app.runs.put(name, pipeline)
+}
+
+/// Starts a run of `name` (after any run in progress); returns its record
+/// at once, and a handle that resolves to the final record.
+pub fn start(
+    app: &Arc<App>,
+    name: &str,
+    entry: Arc<Entry>,
+    trigger: &str,
+    principal: &str,
+    objects: Vec<String>,
+) -> (RunRecord, tokio::task::JoinHandle<RunRecord>) {
+    let mut record = RunRecord {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        pipeline: name.to_string(),
+        trigger: trigger.to_string(),
+        principal: principal.to_string(),
+        status: "queued".into(),
+        triggered: now(),
+        ended: None,
+        report: None,
+        error: None,
+        objects,
+    };
+    app.runs.set(&record);
+    let queued = record.clone();
+    let app = app.clone();
+    let name = name.to_string();
+    let handle = tokio::spawn(async move {
+        let _turn = entry.lock.lock().await;
+        record.status = "running".into();
+        app.runs.set(&record);
+        let started = Instant::now();
+        let result = app.services.run(&name, &entry.pipeline).await;
+        match result {
+            Ok(report) => {
+                app.metrics.record(&name, Some(&report));
+                record.status = "succeeded".into();
+                record.report = Some(report);
+            }
+            Err(e) => {
+                app.metrics.record(&name, None);
+                record.status = "failed".into();
+                record.error = Some(format!("{e:#}"));
+            }
+        }
+        record.ended = Some(now());
+        tracing::info!(
+            "run {} of {name} ({}) {} in {:.2} s",
+            record.id,
+            record.trigger,
+            record.status,
+            started.elapsed().as_secs_f64()
+        );
+        app.runs.set(&record);
+        let path = app
+            .state_root
+            .clone()
+            .join("runs")
+            .join(name.as_str())
+            .join(format!("{}.json", record.id));
+        match serde_json::to_vec_pretty(&record) {
+            Ok(body) => {
+                if let Err(e) = app.state.put(&path, PutPayload::from(body)).await {
+                    tracing::error!("could not store run record {}: {e}", record.id);
+                }
+            }
+            Err(e) => tracing::error!("run record {}: {e}", record.id),
+        }
+        record
+    });
+    (queued, handle)
+}
+
+/// The run history of `name`, newest first: the stored records, and the
+/// runs of this process still in progress.
+pub async fn history(app: &App, name: &str, limit: usize) -> Result<Vec<RunRecord>> {
+    let root = app.state_root.clone().join("runs").join(name);
+    let metas: Vec<_> = app.state.list(Some(&root)).try_collect().await?;
+    let mut out: Vec<RunRecord> = Vec::new();
+    for m in metas {
+        let bytes = app.state.get(&m.location).await?.bytes().await?;
+        out.push(serde_json::from_slice(&bytes)?);
+    }
+    if let Ok(runs) = app.runs.runs.lock() {
+        for r in runs.values() {
+            if r.pipeline == name && r.ended.is_none() {
+                out.push(r.clone());
+            }
+        }
+    }
+    out.sort_by(|a, b| b.triggered.cmp(&a.triggered));
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Runs scheduled pipelines when their cron schedule says, and stream
+/// pipelines every backstop interval (so an event that was lost never
+/// loses a file). A pipeline already running is not started again.
+pub async fn scheduler(app: Arc<App>) {
+    let mut last = chrono::Utc::now();
+    let mut backstop_due: HashMap<String, Instant> = HashMap::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let now = chrono::Utc::now();
+        let entries: Vec<(String, Arc<Entry>)> = match app.runs.pipelines.lock() {
+            Ok(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return,
+        };
+        for (name, entry) in entries {
+            let busy = entry.lock.try_lock().is_err();
+            let due = entry.cron.as_ref().is_some_and(|c| {
+                c.find_next_occurrence(&last, false)
+                    .is_ok_and(|next| next <= now)
+            });
+            if due && !busy {
+                start(&app, &name, entry.clone(), "schedule", "scheduler", vec![]);
+                continue;
+            }
+            if let Some(every) = app.backstop
+                && entry.pipeline.mode == LoadMode::Stream
+            {
+                let at = backstop_due
+                    .entry(name.clone())
+                    .or_insert_with(|| Instant::now() + every);
+                if Instant::now() >= *at {
+                    *at = Instant::now() + every;
+                    if !busy {
+                        start(&app, &name, entry, "backstop", "scheduler", vec![]);
+                    }
+                }
+            }
+        }
+        last = now;
+    }
+}
