@@ -138,6 +138,14 @@ async fn stream_to(
         };
         size += chunk.len() as u64;
         if size > limit {
+            // Read (and drop) a bounded rest of the body, so that the
+            // client, still sending, gets the 413 rather than a reset.
+            let mut drained = size;
+            while drained < limit.saturating_mul(4)
+                && let Some(Ok(c)) = stream.next().await
+            {
+                drained += c.len() as u64;
+            }
             break Some(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the upload is larger than {} MiB", limit >> 20),
