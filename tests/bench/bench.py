@@ -132,8 +132,8 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,incremental",
-                    help="comma-separated cases to run: csv, ndjson, small, incremental")
+    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart",
+                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -203,6 +203,48 @@ def main():
     print("\nratios above 1.0x mean Sluice was faster than that peer on this machine")
     if "incremental" in wanted:
         incremental(a, small, info, env)
+    if "coldstart" in wanted:
+        coldstart(a, env)
+
+
+def coldstart(a, env: dict):
+    """A fresh `sluice serve` process: from spawning it to the response of
+    its first upload into a table (the rows committed), with the compiled
+    connector in the cache (the normal case) and with an empty cache (the
+    first start on a machine: the component is compiled)."""
+    import urllib.request
+    print()
+    out = a.data / "out" / "coldstart"
+    token = "bench-token-0123456789abcdef"
+    body = b"id,name\n1,a\n2,b\n"
+    for label, fresh_cache in (("compiled component cached", False), ("empty component cache", True)):
+        times = []
+        for k in range(max(a.runs, 5)):
+            if out.exists():
+                shutil.rmtree(out)
+            out.mkdir(parents=True)
+            (out / "sluice.toml").write_text(
+                'state = "state"\nwarehouse = "warehouse"\n[[tokens]]\nname = "bench"\ntoken_env = "BENCH_TOKEN"\nrole = "admin"\n')
+            penv = dict(env, BENCH_TOKEN=token)
+            if fresh_cache:
+                penv["SLUICE_CACHE_DIR"] = str(out / "cache")
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([str(SLUICE), "serve", "--config", "sluice.toml", "--listen", "127.0.0.1:0"],
+                                    cwd=out, env=penv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                url = proc.stdout.readline().strip().removeprefix("listening on ")
+                req = urllib.request.Request(f"{url}/tables/t/upload", data=body, method="POST",
+                                             headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
+                with urllib.request.urlopen(req) as r:
+                    reply = json.loads(r.read())
+                times.append(time.perf_counter() - t0)
+                assert reply["report"]["rows"] == 2, reply
+            finally:
+                proc.terminate()
+                proc.wait()
+        times.sort()
+        print(f"cold start to first committed row ({label}): median {statistics.median(times) * 1000:.0f} ms, "
+              f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {len(times)} starts")
 
 
 def incremental(a, small: Path, info: dict, env: dict):
