@@ -34,6 +34,28 @@ impl FromStr for Format {
     }
 }
 
+impl Format {
+    /// The format a file name's extension says (`.csv`, `.json`,
+    /// `.ndjson`, `.jsonl`, `.parquet`), after a compression suffix
+    /// (`.gz`, `.gzip`, `.zst`, `.zstd`).
+    pub fn from_path(path: &str) -> Option<Format> {
+        let path = path.to_ascii_lowercase();
+        let path = [".gz", ".gzip", ".zst", ".zstd"]
+            .iter()
+            .find_map(|c| path.strip_suffix(c))
+            .unwrap_or(&path);
+        [
+            (".csv", Format::Csv),
+            (".json", Format::Json),
+            (".ndjson", Format::Json),
+            (".jsonl", Format::Json),
+            (".parquet", Format::Parquet),
+        ]
+        .into_iter()
+        .find_map(|(ext, format)| path.ends_with(ext).then_some(format))
+    }
+}
+
 /// One batch ingest: read `source` as `format`, write `table`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,5 +105,8 @@ mod tests {
         assert!(Ingest::parse_options(&["a=1".into(), "a=2".into()]).is_err());
         assert_eq!("NDJSON".parse::<Format>().unwrap(), Format::Json);
         assert!("xml".parse::<Format>().is_err());
+        assert_eq!(Format::from_path("in/A.CSV.gz"), Some(Format::Csv));
+        assert_eq!(Format::from_path("x.jsonl"), Some(Format::Json));
+        assert_eq!(Format::from_path("x.txt"), None);
     }
 }

@@ -100,21 +100,8 @@ impl Select {
                 .parse()
                 .map_err(|e: sluice_pipeline::Error| Error::Syntax(e.to_string()));
         }
-        let path = self.path.to_ascii_lowercase();
-        let path = [".gz", ".gzip", ".zst", ".zstd"]
-            .iter()
-            .find_map(|c| path.strip_suffix(c))
-            .unwrap_or(&path);
-        for (ext, format) in [
-            (".csv", Format::Csv),
-            (".json", Format::Json),
-            (".ndjson", Format::Json),
-            (".jsonl", Format::Json),
-            (".parquet", Format::Parquet),
-        ] {
-            if path.ends_with(ext) {
-                return Ok(format);
-            }
+        if let Some(format) = Format::from_path(&self.path) {
+            return Ok(format);
         }
         Err(Error::Syntax(format!(
             "read_files('{}') needs format => 'csv', 'json' or 'parquet'",
