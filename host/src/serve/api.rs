@@ -97,6 +97,29 @@ async fn audit_refusal(app: &App, who: &str, action: &str, target: &str, e: &Api
         .await;
 }
 
+/// Records how an action ended in the audit log: on success, the target
+/// and detail `ok` gives; otherwise the refusal, against `refused_target`.
+async fn audited<T>(
+    app: &App,
+    who: &Principal,
+    action: &str,
+    refused_target: &str,
+    result: ApiResult<T>,
+    ok: impl FnOnce(&T) -> (String, Value),
+) -> ApiResult<T> {
+    match result {
+        Ok(v) => {
+            let (target, detail) = ok(&v);
+            audit_ok(app, who, action, &target, detail).await?;
+            Ok(v)
+        }
+        Err(e) => {
+            audit_refusal(app, &who.name, action, refused_target, &e).await;
+            Err(e)
+        }
+    }
+}
+
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -200,27 +223,20 @@ async fn upload_to_volume(
         Ok((location.url().to_string(), size))
     }
     .await;
-    match result {
-        Ok((url, size)) => {
-            audit_ok(
-                &app,
-                &who,
-                "volume.upload",
-                &target,
-                json!({"bytes": size, "url": url}),
-            )
-            .await?;
-            Ok((
-                StatusCode::CREATED,
-                Json(json!({"url": url, "bytes": size})),
-            )
-                .into_response())
-        }
-        Err(e) => {
-            audit_refusal(&app, &who.name, "volume.upload", &target, &e).await;
-            Err(e)
-        }
-    }
+    let (url, size) = audited(
+        &app,
+        &who,
+        "volume.upload",
+        &target,
+        result,
+        |(url, size)| (target.clone(), json!({"bytes": size, "url": url})),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"url": url, "bytes": size})),
+    )
+        .into_response())
 }
 
 /// The input format of an upload: `?format=`, the content type, or the
@@ -252,17 +268,8 @@ fn upload_format(
         "application/vnd.apache.parquet" | "application/x-parquet" => return Ok(Format::Parquet),
         _ => {}
     }
-    let lower = filename.to_ascii_lowercase();
-    for (ext, f) in [
-        (".csv", Format::Csv),
-        (".json", Format::Json),
-        (".ndjson", Format::Json),
-        (".jsonl", Format::Json),
-        (".parquet", Format::Parquet),
-    ] {
-        if lower.ends_with(ext) || lower.contains(&format!("{ext}.")) {
-            return Ok(f);
-        }
+    if let Some(f) = Format::from_path(filename) {
+        return Ok(f);
     }
     Err(ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -293,23 +300,11 @@ async fn upload_to_table(
         "table.upload"
     };
     let result = load_upload(&app, &who, &table, &query, &headers, body, preview).await;
-    match result {
-        Ok(v) => {
-            audit_ok(
-                &app,
-                &who,
-                action,
-                &table,
-                v.get("report").cloned().unwrap_or_default(),
-            )
-            .await?;
-            Ok(Json(v).into_response())
-        }
-        Err(e) => {
-            audit_refusal(&app, &who.name, action, &table, &e).await;
-            Err(e)
-        }
-    }
+    let v = audited(&app, &who, action, &table, result, |v| {
+        (table.clone(), v.get("report").cloned().unwrap_or_default())
+    })
+    .await?;
+    Ok(Json(v).into_response())
 }
 
 async fn load_upload(
@@ -458,23 +453,14 @@ async fn upload_connector(
         Ok(store.add(&app.services.runtime, bytes).await?)
     }
     .await;
-    match result {
-        Ok(info) => {
-            audit_ok(
-                &app,
-                &who,
-                "connector.upload",
-                &info.id,
-                json!({"name": info.name, "imports": info.imports, "bytes": info.size}),
-            )
-            .await?;
-            Ok((StatusCode::CREATED, Json(info)).into_response())
-        }
-        Err(e) => {
-            audit_refusal(&app, &who.name, "connector.upload", "-", &e).await;
-            Err(e)
-        }
-    }
+    let info = audited(&app, &who, "connector.upload", "-", result, |info| {
+        (
+            info.id.clone(),
+            json!({"name": info.name, "imports": info.imports, "bytes": info.size}),
+        )
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 async fn list_connectors(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
@@ -522,23 +508,18 @@ async fn put_pipeline(
         Ok(pipeline)
     }
     .await;
-    match result {
-        Ok(p) => {
-            // The capabilities it grants are what an auditor looks for.
-            let detail = json!({
-                "mode": p.mode, "table": p.table, "source": p.source,
-                "connector": p.connector.as_ref().map(|c| &c.id),
-                "grants": {"read": p.grants.read, "secrets": p.grants.secrets},
-                "schedule": p.schedule,
-            });
-            audit_ok(&app, &who, "pipeline.put", &name, detail).await?;
-            Ok((StatusCode::OK, Json(json!({"name": name, "pipeline": p}))).into_response())
-        }
-        Err(e) => {
-            audit_refusal(&app, &who.name, "pipeline.put", &name, &e).await;
-            Err(e)
-        }
-    }
+    let p = audited(&app, &who, "pipeline.put", &name, result, |p| {
+        // The capabilities it grants are what an auditor looks for.
+        let detail = json!({
+            "mode": p.mode, "table": p.table, "source": p.source,
+            "connector": p.connector.as_ref().map(|c| &c.id),
+            "grants": {"read": p.grants.read, "secrets": p.grants.secrets},
+            "schedule": p.schedule,
+        });
+        (name.clone(), detail)
+    })
+    .await?;
+    Ok((StatusCode::OK, Json(json!({"name": name, "pipeline": p}))).into_response())
 }
 
 fn entry(app: &App, name: &str) -> ApiResult<Arc<runs::Entry>> {
