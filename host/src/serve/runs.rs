@@ -138,37 +138,43 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let m = Metrics {
-            registry: Registry::with_prefix("sluice"),
-            rows: Family::default(),
-            files: Family::default(),
-            bytes: Family::default(),
-            runs: Family::default(),
-            last_success: Family::default(),
-            requests: Family::default(),
-            uploaded_bytes: Counter::default(),
-        };
+        let rows = Family::<Vec<(String, String)>, Counter>::default();
+        let files = Family::<Vec<(String, String)>, Counter>::default();
+        let bytes = Family::<Vec<(String, String)>, Counter>::default();
+        let runs = Family::<Vec<(String, String)>, Counter>::default();
+        let last_success = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+        let requests = Family::<Vec<(String, String)>, Counter>::default();
+        let uploaded_bytes = Counter::default();
         let mut registry = Registry::with_prefix("sluice");
-        registry.register("rows", "Rows committed", m.rows.clone());
-        registry.register("files", "Input files loaded", m.files.clone());
-        registry.register("input_bytes", "Input bytes loaded", m.bytes.clone());
-        registry.register("runs", "Pipeline runs by outcome", m.runs.clone());
+        registry.register("rows", "Rows committed", rows.clone());
+        registry.register("files", "Input files loaded", files.clone());
+        registry.register("input_bytes", "Input bytes loaded", bytes.clone());
+        registry.register("runs", "Pipeline runs by outcome", runs.clone());
         registry.register(
             "last_success_timestamp_seconds",
             "When each pipeline last ran successfully (lag = now - this)",
-            m.last_success.clone(),
+            last_success.clone(),
         );
         registry.register(
             "http_requests",
             "HTTP requests by status class",
-            m.requests.clone(),
+            requests.clone(),
         );
         registry.register(
             "uploaded_bytes",
             "Bytes received by uploads",
-            m.uploaded_bytes.clone(),
+            uploaded_bytes.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry,
+            rows,
+            files,
+            bytes,
+            runs,
+            last_success,
+            requests,
+            uploaded_bytes,
+        }
     }
 }
 
@@ -303,7 +309,7 @@ pub fn start(
             .clone()
             .join("runs")
             .join(name.as_str())
-            .join(format!("{}.json", record.id));
+            .join(record_name(&record));
         match serde_json::to_vec_pretty(&record) {
             Ok(body) => {
                 if let Err(e) = app.state.put(&path, PutPayload::from(body)).await {
@@ -317,11 +323,21 @@ pub fn start(
     (queued, handle)
 }
 
+/// A stored run record's name: its trigger time first, so that a listing
+/// sorts records by when they were triggered.
+fn record_name(r: &RunRecord) -> String {
+    let ms = chrono::DateTime::parse_from_rfc3339(&r.triggered).map_or(0, |t| t.timestamp_millis());
+    format!("{ms:013}-{}.json", r.id)
+}
+
 /// The run history of `name`, newest first: the stored records, and the
-/// runs of this process still in progress.
+/// runs of this process still in progress. Only the newest `limit` stored
+/// records are read.
 pub async fn history(app: &App, name: &str, limit: usize) -> Result<Vec<RunRecord>> {
     let root = app.state_root.clone().join("runs").join(name);
-    let metas: Vec<_> = app.state.list(Some(&root)).try_collect().await?;
+    let mut metas: Vec<_> = app.state.list(Some(&root)).try_collect().await?;
+    metas.sort_by(|a, b| b.location.cmp(&a.location));
+    metas.truncate(limit);
     let mut out: Vec<RunRecord> = Vec::new();
     for m in metas {
         let bytes = app.state.get(&m.location).await?.bytes().await?;
