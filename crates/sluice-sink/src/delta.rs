@@ -160,44 +160,64 @@ pub async fn commit(
         WriteMode::Append => load(location).await?,
     };
     let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
-    match existing {
-        Some(t) => {
-            let snapshot = t.snapshot().map_err(|e| Error::delta(&table, e))?;
-            check_schema(&table, snapshot.schema().as_ref(), schema)?;
-            let version = CommitBuilder::from(properties)
-                .with_actions(actions)
-                .build(
-                    Some(snapshot),
-                    t.log_store(),
-                    DeltaOperation::Write {
-                        mode: SaveMode::Append,
-                        partition_by: None,
-                        predicate: None,
-                    },
-                )
-                .await
-                .map_err(|e| Error::delta(&table, e))?
-                .version();
-            Ok(version)
-        }
-        None => {
-            let columns: StructType = Arc::new(schema.clone())
-                .try_into_kernel()
-                .map_err(Error::Arrow)?;
-            let t = CreateBuilder::new()
-                .with_location(location.url().as_str())
-                .with_storage_options(location.options().clone())
-                .with_columns(columns.fields().cloned())
-                .with_save_mode(SaveMode::Overwrite)
-                .with_actions(actions)
-                .with_commit_properties(properties)
-                .await
-                .map_err(|e| Error::delta(&table, e))?;
-            t.version().ok_or_else(|| {
-                Error::delta(&table, DeltaTableError::generic("no version after create"))
-            })
-        }
+    if let Some(t) = existing {
+        return append(&table, &t, schema, actions, properties).await;
     }
+    let columns: StructType = Arc::new(schema.clone())
+        .try_into_kernel()
+        .map_err(Error::Arrow)?;
+    let save_mode = match mode {
+        WriteMode::Overwrite => SaveMode::Overwrite,
+        // Never replace a table another writer created meanwhile.
+        WriteMode::Append => SaveMode::ErrorIfExists,
+    };
+    let created = CreateBuilder::new()
+        .with_location(location.url().as_str())
+        .with_storage_options(location.options().clone())
+        .with_columns(columns.fields().cloned())
+        .with_save_mode(save_mode)
+        .with_actions(actions.clone())
+        .with_commit_properties(properties.clone())
+        .await
+        .map_err(|e| Error::delta(&table, e));
+    match created {
+        Ok(t) => t.version().ok_or_else(|| {
+            Error::delta(&table, DeltaTableError::generic("no version after create"))
+        }),
+        // Two first appends raced to create the table: the loser appends
+        // to the table the winner created.
+        Err(e) if mode == WriteMode::Append => match load(location).await? {
+            Some(t) => append(&table, &t, schema, actions, properties).await,
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+async fn append(
+    table: &str,
+    t: &DeltaTable,
+    schema: &Schema,
+    actions: Vec<Action>,
+    properties: CommitProperties,
+) -> Result<u64> {
+    let snapshot = t.snapshot().map_err(|e| Error::delta(table, e))?;
+    check_schema(table, snapshot.schema().as_ref(), schema)?;
+    let version = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(
+            Some(snapshot),
+            t.log_store(),
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            },
+        )
+        .await
+        .map_err(|e| Error::delta(table, e))?
+        .version();
+    Ok(version)
 }
 
 fn check_schema(table: &str, existing: &StructType, input: &Schema) -> Result<()> {
