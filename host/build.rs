@@ -18,6 +18,7 @@ fn main() {
     for dir in [
         "sdk",
         "files",
+        "edge",
         "testing",
         "Cargo.toml",
         "Cargo.lock",

@@ -10,6 +10,7 @@
 //! - [`pipeline`]: named pipelines run once, as `sluice run` and `sluice serve` do;
 //! - [`serve`]: `sluice serve`, the HTTP service;
 //! - [`connectors`]: uploaded connector components, validated and stored by hash;
+//! - [`functions`]: hosted `wasi:http` components (edge functions) and their outbound allow-list;
 //! - [`split`]: byte ranges of large files, and the check that they met;
 //! - [`builtin`]: the connectors compiled into the binary.
 
@@ -17,6 +18,7 @@ pub mod bindings;
 pub mod builtin;
 pub mod capability;
 pub mod connectors;
+pub mod functions;
 pub mod grants;
 pub mod incremental;
 pub mod ingest;

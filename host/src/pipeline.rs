@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 use sluice_pipeline::pipeline::{TableFormatName, resolve_secrets};
-use sluice_pipeline::{CleanSource, Format, LoadMode, Pipeline, Source, StreamOptions};
+use sluice_pipeline::{CleanSource, Format, LoadMode, Pipeline, Projection, Source, StreamOptions};
 use sluice_sink::{Location, TableFormat, Target, WriteMode, WriteOptions};
 
 use crate::builtin;
@@ -127,6 +129,79 @@ impl RunReport {
         }
         self.added_columns.extend(r.added_columns.iter().cloned());
     }
+}
+
+/// The first `limit` rows of `batches` as JSON objects.
+pub fn json_rows(batches: &[RecordBatch], limit: usize) -> Result<Vec<serde_json::Value>> {
+    let mut writer = arrow_json::ArrayWriter::new(Vec::new());
+    let mut left = limit;
+    for b in batches {
+        if left == 0 {
+            break;
+        }
+        let n = left.min(b.num_rows());
+        writer.write(&b.slice(0, n))?;
+        left -= n;
+    }
+    writer.finish()?;
+    let out = writer.into_inner();
+    Ok(if out.is_empty() {
+        vec![]
+    } else {
+        serde_json::from_slice(&out)?
+    })
+}
+
+/// `batch` with the columns of `schema`, matched by name and cast.
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    if batch.schema() == *schema {
+        return Ok(batch);
+    }
+    let given = batch.schema();
+    if let Some(extra) = given
+        .fields()
+        .iter()
+        .find(|f| schema.field_with_name(f.name()).is_err())
+    {
+        bail!(
+            "column '{}' is not in the table (its columns: {})",
+            extra.name(),
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) if c.data_type() == f.data_type() => Ok(c.clone()),
+            // Unsafe casts fail on a value that does not convert, rather
+            // than turning it into a null.
+            Some(c) => arrow_cast::cast_with_options(
+                c,
+                f.data_type(),
+                &arrow_cast::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                },
+            )
+            .with_context(|| {
+                format!(
+                    "column '{}' is {} in the upload and {} in the table",
+                    f.name(),
+                    c.data_type(),
+                    f.data_type()
+                )
+            }),
+            None => Ok(arrow_array::new_null_array(f.data_type(), batch.num_rows())),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+        .context("the upload does not fit the table (a column the table requires is null?)")
 }
 
 /// Parses an interval such as `5m` or `30s`; zero means never.
@@ -278,13 +353,54 @@ impl Services {
         };
         let mut report = match pipeline.mode {
             LoadMode::Replace | LoadMode::Append => {
-                self.batch(pipeline, table, table_format).await?
+                self.batch(pipeline, table, table_format, None).await?
             }
             LoadMode::CopyInto => self.copy_into(pipeline, table, table_format).await?,
             LoadMode::Stream => self.stream(name, pipeline, table, table_format).await?,
         };
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Writes Arrow record batches (an Arrow IPC upload, a batch pushed at
+    /// the edge) into Delta table `name` as one commit. An append conforms
+    /// them to the table's schema: columns match by name and are cast, a
+    /// column the batches lack is null, a column the table lacks is an
+    /// error that names it.
+    pub async fn write_batches(
+        &self,
+        name: &str,
+        batches: Vec<RecordBatch>,
+        mode: LoadMode,
+    ) -> Result<RunReport> {
+        let started = Instant::now();
+        let first = batches
+            .first()
+            .context("the upload holds no record batch")?;
+        let target = Target::new(self.table(name)?, TableFormat::Delta, self.write.clone());
+        let (schema, mode) = match mode {
+            LoadMode::Replace => (first.schema(), WriteMode::Overwrite),
+            LoadMode::Append => match target.schema().await? {
+                Some(existing) => (Arc::new(existing), WriteMode::Append),
+                None => (first.schema(), WriteMode::Append),
+            },
+            other => bail!("an Arrow upload is appended or replaces the table, not {other:?}"),
+        };
+        let mut lane = target.lane(schema.clone())?;
+        for b in batches {
+            lane.write(conform(b, &schema)?).await?;
+        }
+        let written = lane.finish().await?;
+        let committed = target.commit(&schema, vec![written], mode, None).await?;
+        Ok(RunReport {
+            files: 0,
+            rows: committed.rows,
+            bytes: committed.bytes,
+            batches: 1,
+            version: committed.version,
+            seconds: started.elapsed().as_secs_f64(),
+            ..RunReport::default()
+        })
     }
 
     /// The schema files would get and their first `limit` rows, as JSON
@@ -318,18 +434,54 @@ impl Services {
             projection: None,
         };
         let (stream, batches) = job.preview(limit).await?;
-        let schema = crate::session::stored_schema(&stream.schema);
-        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-        for b in &batches {
-            writer.write(b)?;
-        }
-        writer.finish()?;
-        let rows: Vec<serde_json::Value> = if batches.is_empty() {
-            vec![]
-        } else {
-            serde_json::from_slice(&writer.into_inner())?
+        // What an upload would load: its columns, without `_metadata`.
+        let all = Projection::all();
+        let sent = all.schema(&stream.schema)?;
+        let batches = batches
+            .iter()
+            .map(|b| all.apply(b, &all.schema(b.schema_ref())?))
+            .collect::<sluice_pipeline::Result<Vec<_>>>()?;
+        let schema = crate::session::stored_schema(&sent);
+        Ok((schema, json_rows(&batches, limit)?))
+    }
+
+    /// Loads an uploaded file into table `name` (append or replace). Its
+    /// rows carry no `_metadata`: the staging path means nothing to a
+    /// reader, and so the table takes uploads and Arrow batches pushed at
+    /// the edge alike.
+    pub async fn load_upload(
+        &self,
+        name: &str,
+        source: &str,
+        format: Format,
+        options: BTreeMap<String, String>,
+        mode: LoadMode,
+    ) -> Result<RunReport> {
+        let started = Instant::now();
+        let pipeline = Pipeline {
+            mode,
+            source: Some(source.to_string()),
+            format: Some(format),
+            options,
+            table: name.to_string(),
+            table_format: Default::default(),
+            checkpoint: None,
+            schedule: None,
+            connector: None,
+            grants: Default::default(),
         };
-        Ok((schema, rows))
+        pipeline.validate()?;
+        let table = self.table(name)?;
+        let mut report = self
+            .batch(
+                &pipeline,
+                table,
+                TableFormat::Delta,
+                Some(Projection::all()),
+            )
+            .await?;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
     }
 
     async fn batch(
@@ -337,6 +489,7 @@ impl Services {
         p: &Pipeline,
         table: Location,
         table_format: TableFormat,
+        projection: Option<Projection>,
     ) -> Result<RunReport> {
         let (connector, input) = match &p.connector {
             None => (
@@ -381,7 +534,7 @@ impl Services {
             split_bytes: self.split_bytes,
             storage_options: self.storage.clone(),
             counters: Arc::new(Counters::default()),
-            projection: None,
+            projection,
         };
         let s = job.run(|_| {}).await?;
         Ok(RunReport {

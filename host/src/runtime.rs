@@ -72,7 +72,25 @@ pub struct Runtime {
     _ticker: Arc<Ticker>,
 }
 
-struct Ticker(Arc<AtomicBool>);
+/// Advances an engine's epoch every [`TICK`] until dropped.
+pub(crate) struct Ticker(Arc<AtomicBool>);
+
+impl Ticker {
+    /// Starts the ticker thread for `engine`.
+    pub(crate) fn start(engine: &Engine) -> Result<Arc<Ticker>> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (e, s) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    e.increment_epoch();
+                }
+            })?;
+        Ok(Arc::new(Ticker(stop)))
+    }
+}
 
 impl Drop for Ticker {
     fn drop(&mut self) {
@@ -105,22 +123,12 @@ impl Runtime {
             &mut d.host
         })?;
 
-        let stop = Arc::new(AtomicBool::new(false));
-        let (e, s) = (engine.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("sluice-epoch".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    e.increment_epoch();
-                }
-            })?;
         Ok(Runtime {
+            _ticker: Ticker::start(&engine)?,
             engine,
             linker: Arc::new(linker),
             cache_dir,
             limits,
-            _ticker: Arc::new(Ticker(stop)),
         })
     }
 
@@ -154,31 +162,12 @@ impl Runtime {
     }
 
     fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {
-        use std::hash::{Hash, Hasher};
-        let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, wasm)
-                .map_err(anyhow::Error::from)
-                .context("compiling the component");
-        };
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.engine.precompile_compatibility_hash().hash(&mut h);
-        let path = dir.join(format!("{sha256}-{:016x}.cwasm", h.finish()));
-        if path.exists() {
-            match deserialize(&self.engine, &path) {
-                Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
-            }
-        }
-        let component = Component::new(&self.engine, wasm)
-            .map_err(anyhow::Error::from)
-            .context("compiling the component")?;
-        if let Err(e) = write_atomically(dir, &path, &component.serialize()?) {
-            tracing::warn!(
-                "could not cache the compiled component in {}: {e:#}",
-                dir.display()
-            );
-        }
-        Ok(component)
+        compile_cached(&self.engine, self.cache_dir.as_deref(), wasm, sha256)
+    }
+
+    /// Where compiled components are cached, if anywhere.
+    pub fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
     }
 
     /// A new store for one run of a component, with `host` capabilities.
@@ -219,6 +208,42 @@ impl Loaded {
     }
 }
 
+/// Compiles `wasm` (whose hex sha256 is `sha256`) for `engine`, or loads
+/// the compiled form from `cache_dir`, where it is cached by content and
+/// engine configuration.
+pub(crate) fn compile_cached(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    wasm: &[u8],
+    sha256: &str,
+) -> Result<Component> {
+    use std::hash::{Hash, Hasher};
+    let Some(dir) = cache_dir else {
+        return Component::new(engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component");
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let path = dir.join(format!("{sha256}-{:016x}.cwasm", h.finish()));
+    if path.exists() {
+        match deserialize(engine, &path) {
+            Ok(c) => return Ok(c),
+            Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
+        }
+    }
+    let component = Component::new(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the component")?;
+    if let Err(e) = write_atomically(dir, &path, &component.serialize()?) {
+        tracing::warn!(
+            "could not cache the compiled component in {}: {e:#}",
+            dir.display()
+        );
+    }
+    Ok(component)
+}
+
 /// Loads a compiled component this process wrote to its own cache.
 #[expect(
     unsafe_code,
@@ -233,7 +258,11 @@ fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

@@ -132,8 +132,8 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart",
-                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart")
+    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests",
+                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -205,6 +205,8 @@ def main():
         incremental(a, small, info, env)
     if "coldstart" in wanted:
         coldstart(a, env)
+    if "requests" in wanted:
+        requests_case(a, env)
 
 
 def coldstart(a, env: dict):
@@ -245,6 +247,69 @@ def coldstart(a, env: dict):
         times.sort()
         print(f"cold start to first committed row ({label}): median {statistics.median(times) * 1000:.0f} ms, "
               f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {len(times)} starts")
+
+
+def requests_case(a, env: dict):
+    """Per-request cost of a fresh component instance, inside one running
+    `sluice serve`: each request below instantiates a component (the edge
+    function from the pooling allocator; the files connector for a
+    preview) except /health, the baseline of HTTP and routing alone. The
+    difference of medians is what instantiating and running the component
+    adds to a request."""
+    import urllib.error
+    import urllib.request
+    print()
+    out = a.data / "out" / "requests"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    token = "bench-token-0123456789abcdef"
+    edge = ROOT / "target/components/wasm32-wasip2/release/sluice_edge.wasm"
+    (out / "sluice.toml").write_text(
+        'state = "state"\nwarehouse = "warehouse"\n'
+        '[[tokens]]\nname = "bench"\ntoken_env = "BENCH_TOKEN"\nrole = "admin"\n'
+        f'[functions.edge]\ncomponent = "{edge}"\n')
+    proc = subprocess.Popen([str(SLUICE), "serve", "--config", "sluice.toml", "--listen", "127.0.0.1:0"],
+                            cwd=out, env=dict(env, BENCH_TOKEN=token), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().strip().removeprefix("listening on ")
+
+        def call(method, path, body=None, ctype=None):
+            headers = {"Authorization": f"Bearer {token}"}
+            if ctype:
+                headers["Content-Type"] = ctype
+            req = urllib.request.Request(f"{url}{path}", data=body, method=method, headers=headers)
+            t0 = time.perf_counter()
+            try:
+                with urllib.request.urlopen(req) as r:
+                    r.read()
+            except urllib.error.HTTPError as e:
+                e.read()
+            return time.perf_counter() - t0
+
+        kinds = [
+            ("GET /health (baseline)", lambda: call("GET", "/health")),
+            ("edge function, new instance", lambda: call("GET", "/fn/edge/")),
+            ("files connector preview", lambda: call(
+                "POST", "/tables/t/upload?preview=true", b"id,name\n1,a\n2,b\n", "text/csv")),
+        ]
+        n = max(a.runs, 3) * 100
+        for _, f in kinds:  # warm up
+            for _ in range(20):
+                f()
+        medians = {}
+        print(f"{'request':32} {'median ms':>10} {'p99 ms':>8} {'over baseline ms':>17}")
+        for name, f in kinds:
+            times = sorted(f() for _ in range(n))
+            med = statistics.median(times)
+            medians[name] = med
+            base = medians["GET /health (baseline)"]
+            print(f"{name:32} {med * 1000:10.3f} {times[int(len(times) * 0.99) - 1] * 1000:8.3f} "
+                  f"{(med - base) * 1000:17.3f}")
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 def incremental(a, small: Path, info: dict, env: dict):

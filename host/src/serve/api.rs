@@ -10,7 +10,7 @@ use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{any, get, post, put};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
@@ -40,6 +40,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/pipelines/{name}/events", post(webhook))
         .route("/runs/{id}", get(get_run))
         .route("/audit", get(audit))
+        .route("/events", get(events))
+        .route("/fn/{name}", any(call_function))
+        .route("/fn/{name}/", any(call_function))
+        .route("/fn/{name}/{*rest}", any(call_function))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(app.clone(), count))
         .with_state(app)
@@ -323,7 +327,13 @@ async fn load_upload(
         .cloned()
         .unwrap_or_else(|| "upload".into());
     check_name("file", &filename)?;
-    let format = upload_format(query, headers, &filename)?;
+    // An Arrow IPC stream (a batch pushed at the edge) is already typed
+    // record batches: the host writes it without a connector.
+    let format = if is_arrow_stream(query, headers) {
+        None
+    } else {
+        Some(upload_format(query, headers, &filename)?)
+    };
     let mode = match query.get("mode").map(String::as_str) {
         None | Some("append") => LoadMode::Append,
         Some("replace") => LoadMode::Replace,
@@ -359,9 +369,84 @@ async fn load_upload(
         app.config.max_upload_mib << 20,
     )
     .await?;
-    let outcome = if preview {
+    let outcome = match format {
+        None => load_arrow(app, table, &staged, mode, preview).await,
+        Some(format) => load_file(app, table, &url, format, options, mode, preview).await,
+    };
+    let _ = app.state.delete(&staged).await;
+    outcome
+}
+
+/// Whether the upload is an Arrow IPC stream (by `?format=arrow` or its
+/// content type).
+fn is_arrow_stream(query: &HashMap<String, String>, headers: &HeaderMap) -> bool {
+    query.get("format").is_some_and(|f| f == "arrow")
+        || headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/vnd.apache.arrow.stream")
+            })
+}
+
+/// Loads (or previews) a staged Arrow IPC stream.
+async fn load_arrow(
+    app: &Arc<App>,
+    table: &str,
+    staged: &Path,
+    mode: LoadMode,
+    preview: bool,
+) -> ApiResult<Value> {
+    let bytes = app
+        .state
+        .get(staged)
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the staged upload: {e}")))?
+        .bytes()
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the staged upload: {e}")))?;
+    let unprocessable = |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e);
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+        .map_err(|e| unprocessable(format!("the body is not an Arrow IPC stream: {e}")))?;
+    let schema = reader.schema();
+    let batches: Vec<arrow_array::RecordBatch> = reader
+        .collect::<Result<_, _>>()
+        .map_err(|e| unprocessable(format!("the Arrow IPC stream is broken: {e}")))?;
+    if preview {
+        let rows = crate::pipeline::json_rows(&batches, 50).map_err(ApiError::internal)?;
+        return Ok(json!({"schema": schema_json(&schema), "rows": rows}));
+    }
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Err(ApiError::bad_request("the Arrow IPC stream holds no rows"));
+    }
+    let report = app
+        .services
+        .write_batches(table, batches, mode)
+        .await
+        .map_err(|e| unprocessable(format!("{e:#} (nothing was committed)")))?;
+    app.metrics
+        .record(&format!("upload-{table}"), Some(&report));
+    Ok(json!({"table": table, "report": report}))
+}
+
+/// Loads (or previews) a staged CSV, JSON or Parquet file with the files
+/// connector.
+async fn load_file(
+    app: &Arc<App>,
+    table: &str,
+    url: &str,
+    format: Format,
+    options: std::collections::BTreeMap<String, String>,
+    mode: LoadMode,
+    preview: bool,
+) -> ApiResult<Value> {
+    if preview {
         app.services
-            .preview(&url, format, options, 50)
+            .preview(url, format, options, 50)
             .await
             .map(|(schema, rows)| {
                 json!({
@@ -371,20 +456,8 @@ async fn load_upload(
             })
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))
     } else {
-        let pipeline = Pipeline {
-            mode,
-            source: Some(url.clone()),
-            format: Some(format),
-            options,
-            table: table.to_string(),
-            table_format: Default::default(),
-            checkpoint: None,
-            schedule: None,
-            connector: None,
-            grants: Default::default(),
-        };
         app.services
-            .run(&format!("upload-{table}"), &pipeline)
+            .load_upload(table, url, format, options, mode)
             .await
             .map(|report| {
                 app.metrics
@@ -397,9 +470,60 @@ async fn load_upload(
                     format!("{e:#} (nothing was committed)"),
                 )
             })
+    }
+}
+
+/// `ANY /fn/{name}/{rest}`: a request to a hosted `wasi:http` component,
+/// which sees it at `/{rest}`.
+async fn call_function(
+    State(app): State<Arc<App>>,
+    UrlPath(params): UrlPath<HashMap<String, String>>,
+    req: Request,
+) -> ApiResult {
+    let name = params.get("name").cloned().unwrap_or_default();
+    let f = app.functions.get(&name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no function '{name}' (configure it under [functions])"
+        ))
+    })?;
+    let (mut parts, body) = req.into_parts();
+    if !f.public {
+        principal(&app, &parts.headers)?.function(&name)?;
+        // The caller's token is for Sluice, not for the component.
+        parts.headers.remove(header::AUTHORIZATION);
+    }
+    let rest = params.get("rest").map(String::as_str).unwrap_or("");
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("/{rest}?{q}"),
+        None => format!("/{rest}"),
     };
-    let _ = app.state.delete(&staged).await;
-    outcome
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    parts.uri = format!("http://{host}{path_and_query}")
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("request URI: {e}")))?;
+    let started = std::time::Instant::now();
+    let outcome = app
+        .functions
+        .call(&f, axum::http::Request::from_parts(parts, body))
+        .await;
+    let status = match &outcome {
+        Ok(r) => r.status().as_u16().to_string(),
+        Err(_) => "error".to_string(),
+    };
+    app.metrics.function_call(&name, &status, started.elapsed());
+    outcome.map_err(|e| {
+        let status = match e {
+            crate::functions::Failure::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            crate::functions::Failure::Timeout(..) => StatusCode::GATEWAY_TIMEOUT,
+            crate::functions::Failure::Failed(..) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    })
 }
 
 /// A schema as `[{"name", "type", "nullable"}]`.
@@ -754,6 +878,23 @@ async fn audit(
         .and_then(|l| l.parse().ok())
         .unwrap_or(200);
     Ok(Json(app.audit.tail(limit).await?).into_response())
+}
+
+/// `GET /events[?limit=N]`: the newest events of the event log (audit
+/// entries and finished runs) as JSON; the whole log is the Delta table
+/// `<state>/event_log`.
+async fn events(
+    State(app): State<Arc<App>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    who.admin("reading the event log")?;
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(200);
+    Ok(Json(app.events.recent(limit)).into_response())
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path};
 use serde::{Deserialize, Serialize};
 
+use super::events::{Event, EventLog};
+
 /// One audit entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
@@ -33,12 +35,17 @@ pub struct Entry {
 pub struct Audit {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    events: EventLog,
 }
 
 impl Audit {
-    /// The log under `root`.
-    pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-        Audit { store, root }
+    /// The log under `root`; every entry also goes to `events`.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, events: EventLog) -> Self {
+        Audit {
+            store,
+            root,
+            events,
+        }
     }
 
     /// Appends an entry. A failure to record is logged and returned: an
@@ -76,6 +83,17 @@ impl Audit {
             tracing::error!("could not write the audit entry for {action} on {target}: {e}");
         }
         r?;
+        self.events
+            .emit(Event {
+                kind: "audit".into(),
+                principal: entry.principal,
+                action: entry.action,
+                target: entry.target,
+                outcome: entry.outcome,
+                detail: entry.detail.to_string(),
+                ..Event::default()
+            })
+            .await;
         Ok(())
     }
 

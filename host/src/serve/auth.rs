@@ -47,6 +47,9 @@ pub struct TokenConfig {
     /// Tables a writer may upload to (`*`: all).
     #[serde(default)]
     pub tables: Vec<String>,
+    /// Functions (not public ones) a writer may call (`*`: all).
+    #[serde(default)]
+    pub functions: Vec<String>,
 }
 
 /// Who made a request.
@@ -59,6 +62,7 @@ pub struct Principal {
     pipelines: Vec<String>,
     volumes: Vec<String>,
     tables: Vec<String>,
+    functions: Vec<String>,
 }
 
 fn allows(list: &[String], item: &str) -> bool {
@@ -103,6 +107,11 @@ impl Principal {
     pub fn table(&self, name: &str) -> Result<(), ApiError> {
         self.grant(&self.tables, "table", name)
     }
+
+    /// Fails unless the principal may call function `name`.
+    pub fn function(&self, name: &str) -> Result<(), ApiError> {
+        self.grant(&self.functions, "function", name)
+    }
 }
 
 /// Tokens by the sha256 of their value.
@@ -142,6 +151,7 @@ impl Tokens {
                 pipelines: c.pipelines.clone(),
                 volumes: c.volumes.clone(),
                 tables: c.tables.clone(),
+                functions: c.functions.clone(),
             };
             if map.insert(hash, p).is_some() {
                 anyhow::bail!("token '{}' is configured twice", c.name);

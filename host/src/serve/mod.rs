@@ -11,11 +11,16 @@
 //! <state>/runs/<name>/<id>.json     run records
 //! <state>/audit/<ms>-<id>.json      the audit log, one object per entry
 //! <state>/uploads/<id>/<file>       upload staging (removed after the load)
+//! <state>/event_log/                the event log, a Delta table
 //! ```
+//!
+//! It also hosts `wasi:http` components (edge functions, see
+//! [`crate::functions`]) at `/fn/{name}`.
 
 mod api;
 mod audit;
 pub mod auth;
+mod events;
 mod runs;
 
 use std::collections::BTreeMap;
@@ -29,6 +34,7 @@ use object_store::path::Path;
 use serde::Deserialize;
 
 use crate::connectors::ConnectorStore;
+use crate::functions::{FunctionConfig, Functions};
 use crate::pipeline::{Secrets, Services};
 
 pub use auth::{Role, TokenConfig};
@@ -65,6 +71,16 @@ pub struct ServeConfig {
     /// Bearer tokens.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Hosted `wasi:http` components, served at `/fn/{name}`.
+    #[serde(default)]
+    pub functions: BTreeMap<String, FunctionConfig>,
+    /// Most function requests that run at once (instance slots reserved
+    /// by the pooling allocator).
+    #[serde(default = "default_max_concurrent_functions")]
+    pub max_concurrent_functions: u32,
+    /// The directory relative paths in the file are resolved against.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 fn default_listen() -> String {
@@ -79,6 +95,9 @@ fn default_max_upload() -> u64 {
 fn default_max_connector() -> u64 {
     64
 }
+fn default_max_concurrent_functions() -> u32 {
+    64
+}
 fn default_backstop() -> String {
     "5m".into()
 }
@@ -88,7 +107,13 @@ impl ServeConfig {
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+        let mut config: ServeConfig =
+            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        config.base_dir = path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(config)
     }
 
     /// The configuration without a file: loopback, local state, no tokens.
@@ -109,6 +134,8 @@ pub struct App {
     audit: audit::Audit,
     metrics: runs::Metrics,
     backstop: Option<Duration>,
+    functions: Functions,
+    events: events::EventLog,
 }
 
 /// Starts the service and serves until Ctrl-C or SIGTERM; `ready` gets
@@ -143,7 +170,21 @@ pub async fn serve(
     if let Some(f) = &config.secrets_file {
         services.secrets = Secrets::from_file(f)?;
     }
-    let audit = audit::Audit::new(state.clone(), state_root.clone().join("audit"));
+    let functions = Functions::load(
+        &config.functions,
+        &config.base_dir,
+        services.runtime.cache_dir(),
+        &services.secrets,
+        config.max_concurrent_functions,
+    )?;
+    let (events, event_writer) = events::EventLog::new(format!("{state_url}/event_log"));
+    let (stop_events, events_stopped) = tokio::sync::oneshot::channel();
+    let event_writer = tokio::spawn(event_writer.run(services.clone(), events_stopped));
+    let audit = audit::Audit::new(
+        state.clone(),
+        state_root.clone().join("audit"),
+        events.clone(),
+    );
     let app = Arc::new(App {
         services,
         tokens,
@@ -154,6 +195,8 @@ pub async fn serve(
         state_root,
         state_url,
         backstop,
+        functions,
+        events,
         config,
     });
     runs::load_pipelines(&app).await?;
@@ -167,6 +210,14 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown_signal())
         .await;
     scheduler.abort();
+    // Commit the buffered events before the process ends.
+    let _ = stop_events.send(());
+    if tokio::time::timeout(Duration::from_secs(30), event_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the event log did not finish committing within 30 s");
+    }
     result.context("serving HTTP")
 }
 

@@ -17,6 +17,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use sluice_pipeline::{LoadMode, Pipeline};
@@ -134,6 +135,16 @@ pub struct Metrics {
     pub requests: Family<Vec<(String, String)>, Counter>,
     /// Uploaded bytes.
     pub uploaded_bytes: Counter,
+    function_requests: Family<Vec<(String, String)>, Counter>,
+    function_seconds: Histograms,
+}
+
+/// Histograms by label set, each made by [`latency_histogram`].
+type Histograms = Family<Vec<(String, String)>, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms .. ~8 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
 
 impl Default for Metrics {
@@ -145,6 +156,8 @@ impl Default for Metrics {
         let last_success = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
         let requests = Family::<Vec<(String, String)>, Counter>::default();
         let uploaded_bytes = Counter::default();
+        let function_requests = Family::<Vec<(String, String)>, Counter>::default();
+        let function_seconds = Histograms::new_with_constructor(latency_histogram);
         let mut registry = Registry::with_prefix("sluice");
         registry.register("rows", "Rows committed", rows.clone());
         registry.register("files", "Input files loaded", files.clone());
@@ -165,6 +178,16 @@ impl Default for Metrics {
             "Bytes received by uploads",
             uploaded_bytes.clone(),
         );
+        registry.register(
+            "function_requests",
+            "Requests to hosted functions by function and status",
+            function_requests.clone(),
+        );
+        registry.register(
+            "function_seconds",
+            "Time to answer a request to a hosted function (instantiation included)",
+            function_seconds.clone(),
+        );
         Metrics {
             registry,
             rows,
@@ -174,6 +197,8 @@ impl Default for Metrics {
             last_success,
             requests,
             uploaded_bytes,
+            function_requests,
+            function_seconds,
         }
     }
 }
@@ -186,6 +211,17 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Counts a request to function `name` that ended with `status`.
+    pub fn function_call(&self, name: &str, status: &str, took: std::time::Duration) {
+        let function = ("function".to_string(), name.to_string());
+        self.function_requests
+            .get_or_create(&vec![function.clone(), ("status".into(), status.into())])
+            .inc();
+        self.function_seconds
+            .get_or_create(&vec![function])
+            .observe(took.as_secs_f64());
     }
 
     /// Counts a run of `pipeline`: its report, or a failure.
@@ -304,6 +340,25 @@ pub fn start(
             started.elapsed().as_secs_f64()
         );
         app.runs.set(&record);
+        let report = record.report.as_ref();
+        app.events
+            .emit(super::events::Event {
+                kind: "run".into(),
+                principal: record.principal.clone(),
+                action: record.trigger.clone(),
+                target: name.clone(),
+                outcome: record.status.clone(),
+                run_id: Some(record.id.clone()),
+                rows: report.map(|r| r.rows as i64),
+                files: report.map(|r| r.files as i64),
+                bytes: report.map(|r| r.bytes as i64),
+                version: report.and_then(|r| r.version.map(|v| v as i64)),
+                seconds: report.map(|r| r.seconds),
+                detail: serde_json::json!({"error": record.error, "objects": record.objects})
+                    .to_string(),
+                ..Default::default()
+            })
+            .await;
         let path = app
             .state_root
             .clone()

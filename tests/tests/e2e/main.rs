@@ -4,12 +4,15 @@
 mod harness;
 
 mod bad_input;
+mod browser;
 mod cli;
 mod concurrency;
 mod crash;
 mod evolution;
 mod formats;
+mod functions;
 mod incremental;
+mod load;
 mod pipelines;
 mod s3;
 mod sandbox;

@@ -9,8 +9,11 @@ use serde_json::{Value, json};
 
 use crate::harness::{Case, component, read_delta};
 
-const ADMIN: &str = "admin-token-for-tests-0001";
-const WRITER: &str = "writer-token-for-tests-0002";
+/// The admin token `Server::start` configures (name `ops`).
+pub const ADMIN: &str = "admin-token-for-tests-0001";
+/// The writer token `Server::start` configures (name `loader`): it may run
+/// pipeline `events`, upload to volume `landing` and to table `uploaded`.
+pub const WRITER: &str = "writer-token-for-tests-0002";
 
 /// A running `sluice serve`, stopped when dropped.
 pub struct Server {
@@ -36,6 +39,11 @@ impl Server {
     /// Starts the server in `c` with `extra` appended to a configuration
     /// that has a `landing` volume, an admin and a writer token.
     pub fn start(c: &Case, extra: &str) -> Server {
+        Server::start_with(c, extra, "127.0.0.1:0", &[])
+    }
+
+    /// [`Server::start`] listening on `listen`, with `env` set too.
+    pub fn start_with(c: &Case, extra: &str, listen: &str, env: &[(&str, &str)]) -> Server {
         let config = format!(
             "state = \"state\"\nmax_upload_mib = 1\n{extra}\n[volumes]\nlanding = \"land\"\n\n\
              [[tokens]]\nname = \"ops\"\ntoken_env = \"T_ADMIN\"\nrole = \"admin\"\n\n\
@@ -43,19 +51,15 @@ impl Server {
              pipelines = [\"events\"]\nvolumes = [\"landing\"]\ntables = [\"uploaded\"]\n"
         );
         c.write("sluice.toml", config);
+        let mut vars = vec![
+            ("T_ADMIN".to_string(), ADMIN.to_string()),
+            ("T_WRITER".to_string(), WRITER.to_string()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut child = c
             .command(
-                &[
-                    "serve",
-                    "--config",
-                    "sluice.toml",
-                    "--listen",
-                    "127.0.0.1:0",
-                ],
-                &[
-                    ("T_ADMIN".into(), ADMIN.into()),
-                    ("T_WRITER".into(), WRITER.into()),
-                ],
+                &["serve", "--config", "sluice.toml", "--listen", listen],
+                &vars,
             )
             .stdout(Stdio::piped())
             .spawn()

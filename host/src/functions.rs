@@ -1,0 +1,779 @@
+//! Edge functions: `wasi:http` components (a Spin HTTP component, or any
+//! component that exports `wasi:http/incoming-handler`) that `sluice serve`
+//! hosts itself, as `wasmtime serve` does, so the same component runs under
+//! Spin or under Sluice.
+//!
+//! Invariants:
+//! - every request gets a fresh instance, made from a pre-instantiated
+//!   component (`ProxyPre`) in the pooling allocator, so no state leaks
+//!   between requests and instantiation costs microseconds;
+//! - an instance has a memory cap and a time limit, sees only the
+//!   environment its configuration names (secrets only where granted), and
+//!   has no files, sockets or arguments;
+//! - outbound HTTP goes only to the hosts its allow-list names, and never to
+//!   a private, loopback, link-local or metadata address found by DNS: such
+//!   an address is reached only when the allow-list names that very address
+//!   (metadata addresses never). Plain-HTTP requests are pinned to the
+//!   address that was checked.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::http::{self, Uri};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{
+    RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
+
+use crate::pipeline::Secrets;
+use crate::runtime::{Ticker, compile_cached};
+
+/// One function as the configuration describes it (`[functions.NAME]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    /// The component file (relative to the configuration file).
+    pub component: PathBuf,
+    /// Environment variables it sees; a value `${secret:NAME}` is resolved
+    /// by the host, if `secrets` grants `NAME`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Secrets its environment may reference.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Where it may send HTTP requests: `scheme://host[:port]`, where the
+    /// host may start with `*.` and the port may be `*` (default: the
+    /// scheme's).
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Serve it without a bearer token (a webhook that authenticates its
+    /// callers itself). Otherwise the caller needs a token granted the
+    /// function, and the component never sees that token.
+    #[serde(default)]
+    pub public: bool,
+    /// Linear memory one request's instance may grow to, in MiB.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Time one request may take (`30s`, `2m`).
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+fn default_memory_mib() -> u64 {
+    128
+}
+fn default_timeout() -> String {
+    "30s".into()
+}
+
+/// Why a request to a function failed; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Every instance slot is taken.
+    #[error("function '{0}' is at its limit of concurrent requests; retry shortly")]
+    Busy(String),
+    /// The request ran out of time.
+    #[error("function '{0}' did not answer within {1:?}")]
+    Timeout(String, Duration),
+    /// The component trapped or broke the `wasi:http` contract.
+    #[error("function '{0}' failed: {1}")]
+    Failed(String, String),
+}
+
+/// The hosted functions, by name.
+pub struct Functions {
+    functions: BTreeMap<String, Arc<Function>>,
+    permits: Arc<Semaphore>,
+    _ticker: Option<Arc<Ticker>>,
+}
+
+/// One hosted function.
+pub struct Function {
+    /// Its name (the route is `/fn/{name}`).
+    pub name: String,
+    /// Whether it is served without a token.
+    pub public: bool,
+    /// Hex sha256 of its component.
+    pub sha256: String,
+    pre: ProxyPre<FnState>,
+    env: Vec<(String, String)>,
+    outbound: Arc<AllowList>,
+    memory_bytes: usize,
+    timeout: Duration,
+}
+
+impl Functions {
+    /// No functions.
+    pub fn none() -> Self {
+        Functions {
+            functions: BTreeMap::new(),
+            permits: Arc::new(Semaphore::new(0)),
+            _ticker: None,
+        }
+    }
+
+    /// Compiles (or loads from `cache_dir`) every configured function;
+    /// paths are relative to `base`. At most `max_concurrent` requests run
+    /// at once, across all functions.
+    pub fn load(
+        configs: &BTreeMap<String, FunctionConfig>,
+        base: &Path,
+        cache_dir: Option<&Path>,
+        secrets: &Secrets,
+        max_concurrent: u32,
+    ) -> Result<Self> {
+        if configs.is_empty() {
+            return Ok(Self::none());
+        }
+        let max_memory = configs.values().map(|c| c.memory_mib).max().unwrap_or(0) << 20;
+        let engine = engine(max_concurrent, max_memory as usize)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        let mut functions = BTreeMap::new();
+        for (name, c) in configs {
+            let f = load_one(&engine, &linker, name, c, base, cache_dir, secrets)
+                .with_context(|| format!("function '{name}'"))?;
+            functions.insert(name.clone(), Arc::new(f));
+        }
+        Ok(Functions {
+            functions,
+            permits: Arc::new(Semaphore::new(max_concurrent as usize)),
+            _ticker: Some(Ticker::start(&engine)?),
+        })
+    }
+
+    /// The function called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Function>> {
+        self.functions.get(name).cloned()
+    }
+
+    /// Names of the hosted functions.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.functions.keys().map(String::as_str)
+    }
+
+    /// Serves `req` (whose URI is already the path the function sees) with
+    /// a fresh instance of `f`.
+    pub async fn call(
+        &self,
+        f: &Arc<Function>,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<Body>, Failure> {
+        // Wait briefly for a slot rather than failing at once under a burst.
+        let permit =
+            tokio::time::timeout(Duration::from_secs(5), self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| Failure::Busy(f.name.clone()))?
+                .map_err(|_| Failure::Busy(f.name.clone()))?;
+        f.clone().handle(req, permit).await
+    }
+}
+
+fn engine(max_concurrent: u32, max_memory: usize) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(1 << 20);
+    // Instances come from pre-reserved slots, so a request pays for no
+    // mmap/munmap of its memories, tables or stack: the cold part of a
+    // request is only the copy-on-write of the component's data.
+    let n = max_concurrent.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        .total_core_instances(n * 16)
+        .total_memories(n * 2)
+        .total_tables(n * 8)
+        .total_stacks(n)
+        .max_memory_size(max_memory.max(1 << 20));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("creating the engine for functions")
+}
+
+fn load_one(
+    engine: &Engine,
+    linker: &Linker<FnState>,
+    name: &str,
+    c: &FunctionConfig,
+    base: &Path,
+    cache_dir: Option<&Path>,
+    secrets: &Secrets,
+) -> Result<Function> {
+    if !sluice_pipeline::pipeline::valid_secret_name(name) {
+        anyhow::bail!("a function name may hold only letters, digits, '_', '-' and '.'");
+    }
+    let path = base.join(&c.component);
+    let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let sha256 = hex::encode(Sha256::digest(&wasm));
+    let component = compile_cached(engine, cache_dir, &wasm, &sha256)
+        .with_context(|| format!("{} is not a valid component", path.display()))?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(anyhow::Error::from)
+        .context("the component imports more than wasi:http and WASI offer")?;
+    let pre = ProxyPre::new(pre)
+        .map_err(anyhow::Error::from)
+        .context("the component does not export wasi:http/incoming-handler")?;
+    let mut env = Vec::new();
+    for (k, v) in &c.env {
+        let value = sluice_pipeline::pipeline::resolve_secrets(
+            &serde_json::Value::String(v.clone()),
+            &c.secrets,
+            &|n| secrets.get(n),
+        )
+        .with_context(|| format!("env {k}"))?;
+        env.push((k.clone(), value.as_str().unwrap_or_default().to_string()));
+    }
+    let timeout = crate::pipeline::parse_interval(&c.timeout)
+        .context("timeout")?
+        .ok_or_else(|| anyhow::anyhow!("timeout must be more than 0s"))?;
+    Ok(Function {
+        name: name.to_string(),
+        public: c.public,
+        sha256,
+        pre,
+        env,
+        outbound: Arc::new(AllowList::parse(&c.allowed_outbound_hosts)?),
+        memory_bytes: (c.memory_mib << 20) as usize,
+        timeout,
+    })
+}
+
+impl Function {
+    async fn handle(
+        self: Arc<Self>,
+        req: http::Request<Body>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<http::Response<Body>, Failure> {
+        let failed = |e: String| Failure::Failed(self.name.clone(), e);
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(&self.env);
+        let mut store = Store::new(
+            self.pre.engine(),
+            FnState {
+                wasi: wasi.build(),
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(self.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                outbound: Outbound {
+                    function: self.name.clone(),
+                    allow: self.outbound.clone(),
+                },
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        // Yield to tokio every tick, so a busy guest shares the worker;
+        // the timeout below bounds the whole request.
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let req = req.map(|body| {
+            body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+        });
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (incoming, out) = {
+            let mut http = store.data_mut().http();
+            let incoming = http
+                .new_incoming_request(Scheme::Http, req)
+                .map_err(|e| failed(format!("{e:#}")))?;
+            let out = http
+                .new_response_outparam(sender)
+                .map_err(|e| failed(format!("{e:#}")))?;
+            (incoming, out)
+        };
+        let pre = self.pre.clone();
+        let limit = self.timeout;
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, out)
+                    .await
+            };
+            // Covers the response body too: the instance lives until the
+            // handler returns.
+            match tokio::time::timeout(limit, run).await {
+                Ok(r) => r.map_err(|e| Some(format!("{e:#}"))),
+                // Out of time.
+                Err(_) => Err(None),
+            }
+        });
+        match tokio::time::timeout(limit, receiver).await {
+            Err(_) => {
+                task.abort();
+                Err(Failure::Timeout(self.name.clone(), limit))
+            }
+            Ok(Ok(Ok(response))) => Ok(response.map(Body::new)),
+            Ok(Ok(Err(code))) => Err(failed(format!("it answered with error {code:?}"))),
+            // The instance ended without setting a response: say why.
+            Ok(Err(_)) => Err(match task.await {
+                Ok(Ok(())) => failed("it returned without setting a response".into()),
+                Ok(Err(Some(trap))) => failed(trap),
+                Ok(Err(None)) => Failure::Timeout(self.name.clone(), limit),
+                Err(e) => failed(format!("the request task ended: {e}")),
+            }),
+        }
+    }
+}
+
+/// Per-request store data.
+struct FnState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    outbound: Outbound,
+}
+
+impl WasiView for FnState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for FnState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
+}
+
+/// Sends a function's outbound requests through its allow-list.
+struct Outbound {
+    function: String,
+    allow: Arc<AllowList>,
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for Outbound {
+    fn send_request(
+        &mut self,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let allow = self.allow.clone();
+        let function = self.function.clone();
+        Box::new(async move {
+            let addr = match allow.admit(request.uri()).await {
+                Ok(a) => a,
+                Err(refusal) => {
+                    tracing::warn!(
+                        "function '{function}': outbound request to {} refused: {}",
+                        request.uri(),
+                        refusal.reason
+                    );
+                    return Err(refusal.code);
+                }
+            };
+            if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                // Connect to the address that was checked, not to whatever
+                // a second lookup returns (the Host header keeps the name).
+                let mut parts = request.uri().clone().into_parts();
+                parts.authority = Some(
+                    addr.to_string()
+                        .parse()
+                        .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?,
+                );
+                *request.uri_mut() = Uri::from_parts(parts)
+                    .map_err(|_| wasmtime_wasi_http::Error::HttpRequestUriInvalid)?;
+            }
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// Where a function may send requests.
+#[derive(Debug, Default)]
+pub struct AllowList(Vec<Rule>);
+
+#[derive(Debug, PartialEq)]
+struct Rule {
+    /// `http`, `https` or `*`.
+    scheme: String,
+    host: HostPattern,
+    /// `None`: any port.
+    port: Option<u16>,
+}
+
+#[derive(Debug, PartialEq)]
+enum HostPattern {
+    /// This name or address.
+    Exact(String),
+    /// Any subdomain of this name (`*.example.com` → `.example.com`).
+    Subdomains(String),
+}
+
+/// An outbound request the allow-list refuses: the `wasi:http` error the
+/// component sees and the reason the host logs.
+#[derive(Debug)]
+pub struct Refusal {
+    code: wasmtime_wasi_http::Error,
+    reason: String,
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+impl AllowList {
+    /// Parses entries such as `https://api.example.com`,
+    /// `http://127.0.0.1:8080`, `https://*.example.com:*`.
+    pub fn parse(entries: &[String]) -> Result<Self> {
+        let mut rules = Vec::new();
+        for e in entries {
+            let bad = |why: &str| {
+                anyhow::anyhow!(
+                    "allowed_outbound_hosts entry '{e}': {why} (write scheme://host[:port], e.g. https://api.example.com or http://127.0.0.1:8080)"
+                )
+            };
+            let (scheme, rest) = e.split_once("://").ok_or_else(|| bad("no scheme"))?;
+            let scheme = scheme.to_ascii_lowercase();
+            if !["http", "https", "*"].contains(&scheme.as_str()) {
+                return Err(bad("the scheme must be http, https or *"));
+            }
+            let rest = rest.trim_end_matches('/');
+            if rest.contains('/') || rest.contains('@') {
+                return Err(bad("give only a host and port, no path or user"));
+            }
+            let (host, port) = split_host_port(rest).ok_or_else(|| bad("bad host or port"))?;
+            let port = match port {
+                Some("*") => None,
+                Some(p) => Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
+                None => Some(
+                    default_port(&scheme).ok_or_else(|| bad("with scheme * give a port or *"))?,
+                ),
+            };
+            let host = host.to_ascii_lowercase();
+            let host = match host.strip_prefix("*.") {
+                Some(domain) if !domain.is_empty() && !domain.contains('*') => {
+                    HostPattern::Subdomains(format!(".{domain}"))
+                }
+                _ if host.contains('*') || host.is_empty() => {
+                    return Err(bad("a host may only start with '*.'"));
+                }
+                _ => HostPattern::Exact(host),
+            };
+            rules.push(Rule { scheme, host, port });
+        }
+        Ok(AllowList(rules))
+    }
+
+    fn rule_for(&self, scheme: &str, host: &str, port: u16) -> Option<&Rule> {
+        self.0.iter().find(|r| {
+            (r.scheme == "*" || r.scheme == scheme)
+                && r.port.is_none_or(|p| p == port)
+                && match &r.host {
+                    HostPattern::Exact(h) => h == host,
+                    HostPattern::Subdomains(suffix) => host.ends_with(suffix.as_str()),
+                }
+        })
+    }
+
+    /// Checks `uri` against the rules, resolves its host and checks every
+    /// address; returns the address to connect to.
+    pub async fn admit(&self, uri: &Uri) -> Result<SocketAddr, Refusal> {
+        let refuse = |code, reason: String| Refusal { code, reason };
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .map(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
+            .ok_or_else(|| {
+                refuse(
+                    wasmtime_wasi_http::Error::HttpRequestUriInvalid,
+                    "no host".into(),
+                )
+            })?;
+        let port = uri
+            .port_u16()
+            .or_else(|| default_port(&scheme))
+            .ok_or_else(|| {
+                refuse(
+                    wasmtime_wasi_http::Error::HttpRequestUriInvalid,
+                    "no port".into(),
+                )
+            })?;
+        let rule = self.rule_for(&scheme, &host, port).ok_or_else(|| {
+            refuse(
+                wasmtime_wasi_http::Error::HttpRequestDenied,
+                format!("{scheme}://{host}:{port} is not in allowed_outbound_hosts"),
+            )
+        })?;
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| {
+                    refuse(
+                        wasmtime_wasi_http::Error::DnsError {
+                            rcode: Some(e.to_string()),
+                            info_code: None,
+                        },
+                        format!("resolving {host}: {e}"),
+                    )
+                })?
+                .collect(),
+        };
+        let Some(first) = addrs.first().copied() else {
+            return Err(refuse(
+                wasmtime_wasi_http::Error::DestinationNotFound,
+                format!("{host} has no address"),
+            ));
+        };
+        // Every address must pass, so a name that resolves to one public
+        // and one private address cannot be used to reach the private one.
+        for a in &addrs {
+            if let Some(kind) = restricted(a.ip()) {
+                let named = matches!(&rule.host, HostPattern::Exact(h) if h.parse::<IpAddr>().ok() == Some(a.ip()));
+                if !named || kind == Restricted::Metadata {
+                    return Err(refuse(
+                        wasmtime_wasi_http::Error::DestinationIpProhibited,
+                        format!(
+                            "{host} resolves to {} ({kind}); only an allow-list entry naming that address itself reaches it{}",
+                            a.ip(),
+                            if kind == Restricted::Metadata {
+                                ", and metadata addresses never"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(first)
+    }
+}
+
+fn split_host_port(text: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            p => Some((host, Some(p.strip_prefix(':')?))),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, Some(p))),
+        Some(_) => None,
+        None => Some((text, None)),
+    }
+}
+
+/// Address ranges a function reaches only when named explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restricted {
+    Loopback,
+    Private,
+    LinkLocal,
+    Metadata,
+    Other,
+}
+
+impl std::fmt::Display for Restricted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Restricted::Loopback => "a loopback address",
+            Restricted::Private => "a private address",
+            Restricted::LinkLocal => "a link-local address",
+            Restricted::Metadata => "a cloud metadata address",
+            Restricted::Other => "a non-public address",
+        })
+    }
+}
+
+fn restricted(ip: IpAddr) -> Option<Restricted> {
+    match ip {
+        IpAddr::V4(v4) => restricted_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => restricted_v4(v4),
+            None => restricted_v6(v6),
+        },
+    }
+}
+
+fn restricted_v4(ip: Ipv4Addr) -> Option<Restricted> {
+    let o = ip.octets();
+    if [
+        Ipv4Addr::new(169, 254, 169, 254),
+        Ipv4Addr::new(169, 254, 170, 2),
+        Ipv4Addr::new(100, 100, 100, 200),
+    ]
+    .contains(&ip)
+    {
+        Some(Restricted::Metadata)
+    } else if ip.is_loopback() {
+        Some(Restricted::Loopback)
+    } else if ip.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
+        // RFC 1918 and the shared (carrier-grade NAT) range.
+        Some(Restricted::Private)
+    } else if ip.is_link_local() {
+        Some(Restricted::LinkLocal)
+    } else if ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || o[0] == 0
+        || o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+    {
+        Some(Restricted::Other)
+    } else {
+        None
+    }
+}
+
+fn restricted_v6(ip: Ipv6Addr) -> Option<Restricted> {
+    let s = ip.segments();
+    if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        Some(Restricted::Metadata)
+    } else if ip.is_loopback() {
+        Some(Restricted::Loopback)
+    } else if (s[0] & 0xfe00) == 0xfc00 {
+        Some(Restricted::Private)
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        Some(Restricted::LinkLocal)
+    } else if ip.is_unspecified() || ip.is_multicast() {
+        Some(Restricted::Other)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[&str]) -> AllowList {
+        AllowList::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_allow_list_admits_only_what_it_names() {
+        let l = list(&[
+            "http://127.0.0.1:8080",
+            "https://*.example.com",
+            "http://localhost:*",
+        ]);
+        assert_eq!(
+            l.admit(&uri("http://127.0.0.1:8080/tables/t/upload"))
+                .await
+                .unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        let denied = l.admit(&uri("http://127.0.0.1:9090/")).await.unwrap_err();
+        assert!(matches!(
+            denied.code,
+            wasmtime_wasi_http::Error::HttpRequestDenied
+        ));
+        let denied = l.admit(&uri("https://example.com/")).await.unwrap_err();
+        assert!(matches!(
+            denied.code,
+            wasmtime_wasi_http::Error::HttpRequestDenied
+        ));
+        // A name is checked after resolution: localhost is loopback, and
+        // the entry names a host, not that address.
+        let refused = l.admit(&uri("http://localhost:8080/")).await.unwrap_err();
+        assert!(
+            matches!(
+                refused.code,
+                wasmtime_wasi_http::Error::DestinationIpProhibited
+            ),
+            "{}",
+            refused.reason
+        );
+    }
+
+    #[tokio::test]
+    async fn metadata_addresses_are_never_reached() {
+        let l = list(&["http://169.254.169.254", "http://10.0.0.1:*"]);
+        let refused = l
+            .admit(&uri("http://169.254.169.254/latest/meta-data"))
+            .await
+            .unwrap_err();
+        assert!(refused.reason.contains("metadata"), "{}", refused.reason);
+        assert!(l.admit(&uri("http://10.0.0.1:5000/")).await.is_ok());
+    }
+
+    #[test]
+    fn address_ranges() {
+        let r = |s: &str| restricted(s.parse().unwrap());
+        assert_eq!(r("10.1.2.3"), Some(Restricted::Private));
+        assert_eq!(r("172.16.0.1"), Some(Restricted::Private));
+        assert_eq!(r("192.168.1.1"), Some(Restricted::Private));
+        assert_eq!(r("100.64.0.1"), Some(Restricted::Private));
+        assert_eq!(r("169.254.1.1"), Some(Restricted::LinkLocal));
+        assert_eq!(r("169.254.169.254"), Some(Restricted::Metadata));
+        assert_eq!(r("::ffff:127.0.0.1"), Some(Restricted::Loopback));
+        assert_eq!(r("fd12::1"), Some(Restricted::Private));
+        assert_eq!(r("fe80::1"), Some(Restricted::LinkLocal));
+        assert_eq!(r("0.0.0.0"), Some(Restricted::Other));
+        assert_eq!(r("8.8.8.8"), None);
+        assert_eq!(r("2606:4700::1111"), None);
+    }
+
+    #[test]
+    fn bad_entries_say_how_to_write_one() {
+        for bad in [
+            "example.com",
+            "ftp://x",
+            "https://a/b",
+            "https://*",
+            "*://x",
+            "http://x:port",
+        ] {
+            let e = AllowList::parse(&[bad.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("scheme://host"), "{bad}: {e}");
+        }
+    }
+}
