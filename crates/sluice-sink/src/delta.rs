@@ -151,6 +151,9 @@ pub async fn commit(
     txn: Option<(String, i64)>,
 ) -> Result<u64> {
     let table = location.display();
+    // A batch of an application's transaction must not be committed twice:
+    // such a commit is never retried here.
+    let attempts = if txn.is_some() { 1 } else { 5 };
     let mut properties = CommitProperties::default();
     if let Some((app_id, version)) = txn {
         properties = properties.with_application_transaction(Transaction::new(app_id, version));
@@ -161,7 +164,7 @@ pub async fn commit(
     };
     let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     if let Some(t) = existing {
-        return append(&table, &t, schema, actions, properties).await;
+        return append(location, t, schema, actions, properties, attempts).await;
     }
     let columns: StructType = Arc::new(schema.clone())
         .try_into_kernel()
@@ -187,37 +190,56 @@ pub async fn commit(
         // Two first appends raced to create the table: the loser appends
         // to the table the winner created.
         Err(e) if mode == WriteMode::Append => match load(location).await? {
-            Some(t) => append(&table, &t, schema, actions, properties).await,
+            Some(t) => append(location, t, schema, actions, properties, attempts).await,
             None => Err(e),
         },
         Err(e) => Err(e),
     }
 }
 
+/// Commits `actions` as an append to `t`. When another writer's commit
+/// cannot be reconciled with this one (it changed the table's metadata, or
+/// created the table under this one), the table is loaded again, the schema
+/// checked against it again, and the append retried (up to `attempts`
+/// commits in all).
 async fn append(
-    table: &str,
-    t: &DeltaTable,
+    location: &Location,
+    t: DeltaTable,
     schema: &Schema,
     actions: Vec<Action>,
     properties: CommitProperties,
+    attempts: usize,
 ) -> Result<u64> {
-    let snapshot = t.snapshot().map_err(|e| Error::delta(table, e))?;
-    check_schema(table, snapshot.schema().as_ref(), schema)?;
-    let version = CommitBuilder::from(properties)
-        .with_actions(actions)
-        .build(
-            Some(snapshot),
-            t.log_store(),
-            DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: None,
-                predicate: None,
-            },
-        )
-        .await
-        .map_err(|e| Error::delta(table, e))?
-        .version();
-    Ok(version)
+    let table = location.display();
+    let mut t = t;
+    let mut attempt = 1;
+    loop {
+        let snapshot = t.snapshot().map_err(|e| Error::delta(&table, e))?;
+        check_schema(&table, snapshot.schema().as_ref(), schema)?;
+        let committed = CommitBuilder::from(properties.clone())
+            .with_actions(actions.clone())
+            .build(
+                Some(snapshot),
+                t.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(|e| Error::delta(&table, e));
+        match committed {
+            Ok(c) => return Ok(c.version()),
+            Err(Error::CommitConflict { .. }) if attempt < attempts => {
+                attempt += 1;
+                t = load(location).await?.ok_or_else(|| {
+                    Error::delta(&table, DeltaTableError::generic("the table vanished"))
+                })?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn check_schema(table: &str, existing: &StructType, input: &Schema) -> Result<()> {
