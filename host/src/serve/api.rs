@@ -720,7 +720,7 @@ async fn run_now(
     )
     .await?;
     if wait {
-        let done = handle.await.map_err(ApiError::internal)?;
+        let done = handle.await;
         let status = if done.status == "succeeded" {
             StatusCode::OK
         } else {
@@ -772,7 +772,11 @@ async fn get_run(
     let run = app
         .runs
         .run(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no run '{id}' in this process")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no run '{id}' among this process's recent runs (the whole history: GET /pipelines/{{name}}/runs)"
+            ))
+        })?;
     who.pipeline(&run.pipeline)?;
     Ok(Json(run).into_response())
 }

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use futures::TryStreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, TryStreamExt};
 use object_store::{ObjectStoreExt, PutPayload};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -60,9 +61,25 @@ pub struct Entry {
     pub pipeline: Pipeline,
     /// Held while a run is in progress.
     pub lock: Arc<tokio::sync::Mutex<()>>,
+    /// The run waiting for its turn, if any: triggers that come while one
+    /// waits join it rather than queueing another run each.
+    pub queued: Arc<Mutex<Option<Queued>>>,
     /// Its cron schedule, parsed.
     pub cron: Option<croner::Cron>,
 }
+
+/// Resolves to a run's final record.
+pub type Done = Shared<BoxFuture<'static, RunRecord>>;
+
+/// A run that has not started yet.
+#[derive(Clone)]
+pub struct Queued {
+    record: RunRecord,
+    done: Done,
+}
+
+/// Finished runs kept in memory for `GET /runs/{id}`.
+const KEPT_RUNS: usize = 1000;
 
 /// Pipelines and runs.
 #[derive(Default)]
@@ -99,21 +116,39 @@ impl Runs {
             .pipelines
             .lock()
             .map_err(|_| anyhow::anyhow!("poisoned"))?;
-        let lock = map.get(name).map(|e| e.lock.clone()).unwrap_or_default();
+        let (lock, queued) = map
+            .get(name)
+            .map(|e| (e.lock.clone(), e.queued.clone()))
+            .unwrap_or_default();
         map.insert(
             name.to_string(),
             Arc::new(Entry {
                 pipeline,
                 lock,
+                queued,
                 cron,
             }),
         );
         Ok(())
     }
 
+    /// Records `r`. Runs in progress stay; of the finished ones the newest
+    /// [`KEPT_RUNS`] or so stay in memory (all are in the stored history).
     fn set(&self, r: &RunRecord) {
         if let Ok(mut runs) = self.runs.lock() {
             runs.insert(r.id.clone(), r.clone());
+            if runs.len() > 2 * KEPT_RUNS {
+                let mut finished: Vec<(String, String)> = runs
+                    .values()
+                    .filter(|r| r.ended.is_some())
+                    .map(|r| (r.triggered.clone(), r.id.clone()))
+                    .collect();
+                finished.sort();
+                let excess = runs.len() - KEPT_RUNS;
+                for (_, id) in finished.into_iter().take(excess) {
+                    runs.remove(&id);
+                }
+            }
         }
     }
 
@@ -287,8 +322,10 @@ pub async fn store_pipeline(app: &App, name: &str, pipeline: Pipeline) -> Result
     app.runs.put(name, pipeline)
 }
 
-/// Starts a run of `name` (after any run in progress); returns its record
-/// at once, and a handle that resolves to the final record.
+/// Starts a run of `name` after any run in progress, or joins the run
+/// already waiting for its turn (it will see everything this trigger
+/// would); returns the run's record at once, and a future of its final
+/// record.
 pub fn start(
     app: &Arc<App>,
     name: &str,
@@ -296,7 +333,12 @@ pub fn start(
     trigger: &str,
     principal: &str,
     objects: Vec<String>,
-) -> (RunRecord, tokio::task::JoinHandle<RunRecord>) {
+) -> (RunRecord, Done) {
+    let slot = entry.queued.clone();
+    let mut waiting = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(q) = waiting.as_ref() {
+        return (q.record.clone(), q.done.clone());
+    }
     let mut record = RunRecord {
         id: uuid::Uuid::new_v4().simple().to_string(),
         pipeline: name.to_string(),
@@ -313,8 +355,12 @@ pub fn start(
     let queued = record.clone();
     let app = app.clone();
     let name = name.to_string();
+    let task_slot = slot.clone();
     let handle = tokio::spawn(async move {
         let _turn = entry.lock.lock().await;
+        // Running now: a later trigger must start a later run, which will
+        // see files this run's listing may miss.
+        *task_slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
         record.status = "running".into();
         app.runs.set(&record);
         let started = Instant::now();
@@ -375,7 +421,22 @@ pub fn start(
         }
         record
     });
-    (queued, handle)
+    let fallback = queued.clone();
+    let done: Done = async move {
+        handle.await.unwrap_or_else(|e| RunRecord {
+            status: "failed".into(),
+            error: Some(format!("the run's task ended: {e}")),
+            ended: Some(now()),
+            ..fallback
+        })
+    }
+    .boxed()
+    .shared();
+    *waiting = Some(Queued {
+        record: queued.clone(),
+        done: done.clone(),
+    });
+    (queued, done)
 }
 
 /// A stored run record's name: its trigger time first, so that a listing
@@ -431,7 +492,8 @@ pub async fn scheduler(app: Arc<App>) {
                     .is_ok_and(|next| next <= now)
             });
             if due && !busy {
-                start(&app, &name, entry.clone(), "schedule", "scheduler", vec![]);
+                // The run goes on by itself; nothing here waits for it.
+                let _run = start(&app, &name, entry.clone(), "schedule", "scheduler", vec![]);
                 continue;
             }
             if let Some(every) = app.backstop
@@ -443,7 +505,7 @@ pub async fn scheduler(app: Arc<App>) {
                 if Instant::now() >= *at {
                     *at = Instant::now() + every;
                     if !busy {
-                        start(&app, &name, entry, "backstop", "scheduler", vec![]);
+                        let _run = start(&app, &name, entry, "backstop", "scheduler", vec![]);
                     }
                 }
             }
