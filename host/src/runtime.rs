@@ -17,7 +17,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{Connector, ConnectorPre};
@@ -33,6 +36,10 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall-clock time one call into a component may take.
     pub call_timeout: Duration,
+    /// Instance slots reserved up front by the pooling allocator, for a
+    /// long-running process that instantiates connectors per request;
+    /// `None`: memories are mapped per instance (a one-shot CLI run).
+    pub pool: Option<u32>,
 }
 
 impl Default for Limits {
@@ -40,6 +47,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 1 << 30,
             call_timeout: Duration::from_secs(600),
+            pool: None,
         }
     }
 }
@@ -115,6 +123,15 @@ impl Runtime {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         config.max_wasm_stack(1 << 20);
+        if let Some(slots) = limits.pool {
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(slots)
+                .total_core_instances(slots * 16)
+                .total_memories(slots * 2)
+                .total_tables(slots * 8)
+                .max_memory_size(limits.memory_bytes);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);

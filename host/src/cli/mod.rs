@@ -45,6 +45,7 @@ pub struct Global {
 }
 
 /// What the global options and the environment resolve to.
+#[derive(Clone)]
 pub struct Env {
     /// Object-store options.
     pub storage: HashMap<String, String>,
@@ -87,6 +88,7 @@ impl Env {
                 .checked_mul(1 << 20)
                 .context("--component-memory is too large")?,
             call_timeout: Duration::from_secs_f64(g.component_timeout),
+            pool: None,
         };
         Ok(Env {
             storage,

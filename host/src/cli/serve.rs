@@ -32,6 +32,10 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<()> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    // A long-running service instantiates connectors per request: reserve
+    // their slots up front (the pooling allocator).
+    let mut env = env.clone();
+    env.limits.pool = Some(config.connector_slots);
     let mut services = env.services(&args.tuning)?;
     if let Some(w) = &config.warehouse {
         services.warehouse = w.clone();

@@ -78,6 +78,10 @@ pub struct ServeConfig {
     /// by the pooling allocator).
     #[serde(default = "default_max_concurrent_functions")]
     pub max_concurrent_functions: u32,
+    /// Connector instances that may exist at once (slots the pooling
+    /// allocator reserves: each run or upload uses one per lane).
+    #[serde(default = "default_connector_slots")]
+    pub connector_slots: u32,
     /// The directory relative paths in the file are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -97,6 +101,9 @@ fn default_max_connector() -> u64 {
 }
 fn default_max_concurrent_functions() -> u32 {
     64
+}
+fn default_connector_slots() -> u32 {
+    256
 }
 fn default_backstop() -> String {
     "5m".into()

@@ -55,6 +55,7 @@ fn the_spin_component_pushes_records_into_a_table_through_sluice() {
         ),
         function("nowhere", "", &env, ""),
         function("slow", &format!("\"{base}\""), &env, "timeout = \"1ms\""),
+        function("tiny", &format!("\"{base}\""), &env, "memory_mib = 4"),
     ]
     .concat();
     let s = Server::start_with(
@@ -173,7 +174,29 @@ fn the_spin_component_pushes_records_into_a_table_through_sluice() {
         .count();
     assert!(edge_uploads >= 2, "{}", audit.body);
 
-    // A request that outlives its time limit gets a 504; the service goes on.
+    // A component that traps (here: out of memory while parsing) gets a
+    // 500 and a request that outlives its time limit a 504; nothing is
+    // committed, and the service goes on.
+    let big: Vec<serde_json::Value> = (0..60_000)
+        .map(|i| json!({"id": 1000 + i, "city": "a city with a long enough name"}))
+        .collect();
+    let r = s.call(
+        "POST",
+        "/fn/tiny/ingest",
+        Some(ADMIN),
+        Some("application/json"),
+        Some(serde_json::to_vec(&big).unwrap()),
+    );
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        r.body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("function 'tiny' failed"),
+        "{}",
+        r.body
+    );
+    assert_eq!(ids(&c, "uploaded"), [1, 2, 3, 4, 5]);
     let r = bad_push(&s, "slow");
     assert_eq!(r.status, 504, "{}", r.body);
     let r = s.call("GET", "/health", None, None, None);
