@@ -37,6 +37,9 @@ async fn the_host_survives_traps_and_runs_the_next_pipeline() {
         Limits {
             memory_bytes: 64 << 20,
             call_timeout: Duration::from_millis(500),
+            // As `sluice serve` runs connectors: from the pooling allocator,
+            // whose slots a trapped instance must give back.
+            pool: Some(4),
         },
     )
     .unwrap();
