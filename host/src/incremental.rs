@@ -26,6 +26,7 @@ use sluice_checkpoint::{BatchKind, Checkpoint, Commit, Plan, SchemaLog, SourceFi
 use sluice_pipeline::schema::{Drift, drift, evolve};
 use sluice_pipeline::{
     CleanSource, Evolution, FileRef, Format, Projection, Source, StreamOptions, list_files,
+    notified_files,
 };
 use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn};
 
@@ -309,6 +310,35 @@ impl Runner {
             let files: Vec<SourceFile> = self.queue.drain(..).map(|f| to_source(&f)).collect();
             let report = self.skip(files).await?;
             on_batch(&report);
+        }
+        Ok(self.queue.len())
+    }
+
+    /// Queues the notified `objects` not planned before, looking each one
+    /// up instead of listing the source (file notification mode). A first
+    /// run lists instead: which files existed before the stream began is
+    /// something only a listing can tell.
+    pub async fn notified(
+        &mut self,
+        objects: &[String],
+        on_batch: &mut impl FnMut(&BatchReport),
+    ) -> Result<usize> {
+        if self.state.next_batch == 0 {
+            return self.list(on_batch).await;
+        }
+        let files = notified_files(&self.config.source, objects).await?;
+        let by_version = self.config.options.allow_overwrites;
+        self.already_loaded = 0;
+        self.queue.clear();
+        for f in files {
+            if !self.config.options.wants(&f) {
+                continue;
+            }
+            if self.state.seen(&to_source(&f), by_version) {
+                self.already_loaded += 1;
+                continue;
+            }
+            self.queue.push_back(f);
         }
         Ok(self.queue.len())
     }

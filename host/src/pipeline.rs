@@ -356,7 +356,10 @@ impl Services {
                 self.batch(pipeline, table, table_format, None).await?
             }
             LoadMode::CopyInto => self.copy_into(pipeline, table, table_format).await?,
-            LoadMode::Stream => self.stream(name, pipeline, table, table_format).await?,
+            LoadMode::Stream => {
+                self.stream(name, pipeline, table, table_format, None)
+                    .await?
+            }
         };
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
@@ -401,6 +404,33 @@ impl Services {
             seconds: started.elapsed().as_secs_f64(),
             ..RunReport::default()
         })
+    }
+
+    /// Runs stream pipeline `name` on the `objects` an object-store
+    /// notification named, without listing its source (file notification
+    /// mode; a periodic listing is the backstop for lost notifications).
+    /// Other modes list as [`Services::run`] does.
+    pub async fn run_notified(
+        &self,
+        name: &str,
+        pipeline: &Pipeline,
+        objects: &[String],
+    ) -> Result<RunReport> {
+        if pipeline.mode != LoadMode::Stream {
+            return self.run(name, pipeline).await;
+        }
+        pipeline.validate()?;
+        let started = Instant::now();
+        let table = self.table(&pipeline.table)?;
+        let table_format = match pipeline.table_format {
+            TableFormatName::Delta => TableFormat::Delta,
+            TableFormatName::Parquet => TableFormat::Parquet,
+        };
+        let mut report = self
+            .stream(name, pipeline, table, table_format, Some(objects))
+            .await?;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
     }
 
     /// The schema files would get and their first `limit` rows, as JSON
@@ -586,6 +616,7 @@ impl Services {
         p: &Pipeline,
         table: Location,
         table_format: TableFormat,
+        notified: Option<&[String]>,
     ) -> Result<RunReport> {
         let checkpoint = match &p.checkpoint {
             Some(c) => self.location(c)?,
@@ -606,7 +637,10 @@ impl Services {
         let mut report = RunReport::default();
         let mut on_batch = |r: &BatchReport| report.add(r);
         let mut runner = Runner::open(config, &mut on_batch).await?;
-        runner.list(&mut on_batch).await?;
+        match notified {
+            None => runner.list(&mut on_batch).await?,
+            Some(objects) => runner.notified(objects, &mut on_batch).await?,
+        };
         while let Some(r) = runner.next().await? {
             on_batch(&r);
             runner.clean_source().await?;

@@ -26,7 +26,7 @@ mod spec;
 pub use error::{Error, Result};
 pub use incremental::{CleanSource, StreamOptions};
 pub use pipeline::{LoadMode, Pipeline};
-pub use plan::{FileRef, Source, list_files, plan_files};
+pub use plan::{FileRef, Source, list_files, notified_files, plan_files};
 pub use projection::Projection;
 pub use schema::Evolution;
 pub use spec::{Format, Ingest};

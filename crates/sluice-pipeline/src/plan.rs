@@ -195,6 +195,53 @@ pub async fn list_files(source: &Source) -> Result<Vec<FileRef>> {
     Ok(files)
 }
 
+/// The files among `objects` (URLs, as an object-store notification names
+/// them) that `source` covers and that exist, found by looking each one up
+/// rather than listing the source: file notification mode. An object
+/// outside the source, hidden (`_`, `.`) or gone is left out.
+pub async fn notified_files(source: &Source, objects: &[String]) -> Result<Vec<FileRef>> {
+    let (store, root): (Arc<dyn ObjectStore>, Path) = source.base.store()?;
+    let base = source.base.url();
+    let mut files = Vec::new();
+    for object in objects {
+        let Ok(url) = url::Url::parse(object) else {
+            continue;
+        };
+        if url.scheme() != base.scheme() || url.host_str() != base.host_str() {
+            continue;
+        }
+        let Ok(path) = Path::from_url_path(url.path().trim_start_matches('/')) else {
+            continue;
+        };
+        if path.prefix_match(&root).is_none() || hidden(&root, &path) {
+            continue;
+        }
+        let location = url_for(&source.base, &path);
+        if let Some(glob) = &source.glob
+            && !glob.is_match(percent_decode(&location))
+        {
+            continue;
+        }
+        match store.head(&path).await {
+            Ok(m) => files.push(FileRef {
+                location,
+                size: m.size,
+                last_modified_ms: m.last_modified.timestamp_millis(),
+            }),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => {
+                return Err(Error::Store {
+                    input: object.clone(),
+                    error: Box::new(error),
+                });
+            }
+        }
+    }
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    files.dedup_by(|a, b| a.location == b.location);
+    Ok(files)
+}
+
 fn url_for(base: &Location, path: &Path) -> String {
     let mut url = base.url().clone();
     url.set_path(&format!("/{}", path.as_ref()));
@@ -241,5 +288,40 @@ mod tests {
         assert_eq!(one[0].size, 1);
         let none = plan(format!("{}/nothing", d.display())).await.unwrap_err();
         assert!(none.to_string().contains("no files found"), "{none}");
+    }
+
+    #[tokio::test]
+    async fn notified_objects_are_looked_up_not_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        for n in [
+            "in/a.csv",
+            "in/b json.csv",
+            "in/c.txt",
+            "in/_tmp.csv",
+            "out/x.csv",
+        ] {
+            touch(d, n);
+        }
+        let url = |n: &str| url::Url::from_file_path(d.join(n)).unwrap().to_string();
+        let source = Source::parse(&format!("{}/in/*.csv", d.display()), HashMap::new()).unwrap();
+        let objects = [
+            url("in/a.csv"),
+            url("in/a.csv"),
+            url("in/b json.csv"),
+            url("in/c.txt"),
+            url("in/_tmp.csv"),
+            url("in/gone.csv"),
+            url("out/x.csv"),
+            "s3://elsewhere/in/a.csv".to_string(),
+            "not a url".to_string(),
+        ];
+        let files = notified_files(&source, &objects).await.unwrap();
+        let names: Vec<&str> = files
+            .iter()
+            .map(|f| f.location.rsplit('/').next().unwrap())
+            .collect();
+        assert_eq!(names, ["a.csv", "b%20json.csv"]);
+        assert_eq!(files[0].size, 1);
     }
 }

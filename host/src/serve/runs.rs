@@ -72,10 +72,12 @@ pub struct Entry {
 pub type Done = Shared<BoxFuture<'static, RunRecord>>;
 
 /// A run that has not started yet.
-#[derive(Clone)]
 pub struct Queued {
     record: RunRecord,
     done: Done,
+    /// Whether a trigger asked for a listing of the source (HTTP, schedule,
+    /// backstop); otherwise only notified objects are looked at.
+    list: bool,
 }
 
 /// Finished runs kept in memory for `GET /runs/{id}`.
@@ -336,7 +338,17 @@ pub fn start(
 ) -> (RunRecord, Done) {
     let slot = entry.queued.clone();
     let mut waiting = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(q) = waiting.as_ref() {
+    // A trigger without objects asks for a listing of the source; a
+    // notification names the new objects, and only those are looked up.
+    let list = objects.is_empty();
+    if let Some(q) = waiting.as_mut() {
+        q.list |= list;
+        for o in objects {
+            if !q.record.objects.contains(&o) {
+                q.record.objects.push(o);
+            }
+        }
+        app.runs.set(&q.record);
         return (q.record.clone(), q.done.clone());
     }
     let mut record = RunRecord {
@@ -360,11 +372,24 @@ pub fn start(
         let _turn = entry.lock.lock().await;
         // Running now: a later trigger must start a later run, which will
         // see files this run's listing may miss.
-        *task_slot.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let joined = task_slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let list = match joined {
+            Some(q) => {
+                record.objects = q.record.objects;
+                q.list
+            }
+            None => true,
+        };
         record.status = "running".into();
         app.runs.set(&record);
         let started = Instant::now();
-        let result = app.services.run(&name, &entry.pipeline).await;
+        let result = if list {
+            app.services.run(&name, &entry.pipeline).await
+        } else {
+            app.services
+                .run_notified(&name, &entry.pipeline, &record.objects)
+                .await
+        };
         match result {
             Ok(report) => {
                 app.metrics.record(&name, Some(&report));
@@ -435,6 +460,7 @@ pub fn start(
     *waiting = Some(Queued {
         record: queued.clone(),
         done: done.clone(),
+        list,
     });
     (queued, done)
 }

@@ -370,8 +370,11 @@ fn a_pipeline_runs_on_http_triggers_webhooks_and_its_schedule() {
     assert_eq!(r.body["status"], "succeeded");
     assert_eq!(r.body["report"]["rows"], 2);
 
-    // A webhook with an S3-style event for a new object runs the pipeline.
+    // A webhook with an event for a new object runs the pipeline on that
+    // object alone (file notification mode: no listing); a file that came
+    // without a notification waits for a listing (here, the schedule's).
     c.write("land/in/b.csv", "id\n3\n");
+    c.write("land/in/quiet.csv", "id\n6\n");
     let key = c.path("land/in/b.csv");
     let event = json!({"specversion": "1.0", "type": "object.created", "source": "test", "id": "1",
                        "data": {"url": format!("file://{}", key.display())}});
@@ -420,10 +423,10 @@ fn a_pipeline_runs_on_http_triggers_webhooks_and_its_schedule() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let t = read_delta(&c.path("warehouse/events"));
-        if t.rows.len() == 5 {
+        if t.rows.len() == 6 {
             let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
             ids.sort();
-            assert_eq!(ids, [1, 2, 3, 4, 5]);
+            assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
             break;
         }
         assert!(Instant::now() < deadline, "the schedule never loaded c.csv");
@@ -446,7 +449,7 @@ fn a_pipeline_runs_on_http_triggers_webhooks_and_its_schedule() {
     let metrics = s.call("GET", "/metrics", Some(WRITER), None, None);
     let text = metrics.body.as_str().unwrap();
     assert!(
-        text.contains("sluice_rows_total{pipeline=\"events\"} 5"),
+        text.contains("sluice_rows_total{pipeline=\"events\"} 6"),
         "{text}"
     );
 }
