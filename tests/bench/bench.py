@@ -213,34 +213,57 @@ def coldstart(a, env: dict):
     """A fresh `sluice serve` process: from spawning it to the response of
     its first upload into a table (the rows committed), with the compiled
     connector in the cache (the normal case) and with an empty cache (the
-    first start on a machine: the component is compiled)."""
+    first start on a machine: the component is compiled); and to the
+    response of its first push through the hosted edge function (the Spin
+    component validates, converts to Arrow IPC and hands the batch back to
+    Sluice, which commits it)."""
+    import socket
     import urllib.request
     print()
     out = a.data / "out" / "coldstart"
     token = "bench-token-0123456789abcdef"
-    body = b"id,name\n1,a\n2,b\n"
-    for label, fresh_cache in (("compiled component cached", False), ("empty component cache", True)):
+    edge = ROOT / "target/components/wasm32-wasip2/release/sluice_edge.wasm"
+    cases = (
+        ("upload, compiled component cached", False, False),
+        ("upload, empty component cache", True, False),
+        ("edge function push, cached", False, True),
+    )
+    for label, fresh_cache, through_edge in cases:
         times = []
         for k in range(max(a.runs, 5)):
             if out.exists():
                 shutil.rmtree(out)
             out.mkdir(parents=True)
-            (out / "sluice.toml").write_text(
-                'state = "state"\nwarehouse = "warehouse"\n[[tokens]]\nname = "bench"\ntoken_env = "BENCH_TOKEN"\nrole = "admin"\n')
-            penv = dict(env, BENCH_TOKEN=token)
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            config = ('state = "state"\nwarehouse = "warehouse"\n'
+                      '[[tokens]]\nname = "bench"\ntoken_env = "BENCH_TOKEN"\nrole = "admin"\n')
+            if through_edge:
+                config += (f'[functions.edge]\ncomponent = "{edge}"\n'
+                           f'allowed_outbound_hosts = ["http://127.0.0.1:{port}"]\nsecrets = ["BENCH"]\n'
+                           f'[functions.edge.env]\nSLUICE_URL = "http://127.0.0.1:{port}"\n'
+                           'SLUICE_TOKEN = "${secret:BENCH}"\nSLUICE_TABLE = "t"\n')
+            (out / "sluice.toml").write_text(config)
+            penv = dict(env, BENCH_TOKEN=token, SLUICE_SECRET_BENCH=token)
             if fresh_cache:
                 penv["SLUICE_CACHE_DIR"] = str(out / "cache")
             t0 = time.perf_counter()
-            proc = subprocess.Popen([str(SLUICE), "serve", "--config", "sluice.toml", "--listen", "127.0.0.1:0"],
+            proc = subprocess.Popen([str(SLUICE), "serve", "--config", "sluice.toml", "--listen", f"127.0.0.1:{port}"],
                                     cwd=out, env=penv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             try:
                 url = proc.stdout.readline().strip().removeprefix("listening on ")
-                req = urllib.request.Request(f"{url}/tables/t/upload", data=body, method="POST",
-                                             headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
+                if through_edge:
+                    req = urllib.request.Request(f"{url}/fn/edge/ingest", data=b'[{"id": 1}, {"id": 2}]', method="POST",
+                                                 headers={"Authorization": f"Bearer {token}",
+                                                          "Content-Type": "application/json"})
+                else:
+                    req = urllib.request.Request(f"{url}/tables/t/upload", data=b"id,name\n1,a\n2,b\n", method="POST",
+                                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv"})
                 with urllib.request.urlopen(req) as r:
                     reply = json.loads(r.read())
                 times.append(time.perf_counter() - t0)
-                assert reply["report"]["rows"] == 2, reply
+                assert reply["rows"] == 2 if through_edge else reply["report"]["rows"] == 2, reply
             finally:
                 proc.terminate()
                 proc.wait()
