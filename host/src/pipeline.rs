@@ -321,7 +321,7 @@ impl Services {
             Some(l) => self.location(l)?,
             None => checkpoint.clone(),
         };
-        let connector = self.runtime.load(builtin::FILES)?;
+        let connector = self.runtime.load_builtin(builtin::FILES)?;
         Ok(Config {
             kind,
             source,
@@ -344,6 +344,28 @@ impl Services {
     /// (available-now). `name` identifies the pipeline's default
     /// checkpoint.
     pub async fn run(&self, name: &str, pipeline: &Pipeline) -> Result<RunReport> {
+        self.run_with(name, pipeline, None).await
+    }
+
+    /// Runs stream pipeline `name` on the `objects` an object-store
+    /// notification named, without listing its source (file notification
+    /// mode; a periodic listing is the backstop for lost notifications).
+    /// Other modes list as [`Services::run`] does.
+    pub async fn run_notified(
+        &self,
+        name: &str,
+        pipeline: &Pipeline,
+        objects: &[String],
+    ) -> Result<RunReport> {
+        self.run_with(name, pipeline, Some(objects)).await
+    }
+
+    async fn run_with(
+        &self,
+        name: &str,
+        pipeline: &Pipeline,
+        notified: Option<&[String]>,
+    ) -> Result<RunReport> {
         pipeline.validate()?;
         let started = Instant::now();
         let table = self.table(&pipeline.table)?;
@@ -357,7 +379,7 @@ impl Services {
             }
             LoadMode::CopyInto => self.copy_into(pipeline, table, table_format).await?,
             LoadMode::Stream => {
-                self.stream(name, pipeline, table, table_format, None)
+                self.stream(name, pipeline, table, table_format, notified)
                     .await?
             }
         };
@@ -406,33 +428,6 @@ impl Services {
         })
     }
 
-    /// Runs stream pipeline `name` on the `objects` an object-store
-    /// notification named, without listing its source (file notification
-    /// mode; a periodic listing is the backstop for lost notifications).
-    /// Other modes list as [`Services::run`] does.
-    pub async fn run_notified(
-        &self,
-        name: &str,
-        pipeline: &Pipeline,
-        objects: &[String],
-    ) -> Result<RunReport> {
-        if pipeline.mode != LoadMode::Stream {
-            return self.run(name, pipeline).await;
-        }
-        pipeline.validate()?;
-        let started = Instant::now();
-        let table = self.table(&pipeline.table)?;
-        let table_format = match pipeline.table_format {
-            TableFormatName::Delta => TableFormat::Delta,
-            TableFormatName::Parquet => TableFormat::Parquet,
-        };
-        let mut report = self
-            .stream(name, pipeline, table, table_format, Some(objects))
-            .await?;
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
-    }
-
     /// The schema files would get and their first `limit` rows, as JSON
     /// objects; nothing is written.
     pub async fn preview(
@@ -444,7 +439,7 @@ impl Services {
     ) -> Result<(arrow_schema::SchemaRef, Vec<serde_json::Value>)> {
         let job = Job {
             runtime: self.runtime.clone(),
-            connector: self.runtime.load(builtin::FILES)?,
+            connector: self.runtime.load_builtin(builtin::FILES)?,
             input: Input::Files {
                 source: source.to_string(),
                 format,
@@ -523,7 +518,7 @@ impl Services {
     ) -> Result<RunReport> {
         let (connector, input) = match &p.connector {
             None => (
-                self.runtime.load(builtin::FILES)?,
+                self.runtime.load_builtin(builtin::FILES)?,
                 Input::Files {
                     source: p.source.clone().context("the pipeline has no source")?,
                     format: p.format.context("the pipeline has no format")?,

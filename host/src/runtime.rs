@@ -77,6 +77,8 @@ pub struct Runtime {
     linker: Arc<Linker<StoreData>>,
     cache_dir: Option<PathBuf>,
     limits: Limits,
+    /// Built-in components already loaded, by the address of their bytes.
+    builtins: Arc<std::sync::Mutex<std::collections::HashMap<usize, Loaded>>>,
     _ticker: Arc<Ticker>,
 }
 
@@ -146,6 +148,7 @@ impl Runtime {
             linker: Arc::new(linker),
             cache_dir,
             limits,
+            builtins: Arc::default(),
         })
     }
 
@@ -176,6 +179,21 @@ impl Runtime {
             sha256,
             imports: Arc::new(imports),
         })
+    }
+
+    /// [`Runtime::load`] for a component compiled into the binary, loaded
+    /// once per runtime: a long-running service does not hash, deserialize
+    /// and type-check it again for every request.
+    pub fn load_builtin(&self, wasm: &'static [u8]) -> Result<Loaded> {
+        let key = wasm.as_ptr() as usize;
+        if let Some(l) = self.builtins.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(l);
+        }
+        let loaded = self.load(wasm)?;
+        if let Ok(mut m) = self.builtins.lock() {
+            m.insert(key, loaded.clone());
+        }
+        Ok(loaded)
     }
 
     fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {
