@@ -11,7 +11,7 @@ use crate::harness::{Case, component, read_delta};
 use crate::serve::{ADMIN, Server, WRITER};
 
 /// A loopback port that was free a moment ago (the server binds it next).
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -20,12 +20,34 @@ pub fn free_port() -> u16 {
 }
 
 /// A `[functions.NAME]` section for the edge component.
-pub fn function(name: &str, allowed: &str, env: &str, extra: &str) -> String {
+fn function(name: &str, allowed: &str, env: &str, extra: &str) -> String {
     format!(
         "[functions.{name}]\ncomponent = {:?}\nsecrets = [\"EDGE_TOKEN\"]\n\
          allowed_outbound_hosts = [{allowed}]\n{extra}\n\
          [functions.{name}.env]\nSLUICE_TOKEN = \"${{secret:EDGE_TOKEN}}\"\n{env}\n",
         component("sluice_edge").display().to_string()
+    )
+}
+
+/// A server (with no backstop listing) hosting the edge component as
+/// function `name`, which may reach the server itself and has `env` (TOML
+/// lines) besides `SLUICE_URL` and its token.
+pub fn edge_server(c: &Case, name: &str, env: &str) -> Server {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    Server::start_with(
+        c,
+        &format!(
+            "backstop_interval = \"0s\"\n{}",
+            function(
+                name,
+                &format!("\"{base}\""),
+                &format!("SLUICE_URL = \"{base}\"\n{env}"),
+                ""
+            )
+        ),
+        &format!("127.0.0.1:{port}"),
+        &[("SLUICE_SECRET_EDGE_TOKEN", WRITER)],
     )
 }
 
@@ -222,18 +244,10 @@ fn bad_push(s: &Server, function: &str) -> crate::serve::Reply {
 #[test]
 fn the_spin_component_lands_files_a_stream_pipeline_loads_once() {
     let c = Case::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let env =
-        format!("SLUICE_URL = \"{base}\"\nSLUICE_VOLUME = \"landing\"\nSLUICE_PREFIX = \"edge\"\n");
-    let s = Server::start_with(
+    let s = edge_server(
         &c,
-        &format!(
-            "backstop_interval = \"0s\"\n{}",
-            function("land", &format!("\"{base}\""), &env, "")
-        ),
-        &format!("127.0.0.1:{port}"),
-        &[("SLUICE_SECRET_EDGE_TOKEN", WRITER)],
+        "land",
+        "SLUICE_VOLUME = \"landing\"\nSLUICE_PREFIX = \"edge\"\n",
     );
     let push = |body: &[u8]| {
         let r = s.call(

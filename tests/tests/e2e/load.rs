@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::functions::{free_port, function};
+use crate::functions::edge_server;
 use crate::harness::{Case, read_delta};
-use crate::serve::{ADMIN, Server, WRITER};
+use crate::serve::{ADMIN, WRITER};
 
 const ROWS_PER_REQUEST: i64 = 20;
 
@@ -55,18 +55,10 @@ fn sustained_uploads_pushes_and_triggers_lose_and_duplicate_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
     let c = Case::new();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let env =
-        format!("SLUICE_URL = \"{base}\"\nSLUICE_TABLE = \"uploaded\"\nREQUIRED_FIELDS = \"id\"\n");
-    let s = Server::start_with(
+    let s = edge_server(
         &c,
-        &format!(
-            "backstop_interval = \"0s\"\n{}",
-            function("edge", &format!("\"{base}\""), &env, "")
-        ),
-        &format!("127.0.0.1:{port}"),
-        &[("SLUICE_SECRET_EDGE_TOKEN", WRITER)],
+        "edge",
+        "SLUICE_TABLE = \"uploaded\"\nREQUIRED_FIELDS = \"id\"\n",
     );
     let def = "mode = \"stream\"\nsource = \"land/in/\"\nformat = \"csv\"\ntable = \"events\"\n";
     let r = s.call(
