@@ -6,7 +6,8 @@
 //! create-or-replace commits protocol, metadata, removes of the old files and
 //! the new adds together; append checks the schema and commits the adds.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
@@ -111,6 +112,52 @@ pub(crate) fn writer_properties(options: &WriteOptions) -> WriterProperties {
 
 /// Loads the table at `location`, or `None` if there is no Delta table there.
 pub async fn load(location: &Location) -> Result<Option<DeltaTable>> {
+    let key = location.url().to_string();
+    let cached = LOADED.lock().ok().and_then(|m| m.get(&key).cloned());
+    if let Some(mut t) = cached
+        && still_there(&t).await
+        && t.update_incremental(None).await.is_ok()
+    {
+        remember(&key, &t);
+        return Ok(Some(t));
+    }
+    let loaded = load_whole(location).await?;
+    match &loaded {
+        Some(t) => remember(&key, t),
+        None => {
+            if let Ok(mut m) = LOADED.lock() {
+                m.remove(&key);
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// Tables this process has loaded, by URL: a later [`load`] reads only the
+/// commits since (a long-running service commits to the same tables again
+/// and again), not the log from its last checkpoint.
+static LOADED: LazyLock<Mutex<HashMap<String, DeltaTable>>> = LazyLock::new(Default::default);
+
+fn remember(key: &str, t: &DeltaTable) {
+    if let Ok(mut m) = LOADED.lock() {
+        let newer = m.get(key).is_none_or(|old| old.version() <= t.version());
+        if newer {
+            m.insert(key.to_string(), t.clone());
+        }
+    }
+}
+
+/// Whether the commit a cached table ends at is still in the log: a table
+/// deleted and created again at the same place starts a new log, which the
+/// cached state must not be brought "up to date" with.
+async fn still_there(t: &DeltaTable) -> bool {
+    match t.version() {
+        Some(v) => matches!(t.log_store().read_commit_entry(v).await, Ok(Some(_))),
+        None => false,
+    }
+}
+
+async fn load_whole(location: &Location) -> Result<Option<DeltaTable>> {
     let table = location.display();
     let mut t = DeltaTableBuilder::from_url(location.url().clone())
         .map_err(|e| Error::delta(&table, e))?
