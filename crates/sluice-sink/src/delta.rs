@@ -227,7 +227,9 @@ pub async fn commit(
         .with_columns(columns.fields().cloned())
         .with_save_mode(save_mode)
         .with_actions(actions.clone())
-        .with_commit_properties(properties.clone())
+        // No retry at a later version: a create that lost the race must not
+        // replace the winner's metadata, it appends below instead.
+        .with_commit_properties(properties.clone().with_max_retries(0))
         .await
         .map_err(|e| Error::delta(&table, e));
     match created {
@@ -278,7 +280,7 @@ async fn append(
             .map_err(|e| Error::delta(&table, e));
         match committed {
             Ok(c) => return Ok(c.version()),
-            Err(Error::CommitConflict { .. }) if attempt < attempts => {
+            Err(e) if attempt < attempts && lost_a_race(&e) => {
                 attempt += 1;
                 t = load(location).await?.ok_or_else(|| {
                     Error::delta(&table, DeltaTableError::generic("the table vanished"))
@@ -289,13 +291,35 @@ async fn append(
     }
 }
 
+/// Whether a failed commit lost to another writer's commit, so that the
+/// same commit may be tried again on the newer table. Anything else (an
+/// append-only table, an unsupported feature, an ambiguous store error that
+/// may have committed) is not retried.
+fn lost_a_race(e: &Error) -> bool {
+    use deltalake_core::kernel::transaction::TransactionError;
+    matches!(
+        e,
+        Error::CommitConflict {
+            source: DeltaTableError::VersionAlreadyExists(_)
+                | DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_)
+                        | TransactionError::VersionAlreadyExists(_)
+                        | TransactionError::MaxCommitAttempts(_)
+                },
+            ..
+        }
+    )
+}
+
 fn check_schema(table: &str, existing: &StructType, input: &Schema) -> Result<()> {
     let incoming: StructType = Arc::new(input.clone())
         .try_into_kernel()
         .map_err(Error::Arrow)?;
     let mismatch = |reason: String| Error::SchemaMismatch {
         table: table.to_string(),
-        reason: format!("{reason}; load with --mode overwrite to replace the table"),
+        reason: format!(
+            "{reason}; to replace the table, load with --mode overwrite (or ?mode=replace over HTTP)"
+        ),
     };
     for field in incoming.fields() {
         match existing.field(field.name()) {
