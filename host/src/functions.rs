@@ -31,10 +31,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
-};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -43,7 +40,13 @@ use wasmtime_wasi_http::{
 };
 
 use crate::pipeline::Secrets;
-use crate::runtime::{Ticker, compile_cached};
+use crate::runtime::{Ticker, compile_cached, pooling};
+
+/// Resources (requests, bodies, streams, fields) one request's instance may
+/// hold at once.
+const MAX_RESOURCES: usize = 10_000;
+/// Bytes of header fields one `fields` resource may hold.
+const MAX_FIELDS_BYTES: usize = 64 * 1024;
 
 /// One function as the configuration describes it (`[functions.NAME]`).
 #[derive(Debug, Clone, Deserialize)]
@@ -195,15 +198,7 @@ fn engine(max_concurrent: u32, max_memory: usize) -> Result<Engine> {
     // Instances come from pre-reserved slots, so a request pays for no
     // mmap/munmap of its memories, tables or stack: the cold part of a
     // request is only the copy-on-write of the component's data.
-    let n = max_concurrent.max(1);
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(n)
-        .total_core_instances(n * 16)
-        .total_memories(n * 2)
-        .total_tables(n * 8)
-        .total_stacks(n)
-        .max_memory_size(max_memory.max(1 << 20));
-    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.allocation_strategy(pooling(max_concurrent.max(1), max_memory.max(1 << 20)));
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("creating the engine for functions")
@@ -240,7 +235,9 @@ fn load_one(
             &c.secrets,
             &|n| secrets.get(n),
         )
-        .with_context(|| format!("env {k}"))?;
+        .with_context(|| {
+            format!("env {k} (a function's secrets are granted by `secrets = [...]` under [functions.{name}])")
+        })?;
         env.push((k.clone(), value.as_str().unwrap_or_default().to_string()));
     }
     let timeout = crate::pipeline::parse_interval(&c.timeout)
@@ -267,12 +264,18 @@ impl Function {
         let failed = |e: String| Failure::Failed(self.name.clone(), e);
         let mut wasi = WasiCtx::builder();
         wasi.envs(&self.env);
+        // Host memory a request may pin through resources and header
+        // fields is bounded too, not only the guest's linear memory.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
         let mut store = Store::new(
             self.pre.engine(),
             FnState {
                 wasi: wasi.build(),
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
+                http,
+                table,
                 limits: StoreLimitsBuilder::new()
                     .memory_size(self.memory_bytes)
                     .trap_on_grow_failure(true)
@@ -304,6 +307,7 @@ impl Function {
         };
         let pre = self.pre.clone();
         let limit = self.timeout;
+        let name = self.name.clone();
         let task = tokio::spawn(async move {
             let _permit = permit;
             let run = async {
@@ -315,11 +319,17 @@ impl Function {
             };
             // Covers the response body too: the instance lives until the
             // handler returns.
-            match tokio::time::timeout(limit, run).await {
+            let result = match tokio::time::timeout(limit, run).await {
                 Ok(r) => r.map_err(|e| Some(format!("{e:#}"))),
                 // Out of time.
                 Err(_) => Err(None),
+            };
+            if let Err(e) = &result {
+                // Once the headers are out this is the only trace of a body
+                // cut short.
+                tracing::warn!("function '{name}': {}", e.as_deref().unwrap_or("timed out"));
             }
+            result
         });
         match tokio::time::timeout(limit, receiver).await {
             Err(_) => {
@@ -643,6 +653,7 @@ fn restricted_v4(ip: Ipv4Addr) -> Option<Restricted> {
         Ipv4Addr::new(169, 254, 169, 254),
         Ipv4Addr::new(169, 254, 170, 2),
         Ipv4Addr::new(100, 100, 100, 200),
+        Ipv4Addr::new(168, 63, 129, 16),
     ]
     .contains(&ip)
     {
@@ -669,6 +680,15 @@ fn restricted_v4(ip: Ipv4Addr) -> Option<Restricted> {
 
 fn restricted_v6(ip: Ipv6Addr) -> Option<Restricted> {
     let s = ip.segments();
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address that
+    // is checked as such.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return restricted_v4(embedded(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return restricted_v4(embedded(s[1], s[2]));
+    }
     if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
         Some(Restricted::Metadata)
     } else if ip.is_loopback() {
@@ -758,6 +778,9 @@ mod tests {
         assert_eq!(r("0.0.0.0"), Some(Restricted::Other));
         assert_eq!(r("8.8.8.8"), None);
         assert_eq!(r("2606:4700::1111"), None);
+        assert_eq!(r("64:ff9b::10.0.0.1"), Some(Restricted::Private));
+        assert_eq!(r("2002:7f00:1::"), Some(Restricted::Loopback));
+        assert_eq!(r("168.63.129.16"), Some(Restricted::Metadata));
     }
 
     #[test]

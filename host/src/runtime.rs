@@ -126,13 +126,7 @@ impl Runtime {
         config.epoch_interruption(true);
         config.max_wasm_stack(1 << 20);
         if let Some(slots) = limits.pool {
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(slots)
-                .total_core_instances(slots * 16)
-                .total_memories(slots * 2)
-                .total_tables(slots * 8)
-                .max_memory_size(limits.memory_bytes);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            config.allocation_strategy(pooling(slots, limits.memory_bytes));
         }
         let engine = Engine::new(&config)?;
 
@@ -241,6 +235,21 @@ impl Loaded {
             .map_err(anyhow::Error::from)
             .context("instantiating the component")
     }
+}
+
+/// The pooling allocator with `slots` component instances (and room for
+/// the core instances, memories, tables and async stacks they hold), each
+/// memory up to `max_memory` bytes: instances come from reserved slots, so
+/// one pays for no mmap/munmap, only the copy-on-write of its data.
+pub(crate) fn pooling(slots: u32, max_memory: usize) -> InstanceAllocationStrategy {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memory_size(max_memory);
+    InstanceAllocationStrategy::Pooling(pool)
 }
 
 /// Compiles `wasm` (whose hex sha256 is `sha256`) for `engine`, or loads
