@@ -411,9 +411,14 @@ impl Services {
             },
             other => bail!("an Arrow upload is appended or replaces the table, not {other:?}"),
         };
+        // Every batch fits before any is written: a bad one leaves no file.
+        let batches = batches
+            .into_iter()
+            .map(|b| conform(b, &schema))
+            .collect::<Result<Vec<_>>>()?;
         let mut lane = target.lane(schema.clone())?;
         for b in batches {
-            lane.write(conform(b, &schema)?).await?;
+            lane.write(b).await?;
         }
         let written = lane.finish().await?;
         let committed = target.commit(&schema, vec![written], mode, None).await?;

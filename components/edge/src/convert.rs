@@ -26,9 +26,7 @@ impl Encoding {
         let essence = content_type.split(';').next()?.trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Some(Encoding::Json),
-            "application/x-ndjson" | "application/jsonl" | "application/json-seq" => {
-                Some(Encoding::Ndjson)
-            }
+            "application/x-ndjson" | "application/jsonl" => Some(Encoding::Ndjson),
             "text/csv" => Some(Encoding::Csv),
             _ => None,
         }
@@ -120,6 +118,10 @@ pub fn convert(encoding: Encoding, body: &[u8], rules: &Rules) -> Result<Convert
     }
     let batch = match encoding {
         Encoding::Json | Encoding::Ndjson => {
+            if encoding == Encoding::Ndjson {
+                // Refused before parsing, which costs far more memory.
+                check_count(text.lines().filter(|l| !l.trim().is_empty()).count(), rules)?;
+            }
             let records = json_records(encoding, text)?;
             check_count(records.len(), rules)?;
             check_required(&records, &rules.required)?;

@@ -413,9 +413,16 @@ async fn load_arrow(
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| unprocessable(format!("the body is not an Arrow IPC stream: {e}")))?;
     let schema = reader.schema();
-    let batches: Vec<arrow_array::RecordBatch> = reader
-        .collect::<Result<_, _>>()
-        .map_err(|e| unprocessable(format!("the Arrow IPC stream is broken: {e}")))?;
+    let mut batches: Vec<arrow_array::RecordBatch> = Vec::new();
+    let mut rows = 0;
+    for b in reader {
+        let b = b.map_err(|e| unprocessable(format!("the Arrow IPC stream is broken: {e}")))?;
+        rows += b.num_rows();
+        batches.push(b);
+        if preview && rows >= 50 {
+            break;
+        }
+    }
     if preview {
         let rows = crate::pipeline::json_rows(&batches, 50).map_err(ApiError::internal)?;
         return Ok(json!({"schema": schema_json(&schema), "rows": rows}));
@@ -427,7 +434,7 @@ async fn load_arrow(
         .services
         .write_batches(table, batches, mode)
         .await
-        .map_err(|e| unprocessable(format!("{e:#} (nothing was committed)")))?;
+        .map_err(|e| load_failed(e, " (nothing was committed)"))?;
     app.metrics
         .record(&format!("upload-{table}"), Some(&report));
     Ok(json!({"table": table, "report": report}))
@@ -454,7 +461,7 @@ async fn load_file(
                     "rows": rows,
                 })
             })
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))
+            .map_err(|e| load_failed(e, ""))
     } else {
         app.services
             .load_upload(table, url, format, options, mode)
@@ -464,13 +471,34 @@ async fn load_file(
                     .record(&format!("upload-{table}"), Some(&report));
                 json!({"table": table, "report": report})
             })
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("{e:#} (nothing was committed)"),
-                )
-            })
+            .map_err(|e| load_failed(e, " (nothing was committed)"))
     }
+}
+
+/// How a failed load answers: 422 when the data is at fault (it does not
+/// parse, does not fit the table), 503 when the service is (storage, a
+/// commit that kept losing to other writers, no free connector slot), so
+/// that a client knows whether to fix its data or to retry.
+fn load_failed(e: anyhow::Error, suffix: &str) -> ApiError {
+    let busy = e.chain().any(|c| {
+        c.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+            || c.downcast_ref::<object_store::Error>().is_some()
+            || matches!(
+                c.downcast_ref::<sluice_sink::Error>(),
+                Some(
+                    sluice_sink::Error::CommitConflict { .. }
+                        | sluice_sink::Error::ObjectStore(_)
+                        | sluice_sink::Error::Delta { .. }
+                )
+            )
+    });
+    let status = if busy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    ApiError::new(status, format!("{e:#}{suffix}"))
 }
 
 /// `ANY /fn/{name}/{rest}`: a request to a hosted `wasi:http` component,
@@ -481,6 +509,10 @@ async fn call_function(
     req: Request,
 ) -> ApiResult {
     let name = params.get("name").cloned().unwrap_or_default();
+    // Which functions exist is not told to callers without a token.
+    if !app.functions.get(&name).is_some_and(|f| f.public) {
+        principal(&app, req.headers())?;
+    }
     let f = app.functions.get(&name).ok_or_else(|| {
         ApiError::not_found(format!(
             "no function '{name}' (configure it under [functions])"
@@ -489,10 +521,18 @@ async fn call_function(
     let (mut parts, body) = req.into_parts();
     if !f.public {
         principal(&app, &parts.headers)?.function(&name)?;
-        // The caller's token is for Sluice, not for the component.
+    }
+    // A Sluice token is for Sluice, not for the component (a public
+    // function gets the header only when it is not one of ours).
+    if !f.public || app.tokens.check(&parts.headers).is_ok() {
         parts.headers.remove(header::AUTHORIZATION);
     }
-    let rest = params.get("rest").map(String::as_str).unwrap_or("");
+    // The path as sent (still percent-encoded), below /fn/{name}.
+    let raw = parts.uri.path();
+    let rest = raw
+        .strip_prefix("/fn/")
+        .and_then(|p| p.split_once('/').map(|(_, rest)| rest))
+        .unwrap_or("");
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),

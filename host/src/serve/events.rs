@@ -6,8 +6,10 @@
 //! every [`FLUSH_ROWS`] events), so a burst of requests makes a few commits
 //! rather than one per request; a graceful shutdown commits what is
 //! buffered. The per-entry JSON objects of the audit log and the run
-//! records stay the record of truth: a crash loses at most the last second
-//! of this table, never of those.
+//! records stay the record of truth; this table can miss events (a crash
+//! loses at most the last second of them, a failed commit its batch, and a
+//! writer more than 16,000 events behind the newest ones), each logged,
+//! never those records.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -115,9 +117,10 @@ impl EventLog {
             }
             recent.push_back(event.clone());
         }
-        // Waits when the writer is behind, so the buffer stays bounded.
-        if self.tx.send(event).await.is_err() {
-            tracing::warn!("the event log writer has stopped; an event was not committed");
+        // Never waits: a slow or failing commit of the event log must not
+        // hold up the request or run that emits the event.
+        if let Err(e) = self.tx.try_send(event) {
+            tracing::warn!("an event was not committed to the event log: {e}");
         }
     }
 

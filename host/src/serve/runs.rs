@@ -2,8 +2,9 @@
 //! scheduler (cron schedules, and the periodic listing that backs up event
 //! notifications for stream pipelines).
 //!
-//! Runs of one pipeline never overlap: each pipeline has a lock, and a
-//! trigger that finds a run in progress queues behind it.
+//! Runs of one pipeline never overlap: each pipeline has a lock. A trigger
+//! that finds a run in progress starts one run behind it; triggers that find
+//! that run still waiting join it (their notified objects too).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
@@ -79,6 +80,9 @@ pub struct Queued {
     /// backstop); otherwise only notified objects are looked at.
     list: bool,
 }
+
+/// Notified objects a waiting run collects before it lists instead.
+const MAX_NOTIFIED: usize = 10_000;
 
 /// Finished runs kept in memory for `GET /runs/{id}`.
 const KEPT_RUNS: usize = 1000;
@@ -343,12 +347,12 @@ pub fn start(
     let list = objects.is_empty();
     if let Some(q) = waiting.as_mut() {
         q.list |= list;
-        for o in objects {
-            if !q.record.objects.contains(&o) {
-                q.record.objects.push(o);
-            }
+        q.record.objects.extend(objects);
+        if q.record.objects.len() > MAX_NOTIFIED {
+            // So many objects are cheaper to find by listing.
+            q.list = true;
+            q.record.objects.clear();
         }
-        app.runs.set(&q.record);
         return (q.record.clone(), q.done.clone());
     }
     let mut record = RunRecord {
@@ -376,6 +380,8 @@ pub fn start(
         let list = match joined {
             Some(q) => {
                 record.objects = q.record.objects;
+                record.objects.sort();
+                record.objects.dedup();
                 q.list
             }
             None => true,

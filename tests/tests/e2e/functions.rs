@@ -139,6 +139,9 @@ fn the_spin_component_pushes_records_into_a_table_through_sluice() {
     assert_eq!(r.status, 415, "{}", r.body);
     let r = s.call("GET", "/fn/edge/ingest", Some(ADMIN), None, None);
     assert_eq!(r.status, 405, "{}", r.body);
+    // The component sees the path as sent, still percent-encoded.
+    let r = s.call("GET", "/fn/edge/in%20gest%2Fx", Some(ADMIN), None, None);
+    assert_eq!(r.status, 405, "{}", r.body);
     assert_eq!(ids(&c, "uploaded"), [1, 2, 3, 4, 5]);
 
     // The caller needs a token granted the function; the writer has none.
@@ -160,6 +163,12 @@ fn the_spin_component_pushes_records_into_a_table_through_sluice() {
     assert_eq!(r.status, 403, "{}", r.body);
     let r = s.call("POST", "/fn/absent/x", Some(ADMIN), None, None);
     assert_eq!(r.status, 404, "{}", r.body);
+    let r = s.call("POST", "/fn/absent/x", None, None, None);
+    assert_eq!(
+        r.status, 401,
+        "which functions exist is not told: {}",
+        r.body
+    );
 
     // Outbound requests go only where the allow-list says, checked after
     // DNS resolution.
