@@ -265,26 +265,8 @@ impl Runner {
     /// are recorded as seen (a batch that reads nothing) instead.
     pub async fn list(&mut self, on_batch: &mut impl FnMut(&BatchReport)) -> Result<usize> {
         let listed = list_files(&self.config.source).await?;
-        let by_version = self.config.options.allow_overwrites;
-        let force = matches!(self.config.kind, Kind::CopyInto { force: true, .. });
-        self.already_loaded = 0;
-        self.queue.clear();
         let first_run = self.state.next_batch == 0;
-        for f in listed {
-            if !self.config.options.wants(&f) {
-                continue;
-            }
-            if let Some(only) = &self.config.only
-                && !only.contains(&f.location)
-            {
-                continue;
-            }
-            if !force && self.state.seen(&to_source(&f), by_version) {
-                self.already_loaded += 1;
-                continue;
-            }
-            self.queue.push_back(f);
-        }
+        self.enqueue(listed);
         if let Some(only) = &self.config.only {
             let missing: Vec<&String> = only
                 .iter()
@@ -327,20 +309,33 @@ impl Runner {
             return self.list(on_batch).await;
         }
         let files = notified_files(&self.config.source, objects).await?;
+        self.enqueue(files);
+        Ok(self.queue.len())
+    }
+
+    /// Queues (in place of what was queued) the `files` the options want
+    /// and COPY INTO's `FILES` names, but not those planned before (unless
+    /// COPY INTO forces them), which it counts as already loaded.
+    fn enqueue(&mut self, files: Vec<FileRef>) {
         let by_version = self.config.options.allow_overwrites;
+        let force = matches!(self.config.kind, Kind::CopyInto { force: true, .. });
         self.already_loaded = 0;
         self.queue.clear();
         for f in files {
             if !self.config.options.wants(&f) {
                 continue;
             }
-            if self.state.seen(&to_source(&f), by_version) {
+            if let Some(only) = &self.config.only
+                && !only.contains(&f.location)
+            {
+                continue;
+            }
+            if !force && self.state.seen(&to_source(&f), by_version) {
                 self.already_loaded += 1;
                 continue;
             }
             self.queue.push_back(f);
         }
-        Ok(self.queue.len())
     }
 
     /// Records `files` as seen without reading them.

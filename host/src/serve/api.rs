@@ -840,7 +840,7 @@ pub fn event_objects(body: &Value) -> Result<Vec<String>, String> {
                     .next()
                     .map(|(_, v)| v.into_owned())
                     .unwrap_or(k);
-                    out.push(format!("s3://{b}/{k}"));
+                    out.push(object_url("s3", b, &k)?);
                 }
                 _ => return Err("an S3 event record lacks s3.bucket.name or s3.object.key".into()),
             }
@@ -871,7 +871,7 @@ pub fn event_objects(body: &Value) -> Result<Vec<String>, String> {
             } else {
                 "s3"
             };
-            out.push(format!("{scheme}://{b}/{k}"));
+            out.push(object_url(scheme, b, k)?);
         } else {
             return Err("a CloudEvent's data names no object (data.url, or data.bucket with data.name or data.key)".into());
         }
@@ -879,9 +879,23 @@ pub fn event_objects(body: &Value) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The URL of object `key` (decoded) in `bucket`, each segment
+/// percent-encoded as object-store URLs are, so a key holding `#`, `?` or
+/// `%` names that object and no other.
+fn object_url(scheme: &str, bucket: &str, key: &str) -> Result<String, String> {
+    let mut url = url::Url::parse(&format!("{scheme}://{bucket}/"))
+        .map_err(|e| format!("bucket '{bucket}': {e}"))?;
+    url.path_segments_mut()
+        .map_err(|()| format!("bucket '{bucket}' makes no URL with a path"))?
+        .clear()
+        .extend(key.split('/'));
+    Ok(url.to_string())
+}
+
 /// `POST /pipelines/{name}/events`: object-store event notifications.
-/// Objects under the pipeline's source trigger a run; the run lists the
-/// source, so the objects of an event that was lost are found too.
+/// Objects under the pipeline's source trigger a run that looks up those
+/// objects only (file notification mode); the periodic backstop listing
+/// finds the objects of a notification that was lost.
 async fn webhook(
     State(app): State<Arc<App>>,
     UrlPath(name): UrlPath<String>,
@@ -946,9 +960,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn object_keys_become_urls_that_name_only_them() {
+        assert_eq!(
+            object_url("s3", "lake", "in/a b#1?.csv").unwrap(),
+            "s3://lake/in/a%20b%231%3F.csv"
+        );
+        assert_eq!(
+            object_url("gs", "lake", "100%.csv").unwrap(),
+            "gs://lake/100%25.csv"
+        );
+    }
+
+    #[test]
     fn s3_and_cloud_events_name_their_objects() {
         let s3 = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "lake"}, "object": {"key": "in/a+b%2Cc.csv", "size": 3}}}]});
-        assert_eq!(event_objects(&s3).unwrap(), ["s3://lake/in/a b,c.csv"]);
+        assert_eq!(event_objects(&s3).unwrap(), ["s3://lake/in/a%20b,c.csv"]);
         let ce = json!({"specversion": "1.0", "type": "google.cloud.storage.object.v1.finalized", "source": "x", "id": "1", "data": {"bucket": "b", "name": "in/x.json"}});
         assert_eq!(event_objects(&ce).unwrap(), ["gs://b/in/x.json"]);
         let batch = json!([{"specversion": "1.0", "data": {"url": "s3://b/k"}}]);

@@ -150,19 +150,29 @@ fn part(k: usize) -> String {
 /// A kill between a batch's table commit and its commit record shows in
 /// the next run, which finds the batch already in the table: those count as
 /// kills in `mark`, whatever step the log had shown last.
+///
+/// It kills at least `kills` times, and goes on (up to twice as many)
+/// until every step was hit `each` times: how long a step lasts depends on
+/// the machine, so a fixed count of kills may miss a short one.
 fn crash(
     c: &Case,
     args: &[&str],
     env: &[(String, String)],
     kills: usize,
+    each: usize,
 ) -> BTreeMap<String, usize> {
     let mut rng = Rng::new();
     let mut by_phase = BTreeMap::new();
     let mut killed = 0;
     let mut runs = 0;
-    while killed < kills {
+    let every_step_hit = |by: &BTreeMap<String, usize>| {
+        PHASES
+            .iter()
+            .all(|p| by.get(*p).copied().unwrap_or(0) >= each)
+    };
+    while killed < kills || (killed < 2 * kills && !every_step_hit(&by_phase)) {
         runs += 1;
-        assert!(runs < 20 * kills, "too many runs without enough kills");
+        assert!(runs < 60 * kills, "too many runs without enough kills");
         let kill = if rng.below(4) == 0 {
             Kill::After(Duration::from_millis(30 + rng.below(400)))
         } else {
@@ -261,13 +271,13 @@ fn sigkill_anywhere_loses_and_duplicates_nothing_on_local_files() {
         "--parallelism",
         "1",
     ];
-    for k in 0..200 {
+    for k in 0..300 {
         c.write(&format!("in/part-{k:04}.csv"), part(k));
     }
-    let by_phase = crash(&c, &args, &[], 60);
+    let by_phase = crash(&c, &args, &[], 60, 5);
     let t = crate::harness::read_delta(&c.path("t"));
     let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    assert_exactly_once(&mut ids, 200);
+    assert_exactly_once(&mut ids, 300);
     // Every data file the log references exists (orphans of killed
     // attempts may exist too; they are never referenced).
     let missing = c.python(
@@ -279,7 +289,7 @@ fn sigkill_anywhere_loses_and_duplicates_nothing_on_local_files() {
     let states = c.ok(&["files", "cp", "--json"]);
     let states: serde_json::Value = serde_json::from_str(&states).unwrap();
     let states = states.as_array().unwrap();
-    assert_eq!(states.len(), 200);
+    assert_eq!(states.len(), 300);
     assert!(states.iter().all(|s| s["status"] == "committed"));
     assert_every_step_was_hit(&by_phase, 5);
 }
@@ -316,7 +326,7 @@ fn sigkill_anywhere_loses_and_duplicates_nothing_on_s3() {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     s3.put(&c, "lake", &refs);
-    let by_phase = crash(&c, &args, &env, 16);
+    let by_phase = crash(&c, &args, &env, 16, 1);
     let storage: Vec<(String, String)> = env
         .iter()
         .cloned()
