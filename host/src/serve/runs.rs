@@ -370,6 +370,7 @@ pub fn start(
     app.runs.set(&record);
     let queued = record.clone();
     let app = app.clone();
+    let watch_app = app.clone();
     let name = name.to_string();
     let task_slot = slot.clone();
     let handle = tokio::spawn(async move {
@@ -452,17 +453,29 @@ pub fn start(
         }
         record
     });
+    // A run whose task panicked is recorded as failed, not left "running".
+    let failed = |record: RunRecord, e: tokio::task::JoinError| RunRecord {
+        status: "failed".into(),
+        error: Some(format!("the run's task ended: {e}")),
+        ended: Some(now()),
+        ..record
+    };
+    let watch_record = queued.clone();
+    let watcher = tokio::spawn(async move {
+        match handle.await {
+            Ok(r) => r,
+            Err(e) => {
+                let r = failed(watch_record, e);
+                watch_app.runs.set(&r);
+                watch_app.metrics.record(&r.pipeline, None);
+                r
+            }
+        }
+    });
     let fallback = queued.clone();
-    let done: Done = async move {
-        handle.await.unwrap_or_else(|e| RunRecord {
-            status: "failed".into(),
-            error: Some(format!("the run's task ended: {e}")),
-            ended: Some(now()),
-            ..fallback
-        })
-    }
-    .boxed()
-    .shared();
+    let done: Done = async move { watcher.await.unwrap_or_else(|e| failed(fallback, e)) }
+        .boxed()
+        .shared();
     *waiting = Some(Queued {
         record: queued.clone(),
         done: done.clone(),
