@@ -152,6 +152,42 @@ pub fn json_rows(batches: &[RecordBatch], limit: usize) -> Result<Vec<serde_json
     })
 }
 
+/// Record batches on their way into one table commit
+/// ([`Services::batch_writer`]).
+pub struct BatchWriter {
+    target: Target,
+    schema: SchemaRef,
+    mode: WriteMode,
+    lane: sluice_sink::Lane,
+    started: Instant,
+}
+
+impl BatchWriter {
+    /// Writes `batch` (into data files no reader sees before the commit).
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.lane.write(conform(batch, &self.schema)?).await?;
+        Ok(())
+    }
+
+    /// Commits everything written, as one table version.
+    pub async fn commit(self) -> Result<RunReport> {
+        let written = self.lane.finish().await?;
+        let committed = self
+            .target
+            .commit(&self.schema, vec![written], self.mode, None)
+            .await?;
+        Ok(RunReport {
+            files: 0,
+            rows: committed.rows,
+            bytes: committed.bytes,
+            batches: 1,
+            version: committed.version,
+            seconds: self.started.elapsed().as_secs_f64(),
+            ..RunReport::default()
+        })
+    }
+}
+
 /// `batch` with the columns of `schema`, matched by name and cast.
 fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     if batch.schema() == *schema {
@@ -388,48 +424,52 @@ impl Services {
     }
 
     /// Writes Arrow record batches (an Arrow IPC upload, a batch pushed at
-    /// the edge) into Delta table `name` as one commit. An append conforms
-    /// them to the table's schema: columns match by name and are cast, a
-    /// column the batches lack is null, a column the table lacks is an
-    /// error that names it.
+    /// the edge) into Delta table `name` as one commit; see
+    /// [`Services::batch_writer`].
     pub async fn write_batches(
         &self,
         name: &str,
         batches: Vec<RecordBatch>,
         mode: LoadMode,
     ) -> Result<RunReport> {
-        let started = Instant::now();
         let first = batches
             .first()
             .context("the upload holds no record batch")?;
+        let mut writer = self.batch_writer(name, first.schema(), mode).await?;
+        for b in batches {
+            writer.write(b).await?;
+        }
+        writer.commit().await
+    }
+
+    /// A writer of record batches of `schema` into Delta table `name`, all
+    /// committed at once by [`BatchWriter::commit`] (nothing is visible
+    /// before). An append conforms them to the table's schema: columns match
+    /// by name and are cast, a column the batches lack is null, a column the
+    /// table lacks is an error that names it.
+    pub async fn batch_writer(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        mode: LoadMode,
+    ) -> Result<BatchWriter> {
+        let started = Instant::now();
         let target = Target::new(self.table(name)?, TableFormat::Delta, self.write.clone());
         let (schema, mode) = match mode {
-            LoadMode::Replace => (first.schema(), WriteMode::Overwrite),
+            LoadMode::Replace => (schema, WriteMode::Overwrite),
             LoadMode::Append => match target.schema().await? {
                 Some(existing) => (Arc::new(existing), WriteMode::Append),
-                None => (first.schema(), WriteMode::Append),
+                None => (schema, WriteMode::Append),
             },
             other => bail!("an Arrow upload is appended or replaces the table, not {other:?}"),
         };
-        // Every batch fits before any is written: a bad one leaves no file.
-        let batches = batches
-            .into_iter()
-            .map(|b| conform(b, &schema))
-            .collect::<Result<Vec<_>>>()?;
-        let mut lane = target.lane(schema.clone())?;
-        for b in batches {
-            lane.write(b).await?;
-        }
-        let written = lane.finish().await?;
-        let committed = target.commit(&schema, vec![written], mode, None).await?;
-        Ok(RunReport {
-            files: 0,
-            rows: committed.rows,
-            bytes: committed.bytes,
-            batches: 1,
-            version: committed.version,
-            seconds: started.elapsed().as_secs_f64(),
-            ..RunReport::default()
+        let lane = target.lane(schema.clone())?;
+        Ok(BatchWriter {
+            target,
+            schema,
+            mode,
+            lane,
+            started,
         })
     }
 

@@ -165,18 +165,7 @@ async fn stream_to(
         };
         size += chunk.len() as u64;
         if size > limit {
-            // Read (and drop) a bounded rest of the body, so that the
-            // client, still sending, gets the 413 rather than a reset.
-            let mut drained = size;
-            while drained < limit.saturating_mul(4)
-                && let Some(Ok(c)) = stream.next().await
-            {
-                drained += c.len() as u64;
-            }
-            break Some(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the upload is larger than {} MiB", limit >> 20),
-            ));
+            break Some(too_large(&mut stream, size, limit).await);
         }
         if let Err(e) = writer.write_all(&chunk).await {
             break Some(ApiError::internal(format!("storing the upload: {e}")));
@@ -192,6 +181,22 @@ async fn stream_to(
         .map_err(|e| ApiError::internal(format!("storing the upload: {e}")))?;
     app.metrics.uploaded_bytes.inc_by(size);
     Ok(size)
+}
+
+/// The 413 for a body past `limit` bytes (`size` read so far). A bounded
+/// rest of the body is read and dropped first, so that the client, still
+/// sending, gets the 413 rather than a reset.
+async fn too_large(stream: &mut axum::body::BodyDataStream, size: u64, limit: u64) -> ApiError {
+    let mut drained = size;
+    while drained < limit.saturating_mul(4)
+        && let Some(Ok(c)) = stream.next().await
+    {
+        drained += c.len() as u64;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the upload is larger than {} MiB", limit >> 20),
+    )
 }
 
 /// `PUT /volumes/{volume}/{path}`: stores the raw file in the volume.
@@ -353,6 +358,14 @@ async fn load_upload(
             )));
         }
     }
+    let Some(format) = format else {
+        if !options.is_empty() {
+            return Err(ApiError::bad_request(
+                "an Arrow IPC upload takes no reader options",
+            ));
+        }
+        return load_arrow(app, table, body, mode, preview).await;
+    };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let staged = app
         .state_root
@@ -369,10 +382,7 @@ async fn load_upload(
         app.config.max_upload_mib << 20,
     )
     .await?;
-    let outcome = match format {
-        None => load_arrow(app, table, &staged, mode, preview).await,
-        Some(format) => load_file(app, table, &url, format, options, mode, preview).await,
-    };
+    let outcome = load_file(app, table, &url, format, options, mode, preview).await;
     let _ = app.state.delete(&staged).await;
     outcome
 }
@@ -393,48 +403,80 @@ fn is_arrow_stream(query: &HashMap<String, String>, headers: &HeaderMap) -> bool
             })
 }
 
-/// Loads (or previews) a staged Arrow IPC stream.
+/// Loads (or previews) an Arrow IPC stream as it arrives: each record
+/// batch is decoded from the body and written on, so memory holds a batch
+/// or so, never the upload; the commit comes at the end of the body.
 async fn load_arrow(
     app: &Arc<App>,
     table: &str,
-    staged: &Path,
+    body: Body,
     mode: LoadMode,
     preview: bool,
 ) -> ApiResult<Value> {
-    let bytes = app
-        .state
-        .get(staged)
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the staged upload: {e}")))?
-        .bytes()
-        .await
-        .map_err(|e| ApiError::internal(format!("reading the staged upload: {e}")))?;
     let unprocessable = |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e);
-    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| unprocessable(format!("the body is not an Arrow IPC stream: {e}")))?;
-    let schema = reader.schema();
-    let mut batches: Vec<arrow_array::RecordBatch> = Vec::new();
+    let broken = |e: arrow_schema::ArrowError| {
+        unprocessable(format!("the body is not a whole Arrow IPC stream: {e}"))
+    };
+    let limit = app.config.max_upload_mib << 20;
+    let mut decoder = arrow_ipc::reader::StreamDecoder::new();
+    let mut stream = body.into_data_stream();
+    let mut size: u64 = 0;
+    let mut shown: Vec<arrow_array::RecordBatch> = Vec::new();
+    let mut shown_rows = 0;
+    let mut writer: Option<crate::pipeline::BatchWriter> = None;
     let mut rows = 0;
-    for b in reader {
-        let b = b.map_err(|e| unprocessable(format!("the Arrow IPC stream is broken: {e}")))?;
-        rows += b.num_rows();
-        batches.push(b);
-        if preview && rows >= 50 {
-            break;
+    'body: while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("the upload broke off after {size} bytes: {e}"))
+        })?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_large(&mut stream, size, limit).await);
+        }
+        let mut buffer = arrow_buffer::Buffer::from(chunk);
+        while !buffer.is_empty() {
+            let Some(batch) = decoder.decode(&mut buffer).map_err(broken)? else {
+                continue;
+            };
+            rows += batch.num_rows();
+            if preview {
+                shown_rows += batch.num_rows();
+                shown.push(batch);
+                if shown_rows >= 50 {
+                    break 'body;
+                }
+                continue;
+            }
+            let w = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(
+                    app.services
+                        .batch_writer(table, batch.schema(), mode)
+                        .await
+                        .map_err(|e| load_failed(e, ""))?,
+                ),
+            };
+            w.write(batch)
+                .await
+                .map_err(|e| load_failed(e, " (nothing was committed)"))?;
         }
     }
     if preview {
-        let rows = crate::pipeline::json_rows(&batches, 50).map_err(ApiError::internal)?;
+        let schema = decoder
+            .schema()
+            .ok_or_else(|| ApiError::bad_request("the body holds no Arrow IPC schema"))?;
+        let rows = crate::pipeline::json_rows(&shown, 50).map_err(ApiError::internal)?;
         return Ok(json!({"schema": schema_json(&schema), "rows": rows}));
     }
-    if batches.iter().all(|b| b.num_rows() == 0) {
+    decoder.finish().map_err(broken)?;
+    let (Some(writer), true) = (writer, rows > 0) else {
         return Err(ApiError::bad_request("the Arrow IPC stream holds no rows"));
-    }
-    let report = app
-        .services
-        .write_batches(table, batches, mode)
+    };
+    let report = writer
+        .commit()
         .await
         .map_err(|e| load_failed(e, " (nothing was committed)"))?;
+    app.metrics.uploaded_bytes.inc_by(size);
     app.metrics
         .record(&format!("upload-{table}"), Some(&report));
     Ok(json!({"table": table, "report": report}))

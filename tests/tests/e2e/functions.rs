@@ -333,3 +333,39 @@ fn the_spin_component_lands_files_a_stream_pipeline_loads_once() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[test]
+fn arrow_ipc_uploads_stream_into_a_table_and_a_broken_one_commits_nothing() {
+    let c = Case::new();
+    let s = Server::start(&c, "");
+    c.python(
+        "import pyarrow as pa\n\
+         t = pa.table({'id': list(range(1000)), 'v': [str(i) for i in range(1000)]})\n\
+         with pa.ipc.new_stream('t.arrows', t.schema) as w:\n    \
+             for b in t.to_batches(max_chunksize=100): w.write_batch(b)\n",
+    );
+    let body = std::fs::read(c.path("t.arrows")).unwrap();
+    let upload = |query: &str, body: &[u8]| {
+        s.call(
+            "POST",
+            &format!("/tables/uploaded/upload{query}"),
+            Some(WRITER),
+            Some("application/vnd.apache.arrow.stream"),
+            Some(body.to_vec()),
+        )
+    };
+    let r = upload("?preview=true", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["rows"].as_array().unwrap().len(), 50);
+    assert_eq!(r.body["schema"][1]["name"], "v");
+    // Cut off in the middle of a batch: refused, nothing committed.
+    let r = upload("", &body[..body.len() / 2]);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(!c.path("warehouse/uploaded/_delta_log").exists());
+    let r = upload("", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["report"]["rows"], 1000);
+    assert_eq!(ids(&c, "uploaded"), (0..1000).collect::<Vec<_>>());
+    let r = upload("?option.header=false", &body);
+    assert_eq!(r.status, 400, "{}", r.body);
+}
