@@ -30,7 +30,7 @@ fn measure(
         );
         // A request's whole cost: store, instance, and tearing both down.
         let t = Instant::now();
-        let mut store = runtime.store(host);
+        let mut store = runtime.store(host)?;
         loaded.instantiate(&mut store)?;
         drop(store);
         times.push(t.elapsed());

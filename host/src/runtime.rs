@@ -54,6 +54,8 @@ impl Default for Limits {
 
 /// Per-store data: WASI (with nothing granted), limits and host capabilities.
 pub struct StoreData {
+    /// The pool slot this store holds, given back when it is dropped.
+    _slot: Option<Slot>,
     wasi: WasiCtx,
     table: ResourceTable,
     limits: StoreLimits,
@@ -77,9 +79,57 @@ pub struct Runtime {
     linker: Arc<Linker<StoreData>>,
     cache_dir: Option<PathBuf>,
     limits: Limits,
+    /// The pooling allocator's instance slots, counted so that a store
+    /// waits for a free one instead of failing to instantiate.
+    slots: Option<Arc<Slots>>,
     /// Built-in components already loaded, by the address of their bytes.
     builtins: Arc<std::sync::Mutex<std::collections::HashMap<usize, Loaded>>>,
     _ticker: Arc<Ticker>,
+}
+
+/// How long a store waits for a free pool slot before it gives up.
+const SLOT_WAIT: Duration = Duration::from_secs(60);
+
+/// Free instance slots of the pooling allocator.
+struct Slots {
+    free: std::sync::Mutex<u32>,
+    freed: std::sync::Condvar,
+}
+
+/// One slot, taken until dropped.
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn new(n: u32) -> Self {
+        Slots {
+            free: std::sync::Mutex::new(n),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Takes a slot, waiting up to [`SLOT_WAIT`] for one (stores are made
+    /// on blocking threads, never on the async workers).
+    fn take(self: &Arc<Self>) -> Result<Slot> {
+        let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut free, waited) = self
+            .freed
+            .wait_timeout_while(free, SLOT_WAIT, |f| *f == 0)
+            .unwrap_or_else(|p| p.into_inner());
+        if waited.timed_out() && *free == 0 {
+            anyhow::bail!(
+                "every connector instance slot stayed busy for {SLOT_WAIT:?}; retry, or raise connector_slots"
+            );
+        }
+        *free -= 1;
+        Ok(Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// Advances an engine's epoch every [`TICK`] until dropped.
@@ -138,6 +188,7 @@ impl Runtime {
 
         Ok(Runtime {
             _ticker: Ticker::start(&engine)?,
+            slots: limits.pool.map(|n| Arc::new(Slots::new(n))),
             engine,
             linker: Arc::new(linker),
             cache_dir,
@@ -200,8 +251,15 @@ impl Runtime {
     }
 
     /// A new store for one run of a component, with `host` capabilities.
-    pub fn store(&self, host: HostState) -> Store<StoreData> {
+    /// With the pooling allocator, it first waits (a while) for one of the
+    /// pool's slots, so a burst of work queues rather than fails.
+    pub fn store(&self, host: HostState) -> Result<Store<StoreData>> {
+        let slot = match &self.slots {
+            Some(slots) => Some(slots.take()?),
+            None => None,
+        };
         let data = StoreData {
+            _slot: slot,
             // No preopened directories, sockets, environment or arguments.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -218,7 +276,7 @@ impl Runtime {
         store.limiter(|d| &mut d.limits);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(self.deadline_ticks());
-        store
+        Ok(store)
     }
 
     /// Epoch ticks one call may take.
@@ -310,4 +368,31 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_waits_for_a_free_slot() {
+        let slots = Arc::new(Slots::new(1));
+        let first = slots.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = {
+            let slots = slots.clone();
+            std::thread::spawn(move || {
+                let second = slots.take().unwrap();
+                tx.send(()).unwrap();
+                drop(second);
+            })
+        };
+        // The second waits while the first is held ...
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        drop(first);
+        // ... and gets the slot once it is given back.
+        rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        waiting.join().unwrap();
+        assert_eq!(*slots.free.lock().unwrap(), 1);
+    }
 }

@@ -49,7 +49,7 @@ pub fn describe(e: &ConnectorError) -> String {
 impl Session {
     /// Instantiates `loaded` with `host` capabilities.
     pub fn new(runtime: &Runtime, loaded: &Loaded, host: HostState) -> Result<Self> {
-        let mut store = runtime.store(host);
+        let mut store = runtime.store(host)?;
         let connector = loaded.instantiate(&mut store)?;
         Ok(Session {
             store,
