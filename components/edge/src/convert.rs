@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// How the pushed body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,12 +119,7 @@ pub fn convert(encoding: Encoding, body: &[u8], rules: &Rules) -> Result<Convert
     }
     let batch = match encoding {
         Encoding::Json | Encoding::Ndjson => {
-            if encoding == Encoding::Ndjson {
-                // Refused before parsing, which costs far more memory.
-                check_count(text.lines().filter(|l| !l.trim().is_empty()).count(), rules)?;
-            }
-            let records = json_records(encoding, text)?;
-            check_count(records.len(), rules)?;
+            let records = json_records(encoding, text, rules)?;
             check_required(&records, &rules.required)?;
             json_batch(&records)?
         }
@@ -150,22 +146,34 @@ fn check_count(n: usize, rules: &Rules) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// The records of a JSON body: objects, numbered from 1 in errors.
-fn json_records(encoding: Encoding, text: &str) -> Result<Vec<Map<String, Value>>, Rejection> {
+/// The records of a JSON body: objects, numbered from 1 in errors. Too
+/// many records are refused before any is parsed into values, which costs
+/// far more memory than the text.
+fn json_records(encoding: Encoding, text: &str, rules: &Rules) -> Result<Vec<Value>, Rejection> {
+    let not_json = |e: serde_json::Error| {
+        Rejection::bad(format!(
+            "the body is not JSON ({e}); send an object, an array of objects, or application/x-ndjson"
+        ))
+    };
     let values: Vec<Value> = if encoding == Encoding::Json {
-        match serde_json::from_str(text) {
-            Ok(Value::Array(items)) => items,
-            Ok(v) => vec![v],
-            Err(e) => {
-                return Err(Rejection::bad(format!(
-                    "the body is not JSON ({e}); send an object, an array of objects, or application/x-ndjson"
-                )));
-            }
-        }
+        let raw: Vec<&RawValue> = if text.trim_start().starts_with('[') {
+            serde_json::from_str(text).map_err(not_json)?
+        } else {
+            vec![serde_json::from_str(text).map_err(not_json)?]
+        };
+        check_count(raw.len(), rules)?;
+        raw.into_iter()
+            .map(|r| serde_json::from_str(r.get()).map_err(not_json))
+            .collect::<Result<_, _>>()?
     } else {
-        text.lines()
+        let lines: Vec<(usize, &str)> = text
+            .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
+            .collect();
+        check_count(lines.len(), rules)?;
+        lines
+            .into_iter()
             .map(|(i, l)| {
                 serde_json::from_str(l)
                     .map_err(|e| Rejection::bad(format!("line {}: not JSON: {e}", i + 1)))
@@ -175,18 +183,14 @@ fn json_records(encoding: Encoding, text: &str) -> Result<Vec<Map<String, Value>
     if values.is_empty() {
         return Err(Rejection::bad("the body holds no records"));
     }
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Object(m) => Ok(m),
-            other => Err(Rejection::bad(format!(
-                "record {} is {}, not a JSON object",
-                i + 1,
-                kind(&other)
-            ))),
-        })
-        .collect()
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_object()) {
+        return Err(Rejection::bad(format!(
+            "record {} is {}, not a JSON object",
+            i + 1,
+            kind(v)
+        )));
+    }
+    Ok(values)
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -200,7 +204,7 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn check_required(records: &[Map<String, Value>], required: &[String]) -> Result<(), Rejection> {
+fn check_required(records: &[Value], required: &[String]) -> Result<(), Rejection> {
     for (i, r) in records.iter().enumerate() {
         for f in required {
             if r.get(f).is_none_or(Value::is_null) {
@@ -234,8 +238,7 @@ fn check_required_columns(batch: &RecordBatch, required: &[String]) -> Result<()
 
 /// Infers a schema from every record (fields in first-seen order; a field
 /// null everywhere becomes a string) and decodes the records against it.
-fn json_batch(records: &[Map<String, Value>]) -> Result<RecordBatch, Rejection> {
-    let values: Vec<Value> = records.iter().cloned().map(Value::Object).collect();
+fn json_batch(values: &[Value]) -> Result<RecordBatch, Rejection> {
     let inferred = arrow_json::reader::infer_json_schema_from_iterator(values.iter().map(Ok))
         .map_err(|e| Rejection::unprocessable(format!("the records disagree on types: {e}")))?;
     let schema = Arc::new(nulls_as_strings(&inferred));
@@ -244,7 +247,7 @@ fn json_batch(records: &[Map<String, Value>]) -> Result<RecordBatch, Rejection> 
         .build_decoder()
         .map_err(|e| Rejection::unprocessable(e.to_string()))?;
     decoder
-        .serialize(&values)
+        .serialize(values)
         .map_err(|e| Rejection::unprocessable(format!("the records do not fit one schema: {e}")))?;
     Ok(decoder
         .flush()
@@ -363,6 +366,8 @@ mod tests {
         assert_eq!(e.status, 422, "{}", e.message);
         let many: String = (0..11).map(|i| format!("{{\"id\":{i}}}\n")).collect();
         assert_eq!(r(Encoding::Ndjson, many.as_bytes()).status, 413);
+        let array = format!("[{}]", vec!["{\"id\": 1}"; 11].join(","));
+        assert_eq!(r(Encoding::Json, array.as_bytes()).status, 413);
         assert_eq!(r(Encoding::Csv, b"name\nx\n").status, 422);
         assert_eq!(r(Encoding::Csv, b"id\n").status, 400);
         assert_eq!(r(Encoding::Json, b"  ").status, 400);
