@@ -380,7 +380,7 @@ impl Services {
     /// (available-now). `name` identifies the pipeline's default
     /// checkpoint.
     pub async fn run(&self, name: &str, pipeline: &Pipeline) -> Result<RunReport> {
-        self.run_with(name, pipeline, None).await
+        self.run_with(name, pipeline, None, None).await
     }
 
     /// Runs stream pipeline `name` on the `objects` an object-store
@@ -393,14 +393,17 @@ impl Services {
         pipeline: &Pipeline,
         objects: &[String],
     ) -> Result<RunReport> {
-        self.run_with(name, pipeline, Some(objects)).await
+        self.run_with(name, pipeline, Some(objects), None).await
     }
 
+    /// Runs `pipeline`; a stream looks up only the `notified` objects if
+    /// given, and a batch load keeps only the columns of `projection`.
     async fn run_with(
         &self,
         name: &str,
         pipeline: &Pipeline,
         notified: Option<&[String]>,
+        projection: Option<Projection>,
     ) -> Result<RunReport> {
         pipeline.validate()?;
         let started = Instant::now();
@@ -411,7 +414,8 @@ impl Services {
         };
         let mut report = match pipeline.mode {
             LoadMode::Replace | LoadMode::Append => {
-                self.batch(pipeline, table, table_format, None).await?
+                self.batch(pipeline, table, table_format, projection)
+                    .await?
             }
             LoadMode::CopyInto => self.copy_into(pipeline, table, table_format).await?,
             LoadMode::Stream => {
@@ -527,7 +531,6 @@ impl Services {
         options: BTreeMap<String, String>,
         mode: LoadMode,
     ) -> Result<RunReport> {
-        let started = Instant::now();
         let pipeline = Pipeline {
             mode,
             source: Some(source.to_string()),
@@ -540,18 +543,13 @@ impl Services {
             connector: None,
             grants: Default::default(),
         };
-        pipeline.validate()?;
-        let table = self.table(name)?;
-        let mut report = self
-            .batch(
-                &pipeline,
-                table,
-                TableFormat::Delta,
-                Some(Projection::all()),
-            )
-            .await?;
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
+        self.run_with(
+            &format!("upload-{name}"),
+            &pipeline,
+            None,
+            Some(Projection::all()),
+        )
+        .await
     }
 
     async fn batch(

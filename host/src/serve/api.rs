@@ -260,15 +260,7 @@ fn upload_format(
             .parse()
             .map_err(|e: sluice_pipeline::Error| ApiError::bad_request(e.to_string()));
     }
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let ct = media_type(headers);
     match ct.as_str() {
         "text/csv" => return Ok(Format::Csv),
         "application/json" | "application/x-ndjson" | "application/jsonl" => {
@@ -391,16 +383,21 @@ async fn load_upload(
 /// content type).
 fn is_arrow_stream(query: &HashMap<String, String>, headers: &HeaderMap) -> bool {
     query.get("format").is_some_and(|f| f == "arrow")
-        || headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| {
-                ct.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/vnd.apache.arrow.stream")
-            })
+        || media_type(headers) == "application/vnd.apache.arrow.stream"
+}
+
+/// The request's media type: its content type without parameters,
+/// lowercase (empty if it has none).
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// Loads (or previews) an Arrow IPC stream as it arrives: each record
@@ -551,22 +548,25 @@ async fn call_function(
     req: Request,
 ) -> ApiResult {
     let name = params.get("name").cloned().unwrap_or_default();
-    // Which functions exist is not told to callers without a token.
-    if !app.functions.get(&name).is_some_and(|f| f.public) {
-        principal(&app, req.headers())?;
-    }
-    let f = app.functions.get(&name).ok_or_else(|| {
+    let f = app.functions.get(&name);
+    // Any function but a public one needs a token, and so does telling
+    // whether a function exists.
+    let caller = match &f {
+        Some(f) if f.public => None,
+        _ => Some(principal(&app, req.headers())?),
+    };
+    let f = f.ok_or_else(|| {
         ApiError::not_found(format!(
             "no function '{name}' (configure it under [functions])"
         ))
     })?;
-    let (mut parts, body) = req.into_parts();
-    if !f.public {
-        principal(&app, &parts.headers)?.function(&name)?;
+    if let Some(who) = &caller {
+        who.function(&name)?;
     }
+    let (mut parts, body) = req.into_parts();
     // A Sluice token is for Sluice, not for the component (a public
     // function gets the header only when it is not one of ours).
-    if !f.public || app.tokens.check(&parts.headers).is_ok() {
+    if caller.is_some() || app.tokens.check(&parts.headers).is_ok() {
         parts.headers.remove(header::AUTHORIZATION);
     }
     // The path as sent (still percent-encoded), below /fn/{name}.
