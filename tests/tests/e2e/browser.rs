@@ -17,21 +17,8 @@ fn a_user_sees_a_pipelines_last_run_and_uploads_a_file_in_the_browser() {
     // A pipeline the writer may see, run once, so the page has a last run.
     c.write("land/in/a.csv", "id\n1\n2\n");
     let def = "mode = \"stream\"\nsource = \"land/in/\"\nformat = \"csv\"\ntable = \"events\"\n";
-    let r = s.call(
-        "PUT",
-        "/pipelines/events",
-        Some(ADMIN),
-        None,
-        Some(def.into()),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = s.call(
-        "POST",
-        "/pipelines/events/runs?wait=true",
-        Some(ADMIN),
-        None,
-        None,
-    );
+    s.define("events", def);
+    let r = s.run_and_wait("events", ADMIN);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["report"]["rows"], 2, "{}", r.body);
 

@@ -56,8 +56,7 @@ fn two_streams_into_one_table_commit_every_batch() {
         );
     }
     let t = read_delta(&c.path("t"));
-    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    ids.sort();
+    let ids = t.ids();
     let want: Vec<i64> = (0..25).chain(100_000..100_025).collect();
     assert_eq!(ids, want);
     // One version per batch, in one linear history: 50 commits, none lost.

@@ -276,7 +276,7 @@ fn sigkill_anywhere_loses_and_duplicates_nothing_on_local_files() {
     }
     let by_phase = crash(&c, &args, &[], 60, 5);
     let t = crate::harness::read_delta(&c.path("t"));
-    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let mut ids = t.ids();
     assert_exactly_once(&mut ids, 300);
     // Every data file the log references exists (orphans of killed
     // attempts may exist too; they are never referenced).
@@ -333,7 +333,7 @@ fn sigkill_anywhere_loses_and_duplicates_nothing_on_s3() {
         .chain([("AWS_S3_ALLOW_UNSAFE_RENAME".into(), "true".into())])
         .collect();
     let t = read_table_at("s3://lake/t", "delta", "deltalake", &storage);
-    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    let mut ids = t.ids();
     assert_exactly_once(&mut ids, files);
     let missing = c.python(&format!(
         "import boto3\nfrom deltalake import DeltaTable\n\

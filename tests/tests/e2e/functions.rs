@@ -52,10 +52,7 @@ pub fn edge_server(c: &Case, name: &str, env: &str) -> Server {
 }
 
 fn ids(c: &Case, table: &str) -> Vec<i64> {
-    let t = read_delta(&c.path(&format!("warehouse/{table}")));
-    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    ids.sort();
-    ids
+    read_delta(&c.path(&format!("warehouse/{table}"))).ids()
 }
 
 #[test]
@@ -278,21 +275,8 @@ fn the_spin_component_lands_files_a_stream_pipeline_loads_once() {
     let def = json!({
         "mode": "stream", "source": "land/edge/", "format": "json", "table": "events",
     });
-    let r = s.call(
-        "PUT",
-        "/pipelines/events",
-        Some(ADMIN),
-        Some("application/json"),
-        Some(def.to_string().into_bytes()),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = s.call(
-        "POST",
-        "/pipelines/events/runs?wait=true",
-        Some(WRITER),
-        None,
-        None,
-    );
+    s.define("events", &def.to_string());
+    let r = s.run_and_wait("events", WRITER);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "succeeded", "{}", r.body);
     assert_eq!(ids(&c, "events"), [1, 2, 3]);

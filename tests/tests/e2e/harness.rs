@@ -159,6 +159,17 @@ pub struct TableDump {
 }
 
 impl TableDump {
+    /// The `id` column, sorted (duplicates kept).
+    pub fn ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .rows
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// The rows without `_metadata` (it names temporary paths).
     pub fn data(&self) -> Vec<Value> {
         self.rows

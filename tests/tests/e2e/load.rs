@@ -61,14 +61,7 @@ fn sustained_uploads_pushes_and_triggers_lose_and_duplicate_nothing() {
         "SLUICE_TABLE = \"uploaded\"\nREQUIRED_FIELDS = \"id\"\n",
     );
     let def = "mode = \"stream\"\nsource = \"land/in/\"\nformat = \"csv\"\ntable = \"events\"\n";
-    let r = s.call(
-        "PUT",
-        "/pipelines/events",
-        Some(ADMIN),
-        None,
-        Some(def.into()),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    s.define("events", def);
 
     let tally = Mutex::new(Tally::default());
     let started = Instant::now();
@@ -208,13 +201,7 @@ fn sustained_uploads_pushes_and_triggers_lose_and_duplicate_nothing() {
     });
     let elapsed = started.elapsed();
     // One last run picks up every landed file.
-    let r = s.call(
-        "POST",
-        "/pipelines/events/runs?wait=true",
-        Some(WRITER),
-        None,
-        None,
-    );
+    let r = s.run_and_wait("events", WRITER);
     assert_eq!(r.status, 200, "{}", r.body);
 
     let t = tally.into_inner().unwrap();
@@ -248,12 +235,7 @@ fn sustained_uploads_pushes_and_triggers_lose_and_duplicate_nothing() {
     assert!(t.meant_to_fail > 0 && !t.uploaded.is_empty() && !t.landed.is_empty());
 
     for (table, mut want) in [("uploaded", t.uploaded), ("events", t.landed)] {
-        let mut got: Vec<i64> = read_delta(&c.path(&format!("warehouse/{table}")))
-            .rows
-            .iter()
-            .map(|r| r["id"].as_i64().unwrap())
-            .collect();
-        got.sort();
+        let got = read_delta(&c.path(&format!("warehouse/{table}"))).ids();
         want.sort();
         let dups = got.windows(2).filter(|w| w[0] == w[1]).count();
         assert_eq!(dups, 0, "{table}: {dups} duplicated rows");

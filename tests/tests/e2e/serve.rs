@@ -113,6 +113,29 @@ impl Server {
     pub fn get(&self, path: &str, token: &str) -> Reply {
         self.call("GET", path, Some(token), None, None)
     }
+
+    /// Defines pipeline `name` from `def` (TOML or JSON) as the admin.
+    pub fn define(&self, name: &str, def: &str) {
+        let r = self.call(
+            "PUT",
+            &format!("/pipelines/{name}"),
+            Some(ADMIN),
+            None,
+            Some(def.into()),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// Runs pipeline `name` with `token` and waits for the run to end.
+    pub fn run_and_wait(&self, name: &str, token: &str) -> Reply {
+        self.call(
+            "POST",
+            &format!("/pipelines/{name}/runs?wait=true"),
+            Some(token),
+            None,
+            None,
+        )
+    }
 }
 
 fn audit_actions(s: &Server) -> Vec<(String, String, String)> {
@@ -351,21 +374,8 @@ fn a_pipeline_runs_on_http_triggers_webhooks_and_its_schedule() {
     let s = Server::start(&c, "backstop_interval = \"0s\"");
     c.write("land/in/a.csv", "id\n1\n2\n");
     let def = "mode = \"stream\"\nsource = \"land/in/\"\nformat = \"csv\"\ntable = \"events\"\n";
-    let r = s.call(
-        "PUT",
-        "/pipelines/events",
-        Some(ADMIN),
-        None,
-        Some(def.into()),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = s.call(
-        "POST",
-        "/pipelines/events/runs?wait=true",
-        Some(WRITER),
-        None,
-        None,
-    );
+    s.define("events", def);
+    let r = s.run_and_wait("events", WRITER);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["status"], "succeeded");
     assert_eq!(r.body["report"]["rows"], 2);
@@ -411,22 +421,13 @@ fn a_pipeline_runs_on_http_triggers_webhooks_and_its_schedule() {
 
     // A schedule (every second) picks up the next file by itself.
     let scheduled = format!("{def}schedule = \"* * * * * *\"\n");
-    let r = s.call(
-        "PUT",
-        "/pipelines/events",
-        Some(ADMIN),
-        None,
-        Some(scheduled.into()),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
+    s.define("events", &scheduled);
     c.write("land/in/c.csv", "id\n4\n5\n");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let t = read_delta(&c.path("warehouse/events"));
         if t.rows.len() == 6 {
-            let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-            ids.sort();
-            assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+            assert_eq!(t.ids(), [1, 2, 3, 4, 5, 6]);
             break;
         }
         assert!(Instant::now() < deadline, "the schedule never loaded c.csv");
@@ -544,29 +545,14 @@ fn an_uploaded_connector_is_checked_listed_and_run_with_its_secret() {
     let def = format!(
         "mode = \"replace\"\ntable = \"numbers\"\n[connector]\nid = \"{id}\"\nconfig = {{ count = 25000, label = \"${{secret:LABEL}}\" }}\n[grants]\nsecrets = [\"LABEL\"]\n"
     );
-    let r = s.call(
-        "PUT",
-        "/pipelines/numbers",
-        Some(ADMIN),
-        None,
-        Some(def.into()),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    let r = s.call(
-        "POST",
-        "/pipelines/numbers/runs?wait=true",
-        Some(ADMIN),
-        None,
-        None,
-    );
+    s.define("numbers", &def);
+    let r = s.run_and_wait("numbers", ADMIN);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["report"]["rows"], 25000);
     let t = read_delta(&c.path("warehouse/numbers"));
     assert_eq!(t.rows.len(), 25000);
     assert!(t.rows.iter().all(|r| r["label"] == "from-the-secrets-file"));
-    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    ids.sort();
-    assert_eq!(ids, (0..25000).collect::<Vec<_>>());
+    assert_eq!(t.ids(), (0..25000).collect::<Vec<_>>());
 
     // The secret's value is nowhere in the service's state or audit log.
     let mut stack = vec![c.path("state")];

@@ -6,12 +6,6 @@ use serde_json::Value;
 
 use crate::harness::{Case, read_delta};
 
-fn ids(t: &crate::harness::TableDump) -> Vec<i64> {
-    let mut ids: Vec<i64> = t.rows.iter().map(|r| r["id"].as_i64().unwrap()).collect();
-    ids.sort();
-    ids
-}
-
 #[test]
 fn split_csv_and_ndjson_read_every_record_once() {
     let c = Case::new();
@@ -55,7 +49,7 @@ fn split_csv_and_ndjson_read_every_record_once() {
         ]);
         let split = read_delta(&c.path(&format!("{fmt}_split")));
         let whole = read_delta(&c.path(&format!("{fmt}_whole")));
-        assert_eq!(ids(&split), (0..3000).collect::<Vec<_>>(), "{fmt}");
+        assert_eq!(split.ids(), (0..3000).collect::<Vec<_>>(), "{fmt}");
         assert_eq!(split.data_by("id"), whole.data_by("id"), "{fmt}");
     }
 }
@@ -95,7 +89,7 @@ fn a_quoted_newline_across_a_split_point_fails_loudly_and_multiline_reads_it() {
         "multiLine=true",
     ]);
     let t = read_delta(&c.path("t"));
-    assert_eq!(ids(&t), (0..200).collect::<Vec<_>>());
+    assert_eq!(t.ids(), (0..200).collect::<Vec<_>>());
     let row = t.data_by("id")[7].clone();
     assert_eq!(row["note"], Value::from("line one\nline two 7"));
 }
@@ -126,5 +120,5 @@ fn ndjson_ranges_that_end_across_a_read_buffer_boundary() {
     ]);
     assert!(out.contains("16000 rows"), "{out}");
     let t = read_delta(&c.path("t"));
-    assert_eq!(ids(&t), (0..16_000).collect::<Vec<_>>());
+    assert_eq!(t.ids(), (0..16_000).collect::<Vec<_>>());
 }
