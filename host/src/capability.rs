@@ -1,5 +1,7 @@
 //! The `host` interface a connector imports: logging, counters, and
-//! object-store access checked against the pipeline's grants.
+//! object-store access checked against the pipeline's grants. Every line a
+//! component logs, and every denial the host logs for it, passes through
+//! the run's [`Redactor`] first.
 //!
 //! Host calls run on the component's own (blocking) thread and drive
 //! object-store futures on the tokio runtime through its handle.
@@ -14,6 +16,7 @@ use object_store::{ObjectMeta as StoreMeta, ObjectStoreExt};
 
 use crate::bindings::{ConnectorError, Host, Level, ObjectMeta, TypesHost};
 use crate::grants::Grants;
+use crate::redact::Redactor;
 
 /// The most bytes one `get-range` may return: bounds host-side allocation.
 pub const MAX_RANGE: u64 = 256 << 20;
@@ -53,6 +56,7 @@ pub struct HostState {
     runtime: tokio::runtime::Handle,
     counters: Arc<Counters>,
     component: String,
+    redactor: Redactor,
 }
 
 impl HostState {
@@ -68,7 +72,20 @@ impl HostState {
             runtime,
             counters,
             component: component.into(),
+            redactor: Redactor::default(),
         }
+    }
+
+    /// These capabilities, with log lines redacted by `redactor`.
+    pub fn redacting(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
+    }
+
+    fn denied(&self, e: crate::grants::Denied) -> ConnectorError {
+        let message = self.redactor.text(&e.to_string());
+        tracing::warn!(target: "sluice::audit", "denied: {message}");
+        ConnectorError::Auth(message)
     }
 
     fn meta(like: &url::Url, m: StoreMeta) -> ObjectMeta {
@@ -79,11 +96,6 @@ impl HostState {
             etag: m.e_tag,
         }
     }
-}
-
-fn denied(e: crate::grants::Denied) -> ConnectorError {
-    tracing::warn!(target: "sluice::audit", "denied: {e}");
-    ConnectorError::Auth(e.to_string())
 }
 
 fn store_error(location: &str, e: object_store::Error) -> ConnectorError {
@@ -104,6 +116,7 @@ impl TypesHost for HostState {}
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) {
         let c = &self.component;
+        let message = self.redactor.text(&message);
         match level {
             Level::Trace => tracing::trace!(target: "sluice::component", "{c}: {message}"),
             Level::Debug => tracing::debug!(target: "sluice::component", "{c}: {message}"),
@@ -128,9 +141,9 @@ impl Host for HostState {
         after: Option<String>,
         limit: u32,
     ) -> Result<Vec<ObjectMeta>, ConnectorError> {
-        let (store, path, url) = self.grants.resolve(&prefix).map_err(denied)?;
+        let (store, path, url) = self.grants.resolve(&prefix).map_err(|e| self.denied(e))?;
         let offset = match &after {
-            Some(a) => Some(self.grants.resolve(a).map_err(denied)?.1),
+            Some(a) => Some(self.grants.resolve(a).map_err(|e| self.denied(e))?.1),
             None => None,
         };
         let limit = limit.clamp(1, MAX_PAGE) as usize;
@@ -151,7 +164,7 @@ impl Host for HostState {
     }
 
     fn head(&mut self, location: String) -> Result<ObjectMeta, ConnectorError> {
-        let (store, path, url) = self.grants.resolve(&location).map_err(denied)?;
+        let (store, path, url) = self.grants.resolve(&location).map_err(|e| self.denied(e))?;
         self.runtime.block_on(async {
             let m = store
                 .head(&path)
@@ -172,7 +185,7 @@ impl Host for HostState {
                 "get-range of {length} bytes is above the limit of {MAX_RANGE}; read in smaller ranges"
             )));
         }
-        let (store, path, _) = self.grants.resolve(&location).map_err(denied)?;
+        let (store, path, _) = self.grants.resolve(&location).map_err(|e| self.denied(e))?;
         if length == 0 {
             return Ok(Vec::new());
         }

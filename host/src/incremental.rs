@@ -222,6 +222,8 @@ impl Runner {
             storage_options: config.storage_options.clone(),
             counters: Arc::new(Counters::default()),
             projection: config.projection.clone().map(Arc::new),
+            // The files connector is given no secrets.
+            redactor: Default::default(),
         };
         let checkpoint = Checkpoint::open(&config.checkpoint, now_ms()).await?;
         let schemas = SchemaLog::open(&config.schema_location)?;

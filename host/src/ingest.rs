@@ -14,6 +14,7 @@ use sluice_sink::{Committed, Target, WriteMode};
 use crate::capability::Counters;
 use crate::grants::Grants;
 use crate::read::Reading;
+use crate::redact::Redactor;
 use crate::runtime::{Loaded, Runtime};
 use crate::session::Stream;
 
@@ -82,6 +83,8 @@ pub struct Job {
     pub counters: Arc<Counters>,
     /// The select list, if any (`CREATE TABLE ... AS SELECT`).
     pub projection: Option<Projection>,
+    /// Redacts the secrets the connector was given from its log lines.
+    pub redactor: Redactor,
 }
 
 impl Job {
@@ -99,6 +102,7 @@ impl Job {
             storage_options: self.storage_options.clone(),
             counters: self.counters.clone(),
             projection: self.projection.clone().map(Arc::new),
+            redactor: self.redactor.clone(),
         };
         match &self.input {
             Input::Files {

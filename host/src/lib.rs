@@ -10,7 +10,9 @@
 //! - [`pipeline`]: named pipelines run once, as `sluice run` and `sluice serve` do;
 //! - [`serve`]: `sluice serve`, the HTTP service;
 //! - [`connectors`]: uploaded connector components, validated and stored by hash;
-//! - [`functions`]: hosted `wasi:http` components (edge functions) and their outbound allow-list;
+//! - [`functions`]: hosted `wasi:http` components (edge functions);
+//! - [`outbound`]: where hosted components may send requests, checked after DNS and pinned;
+//! - [`redact`] and [`failure`]: what leaves a run (secrets hidden) and who must act on a failure;
 //! - [`split`]: byte ranges of large files, and the check that they met;
 //! - [`builtin`]: the connectors compiled into the binary.
 
@@ -18,12 +20,15 @@ pub mod bindings;
 pub mod builtin;
 pub mod capability;
 pub mod connectors;
+pub mod failure;
 pub mod functions;
 pub mod grants;
 pub mod incremental;
 pub mod ingest;
+pub mod outbound;
 pub mod pipeline;
 pub mod read;
+pub mod redact;
 pub mod runtime;
 pub mod serve;
 pub mod session;

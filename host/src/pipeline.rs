@@ -14,14 +14,18 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 use sluice_pipeline::pipeline::{TableFormatName, resolve_secrets};
-use sluice_pipeline::{CleanSource, Format, LoadMode, Pipeline, Projection, Source, StreamOptions};
+use sluice_pipeline::{
+    CleanSource, Format, LoadMode, Pipeline, Projection, Source, StreamOptions, TableRef,
+};
 use sluice_sink::{Location, TableFormat, Target, WriteMode, WriteOptions};
 
 use crate::builtin;
 use crate::capability::Counters;
 use crate::connectors::ConnectorStore;
+use crate::failure::Failure;
 use crate::incremental::{BatchReport, Config, Kind, Runner};
 use crate::ingest::{Input, Job};
+use crate::redact::Redactor;
 use crate::runtime::Runtime;
 
 /// Secrets, by name: from `SLUICE_SECRET_<NAME>` variables, or a file of
@@ -298,28 +302,27 @@ impl Services {
         Ok(Location::parse(text, self.storage.clone())?)
     }
 
-    /// A table's location: a path or URL as given, or a bare name (`t`,
-    /// `schema.t`) under the warehouse root.
+    /// A table's location: a path or URL as given, or a name (`t`,
+    /// `schema.t`) under the warehouse root ([`TableRef`]).
     pub fn table(&self, name: &str) -> Result<Location> {
-        let bare = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-            && !name.starts_with('.')
-            && !name.contains("..");
-        if bare {
-            let root = self.warehouse.trim_end_matches('/');
-            return self.location(&format!("{root}/{}", name.replace('.', "/")));
-        }
-        self.location(name)
+        Ok(TableRef::parse(name)?.location(&self.location(&self.warehouse)?)?)
     }
 
     /// Where a table keeps the checkpoint of its COPY INTO loads.
     pub fn copy_into_checkpoint(&self, table: &Location) -> Result<Location> {
-        self.location(&format!(
-            "{}/_sluice/copy_into",
-            table.url().as_str().trim_end_matches('/')
-        ))
+        Ok(table.child("_sluice/copy_into")?)
+    }
+
+    /// What hides the secrets `pipeline` is granted in whatever leaves its
+    /// runs.
+    fn redactor(&self, pipeline: &Pipeline) -> Redactor {
+        Redactor::new(
+            pipeline
+                .grants
+                .secrets
+                .iter()
+                .filter_map(|name| Some((name.as_str(), self.secrets.get(name)?))),
+        )
     }
 
     /// An incremental load's configuration.
@@ -379,7 +382,7 @@ impl Services {
     /// Runs `pipeline` once, to completion: a stream processes its backlog
     /// (available-now). `name` identifies the pipeline's default
     /// checkpoint.
-    pub async fn run(&self, name: &str, pipeline: &Pipeline) -> Result<RunReport> {
+    pub async fn run(&self, name: &str, pipeline: &Pipeline) -> Result<RunReport, Failure> {
         self.run_with(name, pipeline, None, None).await
     }
 
@@ -392,18 +395,33 @@ impl Services {
         name: &str,
         pipeline: &Pipeline,
         objects: &[String],
-    ) -> Result<RunReport> {
+    ) -> Result<RunReport, Failure> {
         self.run_with(name, pipeline, Some(objects), None).await
     }
 
     /// Runs `pipeline`; a stream looks up only the `notified` objects if
-    /// given, and a batch load keeps only the columns of `projection`.
+    /// given, and a batch load keeps only the columns of `projection`. How
+    /// it failed, if it did, is told with the pipeline's secrets redacted.
     async fn run_with(
         &self,
         name: &str,
         pipeline: &Pipeline,
         notified: Option<&[String]>,
         projection: Option<Projection>,
+    ) -> Result<RunReport, Failure> {
+        let redactor = self.redactor(pipeline);
+        self.run_redacted(name, pipeline, notified, projection, &redactor)
+            .await
+            .map_err(|e| Failure::new(&e, &redactor))
+    }
+
+    async fn run_redacted(
+        &self,
+        name: &str,
+        pipeline: &Pipeline,
+        notified: Option<&[String]>,
+        projection: Option<Projection>,
+        redactor: &Redactor,
     ) -> Result<RunReport> {
         pipeline.validate()?;
         let started = Instant::now();
@@ -414,7 +432,7 @@ impl Services {
         };
         let mut report = match pipeline.mode {
             LoadMode::Replace | LoadMode::Append => {
-                self.batch(pipeline, table, table_format, projection)
+                self.batch(pipeline, table, table_format, projection, redactor)
                     .await?
             }
             LoadMode::CopyInto => self.copy_into(pipeline, table, table_format).await?,
@@ -506,6 +524,7 @@ impl Services {
             storage_options: self.storage.clone(),
             counters: Arc::new(Counters::default()),
             projection: None,
+            redactor: Redactor::default(),
         };
         let (stream, batches) = job.preview(limit).await?;
         // What an upload would load: its columns, without `_metadata`.
@@ -530,7 +549,7 @@ impl Services {
         format: Format,
         options: BTreeMap<String, String>,
         mode: LoadMode,
-    ) -> Result<RunReport> {
+    ) -> Result<RunReport, Failure> {
         let pipeline = Pipeline {
             mode,
             source: Some(source.to_string()),
@@ -558,6 +577,7 @@ impl Services {
         table: Location,
         table_format: TableFormat,
         projection: Option<Projection>,
+        redactor: &Redactor,
     ) -> Result<RunReport> {
         let (connector, input) = match &p.connector {
             None => (
@@ -603,6 +623,7 @@ impl Services {
             storage_options: self.storage.clone(),
             counters: Arc::new(Counters::default()),
             projection,
+            redactor: redactor.clone(),
         };
         let s = job.run(|_| {}).await?;
         Ok(RunReport {
@@ -658,10 +679,7 @@ impl Services {
     ) -> Result<RunReport> {
         let checkpoint = match &p.checkpoint {
             Some(c) => self.location(c)?,
-            None => self.location(&format!(
-                "{}/_sluice/pipelines/{name}",
-                table.url().as_str().trim_end_matches('/')
-            ))?,
+            None => table.child(&format!("_sluice/pipelines/{name}"))?,
         };
         let config = self.incremental(
             Kind::Stream,

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::capability::{Counters, HostState};
 use crate::grants::Grants;
+use crate::redact::Redactor;
 use crate::runtime::{Loaded, Runtime};
 use crate::session::{Session, Stream, decode, stored_schema, to_stored};
 use crate::split::{self, RangeReport, Unit};
@@ -55,6 +56,8 @@ pub struct Reading {
     pub counters: Arc<Counters>,
     /// The select list applied to every batch, if any.
     pub projection: Option<Arc<Projection>>,
+    /// Redacts the secrets the connector was given from its log lines.
+    pub redactor: Redactor,
 }
 
 /// What a read wrote.
@@ -77,6 +80,7 @@ impl Reading {
             tokio::runtime::Handle::current(),
             self.counters.clone(),
         )
+        .redacting(self.redactor.clone())
     }
 
     fn config_for(

@@ -7,7 +7,10 @@
 //!   (never accepted from elsewhere), which is what makes loading it sound;
 //! - every store has a memory cap and an epoch deadline, so a component that
 //!   loops or allocates without end traps instead of hanging or exhausting
-//!   the host; a trap fails that call only.
+//!   the host; a trap fails that call only;
+//! - with a memory budget (`sluice serve`), the linear memory of all stores
+//!   together stays within it: growth waits a while for room, then traps
+//!   with [`NoRoom`], which a face reports as "busy, retry" (503).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +43,12 @@ pub struct Limits {
     /// long-running process that instantiates connectors per request;
     /// `None`: memories are mapped per instance (a one-shot CLI run).
     pub pool: Option<u32>,
+    /// Linear memory all stores of the runtime may hold together
+    /// (`None`: only the per-store cap).
+    pub memory_budget: Option<usize>,
+    /// How long a store waits for a free pool slot before the work fails
+    /// as busy.
+    pub slot_wait: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +57,8 @@ impl Default for Limits {
             memory_bytes: 1 << 30,
             call_timeout: Duration::from_secs(600),
             pool: None,
+            memory_budget: None,
+            slot_wait: Duration::from_secs(60),
         }
     }
 }
@@ -58,7 +69,7 @@ pub struct StoreData {
     _slot: Option<Slot>,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     /// The host capabilities this component was granted.
     pub host: HostState,
 }
@@ -82,16 +93,27 @@ pub struct Runtime {
     /// The pooling allocator's instance slots, counted so that a store
     /// waits for a free one instead of failing to instantiate.
     slots: Option<Arc<Slots>>,
+    /// The memory budget all stores share, if any.
+    budget: Option<Arc<Budget>>,
     /// Built-in components already loaded, by the address of their bytes.
     builtins: Arc<std::sync::Mutex<std::collections::HashMap<usize, Loaded>>>,
     _ticker: Arc<Ticker>,
 }
 
-/// How long a store waits for a free pool slot before it gives up.
-const SLOT_WAIT: Duration = Duration::from_secs(60);
+/// How long a growing memory waits for room in the budget before it traps.
+const BUDGET_WAIT: Duration = Duration::from_secs(30);
+
+/// The service has no room for this work now: every connector instance
+/// slot stayed taken, or the memory budget of all instances is spent.
+/// Nothing is wrong with the request; retry it later.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NoRoom(pub String);
 
 /// Free instance slots of the pooling allocator.
 struct Slots {
+    /// How long a store waits for one.
+    wait: Duration,
     free: std::sync::Mutex<u32>,
     freed: std::sync::Condvar,
 }
@@ -100,25 +122,28 @@ struct Slots {
 struct Slot(Arc<Slots>);
 
 impl Slots {
-    fn new(n: u32) -> Self {
+    fn new(n: u32, wait: Duration) -> Self {
         Slots {
+            wait,
             free: std::sync::Mutex::new(n),
             freed: std::sync::Condvar::new(),
         }
     }
 
-    /// Takes a slot, waiting up to [`SLOT_WAIT`] for one (stores are made
-    /// on blocking threads, never on the async workers).
+    /// Takes a slot, waiting a while for one (stores are made on blocking
+    /// threads, never on the async workers).
     fn take(self: &Arc<Self>) -> Result<Slot> {
         let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         let (mut free, waited) = self
             .freed
-            .wait_timeout_while(free, SLOT_WAIT, |f| *f == 0)
+            .wait_timeout_while(free, self.wait, |f| *f == 0)
             .unwrap_or_else(|p| p.into_inner());
         if waited.timed_out() && *free == 0 {
-            anyhow::bail!(
-                "every connector instance slot stayed busy for {SLOT_WAIT:?}; retry, or raise connector_slots"
-            );
+            return Err(NoRoom(format!(
+                "every connector instance slot stayed busy for {:?}; retry, or raise connector_slots",
+                self.wait
+            ))
+            .into());
         }
         *free -= 1;
         Ok(Slot(self.clone()))
@@ -129,6 +154,118 @@ impl Drop for Slot {
     fn drop(&mut self) {
         *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.0.freed.notify_one();
+    }
+}
+
+/// Bytes of linear memory all stores may still take.
+struct Budget {
+    total: usize,
+    /// How long a growing memory waits for room before it traps.
+    wait: Duration,
+    free: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Budget {
+    fn new(total: usize, wait: Duration) -> Self {
+        Budget {
+            total,
+            wait,
+            free: std::sync::Mutex::new(total),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Takes `bytes`, waiting a while for others to give some back.
+    fn take(&self, bytes: usize) -> bool {
+        let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut free, _) = self
+            .freed
+            .wait_timeout_while(free, self.wait, |f| *f < bytes)
+            .unwrap_or_else(|p| p.into_inner());
+        if *free < bytes {
+            return false;
+        }
+        *free -= bytes;
+        true
+    }
+
+    fn give(&self, bytes: usize) {
+        if bytes > 0 {
+            *self.free.lock().unwrap_or_else(|p| p.into_inner()) += bytes;
+            self.freed.notify_all();
+        }
+    }
+}
+
+/// A store's resource limiter: its own caps, and its share of the
+/// runtime's memory budget, given back when the store is dropped.
+struct Limiter {
+    caps: StoreLimits,
+    budget: Option<Arc<Budget>>,
+    /// Bytes this store holds of the budget.
+    charged: usize,
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if !self.caps.memory_growing(current, desired, maximum)? {
+            return Ok(false);
+        }
+        if let Some(budget) = &self.budget {
+            let more = desired.saturating_sub(current);
+            if !budget.take(more) {
+                return Err(wasmtime::Error::new(NoRoom(format!(
+                    "the memory budget of all connector instances ({} MiB) stayed spent for {:?}; retry, or raise connector_memory_budget_mib",
+                    budget.total >> 20,
+                    budget.wait
+                ))));
+            }
+            self.charged += more;
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.caps.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.caps.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.caps.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.caps.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.caps.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.caps.memories()
+    }
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give(self.charged);
+        }
     }
 }
 
@@ -188,7 +325,12 @@ impl Runtime {
 
         Ok(Runtime {
             _ticker: Ticker::start(&engine)?,
-            slots: limits.pool.map(|n| Arc::new(Slots::new(n))),
+            slots: limits
+                .pool
+                .map(|n| Arc::new(Slots::new(n, limits.slot_wait))),
+            budget: limits
+                .memory_budget
+                .map(|b| Arc::new(Budget::new(b, BUDGET_WAIT))),
             engine,
             linker: Arc::new(linker),
             cache_dir,
@@ -263,13 +405,17 @@ impl Runtime {
             // No preopened directories, sockets, environment or arguments.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.limits.memory_bytes)
-                .instances(8)
-                .tables(64)
-                .memories(4)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: Limiter {
+                caps: StoreLimitsBuilder::new()
+                    .memory_size(self.limits.memory_bytes)
+                    .instances(8)
+                    .tables(64)
+                    .memories(4)
+                    .trap_on_grow_failure(true)
+                    .build(),
+                budget: self.budget.clone(),
+                charged: 0,
+            },
             host,
         };
         let mut store = Store::new(&self.engine, data);
@@ -376,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_store_waits_for_a_free_slot() {
-        let slots = Arc::new(Slots::new(1));
+        let slots = Arc::new(Slots::new(1, Duration::from_secs(60)));
         let first = slots.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let waiting = {
@@ -394,5 +540,27 @@ mod tests {
         rx.recv_timeout(Duration::from_secs(10)).unwrap();
         waiting.join().unwrap();
         assert_eq!(*slots.free.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn stores_share_the_memory_budget_and_give_it_back() {
+        let budget = Arc::new(Budget::new(4 << 20, Duration::from_millis(50)));
+        let limiter = |budget: &Arc<Budget>| Limiter {
+            caps: StoreLimitsBuilder::new().memory_size(16 << 20).build(),
+            budget: Some(budget.clone()),
+            charged: 0,
+        };
+        use wasmtime::ResourceLimiter;
+        let mut a = limiter(&budget);
+        assert!(a.memory_growing(0, 3 << 20, None).unwrap());
+        let mut b = limiter(&budget);
+        // Only 1 MiB is left: b waits, then is refused with NoRoom.
+        let e = b.memory_growing(0, 2 << 20, None).unwrap_err();
+        assert!(e.downcast_ref::<NoRoom>().is_some(), "{e:?}");
+        // Once a is gone its bytes are b's.
+        drop(a);
+        assert!(b.memory_growing(0, 2 << 20, None).unwrap());
+        drop(b);
+        assert_eq!(*budget.free.lock().unwrap(), 4 << 20);
     }
 }

@@ -4,20 +4,18 @@
 //! deadline; a trap fails the call with an error that says which limit was
 //! hit, and the host carries on.
 
-use std::io::Cursor;
-
-use anyhow::{Context, Result, anyhow};
 use std::sync::Arc;
 
-use arrow_array::{RecordBatch, RecordBatchOptions};
-use arrow_ipc::reader::StreamReader;
+use anyhow::{Context, Result, anyhow, bail};
+use arrow_array::{Array, RecordBatch, RecordBatchOptions};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::{Connector, ConnectorError, ConnectorSpec, StreamInfo};
 use crate::capability::HostState;
-use crate::runtime::{Loaded, Runtime, StoreData};
+use crate::failure::{ConnectorFailed, Fault};
+use crate::runtime::{Loaded, NoRoom, Runtime, StoreData};
 
 /// A connector instance.
 pub struct Session {
@@ -33,6 +31,20 @@ pub struct Stream {
     pub info: StreamInfo,
     /// The Arrow schema of its batches.
     pub schema: SchemaRef,
+}
+
+/// A connector's error as the host reports it: described for a person,
+/// with the [`Fault`] its kind stands for.
+pub fn failed(e: ConnectorError) -> anyhow::Error {
+    let fault = match &e {
+        ConnectorError::Config(_) | ConnectorError::Auth(_) => Fault::Invalid,
+        ConnectorError::Io(_) => Fault::Storage,
+        ConnectorError::Data(_) | ConnectorError::Other(_) => Fault::Data,
+    };
+    anyhow::Error::new(ConnectorFailed {
+        fault,
+        message: describe(&e),
+    })
 }
 
 /// Describes a connector error for a person.
@@ -70,6 +82,10 @@ impl Session {
                 limits.call_timeout
             );
         }
+        if let Some(no_room) = e.downcast_ref::<NoRoom>() {
+            return anyhow::Error::new(no_room.clone())
+                .context(format!("the connector was stopped during {what}"));
+        }
         let text = format!("{e:?}");
         if text.contains("forcing trap when growing memory")
             || text.contains("memory allocation failed")
@@ -98,7 +114,7 @@ impl Session {
         source
             .call_check(&mut self.store, config)
             .map_err(|e| self.trap(e, "check"))?
-            .map_err(|e| anyhow!(describe(&e)))
+            .map_err(failed)
     }
 
     /// The streams `config` produces.
@@ -108,19 +124,14 @@ impl Session {
         let infos = source
             .call_discover(&mut self.store, config)
             .map_err(|e| self.trap(e, "discover"))?
-            .map_err(|e| anyhow!(describe(&e)))?;
+            .map_err(failed)?;
         infos
             .into_iter()
             .map(|info| {
-                let reader =
-                    decode_guarded(|| StreamReader::try_new(Cursor::new(&info.arrow_schema), None))
-                        .with_context(|| {
-                            format!("the schema of stream '{}' is not Arrow IPC", info.name)
-                        })?;
-                Ok(Stream {
-                    schema: reader.schema(),
-                    info,
-                })
+                let schema = sluice_ipc::decode_schema(&info.arrow_schema).with_context(|| {
+                    format!("the schema of stream '{}' is not Arrow IPC", info.name)
+                })?;
+                Ok(Stream { schema, info })
             })
             .collect()
     }
@@ -132,7 +143,7 @@ impl Session {
         source
             .call_read(&mut self.store, config, stream, state)
             .map_err(|e| self.trap(e, "read"))?
-            .map_err(|e| anyhow!(describe(&e)))
+            .map_err(failed)
     }
 
     /// The next batch from `reader` as the connector sent it (Arrow IPC) with
@@ -144,7 +155,7 @@ impl Session {
             .reader()
             .call_next(&mut self.store, reader)
             .map_err(|e| self.trap(e, "next"))?
-            .map_err(|e| anyhow!(describe(&e)))?;
+            .map_err(failed)?;
         Ok(batch.map(|b| (b.ipc, b.checkpoint)))
     }
 
@@ -187,9 +198,62 @@ fn stored_type(t: &DataType) -> DataType {
     }
 }
 
+/// The most bytes the dictionary-encoded columns of one batch may expand
+/// to: a dictionary lets a small batch stand for a huge one.
+const MAX_EXPANDED: usize = 2 << 30;
+
+/// What expanding the dictionaries in `a` would allocate, about.
+fn expansion(a: &dyn Array) -> usize {
+    use arrow_array::cast::AsArray;
+    fn lengths<O: arrow_array::OffsetSizeTrait>(offsets: &[O], keys: &[usize]) -> usize {
+        keys.iter()
+            .map(|k| match (offsets.get(*k), offsets.get(k + 1)) {
+                (Some(s), Some(e)) => (*e - *s).as_usize(),
+                _ => 0,
+            })
+            .sum()
+    }
+    if let Some(d) = a.as_any_dictionary_opt() {
+        let (values, keys) = (d.values(), d.normalized_keys());
+        return match values.data_type() {
+            DataType::Utf8 => lengths(values.as_string::<i32>().value_offsets(), &keys),
+            DataType::LargeUtf8 => lengths(values.as_string::<i64>().value_offsets(), &keys),
+            DataType::Binary => lengths(values.as_binary::<i32>().value_offsets(), &keys),
+            DataType::LargeBinary => lengths(values.as_binary::<i64>().value_offsets(), &keys),
+            _ => keys
+                .len()
+                .saturating_mul(values.get_array_memory_size() / values.len().max(1)),
+        };
+    }
+    match a.data_type() {
+        DataType::Struct(_) => a
+            .as_struct()
+            .columns()
+            .iter()
+            .map(|c| expansion(c.as_ref()))
+            .sum(),
+        DataType::List(_) => expansion(a.as_list::<i32>().values().as_ref()),
+        DataType::LargeList(_) => expansion(a.as_list::<i64>().values().as_ref()),
+        _ => 0,
+    }
+}
+
 /// `batch` (of the schema the connector discovered) in the `stored` schema:
-/// dictionary-encoded columns are expanded to their values.
+/// dictionary-encoded columns are expanded to their values (refused if
+/// they would expand past [`MAX_EXPANDED`] bytes).
 pub fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch> {
+    let expanded: usize = batch
+        .columns()
+        .iter()
+        .zip(stored.fields())
+        .filter(|(c, f)| c.data_type() != f.data_type())
+        .map(|(c, _)| expansion(c.as_ref()))
+        .sum();
+    if expanded > MAX_EXPANDED {
+        bail!(
+            "the connector sent a batch whose dictionary-encoded columns expand to {expanded} bytes (at most {MAX_EXPANDED}); send smaller batches"
+        );
+    }
     let columns = batch
         .columns()
         .iter()
@@ -210,26 +274,12 @@ pub fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch>
     )?)
 }
 
-/// Decodes an IPC stream from a connector: validated, and a panic in the
-/// decoder becomes an error rather than a crash (guest bytes are untrusted).
+/// Decodes an IPC stream from a connector, vetted as untrusted bytes
+/// (`sluice_ipc`); dictionaries are the connector's transport encoding.
 pub fn decode(ipc: &[u8]) -> Result<Vec<RecordBatch>> {
-    let batches = decode_guarded(|| {
-        let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
-        reader.collect::<Result<Vec<_>, _>>()
-    })
-    .context("the connector sent a batch that is not valid Arrow IPC")?;
+    let (_, batches) = sluice_ipc::decode(ipc, true)
+        .context("the connector sent a batch that is not valid Arrow IPC")?;
     Ok(batches)
-}
-
-fn decode_guarded<T>(
-    f: impl FnOnce() -> Result<T, arrow_schema::ArrowError> + std::panic::UnwindSafe,
-) -> Result<T> {
-    match std::panic::catch_unwind(f) {
-        Ok(r) => Ok(r?),
-        Err(_) => Err(anyhow!(
-            "the Arrow IPC decoder rejected the bytes (it panicked)"
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ fn job(runtime: &Runtime, connector: &Loaded, input: Input, table: &std::path::P
         storage_options: Default::default(),
         counters: Arc::new(Counters::default()),
         projection: None,
+        redactor: Default::default(),
     }
 }
 
@@ -40,6 +41,7 @@ async fn the_host_survives_traps_and_runs_the_next_pipeline() {
             // As `sluice serve` runs connectors: from the pooling allocator,
             // whose slots a trapped instance must give back.
             pool: Some(4),
+            ..Limits::default()
         },
     )
     .unwrap();

@@ -506,7 +506,7 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
     let mut names: Vec<String> = Vec::new();
     let mut kinds: HashMap<String, Kind> = HashMap::new();
     for file in files {
-        let mut tok = Tokenizer::new(open(file)?, opts);
+        let mut tok = Tokenizer::new(open(file, opts.max_decompressed_bytes)?, opts);
         let mut file_names: Option<Vec<String>> = None;
         if opts.header {
             if !tok.read_record().map_err(|e| io_error(file, e))? {
@@ -578,7 +578,7 @@ impl CsvFile {
     pub fn open(file: FileRef, shape: &Shape, opts: &Options) -> Result<Self, Error> {
         let start = file.range.map_or(0, |r| r.0);
         let mut tok = if start == 0 {
-            Tokenizer::new(open(&file)?, opts)
+            Tokenizer::new(open(&file, opts.max_decompressed_bytes)?, opts)
         } else {
             // The header is at the top of the file, outside this range.
             Tokenizer::new(

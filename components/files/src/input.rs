@@ -33,17 +33,54 @@ impl Compression {
     }
 }
 
-/// Opens `file` for sequential reading, decompressed.
-pub fn open(file: &FileRef) -> Result<Box<dyn Read>, Error> {
+/// Opens `file` for sequential reading, decompressed; a compressed file
+/// that decompresses to more than `limit` bytes fails the read
+/// (`maxDecompressedBytes`).
+pub fn open(file: &FileRef, limit: Option<u64>) -> Result<Box<dyn Read>, Error> {
     let raw = ObjectReader::new(file.location.clone(), file.size);
-    Ok(match Compression::of(&file.location) {
-        Compression::None => Box::new(raw),
+    let decoded: Box<dyn Read> = match Compression::of(&file.location) {
+        Compression::None => return Ok(Box::new(raw)),
         Compression::Gzip => Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, raw))),
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::new(raw)
                 .map_err(|e| Error::Io(format!("{}: {e}", file.location)))?,
         ),
+    };
+    Ok(match limit {
+        Some(limit) => Box::new(Bounded {
+            inner: decoded,
+            left: limit,
+            limit,
+        }),
+        None => decoded,
     })
+}
+
+/// A decompressed stream that fails once it passes its limit: a small
+/// compressed file cannot expand without end.
+struct Bounded {
+    inner: Box<dyn Read>,
+    left: u64,
+    limit: u64,
+}
+
+impl Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(n)
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "it decompresses to more than {} bytes (the maxDecompressedBytes limit)",
+                    self.limit
+                ),
+            )),
+        }
+    }
 }
 
 /// Where the first record of a split starting at `start` begins: just after
@@ -76,6 +113,31 @@ pub fn open_at(file: &FileRef, from: u64) -> Box<dyn Read> {
         from,
         file.size,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bounded_stream_fails_past_its_limit() {
+        let mut ok = Bounded {
+            inner: Box::new(&b"12345"[..]),
+            left: 5,
+            limit: 5,
+        };
+        let mut out = Vec::new();
+        ok.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"12345");
+        let mut over = Bounded {
+            inner: Box::new(&b"123456"[..]),
+            left: 5,
+            limit: 5,
+        };
+        let e = over.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("maxDecompressedBytes"), "{e}");
+    }
 }
 
 /// Maps a read error to the WIT error, naming the file.

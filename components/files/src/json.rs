@@ -1,10 +1,15 @@
-//! JSON: newline-delimited records, or one top-level array per file.
+//! JSON: newline-delimited records, one top-level array per file, or (with
+//! `multiLine=true`) one or more pretty-printed objects per file.
 //!
 //! Two paths. In FAILFAST mode without a rescued column, whole chunks of lines
-//! go straight to arrow-json's decoder; only when a chunk fails is it re-read
-//! line by line to name the line and reason. Otherwise every line is parsed
-//! on its own, so that a bad line or a value of the wrong type can be rescued
-//! or dropped while the rest of the batch loads.
+//! go straight to arrow-json's decoder, and every byte it takes is checked
+//! strictly on the way ([`crate::json_check`]: the decoder itself is lenient);
+//! only when a chunk fails is it re-read line by line to name the line and
+//! reason. Otherwise every line is parsed on its own (by serde_json), so that
+//! a bad line or a value of the wrong type can be rescued or dropped while
+//! the rest of the batch loads. A chunk holding a `\u` surrogate escape takes
+//! the second path too: arrow-json 59 decodes surrogate pairs above U+1FFFF
+//! wrongly.
 
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -16,6 +21,7 @@ use serde_json::{Map, Value};
 use sluice_connector_sdk::{Error, host};
 
 use crate::input::{first_record_at, io_error, open, open_at};
+use crate::json_check::Checker;
 use crate::options::{FileRef, Mode, Options};
 use crate::shape::{Rescue, Shape};
 
@@ -26,9 +32,10 @@ pub const SAMPLE_RECORDS: usize = 10_000;
 type Lines = BufReader<Box<dyn Read>>;
 
 /// Opens `file`, skips a BOM and leading white space, and says whether it
-/// holds a top-level array and how many bytes were skipped.
-fn reader_of(file: &FileRef) -> Result<(Lines, bool, u64), Error> {
-    let mut reader = BufReader::with_capacity(1 << 20, open(file)?);
+/// holds its records as one value (a top-level array, or with `multiLine`
+/// pretty-printed objects) and how many bytes were skipped.
+fn reader_of(file: &FileRef, opts: &Options) -> Result<(Lines, bool, u64), Error> {
+    let mut reader = BufReader::with_capacity(1 << 20, open(file, opts.max_decompressed_bytes)?);
     let mut skipped = 0u64;
     // Skip a UTF-8 BOM and leading white space, then look at the first byte.
     let is_array = loop {
@@ -44,7 +51,7 @@ fn reader_of(file: &FileRef) -> Result<(Lines, bool, u64), Error> {
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
                 let first = buf[i];
-                break first == b'[';
+                break first == b'[' || (first == b'{' && opts.multi_line);
             }
             None => {
                 let n = buf.len();
@@ -56,28 +63,48 @@ fn reader_of(file: &FileRef) -> Result<(Lines, bool, u64), Error> {
     Ok((reader, is_array, skipped))
 }
 
-fn parse_array(file: &FileRef, reader: &mut BufReader<Box<dyn Read>>) -> Result<Vec<Value>, Error> {
+/// The records of a file that holds them as whole values: the elements of
+/// a top-level array, or each of the (pretty-printed) objects it holds.
+fn parse_values(
+    file: &FileRef,
+    reader: &mut BufReader<Box<dyn Read>>,
+) -> Result<Vec<Value>, Error> {
     let mut text = Vec::new();
     reader
         .read_to_end(&mut text)
         .map_err(|e| io_error(file, e))?;
-    serde_json::from_slice::<Vec<Value>>(&text).map_err(|e| {
+    let bad = |e: serde_json::Error, what: &str| {
         Error::Data(format!(
-            "{}: line {}: not a valid JSON array: {e}",
+            "{}: line {}: not a valid JSON {what}: {e}",
             file.location,
             e.line()
         ))
-    })
+    };
+    let start = text.iter().position(|b| !b.is_ascii_whitespace());
+    if start.is_some_and(|i| text[i] == b'[') {
+        return serde_json::from_slice::<Vec<Value>>(&text).map_err(|e| bad(e, "array"));
+    }
+    serde_json::Deserializer::from_slice(&text)
+        .into_iter::<Value>()
+        .map(|v| match v {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            Ok(_) => Err(Error::Data(format!(
+                "{}: with multiLine=true every value of the file must be an object",
+                file.location
+            ))),
+            Err(e) => Err(bad(e, "object")),
+        })
+        .collect()
 }
 
 /// Infers data columns from up to [`SAMPLE_RECORDS`] records of each file.
 pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
     let mut values: Vec<Value> = Vec::new();
     for file in files {
-        let (mut reader, is_array, _) = reader_of(file)?;
-        if is_array {
+        let (mut reader, whole, _) = reader_of(file, opts)?;
+        if whole {
             values.extend(
-                parse_array(file, &mut reader)?
+                parse_values(file, &mut reader)?
                     .into_iter()
                     .take(SAMPLE_RECORDS),
             );
@@ -97,6 +124,17 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
             lineno += 1;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
+            }
+            // The strict check first: it says what serde_json's errors do
+            // not (a record spread over lines, nesting too deep).
+            let mut check = Checker::default();
+            if let Err(bad) = check.feed(&line).and_then(|()| check.finish())
+                && opts.mode == Mode::FailFast
+            {
+                return Err(Error::Data(format!(
+                    "{}: line {lineno}: invalid JSON: {}",
+                    file.location, bad.reason
+                )));
             }
             match serde_json::from_slice::<Value>(&line) {
                 Ok(v @ Value::Object(_)) => values.push(v),
@@ -150,6 +188,21 @@ fn settle(t: &DataType, infer: bool) -> DataType {
     }
 }
 
+/// Whether `buf` holds a `\u` escape of a UTF-16 high surrogate
+/// (`\uD800`-`\uDBFF`), which arrow-json 59 combines with its pair wrongly
+/// above U+1FFFF (it ORs where it must add). A cheap scan: backslashes are
+/// rare outside such text.
+fn surrogate_escape(buf: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', buf).any(|i| {
+        buf.get(i + 1) == Some(&b'u')
+            && matches!(buf.get(i + 2), Some(b'd' | b'D'))
+            && matches!(
+                buf.get(i + 3),
+                Some(b'8'..=b'9' | b'a' | b'b' | b'A' | b'B')
+            )
+    })
+}
+
 /// Reads one JSON file, batch by batch.
 pub struct JsonFile {
     file: FileRef,
@@ -167,14 +220,19 @@ pub struct JsonFile {
     stop: Option<u64>,
     /// Columns the schema lacks were reported for this file.
     reported_new_columns: bool,
+    /// The strict check of every byte the fast path decodes.
+    check: Checker,
+    /// The next batch takes the careful path (its bytes hold a surrogate
+    /// escape).
+    careful_next: bool,
 }
 
 impl JsonFile {
     /// Opens `file`, detecting a top-level array.
-    pub fn open(file: FileRef, shape: &Shape) -> Result<Self, Error> {
+    pub fn open(file: FileRef, shape: &Shape, opts: &Options) -> Result<Self, Error> {
         let start = file.range.map_or(0, |r| r.0);
         let (mut reader, is_array, first) = if start == 0 {
-            reader_of(&file)?
+            reader_of(&file, opts)?
         } else {
             let first = first_record_at(&file, start)?;
             (
@@ -184,7 +242,7 @@ impl JsonFile {
             )
         };
         let array = if is_array {
-            Some(parse_array(&file, &mut reader)?.into_iter())
+            Some(parse_values(&file, &mut reader)?.into_iter())
         } else {
             None
         };
@@ -201,6 +259,8 @@ impl JsonFile {
             first,
             stop: None,
             reported_new_columns: false,
+            check: Checker::default(),
+            careful_next: false,
         })
     }
 
@@ -262,12 +322,15 @@ impl JsonFile {
             if self.done {
                 return Ok(None);
             }
-            let batch =
-                if self.array.is_none() && shape.rescue.is_none() && opts.mode == Mode::FailFast {
-                    self.fast_batch(shape, opts)?
-                } else {
-                    self.careful_batch(shape, opts)?
-                };
+            let fast = self.array.is_none()
+                && shape.rescue.is_none()
+                && opts.mode == Mode::FailFast
+                && !std::mem::take(&mut self.careful_next);
+            let batch = if fast {
+                self.fast_batch(shape, opts)?
+            } else {
+                self.careful_batch(shape, opts)?
+            };
             if batch.is_some() || self.done {
                 return Ok(batch);
             }
@@ -297,6 +360,10 @@ impl JsonFile {
                 .fill_buf()
                 .map_err(|e| io_error(&self.file, e))?;
             if buf.is_empty() {
+                if let Err(bad) = self.check.finish() {
+                    let failed = self.pos - start;
+                    return Err(self.locate_error_at(start, failed, first_line, opts, bad.reason));
+                }
                 self.done = true;
                 break;
             }
@@ -309,13 +376,29 @@ impl JsonFile {
                     usable = last + i + 1;
                 }
             }
+            if surrogate_escape(&buf[..usable]) {
+                // arrow-json would decode it wrongly: this batch ends here,
+                // and the next one is parsed record by record.
+                self.careful_next = true;
+                break;
+            }
             let taken = match decoder.decode(&buf[..usable]) {
                 Ok(n) => n,
                 Err(_) => {
                     let failed = self.pos - start + usable as u64;
-                    return Err(self.locate_error_at(start, failed, first_line, opts));
+                    return Err(self.locate_error_at(
+                        start,
+                        failed,
+                        first_line,
+                        opts,
+                        "malformed JSON",
+                    ));
                 }
             };
+            if let Err(bad) = self.check.feed(&buf[..taken]) {
+                let failed = self.pos - start + taken as u64;
+                return Err(self.locate_error_at(start, failed, first_line, opts, bad.reason));
+            }
             self.line += memchr::memchr_iter(b'\n', &buf[..taken]).count() as u64;
             if taken > 0 {
                 whole = buf[taken - 1] == b'\n';
@@ -332,7 +415,13 @@ impl JsonFile {
             Ok(None) => return Ok(None),
             Err(_) => {
                 let failed = self.pos - start;
-                return Err(self.locate_error_at(start, failed, first_line, opts));
+                return Err(self.locate_error_at(
+                    start,
+                    failed,
+                    first_line,
+                    opts,
+                    "malformed JSON",
+                ));
             }
         };
         let rows = data.num_rows();
@@ -345,14 +434,23 @@ impl JsonFile {
     }
 
     /// Reads `len` bytes from offset `at` of the file (or of its
-    /// decompressed stream) again, to find the line that failed in them.
-    fn locate_error_at(&self, at: u64, len: u64, first_line: u64, opts: &Options) -> Error {
+    /// decompressed stream) again, to find the line that failed in them
+    /// and why (`reason` when serde_json finds no fault: a rule of Sluice's
+    /// own, such as the nesting limit).
+    fn locate_error_at(
+        &self,
+        at: u64,
+        len: u64,
+        first_line: u64,
+        opts: &Options,
+        reason: &str,
+    ) -> Error {
         let reread = || -> std::io::Result<Vec<u8>> {
             let input = if self.end.is_some() {
                 open_at(&self.file, at)
             } else {
-                let mut input =
-                    open(&self.file).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+                let mut input = open(&self.file, opts.max_decompressed_bytes)
+                    .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
                 std::io::copy(&mut (&mut input).take(at), &mut std::io::sink())?;
                 input
             };
@@ -361,20 +459,25 @@ impl JsonFile {
             Ok(buf)
         };
         match reread() {
-            Ok(buf) => self.locate_error(&buf, first_line, opts),
+            Ok(buf) => self.locate_error(&buf, first_line, opts, reason),
             Err(e) => io_error(&self.file, e),
         }
     }
 
     /// Finds the first line of `buf` that fails, and says why.
-    fn locate_error(&self, buf: &[u8], first_line: u64, opts: &Options) -> Error {
+    fn locate_error(&self, buf: &[u8], first_line: u64, opts: &Options, fallback: &str) -> Error {
         for (i, line) in buf.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             let lineno = first_line + i as u64;
+            let mut check = Checker::default();
+            let strict = check.feed(line).and_then(|()| check.finish());
             let reason = match serde_json::from_slice::<Value>(line) {
                 Err(e) => format!("invalid JSON: {e}"),
+                Ok(_) if strict.is_err() => {
+                    format!("invalid JSON: {}", strict.err().map_or("", |b| b.reason))
+                }
                 Ok(Value::Object(_)) => {
                     let failed = self
                         .decoder(opts)
@@ -393,7 +496,7 @@ impl JsonFile {
             ));
         }
         Error::Data(format!(
-            "{}: malformed JSON near {}",
+            "{}: {fallback} near {}",
             self.file.location,
             self.place(first_line)
         ))

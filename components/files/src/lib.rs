@@ -17,6 +17,7 @@ use sluice_connector_sdk::{
 mod csv;
 mod input;
 mod json;
+mod json_check;
 mod options;
 mod parquet;
 mod shape;
@@ -38,7 +39,7 @@ const CONFIG_SCHEMA: &str = r#"{
     "files": {"type": "array", "items": {"type": "object", "required": ["location", "size"],
       "properties": {"location": {"type": "string"}, "size": {"type": "integer"}, "last_modified_ms": {"type": "integer"}}}},
     "options": {"type": "object", "additionalProperties": {"type": "string"},
-      "description": "header, delimiter|sep, quote, escape, comment, nullValue, inferColumnTypes|inferSchema, schemaHints, mode (FAILFAST|PERMISSIVE|DROPMALFORMED), rescuedDataColumn, encoding, multiLine, batchSize"},
+      "description": "header, delimiter|sep, quote, escape, comment, nullValue, inferColumnTypes|inferSchema, schemaHints, mode (FAILFAST|PERMISSIVE|DROPMALFORMED), rescuedDataColumn, encoding, multiLine, batchSize, maxDecompressedBytes"},
     "schema": {"type": "object", "description": "Arrow schema (JSON) to read with; inferred when absent"}
   }
 }"#;
@@ -154,7 +155,7 @@ impl GuestReader for FilesReader {
                     Format::Csv => {
                         Open::Csv(Box::new(csv::CsvFile::open(file, &s.shape, &s.opts)?))
                     }
-                    Format::Json => Open::Json(json::JsonFile::open(file, &s.shape)?),
+                    Format::Json => Open::Json(json::JsonFile::open(file, &s.shape, &s.opts)?),
                     Format::Parquet => Open::Parquet(parquet::ParquetFile::open(file, &s.opts)?),
                 });
                 continue;

@@ -100,6 +100,11 @@ pub struct Options {
     pub rescued_data_column: Option<String>,
     /// Rows per emitted batch.
     pub batch_size: usize,
+    /// The most bytes a compressed file may decompress to.
+    pub max_decompressed_bytes: Option<u64>,
+    /// JSON: a file holds whole, possibly pretty-printed objects (one or
+    /// more), not one record per line.
+    pub multi_line: bool,
 }
 
 const KNOWN: &[&str] = &[
@@ -111,6 +116,7 @@ const KNOWN: &[&str] = &[
     "header",
     "inferColumnTypes",
     "inferSchema",
+    "maxDecompressedBytes",
     "mode",
     "multiLine",
     "nullValue",
@@ -135,6 +141,8 @@ impl Options {
             mode: Mode::FailFast,
             rescued_data_column: None,
             batch_size: 16_384,
+            max_decompressed_bytes: None,
+            multi_line: false,
         };
         for (key, value) in raw {
             let name = key.strip_prefix("cloudFiles.").unwrap_or(key);
@@ -176,6 +184,17 @@ impl Options {
                             "option '{key}' must be a row count from 1 to 1048576, got '{value}'"
                         ))
                     })?,
+                "maxDecompressedBytes" => o.max_decompressed_bytes = Some(
+                    value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "option '{key}' must be a positive number of bytes, got '{value}'"
+                            ))
+                        })?,
+                ),
                 "encoding" => {
                     let v = value.to_ascii_lowercase().replace('-', "");
                     if v != "utf8" {
@@ -184,11 +203,9 @@ impl Options {
                         )));
                     }
                 }
-                // Quoted fields may always span lines, and JSON arrays are
-                // detected, so `multiLine` needs no switch; accept it as Spark does.
-                "multiLine" => {
-                    parse_bool(key, value)?;
-                }
+                // CSV's quoted fields may always span lines; for JSON it
+                // reads whole (pretty-printed) objects rather than lines.
+                "multiLine" => o.multi_line = parse_bool(key, value)?,
                 _ => {
                     return Err(Error::Config(format!(
                         "unknown option '{key}'{}; known options: {}",

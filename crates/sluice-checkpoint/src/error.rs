@@ -33,11 +33,11 @@ pub enum Error {
     },
     /// The checkpoint location is invalid.
     #[error(transparent)]
-    Location(Box<sluice_sink::Error>),
+    Location(Box<sluice_location::Error>),
 }
 
-impl From<sluice_sink::Error> for Error {
-    fn from(e: sluice_sink::Error) -> Self {
+impl From<sluice_location::Error> for Error {
+    fn from(e: sluice_location::Error) -> Self {
         Error::Location(Box::new(e))
     }
 }

@@ -17,7 +17,7 @@
 //! ```no_run
 //! # async fn demo() -> sluice_checkpoint::Result<()> {
 //! use sluice_checkpoint::{BatchKind, Checkpoint, SourceFile};
-//! let location = sluice_sink::Location::parse("/tmp/cp", Default::default())?;
+//! let location = sluice_location::Location::parse("/tmp/cp", Default::default())?;
 //! let cp = Checkpoint::open(&location, 0).await?;
 //! let mut state = cp.load().await?;
 //! let file = SourceFile { location: "file:///in/a.csv".into(), size: 3, last_modified_ms: 0, etag: None };

@@ -16,7 +16,7 @@
 //! settled; a commit record is written only after the table commit.
 
 use serde::{Deserialize, Serialize};
-use sluice_sink::Location;
+use sluice_location::Location;
 
 use crate::error::{Error, Result};
 use crate::state::{BatchKind, Commit, FileState, Plan, SourceFile, State};

@@ -3,7 +3,7 @@
 
 use arrow_schema::Schema;
 use serde::{Deserialize, Serialize};
-use sluice_sink::Location;
+use sluice_location::Location;
 
 use crate::error::{Error, Result};
 use crate::store::{Dir, name};

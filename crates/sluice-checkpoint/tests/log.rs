@@ -1,7 +1,7 @@
 //! The checkpoint's batch log on a real (local) object store.
 
 use sluice_checkpoint::{BatchKind, Checkpoint, Commit, Error, SchemaLog, SourceFile};
-use sluice_sink::Location;
+use sluice_location::Location;
 
 fn file(i: u64) -> SourceFile {
     SourceFile {

@@ -22,6 +22,7 @@ mod plan;
 pub mod projection;
 pub mod schema;
 mod spec;
+pub mod table;
 
 pub use error::{Error, Result};
 pub use incremental::{CleanSource, StreamOptions};
@@ -30,3 +31,4 @@ pub use plan::{FileRef, Source, list_files, notified_files, plan_files};
 pub use projection::Projection;
 pub use schema::Evolution;
 pub use spec::{Format, Ingest};
+pub use table::TableRef;

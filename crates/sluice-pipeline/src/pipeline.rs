@@ -145,6 +145,7 @@ impl Pipeline {
         if self.table.trim().is_empty() {
             return Err(Error::Invalid("pipeline: `table` is empty".into()));
         }
+        crate::table::TableRef::parse(&self.table)?;
         match (&self.connector, &self.source) {
             (None, None) => {
                 return Err(Error::Invalid(

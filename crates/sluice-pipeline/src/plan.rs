@@ -14,7 +14,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use sluice_sink::Location;
+use sluice_location::Location;
 
 use crate::error::{Error, Result};
 

@@ -16,8 +16,8 @@ use parquet::arrow::AsyncArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::Result;
-use crate::location::Location;
 use crate::{WriteMode, WriteOptions};
+use sluice_location::Location;
 
 /// A finished data file.
 #[derive(Debug, Clone)]

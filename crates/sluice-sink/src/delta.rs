@@ -21,8 +21,8 @@ use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
-use crate::location::Location;
 use crate::{WriteMode, WriteOptions};
+use sluice_location::Location;
 
 /// How a commit may change the table's schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

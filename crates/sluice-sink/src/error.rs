@@ -7,13 +7,8 @@ use deltalake_core::DeltaTableError;
 #[non_exhaustive]
 pub enum Error {
     /// The table location could not be understood.
-    #[error("invalid table location '{location}': {reason}")]
-    InvalidLocation {
-        /// What the user gave.
-        location: String,
-        /// Why it is invalid.
-        reason: String,
-    },
+    #[error(transparent)]
+    Location(#[from] sluice_location::Error),
     /// The data's schema does not fit the table's.
     #[error("the input's schema does not match table {table}: {reason}")]
     SchemaMismatch {

@@ -33,7 +33,8 @@ mod location;
 
 pub use delta::{Outcome, SchemaChange, Txn};
 pub use error::{Error, Result};
-pub use location::{Location, register_object_stores};
+pub use location::register_object_stores;
+pub use sluice_location::Location;
 
 /// The table format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -212,6 +212,7 @@ pub async fn discover(env: &Env, args: DiscoverArgs) -> Result<()> {
         storage_options: env.storage.clone(),
         counters: Arc::new(Counters::default()),
         projection: None,
+        redactor: Default::default(),
     };
     let (stream, bytes) = job.discover().await?;
     let schema = stored_schema(&stream.schema);
@@ -314,6 +315,7 @@ pub async fn run_job(
         storage_options: env.storage.clone(),
         counters: Arc::new(Counters::default()),
         projection,
+        redactor: Default::default(),
     };
     let counters = job.counters.clone();
 

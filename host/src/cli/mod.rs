@@ -88,7 +88,7 @@ impl Env {
                 .checked_mul(1 << 20)
                 .context("--component-memory is too large")?,
             call_timeout: Duration::from_secs_f64(g.component_timeout),
-            pool: None,
+            ..Limits::default()
         };
         Ok(Env {
             storage,

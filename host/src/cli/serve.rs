@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use sluice::serve::{ServeConfig, serve};
 
 use super::Env;
@@ -36,6 +36,15 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<()> {
     // their slots up front (the pooling allocator).
     let mut env = env.clone();
     env.limits.pool = Some(config.connector_slots);
+    env.limits.slot_wait = sluice::pipeline::parse_interval(&config.connector_slot_wait)
+        .context("connector_slot_wait")?
+        .unwrap_or_default();
+    env.limits.memory_budget = Some(
+        usize::try_from(config.connector_memory_budget_mib)
+            .ok()
+            .and_then(|m| m.checked_mul(1 << 20))
+            .ok_or_else(|| anyhow::anyhow!("connector_memory_budget_mib is too large"))?,
+    );
     let mut services = env.services(&args.tuning)?;
     if let Some(w) = &config.warehouse {
         services.warehouse = w.clone();

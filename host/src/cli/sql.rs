@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use sluice::builtin;
 use sluice::incremental::{BatchReport, Kind, Runner};
 use sluice::ingest::Input;
-use sluice_pipeline::StreamOptions;
+use sluice_pipeline::{StreamOptions, TableRef};
 use sluice_sink::{Location, TableFormat, WriteMode};
 use sluice_sql::{Statement, TableKind, TableName};
 
@@ -60,19 +60,10 @@ fn resolve(env: &Env, name: &TableName) -> Result<(Location, FormatArg)> {
                 TableKind::Parquet => FormatArg::Parquet,
             },
         ),
-        TableName::Named(parts) => {
-            if parts
-                .iter()
-                .any(|p| p.is_empty() || p.contains(['/', '\\']) || p == "..")
-            {
-                bail!("table name {} is not a plain name", parts.join("."));
-            }
-            let root = env.warehouse.trim_end_matches('/');
-            (
-                env.location(&format!("{root}/{}", parts.join("/")))?,
-                FormatArg::Delta,
-            )
-        }
+        TableName::Named(parts) => (
+            TableRef::from_parts(parts)?.location(&env.location(&env.warehouse)?)?,
+            FormatArg::Delta,
+        ),
     })
 }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -22,12 +23,17 @@ use tokio::io::AsyncWriteExt;
 use super::App;
 use super::auth::{ApiError, Principal};
 use super::runs;
+use crate::failure::{Failure, Fault};
+use crate::redact::Redactor;
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// The service's routes.
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+pub fn router(app: Arc<App>) -> anyhow::Result<Router> {
+    let body_idle = crate::pipeline::parse_interval(&app.config.body_idle_timeout)
+        .context("body_idle_timeout")?
+        .context("body_idle_timeout must be more than 0s")?;
+    Ok(Router::new()
         .route("/", get(page))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -45,8 +51,30 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/fn/{name}/", any(call_function))
         .route("/fn/{name}/{*rest}", any(call_function))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(middleware::from_fn_with_state(app.clone(), public_errors))
         .layer(middleware::from_fn_with_state(app.clone(), count))
-        .with_state(app)
+        // A body that sends nothing for a while fails its request.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_idle))
+        .with_state(app))
+}
+
+/// The answer to a request body that broke off after `size` bytes: 408
+/// when it went silent past `body_idle_timeout`, 400 otherwise.
+fn broke_off(size: u64, e: axum::Error) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut silent = false;
+    while let Some(c) = cause {
+        silent |= c.is::<tower_http::timeout::TimeoutError>();
+        cause = c.source();
+    }
+    if silent {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body sent nothing for too long after {size} bytes (nothing was stored)"),
+        )
+    } else {
+        ApiError::bad_request(format!("the upload broke off after {size} bytes: {e}"))
+    }
 }
 
 /// Counts requests by status class.
@@ -60,18 +88,57 @@ async fn count(State(app): State<Arc<App>>, req: Request, next: Next) -> Respons
     res
 }
 
+/// Error bodies name the service's own locations by role, never by their
+/// path on the server. (A hosted function's answers are its own.)
+async fn public_errors(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let function = req.uri().path().starts_with("/fn/");
+    let res = next.run(req).await;
+    if function || !(res.status().is_client_error() || res.status().is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, Body::empty());
+    };
+    let text = app.public.text(&String::from_utf8_lossy(&bytes));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(text))
+}
+
 fn principal(app: &App, headers: &HeaderMap) -> ApiResult<Principal> {
     app.tokens.check(headers)
 }
 
-/// A name usable as a path segment: letters, digits, `_`, `-`, `.`.
+/// A name usable as a path segment: letters, digits, `_`, `-`, `.`, not
+/// starting with `.`, at most 255 bytes.
 fn check_name(kind: &str, name: &str) -> ApiResult<()> {
+    if name.len() > sluice_location::MAX_SEGMENT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "a {kind} name may be at most {} bytes",
+            sluice_location::MAX_SEGMENT_BYTES
+        )));
+    }
     if sluice_pipeline::pipeline::valid_secret_name(name) && !name.starts_with('.') {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "{kind} name '{name}' may hold only letters, digits, '_', '-' and '.'"
+            "{kind} name '{}' may hold only letters, digits, '_', '-' and '.' (not first)",
+            name.escape_debug()
         )))
+    }
+}
+
+/// Checks that `table` names a table under the warehouse (`t` or
+/// `schema.t`): over HTTP a table is never a path.
+fn check_table(table: &str) -> ApiResult<()> {
+    match sluice_pipeline::TableRef::parse(table) {
+        Ok(sluice_pipeline::TableRef::Name { .. }) => Ok(()),
+        Ok(sluice_pipeline::TableRef::Path(_)) => Err(ApiError::bad_request(format!(
+            "table '{}': name a table (`table` or `schema.table`), not a path",
+            table.escape_debug()
+        ))),
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
     }
 }
 
@@ -95,7 +162,7 @@ async fn audit_refusal(app: &App, who: &str, action: &str, target: &str, e: &Api
             who,
             action,
             target,
-            &e.message,
+            &app.public.text(&e.message),
             json!({"status": e.status.as_u16()}),
         )
         .await;
@@ -128,13 +195,18 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// `GET /metrics`: what the token may see — a writer sees the series of
+/// the pipelines, tables and functions it is granted, and the service-wide
+/// ones.
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    principal(&app, &headers)?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
-        .into_response())
+    let who = principal(&app, &headers)?;
+    let text = app.metrics.render_for(|label, value| match label {
+        "pipeline" => who.pipeline(value).is_ok(),
+        "table" => who.table(value).is_ok(),
+        "function" => who.function(value).is_ok(),
+        _ => true,
+    });
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn page() -> Html<&'static str> {
@@ -157,11 +229,7 @@ async fn stream_to(
         let chunk = match stream.next().await {
             None => break None,
             Some(Ok(c)) => c,
-            Some(Err(e)) => {
-                break Some(ApiError::bad_request(format!(
-                    "the upload broke off after {size} bytes: {e}"
-                )));
-            }
+            Some(Err(e)) => break Some(broke_off(size, e)),
         };
         size += chunk.len() as u64;
         if size > limit {
@@ -207,26 +275,20 @@ async fn upload_to_volume(
     body: Body,
 ) -> ApiResult {
     let who = principal(&app, &headers)?;
-    let target = format!("{volume}/{path}");
+    let target = format!("{volume}/{}", path.escape_debug());
     let result = async {
         who.volume(&volume)?;
-        let prefix = app.config.volumes.get(&volume).ok_or_else(|| {
+        let root = app.volumes.get(&volume).ok_or_else(|| {
             ApiError::not_found(format!(
-                "no volume '{volume}' (configure it under [volumes])"
+                "no volume '{}' (configure it under [volumes])",
+                volume.escape_debug()
             ))
         })?;
-        if path
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-        {
-            return Err(ApiError::bad_request(format!(
-                "path '{path}' must be relative, without empty, '.' or '..' segments"
-            )));
-        }
-        let location = app
-            .services
-            .location(&format!("{}/{path}", prefix.trim_end_matches('/')))
-            .map_err(ApiError::from)?;
+        // The one way a caller's name becomes a place: checked segments
+        // appended under the volume, never a string parsed again.
+        let location = root
+            .child(&path)
+            .map_err(|e| ApiError::bad_request(format!("path {e}")))?;
         let (store, object) = location.store().map_err(ApiError::internal)?;
         let size = stream_to(&app, store, &object, body, app.config.max_upload_mib << 20).await?;
         Ok((location.url().to_string(), size))
@@ -317,7 +379,7 @@ async fn load_upload(
     body: Body,
     preview: bool,
 ) -> ApiResult<Value> {
-    check_name("table", table)?;
+    check_table(table)?;
     who.table(table)?;
     let filename = query
         .get("filename")
@@ -350,8 +412,17 @@ async fn load_upload(
             )));
         }
     }
+    // A compressed upload may expand only so far.
+    let bound = app.config.max_upload_decompressed_mib << 20;
+    let asked = options
+        .get("maxDecompressedBytes")
+        .and_then(|v| v.parse::<u64>().ok());
+    options.insert(
+        "maxDecompressedBytes".into(),
+        asked.map_or(bound, |a| a.min(bound)).to_string(),
+    );
     let Some(format) = format else {
-        if !options.is_empty() {
+        if options.len() > 1 {
             return Err(ApiError::bad_request(
                 "an Arrow IPC upload takes no reader options",
             ));
@@ -359,13 +430,12 @@ async fn load_upload(
         return load_arrow(app, table, body, mode, preview).await;
     };
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let staged = app
-        .state_root
-        .clone()
-        .join("uploads")
-        .join(id.as_str())
-        .join(filename.as_str());
-    let url = format!("{}/uploads/{id}/{filename}", app.state_url);
+    let staged_at = app
+        .state_location
+        .child(&format!("uploads/{id}/{filename}"))
+        .map_err(|e| ApiError::bad_request(format!("filename {e}")))?;
+    let staged = staged_at.path().map_err(ApiError::internal)?;
+    let url = staged_at.url().to_string();
     stream_to(
         app,
         app.state.clone(),
@@ -376,7 +446,12 @@ async fn load_upload(
     .await?;
     let outcome = load_file(app, table, &url, format, options, mode, preview).await;
     let _ = app.state.delete(&staged).await;
-    outcome
+    // The caller knows its upload by the name it gave, not where it was
+    // staged.
+    outcome.map_err(|mut e| {
+        e.message = e.message.replace(&url, &filename);
+        e
+    })
 }
 
 /// Whether the upload is an Arrow IPC stream (by `?format=arrow` or its
@@ -410,12 +485,15 @@ async fn load_arrow(
     mode: LoadMode,
     preview: bool,
 ) -> ApiResult<Value> {
-    let unprocessable = |e: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e);
-    let broken = |e: arrow_schema::ArrowError| {
-        unprocessable(format!("the body is not a whole Arrow IPC stream: {e}"))
+    let broken = |e: sluice_ipc::Error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the body is not a whole Arrow IPC stream: {e}"),
+        )
     };
     let limit = app.config.max_upload_mib << 20;
-    let mut decoder = arrow_ipc::reader::StreamDecoder::new();
+    // The body is untrusted: every message is vetted before it is decoded.
+    let mut decoder = sluice_ipc::Decoder::new(false);
     let mut stream = body.into_data_stream();
     let mut size: u64 = 0;
     let mut shown: Vec<arrow_array::RecordBatch> = Vec::new();
@@ -423,18 +501,12 @@ async fn load_arrow(
     let mut writer: Option<crate::pipeline::BatchWriter> = None;
     let mut rows = 0;
     'body: while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(format!("the upload broke off after {size} bytes: {e}"))
-        })?;
+        let chunk = chunk.map_err(|e| broke_off(size, e))?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(too_large(&mut stream, size, limit).await);
         }
-        let mut buffer = arrow_buffer::Buffer::from(chunk);
-        while !buffer.is_empty() {
-            let Some(batch) = decoder.decode(&mut buffer).map_err(broken)? else {
-                continue;
-            };
+        for batch in decoder.push(&chunk).map_err(broken)? {
             rows += batch.num_rows();
             if preview {
                 shown_rows += batch.num_rows();
@@ -474,8 +546,7 @@ async fn load_arrow(
         .await
         .map_err(|e| load_failed(e, " (nothing was committed)"))?;
     app.metrics.uploaded_bytes.inc_by(size);
-    app.metrics
-        .record(&format!("upload-{table}"), Some(&report));
+    app.metrics.record(("table", table), Some(&report));
     Ok(json!({"table": table, "report": report}))
 }
 
@@ -506,38 +577,30 @@ async fn load_file(
             .load_upload(table, url, format, options, mode)
             .await
             .map(|report| {
-                app.metrics
-                    .record(&format!("upload-{table}"), Some(&report));
+                app.metrics.record(("table", table), Some(&report));
                 json!({"table": table, "report": report})
             })
-            .map_err(|e| load_failed(e, " (nothing was committed)"))
+            .map_err(|f| failed(&f, " (nothing was committed)"))
     }
 }
 
 /// How a failed load answers: 422 when the data is at fault (it does not
-/// parse, does not fit the table), 503 when the service is (storage, a
-/// commit that kept losing to other writers, no free connector slot), so
-/// that a client knows whether to fix its data or to retry.
+/// parse, does not fit the table), 400 when the request is, 503 when the
+/// service is (storage, a commit that kept losing to other writers, no
+/// connector slot or memory free), so that a client knows whether to fix
+/// its data or to retry.
 fn load_failed(e: anyhow::Error, suffix: &str) -> ApiError {
-    let busy = e.chain().any(|c| {
-        c.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
-            .is_some()
-            || c.downcast_ref::<object_store::Error>().is_some()
-            || matches!(
-                c.downcast_ref::<sluice_sink::Error>(),
-                Some(
-                    sluice_sink::Error::CommitConflict { .. }
-                        | sluice_sink::Error::ObjectStore(_)
-                        | sluice_sink::Error::Delta { .. }
-                )
-            )
-    });
-    let status = if busy {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
+    failed(&Failure::new(&e, &Redactor::default()), suffix)
+}
+
+/// The answer to a [`Failure`]: the one place a fault becomes a status.
+fn failed(f: &Failure, suffix: &str) -> ApiError {
+    let status = match f.fault {
+        Fault::Data => StatusCode::UNPROCESSABLE_ENTITY,
+        Fault::Invalid => StatusCode::BAD_REQUEST,
+        Fault::Busy | Fault::Storage | Fault::Conflict => StatusCode::SERVICE_UNAVAILABLE,
     };
-    ApiError::new(status, format!("{e:#}{suffix}"))
+    ApiError::new(status, format!("{}{suffix}", f.message))
 }
 
 /// `ANY /fn/{name}/{rest}`: a request to a hosted `wasi:http` component,
@@ -945,7 +1008,10 @@ async fn webhook(
     body: String,
 ) -> ApiResult {
     let who = principal(&app, &headers)?;
-    who.pipeline(&name)?;
+    if let Err(e) = who.pipeline(&name) {
+        audit_refusal(&app, &who.name, "pipeline.run", &name, &e).await;
+        return Err(e);
+    }
     let e = entry(&app, &name)?;
     let value: Value = serde_json::from_str(&body)
         .map_err(|err| ApiError::bad_request(format!("the event is not JSON: {err}")))?;

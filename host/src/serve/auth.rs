@@ -233,15 +233,13 @@ impl ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        // Errors that name the caller's input are theirs to fix.
-        let caller = e.chain().any(|c| {
-            c.downcast_ref::<sluice_pipeline::Error>().is_some()
-                || c.downcast_ref::<crate::connectors::Refused>().is_some()
-        });
-        let status = if caller {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::INTERNAL_SERVER_ERROR
+        use crate::failure::Fault;
+        // Errors that name the caller's input are theirs to fix; storage
+        // and capacity pass on a retry; the rest are the service's.
+        let status = match Fault::find(&e) {
+            Some(Fault::Invalid) => StatusCode::BAD_REQUEST,
+            Some(Fault::Busy | Fault::Storage | Fault::Conflict) => StatusCode::SERVICE_UNAVAILABLE,
+            Some(Fault::Data) | None => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, format!("{e:#}"))
     }
@@ -253,6 +251,14 @@ impl IntoResponse for ApiError {
             "error": self.message,
             "status": self.status.as_u16(),
         });
-        (self.status, Json(body)).into_response()
+        let mut res = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // The service is busy or its storage failed: try again soon.
+            res.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
+        }
+        res
     }
 }

@@ -21,6 +21,7 @@ mod api;
 mod audit;
 pub mod auth;
 mod events;
+mod listen;
 mod runs;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ use serde::Deserialize;
 use crate::connectors::ConnectorStore;
 use crate::functions::{FunctionConfig, Functions};
 use crate::pipeline::{Secrets, Services};
+use crate::redact::Replace;
+use sluice_sink::Location;
 
 pub use auth::{Role, TokenConfig};
 
@@ -58,6 +61,9 @@ pub struct ServeConfig {
     /// Largest upload body, in MiB.
     #[serde(default = "default_max_upload")]
     pub max_upload_mib: u64,
+    /// Most bytes a compressed upload may decompress to, in MiB.
+    #[serde(default = "default_max_decompressed")]
+    pub max_upload_decompressed_mib: u64,
     /// Largest connector component, in MiB.
     #[serde(default = "default_max_connector")]
     pub max_connector_mib: u64,
@@ -82,6 +88,27 @@ pub struct ServeConfig {
     /// allocator reserves: each run or upload uses one per lane).
     #[serde(default = "default_connector_slots")]
     pub connector_slots: u32,
+    /// How long a run or upload waits for a free connector slot before it
+    /// fails as busy (503, retry).
+    #[serde(default = "default_slot_wait")]
+    pub connector_slot_wait: String,
+    /// Linear memory all connector instances together may hold, in MiB:
+    /// past it, growing instances wait, then fail their run or upload as
+    /// busy (503, retry).
+    #[serde(default = "default_memory_budget")]
+    pub connector_memory_budget_mib: u64,
+    /// Open connections at most; past it the longest-idle connection is
+    /// closed to make room (at most three quarters of the process's file
+    /// descriptor limit).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Time a client has to send a request's headers (`10s`); a connection
+    /// idle that long between requests is closed too.
+    #[serde(default = "default_header_timeout")]
+    pub header_read_timeout: String,
+    /// Time a request body may go without sending a byte (`30s`).
+    #[serde(default = "default_body_idle")]
+    pub body_idle_timeout: String,
     /// The directory relative paths in the file are resolved against.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -98,6 +125,24 @@ fn default_max_upload() -> u64 {
 }
 fn default_max_connector() -> u64 {
     64
+}
+fn default_slot_wait() -> String {
+    "60s".into()
+}
+fn default_max_decompressed() -> u64 {
+    4096
+}
+fn default_memory_budget() -> u64 {
+    2048
+}
+fn default_max_connections() -> u32 {
+    1024
+}
+fn default_header_timeout() -> String {
+    "10s".into()
+}
+fn default_body_idle() -> String {
+    "30s".into()
 }
 fn default_max_concurrent_functions() -> u32 {
     64
@@ -135,8 +180,13 @@ pub struct App {
     config: ServeConfig,
     tokens: auth::Tokens,
     state: Arc<dyn ObjectStore>,
-    state_root: Path,
-    state_url: String,
+    /// Where the state lives; every object under it is named through
+    /// [`App::state_path`].
+    state_location: Location,
+    /// The volumes, by name.
+    volumes: BTreeMap<String, Location>,
+    /// Hides the service's own locations in what it tells callers.
+    public: Public,
     runs: runs::Runs,
     audit: audit::Audit,
     metrics: runs::Metrics,
@@ -158,22 +208,21 @@ pub async fn serve(
             "configure at least one token ([[tokens]] with token_env or token_sha256): every endpoint but /health needs one"
         );
     }
+    let mut volumes = BTreeMap::new();
     for (name, prefix) in &config.volumes {
         if !sluice_pipeline::pipeline::valid_secret_name(name) {
             anyhow::bail!("volume name '{name}' may hold only letters, digits, '_', '-' and '.'");
         }
-        services
+        let location = services
             .location(prefix)
             .with_context(|| format!("volume '{name}'"))?;
+        volumes.insert(name.clone(), location);
     }
     let backstop =
         crate::pipeline::parse_interval(&config.backstop_interval).context("backstop_interval")?;
-    let state_url = config.state.trim_end_matches('/').to_string();
-    let state_location = services.location(&state_url)?;
-    let (state, state_root) = state_location.store()?;
-    services.connectors = Some(ConnectorStore::new(
-        &services.location(&format!("{state_url}/connectors"))?,
-    )?);
+    let state_location = services.location(config.state.trim_end_matches('/'))?;
+    let (state, _) = state_location.store()?;
+    services.connectors = Some(ConnectorStore::new(&state_location.child("connectors")?)?);
     if let Some(f) = &config.secrets_file {
         services.secrets = Secrets::from_file(f)?;
     }
@@ -184,14 +233,16 @@ pub async fn serve(
         &services.secrets,
         config.max_concurrent_functions,
     )?;
-    let (events, event_writer) = events::EventLog::new(format!("{state_url}/event_log"));
+    let (events, event_writer) =
+        events::EventLog::new(state_location.child("event_log")?.url().to_string());
     let (stop_events, events_stopped) = tokio::sync::oneshot::channel();
     let event_writer = tokio::spawn(event_writer.run(services.clone(), events_stopped));
     let audit = audit::Audit::new(
         state.clone(),
-        state_root.clone().join("audit"),
+        state_path(&state_location, "audit")?,
         events.clone(),
     );
+    let public = Public::new(&services, &state_location, &volumes)?;
     let app = Arc::new(App {
         services,
         tokens,
@@ -199,23 +250,33 @@ pub async fn serve(
         metrics: runs::Metrics::default(),
         audit,
         state,
-        state_root,
-        state_url,
+        state_location,
+        volumes,
+        public,
         backstop,
         functions,
         events,
         config,
     });
     runs::load_pipelines(&app).await?;
+    let interrupted = runs::mark_interrupted(&app).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            "{interrupted} runs were left in progress by a process that stopped; marked interrupted"
+        );
+    }
+    app.sweep_staged(STAGED_MAX_AGE).await;
+    let header_timeout = crate::pipeline::parse_interval(&app.config.header_read_timeout)
+        .context("header_read_timeout")?
+        .context("header_read_timeout must be more than 0s")?;
+    let limits = listen::Limits::capped(app.config.max_connections as usize, header_timeout);
     let listener = tokio::net::TcpListener::bind(&app.config.listen)
         .await
         .with_context(|| format!("listening on {}", app.config.listen))?;
     ready(listener.local_addr()?);
     let scheduler = tokio::spawn(runs::scheduler(app.clone()));
-    let router = api::router(app.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let router = api::router(app.clone())?;
+    listen::serve(listener, router, limits, shutdown_signal()).await;
     scheduler.abort();
     // Commit the buffered events before the process ends.
     let _ = stop_events.send(());
@@ -225,7 +286,103 @@ pub async fn serve(
     {
         tracing::warn!("the event log did not finish committing within 30 s");
     }
-    result.context("serving HTTP")
+    Ok(())
+}
+
+/// The path in the state store of `name` under the state root.
+fn state_path(state: &Location, name: &str) -> Result<Path> {
+    Ok(state.child(name)?.path()?)
+}
+
+/// Staged uploads older than this belong to no upload in progress (the
+/// process that staged them stopped): they are swept.
+const STAGED_MAX_AGE: Duration = Duration::from_secs(3600);
+
+impl App {
+    /// The path in the state store of `name` (relative, `/`-separated,
+    /// every segment checked) under the state root.
+    pub fn state_path(&self, name: &str) -> Result<Path> {
+        state_path(&self.state_location, name)
+    }
+
+    /// Deletes staged uploads older than `age` (an upload deletes its own
+    /// when it ends; a killed process leaves them). Failures are logged.
+    pub async fn sweep_staged(&self, age: Duration) {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let result = async {
+            let root = self.state_path("uploads")?;
+            let cutoff = chrono::Utc::now() - chrono::Duration::from_std(age)?;
+            let old: Vec<Path> = self
+                .state
+                .list(Some(&root))
+                .try_filter(|m| std::future::ready(m.last_modified < cutoff))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await?;
+            for path in &old {
+                match self.state.delete(path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            anyhow::Ok(old.len())
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("swept {n} staged uploads left by stopped uploads"),
+            Err(e) => tracing::warn!("sweeping staged uploads: {e:#}"),
+        }
+    }
+}
+
+/// Says the service's own locations by their role (`<state>`,
+/// `<warehouse>`, `<volume:NAME>`) in messages to callers, so that an error
+/// never shows a path on the server.
+#[derive(Debug, Default)]
+pub struct Public(Replace);
+
+impl Public {
+    fn new(
+        services: &Services,
+        state: &Location,
+        volumes: &BTreeMap<String, Location>,
+    ) -> Result<Self> {
+        let mut places = vec![
+            ("<state>".to_string(), state.clone()),
+            (
+                "<warehouse>".to_string(),
+                services.location(&services.warehouse)?,
+            ),
+        ];
+        for (name, l) in volumes {
+            places.push((format!("<volume:{name}>"), l.clone()));
+        }
+        if let Ok(dir) = std::env::current_dir()
+            && let Ok(l) = services.location(&dir.to_string_lossy())
+        {
+            places.push(("<cwd>".to_string(), l));
+        }
+        let mut names = Vec::new();
+        for (role, l) in places {
+            names.push((l.display(), role.clone()));
+            if let Ok(path) = l.url().to_file_path() {
+                names.push((
+                    path.to_string_lossy().trim_end_matches('/').to_string(),
+                    role,
+                ));
+            }
+        }
+        // The file system's root (a state at `/`) names nothing.
+        names.retain(|(find, _)| find.len() > 1);
+        Ok(Public(Replace::new(names)))
+    }
+
+    /// `text` with the service's locations named by role.
+    pub fn text(&self, text: &str) -> String {
+        self.0.text(text)
+    }
 }
 
 async fn shutdown_signal() {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sluice_pipeline::{LoadMode, Pipeline};
 
 use super::App;
+use crate::failure::Fault;
 use crate::pipeline::RunReport;
 
 /// A run's record, as `GET /runs/{id}` shows it.
@@ -38,7 +39,8 @@ pub struct RunRecord {
     pub trigger: String,
     /// Who triggered it (a token's name, or `scheduler`).
     pub principal: String,
-    /// `queued`, `running`, `succeeded` or `failed`.
+    /// `queued`, `running`, `succeeded`, `failed`, or `interrupted` (the
+    /// service stopped before the run ended).
     pub status: String,
     /// When it was triggered, RFC 3339.
     pub triggered: String,
@@ -48,9 +50,13 @@ pub struct RunRecord {
     /// What it did.
     #[serde(default)]
     pub report: Option<RunReport>,
-    /// Why it failed.
+    /// Why it failed (secrets redacted, the service's paths named by role).
     #[serde(default)]
     pub error: Option<String>,
+    /// Who has to act on the failure: `data` and `invalid` are the
+    /// caller's to fix; `busy`, `storage` and `conflict` pass on a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
     /// The objects an event notification named.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<String>,
@@ -96,10 +102,11 @@ pub struct Runs {
     pub runs: Mutex<HashMap<String, RunRecord>>,
 }
 
-/// Parses a cron schedule (five fields, or six with seconds).
+/// Parses a cron schedule (five fields, or six with seconds; no year).
 pub fn parse_cron(schedule: &str) -> Result<croner::Cron> {
     croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
         .build()
         .parse(schedule)
         .map_err(|e| {
@@ -265,9 +272,22 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts a run of `pipeline`: its report, or a failure.
-    pub fn record(&self, pipeline: &str, r: Option<&RunReport>) {
-        let label = vec![("pipeline".to_string(), pipeline.to_string())];
+    /// The metrics whose every label passes `shown(label, value)`.
+    pub fn render_for(&self, shown: impl Fn(&str, &str) -> bool) -> String {
+        self.render()
+            .lines()
+            .filter(|line| labels(line).all(|(k, v)| shown(k, v)))
+            .fold(String::new(), |mut out, line| {
+                out.push_str(line);
+                out.push('\n');
+                out
+            })
+    }
+
+    /// Counts a run or an upload (`subject`: `("pipeline", name)` or
+    /// `("table", name)`): its report, or a failure.
+    pub fn record(&self, subject: (&str, &str), r: Option<&RunReport>) {
+        let label = vec![(subject.0.to_string(), subject.1.to_string())];
         let mut status = label.clone();
         status.push((
             "status".into(),
@@ -285,13 +305,26 @@ impl Metrics {
     }
 }
 
+/// The labels of one line of Prometheus' text format, as (name, value).
+fn labels(line: &str) -> impl Iterator<Item = (&str, &str)> {
+    let inner = match (line.starts_with('#'), line.find('{'), line.rfind('}')) {
+        (false, Some(a), Some(b)) if a < b => &line[a + 1..b],
+        _ => "",
+    };
+    // Label values here are names Sluice checked (no quotes or commas).
+    inner.split(',').filter_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        Some((k.trim(), v.trim().trim_matches('"')))
+    })
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// Loads the pipelines stored under the state root.
 pub async fn load_pipelines(app: &App) -> Result<()> {
-    let root = app.state_root.clone().join("pipelines");
+    let root = app.state_path("pipelines")?;
     let metas: Vec<_> = app.state.list(Some(&root)).try_collect().await?;
     for m in metas {
         let Some(name) = m
@@ -314,11 +347,7 @@ pub async fn load_pipelines(app: &App) -> Result<()> {
 pub async fn store_pipeline(app: &App, name: &str, pipeline: Pipeline) -> Result<()> {
     // Parse the schedule before anything is stored.
     pipeline.schedule.as_deref().map(parse_cron).transpose()?;
-    let path = app
-        .state_root
-        .clone()
-        .join("pipelines")
-        .join(format!("{name}.json"));
+    let path = app.state_path(&format!("pipelines/{name}.json"))?;
     app.state
         .put(
             &path,
@@ -365,6 +394,7 @@ pub fn start(
         ended: None,
         report: None,
         error: None,
+        fault: None,
         objects,
     };
     app.runs.set(&record);
@@ -374,6 +404,10 @@ pub fn start(
     let name = name.to_string();
     let task_slot = slot.clone();
     let handle = tokio::spawn(async move {
+        // Stored at once, so that a run the service never finishes (it was
+        // killed) is still in the history: the next start marks it
+        // interrupted.
+        store_record(&app, &record, true).await;
         let _turn = entry.lock.lock().await;
         // Running now: a later trigger must start a later run, which will
         // see files this run's listing may miss.
@@ -389,6 +423,7 @@ pub fn start(
         };
         record.status = "running".into();
         app.runs.set(&record);
+        store_record(&app, &record, true).await;
         let started = Instant::now();
         let result = if list {
             app.services.run(&name, &entry.pipeline).await
@@ -399,14 +434,15 @@ pub fn start(
         };
         match result {
             Ok(report) => {
-                app.metrics.record(&name, Some(&report));
+                app.metrics.record(("pipeline", &name), Some(&report));
                 record.status = "succeeded".into();
                 record.report = Some(report);
             }
-            Err(e) => {
-                app.metrics.record(&name, None);
+            Err(failure) => {
+                app.metrics.record(("pipeline", &name), None);
                 record.status = "failed".into();
-                record.error = Some(format!("{e:#}"));
+                record.error = Some(app.public.text(&failure.message));
+                record.fault = Some(failure.fault);
             }
         }
         record.ended = Some(now());
@@ -437,20 +473,7 @@ pub fn start(
                 ..Default::default()
             })
             .await;
-        let path = app
-            .state_root
-            .clone()
-            .join("runs")
-            .join(name.as_str())
-            .join(record_name(&record));
-        match serde_json::to_vec_pretty(&record) {
-            Ok(body) => {
-                if let Err(e) = app.state.put(&path, PutPayload::from(body)).await {
-                    tracing::error!("could not store run record {}: {e}", record.id);
-                }
-            }
-            Err(e) => tracing::error!("run record {}: {e}", record.id),
-        }
+        store_record(&app, &record, false).await;
         record
     });
     // A run whose task panicked is recorded as failed, not left "running".
@@ -467,7 +490,7 @@ pub fn start(
             Err(e) => {
                 let r = failed(watch_record, e);
                 watch_app.runs.set(&r);
-                watch_app.metrics.record(&r.pipeline, None);
+                watch_app.metrics.record(("pipeline", &r.pipeline), None);
                 r
             }
         }
@@ -491,11 +514,82 @@ fn record_name(r: &RunRecord) -> String {
     format!("{ms:013}-{}.json", r.id)
 }
 
+/// Stores `record` as `runs/<pipeline>/<record>`; a run still in progress
+/// also leaves a marker under `running/`, removed once it ends, which
+/// [`mark_interrupted`] finds if the service dies first. Failures are
+/// logged: a run goes on whether or not its record could be written.
+async fn store_record(app: &App, record: &RunRecord, in_progress: bool) {
+    let result = async {
+        let rel = format!("{}/{}", record.pipeline, record_name(record));
+        let path = app.state_path(&format!("runs/{rel}"))?;
+        let marker = app.state_path(&format!("running/{rel}"))?;
+        let body = serde_json::to_vec_pretty(record)?;
+        if in_progress {
+            app.state.put(&marker, PutPayload::default()).await?;
+        }
+        app.state.put(&path, PutPayload::from(body)).await?;
+        if !in_progress {
+            match app.state.delete(&marker).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!("could not store run record {}: {e:#}", record.id);
+    }
+}
+
+/// Marks the runs a previous process left in progress (it was killed or
+/// crashed) as `interrupted`, so the history says how they ended.
+pub async fn mark_interrupted(app: &App) -> Result<usize> {
+    let running = app.state_path("running")?;
+    let markers: Vec<_> = app.state.list(Some(&running)).try_collect().await?;
+    let mut marked = 0;
+    for m in markers {
+        let Some(rel) = m.location.prefix_match(&running).map(|parts| {
+            parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        }) else {
+            continue;
+        };
+        let path = app.state_path(&format!("runs/{rel}"))?;
+        let record = match app.state.get(&path).await {
+            Ok(r) => Some(serde_json::from_slice::<RunRecord>(&r.bytes().await?)?),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(mut record) = record
+            && record.ended.is_none()
+        {
+            record.status = "interrupted".into();
+            record.ended = Some(now());
+            record.error = Some(
+                "the service stopped before the run ended (it was killed or crashed): a replace or append run committed nothing; an incremental run kept the batches it committed and its next run goes on from there"
+                    .into(),
+            );
+            app.state
+                .put(&path, PutPayload::from(serde_json::to_vec_pretty(&record)?))
+                .await?;
+            marked += 1;
+        }
+        match app.state.delete(&m.location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(marked)
+}
+
 /// The run history of `name`, newest first: the stored records, and the
 /// runs of this process still in progress. Only the newest `limit` stored
 /// records are read.
 pub async fn history(app: &App, name: &str, limit: usize) -> Result<Vec<RunRecord>> {
-    let root = app.state_root.clone().join("runs").join(name);
+    let root = app.state_path(&format!("runs/{name}"))?;
     let mut metas: Vec<_> = app.state.list(Some(&root)).try_collect().await?;
     metas.sort_by(|a, b| b.location.cmp(&a.location));
     metas.truncate(limit);
@@ -523,8 +617,13 @@ pub async fn scheduler(app: Arc<App>) {
     let mut last = chrono::Utc::now();
     let mut backstop_due: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let mut next_sweep = Instant::now() + super::STAGED_MAX_AGE;
     loop {
         tick.tick().await;
+        if Instant::now() >= next_sweep {
+            next_sweep = Instant::now() + super::STAGED_MAX_AGE;
+            app.sweep_staged(super::STAGED_MAX_AGE).await;
+        }
         let now = chrono::Utc::now();
         let entries: Vec<(String, Arc<Entry>)> = match app.runs.pipelines.lock() {
             Ok(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -556,5 +655,35 @@ pub async fn scheduler(app: Arc<App>) {
             }
         }
         last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_takes_five_or_six_fields_never_a_year() {
+        assert!(parse_cron("*/5 * * * *").is_ok());
+        assert!(parse_cron("0 */5 * * * *").is_ok());
+        let e = parse_cron("0 0 12 * * * 2030").unwrap_err();
+        assert!(e.to_string().contains("schedule"), "{e}");
+    }
+
+    #[test]
+    fn metrics_show_only_what_is_granted() {
+        let m = Metrics::default();
+        m.record(("pipeline", "events"), Some(&RunReport::default()));
+        m.record(("pipeline", "secret-ops"), None);
+        m.record(("table", "uploaded"), Some(&RunReport::default()));
+        let text = m.render_for(|k, v| match k {
+            "pipeline" => v == "events",
+            "table" => false,
+            _ => true,
+        });
+        assert!(text.contains("pipeline=\"events\""), "{text}");
+        assert!(!text.contains("secret-ops"), "{text}");
+        assert!(!text.contains("table=\"uploaded\""), "{text}");
+        assert!(text.contains("# HELP"), "{text}");
     }
 }

@@ -252,7 +252,7 @@ pub fn read_delta(table: &Path) -> TableDump {
 }
 
 /// A real S3-compatible server (moto, from the test venv) on a free loopback
-/// port; stopped when dropped.
+/// port; stopped when dropped, or when the test process ends.
 pub struct S3 {
     child: std::process::Child,
     /// `http://127.0.0.1:PORT`.
@@ -260,7 +260,15 @@ pub struct S3 {
 }
 
 impl S3 {
-    /// Starts the server and waits until it accepts connections.
+    /// The server this test process shares (started once; tests keep to
+    /// buckets of their own). It stops when the process ends: its
+    /// watchdog's stdin closes then.
+    pub fn shared() -> &'static S3 {
+        static SHARED: std::sync::OnceLock<S3> = std::sync::OnceLock::new();
+        SHARED.get_or_init(S3::start)
+    }
+
+    /// Starts a server of its own and waits until it accepts connections.
     pub fn start() -> S3 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -268,22 +276,30 @@ impl S3 {
             .unwrap()
             .port();
         let server = python().parent().unwrap().join("moto_server");
-        let child = Command::new(&server)
+        assert!(
+            server.exists(),
+            "{} is missing (tests/setup installs it)",
+            server.display()
+        );
+        // A watchdog runs the server and stops it once our end of its stdin
+        // closes, which happens when this process ends, however it ends.
+        let watchdog = "import subprocess, sys\n\
+             p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+             sys.stdin.read()\n\
+             p.kill()\n";
+        let child = Command::new(python())
+            .arg("-c")
+            .arg(watchdog)
+            .arg(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdin(std::process::Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "starting {}: {e} (tests/setup installs it)",
-                    server.display()
-                )
-            });
+            .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
         let s3 = S3 {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -323,7 +339,8 @@ impl S3 {
 
 impl Drop for S3 {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // Closing the watchdog's stdin stops the server, then the watchdog.
+        drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
 }

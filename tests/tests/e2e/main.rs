@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod attack;
 mod bad_input;
 mod browser;
 mod cli;

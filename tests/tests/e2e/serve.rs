@@ -15,19 +15,31 @@ pub const ADMIN: &str = "admin-token-for-tests-0001";
 /// pipeline `events`, upload to volume `landing` and to table `uploaded`.
 pub const WRITER: &str = "writer-token-for-tests-0002";
 
-/// A running `sluice serve`, stopped when dropped.
+/// A running `sluice serve`, stopped when dropped; what it logs goes to a
+/// file ([`Server::log`]), printed if the test fails.
 pub struct Server {
     child: Child,
     pub url: String,
     agent: ureq::Agent,
+    log: std::path::PathBuf,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- sluice serve's log ---\n{}", self.log());
+        }
     }
 }
+
+/// The tokens `Server::start` configures, as TOML: an admin (`ops`) and a
+/// writer (`loader`) granted pipeline `events`, volume `landing` and table
+/// `uploaded`.
+pub const TOKENS: &str = "[[tokens]]\nname = \"ops\"\ntoken_env = \"T_ADMIN\"\nrole = \"admin\"\n\n\
+     [[tokens]]\nname = \"loader\"\ntoken_env = \"T_WRITER\"\nrole = \"writer\"\n\
+     pipelines = [\"events\"]\nvolumes = [\"landing\"]\ntables = [\"uploaded\"]\n";
 
 /// A response: status and JSON body (or text as a JSON string).
 pub struct Reply {
@@ -45,23 +57,50 @@ impl Server {
     /// [`Server::start`] listening on `listen`, with `env` set too.
     pub fn start_with(c: &Case, extra: &str, listen: &str, env: &[(&str, &str)]) -> Server {
         let config = format!(
-            "state = \"state\"\nmax_upload_mib = 1\n{extra}\n[volumes]\nlanding = \"land\"\n\n\
-             [[tokens]]\nname = \"ops\"\ntoken_env = \"T_ADMIN\"\nrole = \"admin\"\n\n\
-             [[tokens]]\nname = \"loader\"\ntoken_env = \"T_WRITER\"\nrole = \"writer\"\n\
-             pipelines = [\"events\"]\nvolumes = [\"landing\"]\ntables = [\"uploaded\"]\n"
+            "state = \"state\"\nmax_upload_mib = 1\n{extra}\n[volumes]\nlanding = \"land\"\n\n{TOKENS}"
         );
+        Server::start_toml(c, &config, listen, env, None)
+    }
+
+    /// Starts the server in `c` with the whole configuration `config`
+    /// (which names its tokens), listening on `listen`, with `env` set and,
+    /// if given, at most `max_files` open file descriptors.
+    pub fn start_toml(
+        c: &Case,
+        config: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+        max_files: Option<u32>,
+    ) -> Server {
         c.write("sluice.toml", config);
         let mut vars = vec![
             ("T_ADMIN".to_string(), ADMIN.to_string()),
             ("T_WRITER".to_string(), WRITER.to_string()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut child = c
-            .command(
-                &["serve", "--config", "sluice.toml", "--listen", listen],
-                &vars,
-            )
+        let log = c.path(&format!("serve-{}.log", uuid_ish()));
+        let args = ["serve", "--config", "sluice.toml", "--listen", listen];
+        let mut cmd = match max_files {
+            None => c.command(&args, &vars),
+            Some(n) => {
+                // The shell lowers the limit, then becomes sluice.
+                let mut cmd = c.command(&[], &vars);
+                let program = cmd.get_program().to_owned();
+                let mut sh = std::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(program)
+                    .args(args)
+                    .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                    .env_remove("SLUICE_LOG")
+                    .current_dir(c.dir.path());
+                cmd = sh;
+                cmd
+            }
+        };
+        let mut child = cmd
             .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -71,13 +110,33 @@ impl Server {
         let url = line
             .trim()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("the server did not start: {line:?}"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "the server did not start: {line:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
             .to_string();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .build()
             .into();
-        Server { child, url, agent }
+        Server {
+            child,
+            url,
+            agent,
+            log,
+        }
+    }
+
+    /// What the server has written to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a request with `token` (if any) and `body` (if any).
@@ -138,7 +197,18 @@ impl Server {
     }
 }
 
-fn audit_actions(s: &Server) -> Vec<(String, String, String)> {
+/// A name no other server of this test process uses.
+fn uuid_ish() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn audit_actions(s: &Server) -> Vec<(String, String, String)> {
     let r = s.get("/audit", ADMIN);
     assert_eq!(r.status, 200, "{}", r.body);
     r.body

@@ -23,7 +23,7 @@ fn create_table_as_select_projects_casts_and_names_tables() {
          FROM read_files('in', format => 'csv', header => true);",
     ]);
     assert!(out.contains("ingested 2 files, 3 rows"), "{out}");
-    let t = read_delta(&c.path("warehouse/sales/orders"));
+    let t = read_delta(&c.path("warehouse/sales.db/orders"));
     assert_eq!(
         t.schema,
         [
@@ -55,7 +55,7 @@ fn create_table_as_select_projects_casts_and_names_tables() {
         "sql",
         "CREATE OR REPLACE TABLE sales.orders AS SELECT * FROM read_files('in/a.csv')",
     ]);
-    let t = read_delta(&c.path("warehouse/sales/orders"));
+    let t = read_delta(&c.path("warehouse/sales.db/orders"));
     assert_eq!(t.rows.len(), 2);
     assert!(
         !t.schema.iter().any(|(n, _)| n == "_metadata"),

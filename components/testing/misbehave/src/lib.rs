@@ -6,7 +6,11 @@
 //! - `escape`: reads `"target"`, an object outside the grant;
 //! - `garbage`: returns bytes that are not Arrow IPC;
 //! - `list`: lists `"target"`;
-//! - `panic`: panics inside the component.
+//! - `panic`: panics inside the component;
+//! - `leak`: logs its whole config, asks for `"target"` (outside the grant,
+//!   so the host's denial quotes it), then fails with an error quoting the
+//!   config raw, JSON-escaped and percent-encoded — what redaction must
+//!   catch when the config holds a secret.
 
 use std::cell::Cell;
 
@@ -57,6 +61,7 @@ impl Guest for Misbehave {
 
     fn read(config: String, _stream: String, _state: Option<String>) -> Result<Reader, Error> {
         Ok(Reader::new(Bad {
+            config: config.clone(),
             what: field(&config, "do")?,
             target: field(&config, "target").unwrap_or_default(),
             calls: Cell::new(0),
@@ -66,6 +71,7 @@ impl Guest for Misbehave {
 
 /// The misbehaving reader.
 pub struct Bad {
+    config: String,
     what: String,
     target: String,
     calls: Cell<u64>,
@@ -108,6 +114,30 @@ impl GuestReader for Bad {
             })),
             "garbage" => Ok(None),
             "panic" => panic!("misbehave: panic on purpose"),
+            "leak" => {
+                host::log(host::Level::Warn, &format!("my config is {}", self.config));
+                // A URL built around the secret: the host's denial quotes it.
+                let token = field(&self.config, "token").unwrap_or_default();
+                let denied = host::get_range(&format!("{}?token={token}", self.target), 0, 1)
+                    .err()
+                    .map(|e| format!("{e:?}"))
+                    .unwrap_or_default();
+                let encoded: String = self
+                    .config
+                    .bytes()
+                    .map(|b| match b {
+                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            char::from(b).to_string()
+                        }
+                        b => format!("%{b:02X}"),
+                    })
+                    .collect();
+                Err(Error::Data(format!(
+                    "leaking {} / {} / {encoded} / {denied}",
+                    self.config,
+                    serde_json::to_string(&self.config).unwrap_or_default()
+                )))
+            }
             other => Err(Error::Config(format!("unknown misbehaviour '{other}'"))),
         }
     }

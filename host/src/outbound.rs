@@ -1,0 +1,577 @@
+//! Where a hosted component may send requests, and sending them there:
+//! the outbound policy `sluice serve` applies to hosted functions' HTTP (and
+//! that any capability reaching the network shares).
+//!
+//! Invariants:
+//! - a request goes out only to a `scheme://host:port` an allow-list entry
+//!   names (`*.domain` and port `*` allowed);
+//! - the host is resolved here, and every address it resolves to is
+//!   checked: loopback, private, link-local and other non-public addresses
+//!   are reached only when the entry names that very address; cloud
+//!   metadata and unspecified (`0.0.0.0`, `::`) addresses never are;
+//! - the connection goes to the address that was checked, for HTTPS too
+//!   ([`send_pinned`]: the certificate is verified for the name, the socket
+//!   is opened to the checked address), so a second lookup cannot rebind
+//!   the name elsewhere.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use anyhow::Result;
+use axum::http::{self, Uri};
+use http_body_util::BodyExt;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+/// Where a component may send requests.
+#[derive(Debug, Default)]
+pub struct AllowList(Vec<Rule>);
+
+#[derive(Debug, PartialEq)]
+struct Rule {
+    /// `http`, `https` or `*`.
+    scheme: String,
+    host: HostPattern,
+    /// `None`: any port.
+    port: Option<u16>,
+}
+
+#[derive(Debug, PartialEq)]
+enum HostPattern {
+    /// This name or address.
+    Exact(String),
+    /// Any subdomain of this name (`*.example.com` → `.example.com`).
+    Subdomains(String),
+}
+
+/// An outbound request the allow-list refuses: the `wasi:http` error the
+/// component sees and the reason the host logs.
+#[derive(Debug)]
+pub struct Refusal {
+    /// What the component is told.
+    pub code: wasmtime_wasi_http::Error,
+    /// What the host logs.
+    pub reason: String,
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+impl AllowList {
+    /// Parses entries such as `https://api.example.com`,
+    /// `http://127.0.0.1:8080`, `https://*.example.com:*`.
+    pub fn parse(entries: &[String]) -> Result<Self> {
+        let mut rules = Vec::new();
+        for e in entries {
+            let bad = |why: &str| {
+                anyhow::anyhow!(
+                    "allowed_outbound_hosts entry '{e}': {why} (write scheme://host[:port], e.g. https://api.example.com or http://127.0.0.1:8080)"
+                )
+            };
+            let (scheme, rest) = e.split_once("://").ok_or_else(|| bad("no scheme"))?;
+            let scheme = scheme.to_ascii_lowercase();
+            if !["http", "https", "*"].contains(&scheme.as_str()) {
+                return Err(bad("the scheme must be http, https or *"));
+            }
+            let rest = rest.trim_end_matches('/');
+            if rest.contains('/') || rest.contains('@') {
+                return Err(bad("give only a host and port, no path or user"));
+            }
+            let (host, port) = split_host_port(rest).ok_or_else(|| bad("bad host or port"))?;
+            let port = match port {
+                Some("*") => None,
+                Some(p) => Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
+                None => Some(
+                    default_port(&scheme).ok_or_else(|| bad("with scheme * give a port or *"))?,
+                ),
+            };
+            let host = host.to_ascii_lowercase();
+            if host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| restricted(ip) == Some(Restricted::Unspecified))
+            {
+                return Err(bad(
+                    "an unspecified address (0.0.0.0, ::) reaches this host itself; name the address to reach",
+                ));
+            }
+            let host = match host.strip_prefix("*.") {
+                Some(domain) if !domain.is_empty() && !domain.contains('*') => {
+                    HostPattern::Subdomains(format!(".{domain}"))
+                }
+                _ if host.contains('*') || host.is_empty() => {
+                    return Err(bad("a host may only start with '*.'"));
+                }
+                _ => HostPattern::Exact(host),
+            };
+            rules.push(Rule { scheme, host, port });
+        }
+        Ok(AllowList(rules))
+    }
+
+    fn rule_for(&self, scheme: &str, host: &str, port: u16) -> Option<&Rule> {
+        self.0.iter().find(|r| {
+            (r.scheme == "*" || r.scheme == scheme)
+                && r.port.is_none_or(|p| p == port)
+                && match &r.host {
+                    HostPattern::Exact(h) => h == host,
+                    HostPattern::Subdomains(suffix) => host.ends_with(suffix.as_str()),
+                }
+        })
+    }
+
+    /// Checks `uri` against the rules, resolves its host and checks every
+    /// address; returns the address to connect to.
+    pub async fn admit(&self, uri: &Uri) -> Result<SocketAddr, Refusal> {
+        let refuse = |code, reason: String| Refusal { code, reason };
+        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
+        let host = uri
+            .host()
+            .map(|h| {
+                h.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            })
+            .ok_or_else(|| {
+                refuse(
+                    wasmtime_wasi_http::Error::HttpRequestUriInvalid,
+                    "no host".into(),
+                )
+            })?;
+        let port = uri
+            .port_u16()
+            .or_else(|| default_port(&scheme))
+            .ok_or_else(|| {
+                refuse(
+                    wasmtime_wasi_http::Error::HttpRequestUriInvalid,
+                    "no port".into(),
+                )
+            })?;
+        let rule = self.rule_for(&scheme, &host, port).ok_or_else(|| {
+            refuse(
+                wasmtime_wasi_http::Error::HttpRequestDenied,
+                format!("{scheme}://{host}:{port} is not in allowed_outbound_hosts"),
+            )
+        })?;
+        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .map_err(|e| {
+                    refuse(
+                        wasmtime_wasi_http::Error::DnsError {
+                            rcode: Some(e.to_string()),
+                            info_code: None,
+                        },
+                        format!("resolving {host}: {e}"),
+                    )
+                })?
+                .collect(),
+        };
+        let Some(first) = addrs.first().copied() else {
+            return Err(refuse(
+                wasmtime_wasi_http::Error::DestinationNotFound,
+                format!("{host} has no address"),
+            ));
+        };
+        // Every address must pass, so a name that resolves to one public
+        // and one private address cannot be used to reach the private one.
+        for a in &addrs {
+            if let Some(kind) = restricted(a.ip()) {
+                let named = matches!(&rule.host, HostPattern::Exact(h) if h.parse::<IpAddr>().ok() == Some(a.ip()));
+                if !named || kind.never() {
+                    return Err(refuse(
+                        wasmtime_wasi_http::Error::DestinationIpProhibited,
+                        format!(
+                            "{host} resolves to {} ({kind}); only an allow-list entry naming that address itself reaches it{}",
+                            a.ip(),
+                            if kind.never() {
+                                ", and metadata and unspecified addresses never"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(first)
+    }
+}
+
+fn split_host_port(text: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            p => Some((host, Some(p.strip_prefix(':')?))),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Some((h, Some(p))),
+        Some(_) => None,
+        None => Some((text, None)),
+    }
+}
+
+/// Address ranges a function reaches only when named explicitly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Restricted {
+    Loopback,
+    Private,
+    LinkLocal,
+    Metadata,
+    /// `0.0.0.0` or `::`: connecting to it reaches this host.
+    Unspecified,
+    Other,
+}
+
+impl Restricted {
+    /// Whether even an allow-list entry naming the address does not reach
+    /// it.
+    fn never(self) -> bool {
+        matches!(self, Restricted::Metadata | Restricted::Unspecified)
+    }
+}
+
+impl std::fmt::Display for Restricted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Restricted::Loopback => "a loopback address",
+            Restricted::Private => "a private address",
+            Restricted::LinkLocal => "a link-local address",
+            Restricted::Metadata => "a cloud metadata address",
+            Restricted::Unspecified => "an unspecified address, which reaches this host",
+            Restricted::Other => "a non-public address",
+        })
+    }
+}
+
+fn restricted(ip: IpAddr) -> Option<Restricted> {
+    match ip {
+        IpAddr::V4(v4) => restricted_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => restricted_v4(v4),
+            None => restricted_v6(v6),
+        },
+    }
+}
+
+fn restricted_v4(ip: Ipv4Addr) -> Option<Restricted> {
+    let o = ip.octets();
+    if [
+        Ipv4Addr::new(169, 254, 169, 254),
+        Ipv4Addr::new(169, 254, 170, 2),
+        Ipv4Addr::new(100, 100, 100, 200),
+        Ipv4Addr::new(168, 63, 129, 16),
+    ]
+    .contains(&ip)
+    {
+        Some(Restricted::Metadata)
+    } else if o[0] == 0 {
+        // 0.0.0.0/8: "this network"; 0.0.0.0 itself reaches this host.
+        Some(Restricted::Unspecified)
+    } else if ip.is_loopback() {
+        Some(Restricted::Loopback)
+    } else if ip.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
+        // RFC 1918 and the shared (carrier-grade NAT) range.
+        Some(Restricted::Private)
+    } else if ip.is_link_local() {
+        Some(Restricted::LinkLocal)
+    } else if ip.is_broadcast()
+        || ip.is_multicast()
+        || o[0] >= 240
+        || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+    {
+        Some(Restricted::Other)
+    } else {
+        None
+    }
+}
+
+fn restricted_v6(ip: Ipv6Addr) -> Option<Restricted> {
+    let s = ip.segments();
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    // NAT64 (64:ff9b::/96) and 6to4 (2002::/16) carry an IPv4 address that
+    // is checked as such.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return restricted_v4(embedded(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        return restricted_v4(embedded(s[1], s[2]));
+    }
+    if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
+        Some(Restricted::Metadata)
+    } else if ip.is_unspecified() {
+        Some(Restricted::Unspecified)
+    } else if ip.is_loopback() {
+        Some(Restricted::Loopback)
+    } else if (s[0] & 0xfe00) == 0xfc00 {
+        Some(Restricted::Private)
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        Some(Restricted::LinkLocal)
+    } else if ip.is_multicast() {
+        Some(Restricted::Other)
+    } else {
+        None
+    }
+}
+
+/// Roots and protocols for outbound TLS: the Mozilla roots compiled in
+/// (as the default sender uses), with the ring provider Sluice builds.
+static TLS: LazyLock<Option<Arc<rustls::ClientConfig>>> = LazyLock::new(|| {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Some(Arc::new(config))
+});
+
+/// The response of an outbound request and the future that drives its
+/// connection, as `wasi:http`'s sender hands them back.
+pub type Sent = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+);
+
+/// Sends `req` over TLS to `addr` (already checked against the allow-list)
+/// and verifies the server's certificate for `host`, honouring the
+/// request's connect, first-byte and between-bytes timeouts.
+pub async fn send_pinned(
+    mut req: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    addr: SocketAddr,
+    host: &str,
+) -> wasmtime_wasi_http::Result<Sent> {
+    let limit = |d: Option<Duration>| d.unwrap_or(Duration::from_secs(600));
+    let connect = limit(options.and_then(|o| o.connect_timeout));
+    let first = limit(options.and_then(|o| o.first_byte_timeout));
+    let between = limit(options.and_then(|o| o.between_bytes_timeout)).max(Duration::from_nanos(1));
+    let tls = TLS
+        .clone()
+        .ok_or_else(|| HttpError::InternalError(Some("no TLS configuration".into())))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let (mut sender, conn) = tokio::time::timeout(connect, async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(HttpError::Connect)?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(HttpError::Tls)?;
+        hyper::client::conn::http1::handshake::<_, WasiBody>(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(HttpError::from)
+    })
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    // Drives the connection's I/O; it ends once the sender and the body
+    // are dropped, and is cancelled with the request's task.
+    let conn = AbortOnDrop(tokio::spawn(conn));
+    // The request line names only the path: the Host header has the name.
+    let target: Uri = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    *req.uri_mut() = target;
+    let response = tokio::time::timeout(first, sender.send_request(req))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)?
+        .map_err(HttpError::from)?;
+    let response = response.map(|inner| {
+        Paced {
+            inner,
+            between,
+            sleep: Box::pin(tokio::time::sleep(between)),
+        }
+        .boxed_unsync()
+    });
+    let driver = async move {
+        match conn.wait().await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if e.is_timeout() => Err(HttpError::HttpResponseTimeout),
+            Ok(Err(e)) => Err(HttpError::from(e)),
+            Err(_) => Err(HttpError::ConnectionTerminated),
+        }
+    };
+    Ok((response, Box::new(driver)))
+}
+
+/// A spawned task cancelled when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn wait(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A response body that fails when the server sends nothing for `between`.
+struct Paced {
+    inner: hyper::body::Incoming,
+    between: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Paced {
+    type Data = bytes::Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, HttpError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                let at = tokio::time::Instant::now() + this.between;
+                this.sleep.as_mut().reset(at);
+                Poll::Ready(frame.map(|r| {
+                    r.map_err(|e| {
+                        if e.is_timeout() {
+                            HttpError::HttpResponseTimeout
+                        } else {
+                            HttpError::from(e)
+                        }
+                    })
+                }))
+            }
+            Poll::Pending => {
+                ready!(this.sleep.as_mut().poll(cx));
+                Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(entries: &[&str]) -> AllowList {
+        AllowList::parse(&entries.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn uri(s: &str) -> Uri {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_allow_list_admits_only_what_it_names() {
+        let l = list(&[
+            "http://127.0.0.1:8080",
+            "https://*.example.com",
+            "http://localhost:*",
+        ]);
+        assert_eq!(
+            l.admit(&uri("http://127.0.0.1:8080/tables/t/upload"))
+                .await
+                .unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        let denied = l.admit(&uri("http://127.0.0.1:9090/")).await.unwrap_err();
+        assert!(matches!(
+            denied.code,
+            wasmtime_wasi_http::Error::HttpRequestDenied
+        ));
+        let denied = l.admit(&uri("https://example.com/")).await.unwrap_err();
+        assert!(matches!(
+            denied.code,
+            wasmtime_wasi_http::Error::HttpRequestDenied
+        ));
+        // A name is checked after resolution: localhost is loopback, and
+        // the entry names a host, not that address.
+        let refused = l.admit(&uri("http://localhost:8080/")).await.unwrap_err();
+        assert!(
+            matches!(
+                refused.code,
+                wasmtime_wasi_http::Error::DestinationIpProhibited
+            ),
+            "{}",
+            refused.reason
+        );
+    }
+
+    #[tokio::test]
+    async fn metadata_addresses_are_never_reached() {
+        let l = list(&["http://169.254.169.254", "http://10.0.0.1:*"]);
+        let refused = l
+            .admit(&uri("http://169.254.169.254/latest/meta-data"))
+            .await
+            .unwrap_err();
+        assert!(refused.reason.contains("metadata"), "{}", refused.reason);
+        assert!(l.admit(&uri("http://10.0.0.1:5000/")).await.is_ok());
+    }
+
+    #[test]
+    fn address_ranges() {
+        let r = |s: &str| restricted(s.parse().unwrap());
+        assert_eq!(r("10.1.2.3"), Some(Restricted::Private));
+        assert_eq!(r("172.16.0.1"), Some(Restricted::Private));
+        assert_eq!(r("192.168.1.1"), Some(Restricted::Private));
+        assert_eq!(r("100.64.0.1"), Some(Restricted::Private));
+        assert_eq!(r("169.254.1.1"), Some(Restricted::LinkLocal));
+        assert_eq!(r("169.254.169.254"), Some(Restricted::Metadata));
+        assert_eq!(r("::ffff:127.0.0.1"), Some(Restricted::Loopback));
+        assert_eq!(r("fd12::1"), Some(Restricted::Private));
+        assert_eq!(r("fe80::1"), Some(Restricted::LinkLocal));
+        assert_eq!(r("0.0.0.0"), Some(Restricted::Unspecified));
+        assert_eq!(r("0.1.2.3"), Some(Restricted::Unspecified));
+        assert_eq!(r("::"), Some(Restricted::Unspecified));
+        assert_eq!(r("::ffff:0.0.0.0"), Some(Restricted::Unspecified));
+        assert_eq!(r("8.8.8.8"), None);
+        assert_eq!(r("2606:4700::1111"), None);
+        assert_eq!(r("64:ff9b::10.0.0.1"), Some(Restricted::Private));
+        assert_eq!(r("2002:7f00:1::"), Some(Restricted::Loopback));
+        assert_eq!(r("168.63.129.16"), Some(Restricted::Metadata));
+    }
+
+    #[test]
+    fn bad_entries_say_how_to_write_one() {
+        for bad in [
+            "example.com",
+            "ftp://x",
+            "https://a/b",
+            "https://*",
+            "*://x",
+            "http://x:port",
+            "http://0.0.0.0:8080",
+            "http://[::]:8080",
+        ] {
+            let e = AllowList::parse(&[bad.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("scheme://host"), "{bad}: {e}");
+        }
+    }
+}
