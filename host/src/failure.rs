@@ -83,6 +83,24 @@ impl Fault {
     }
 }
 
+/// `e` for a person: its causes joined by `: `, as `{e:#}` joins them, but
+/// a cause whose text the message already holds is left out (libraries
+/// whose errors print their source as well would otherwise repeat it).
+pub fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 /// A failed run or load: its fault, and a message safe to store and show.
 #[derive(Debug, Clone, thiserror::Error, Serialize)]
 #[error("{message}")]
@@ -118,4 +136,23 @@ pub struct ConnectorFailed {
     pub fault: Fault,
     /// The connector's message, with its kind.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_repeated_by_its_parent_is_said_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let e = anyhow::Error::new(Outer(std::io::Error::other("disk on fire")))
+            .context("writing the table");
+        assert_eq!(describe(&e), "writing the table: outer: disk on fire");
+        assert_eq!(
+            format!("{e:#}"),
+            "writing the table: outer: disk on fire: disk on fire"
+        );
+    }
 }

@@ -490,7 +490,7 @@ impl Runner {
             .config
             .target
             .commit_once(
-                &*self.reading.table_schema(&stream)?,
+                &*self.reading.table_schema(&stream, &self.config.target)?,
                 wrote.written,
                 &txn,
                 change,

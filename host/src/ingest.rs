@@ -161,7 +161,7 @@ impl Job {
         let committed = self
             .target
             .commit(
-                &*reading.table_schema(&stream)?,
+                &*reading.table_schema(&stream, &self.target)?,
                 wrote.written,
                 self.mode,
                 None,

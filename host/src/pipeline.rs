@@ -478,10 +478,10 @@ impl Services {
         let started = Instant::now();
         let target = Target::new(self.table(name)?, TableFormat::Delta, self.write.clone());
         let (schema, mode) = match mode {
-            LoadMode::Replace => (schema, WriteMode::Overwrite),
+            LoadMode::Replace => (target.storable(&schema)?, WriteMode::Overwrite),
             LoadMode::Append => match target.schema().await? {
                 Some(existing) => (Arc::new(existing), WriteMode::Append),
-                None => (schema, WriteMode::Append),
+                None => (target.storable(&schema)?, WriteMode::Append),
             },
             other => bail!("an Arrow upload is appended or replaces the table, not {other:?}"),
         };
@@ -534,8 +534,9 @@ impl Services {
             .iter()
             .map(|b| all.apply(b, &all.schema(b.schema_ref())?))
             .collect::<sluice_pipeline::Result<Vec<_>>>()?;
-        let schema = crate::session::stored_schema(&sent);
-        Ok((schema, json_rows(&batches, limit)?))
+        // As the table would store it (types Delta lacks widened).
+        let schema = sluice_sink::storable::delta_schema(&crate::session::stored_schema(&sent))?;
+        Ok((Arc::new(schema), json_rows(&batches, limit)?))
     }
 
     /// Loads an uploaded file into table `name` (append or replace). Its

@@ -98,14 +98,16 @@ impl Reading {
         Ok(config)
     }
 
-    /// The schema the table gets from `stream`: the stored schema, through
-    /// the select list.
-    pub fn table_schema(&self, stream: &Stream) -> Result<SchemaRef> {
+    /// The schema `target` gets from `stream`: the stored schema, through
+    /// the select list, as the table's format stores it (checked before
+    /// any data file is written).
+    pub fn table_schema(&self, stream: &Stream, target: &Target) -> Result<SchemaRef> {
         let stored = stored_schema(&stream.schema);
-        Ok(match &self.projection {
+        let selected = match &self.projection {
             Some(p) => p.schema(&stored)?,
             None => stored,
-        })
+        };
+        Ok(target.storable(&selected)?)
     }
 
     /// Checks the configuration and discovers the stream (for the files
@@ -183,7 +185,7 @@ impl Reading {
     ) -> Result<Wrote> {
         let config = self.config_for(files, Some(&stream.schema))?;
         let stored = stored_schema(&stream.schema);
-        let table_schema = self.table_schema(stream)?;
+        let table_schema = self.table_schema(stream, target)?;
 
         // Work units (files, or byte ranges of large files), spread across
         // lanes largest first onto the least-loaded lane.
@@ -230,12 +232,16 @@ impl Reading {
             let (tx, rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
             let host = self.host(&format!("lane {i}"));
             let (runtime, loaded) = (self.runtime.clone(), self.connector.clone());
-            let (name, sent, stored, projection) = (
+            let (name, sent, stored, table) = (
                 stream.info.name.clone(),
                 stream.schema.clone(),
                 stored.clone(),
-                self.projection.clone().map(|p| (p, table_schema.clone())),
+                table_schema.clone(),
             );
+            let projection = match &self.projection {
+                Some(p) => Some((p.clone(), p.schema(&stored)?)),
+                None => None,
+            };
             readers.push(tokio::task::spawn_blocking(move || {
                 read_lane(
                     &runtime,
@@ -247,6 +253,7 @@ impl Reading {
                         sent: &sent,
                         stored: &stored,
                         projection: projection.as_ref(),
+                        table: &table,
                     },
                     tx,
                 )
@@ -308,6 +315,8 @@ struct Shapes<'a> {
     stored: &'a SchemaRef,
     /// Through the select list, with the schema it gives.
     projection: Option<&'a (Arc<Projection>, SchemaRef)>,
+    /// As the table stores it (types its format lacks widened).
+    table: &'a SchemaRef,
 }
 
 /// Reads one lane's stream, sending batches to the writer.
@@ -357,6 +366,9 @@ fn read_lane(
             let mut batch = to_stored(&batch, shapes.stored)?;
             if let Some((p, schema)) = shapes.projection {
                 batch = p.apply(&batch, schema)?;
+            }
+            if batch.schema_ref().fields() != shapes.table.fields() {
+                batch = to_stored(&batch, shapes.table)?;
             }
             if tx.blocking_send(batch).is_err() {
                 // The writer failed; its error is the one to report.

@@ -238,9 +238,10 @@ fn expansion(a: &dyn Array) -> usize {
     }
 }
 
-/// `batch` (of the schema the connector discovered) in the `stored` schema:
-/// dictionary-encoded columns are expanded to their values (refused if
-/// they would expand past [`MAX_EXPANDED`] bytes).
+/// `batch` in the `stored` schema (the same columns): dictionary-encoded
+/// columns expanded to their values (refused if they would expand past
+/// [`MAX_EXPANDED`] bytes), and types the table's format lacks widened. A
+/// value that does not convert fails the batch; it never becomes a null.
 pub fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch> {
     let expanded: usize = batch
         .columns()
@@ -262,7 +263,22 @@ pub fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch>
             if c.data_type() == f.data_type() {
                 Ok(c.clone())
             } else {
-                arrow_cast::cast(c, f.data_type())
+                arrow_cast::cast_with_options(
+                    c,
+                    f.data_type(),
+                    &arrow_cast::CastOptions {
+                        safe: false,
+                        ..Default::default()
+                    },
+                )
+                .with_context(|| {
+                    format!(
+                        "column '{}' of type {} cannot be stored as {}",
+                        f.name(),
+                        c.data_type(),
+                        f.data_type()
+                    )
+                })
             }
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -61,6 +61,8 @@ pub struct Tokenizer {
     lines: u64,
     /// The last record ended at a carriage return.
     pending_lf: bool,
+    /// The CSV syntax, for [`QuoteCheck`].
+    escape: Option<u8>,
 }
 
 /// Where a record's fields are.
@@ -80,6 +82,138 @@ struct RecordSpan {
     line: u64,
     /// Object byte offset of its first byte.
     offset: u64,
+    /// How its quoting is broken, if it is (csv-core reads on regardless).
+    fault: Option<QuoteFault>,
+}
+
+/// A record whose quoting csv-core reads past without a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuoteFault {
+    /// A quoted field opened on this line is never closed: csv-core would
+    /// take the rest of the file as its value.
+    Unterminated {
+        /// The line the quote opened on.
+        line: u64,
+    },
+    /// Text follows a closing quote on this line: csv-core would merge it
+    /// into the value.
+    TextAfterQuote {
+        /// The line.
+        line: u64,
+    },
+}
+
+impl std::fmt::Display for QuoteFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuoteFault::Unterminated { line } => write!(
+                f,
+                "the quoted field opened on line {line} is never closed (the rest of the file would become one value)"
+            ),
+            QuoteFault::TextAfterQuote { line } => write!(
+                f,
+                "line {line}: text follows the closing quote of a field (quote the whole field, or double the quotes inside it)"
+            ),
+        }
+    }
+}
+
+/// Where a quote-aware reading of a record stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// At the start of a field (`record`: of a record, too).
+    FieldStart { record: bool },
+    /// In an unquoted field.
+    Unquoted,
+    /// In a quoted field.
+    Quoted,
+    /// After the escape character in a quoted field.
+    Escaped,
+    /// After a quote in a quoted field: it closes the field, or (doubled)
+    /// stands for itself.
+    QuoteInQuoted,
+    /// In a comment line.
+    Comment,
+}
+
+/// Mirrors csv-core's reading of one record's bytes to notice what csv-core
+/// forgives: an unterminated quoted field and text after a closing quote.
+/// It sees only records that hold a quote (or a carriage return); plain
+/// lines never get here.
+struct QuoteCheck {
+    state: Quoting,
+    quote: u8,
+    delimiter: u8,
+    escape: Option<u8>,
+    comment: Option<u8>,
+    /// The line of the byte being read, and where the open quote began.
+    line: u64,
+    opened: u64,
+    fault: Option<QuoteFault>,
+}
+
+impl QuoteCheck {
+    fn new(tok: &Tokenizer) -> Self {
+        QuoteCheck {
+            state: Quoting::FieldStart { record: true },
+            quote: tok.quote,
+            delimiter: tok.delimiter,
+            escape: tok.escape,
+            comment: tok.comment,
+            line: tok.lines + 1,
+            opened: 0,
+            fault: None,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            let end = b == b'\n' || b == b'\r';
+            self.state = match self.state {
+                Quoting::FieldStart { record: true } if Some(b) == self.comment => Quoting::Comment,
+                Quoting::FieldStart { .. } if b == self.quote => {
+                    self.opened = self.line;
+                    Quoting::Quoted
+                }
+                Quoting::FieldStart { .. } | Quoting::Unquoted if end => {
+                    Quoting::FieldStart { record: true }
+                }
+                Quoting::FieldStart { .. } | Quoting::Unquoted if b == self.delimiter => {
+                    Quoting::FieldStart { record: false }
+                }
+                Quoting::FieldStart { .. } | Quoting::Unquoted => Quoting::Unquoted,
+                Quoting::Comment if b == b'\n' => Quoting::FieldStart { record: true },
+                Quoting::Comment => Quoting::Comment,
+                Quoting::Quoted if Some(b) == self.escape => Quoting::Escaped,
+                Quoting::Quoted if b == self.quote => Quoting::QuoteInQuoted,
+                Quoting::Quoted => Quoting::Quoted,
+                Quoting::Escaped => Quoting::Quoted,
+                Quoting::QuoteInQuoted if b == self.quote && self.escape.is_none() => {
+                    Quoting::Quoted
+                }
+                Quoting::QuoteInQuoted if end => Quoting::FieldStart { record: true },
+                Quoting::QuoteInQuoted if b == self.delimiter => {
+                    Quoting::FieldStart { record: false }
+                }
+                Quoting::QuoteInQuoted => {
+                    self.fault
+                        .get_or_insert(QuoteFault::TextAfterQuote { line: self.line });
+                    Quoting::Unquoted
+                }
+            };
+            if b == b'\n' {
+                self.line += 1;
+            }
+        }
+    }
+
+    /// The verdict once the record ended (`eof`: at the end of the input).
+    fn finish(&self, eof: bool) -> Option<QuoteFault> {
+        if eof && matches!(self.state, Quoting::Quoted | Quoting::Escaped) {
+            return Some(QuoteFault::Unterminated { line: self.opened });
+        }
+        self.fault
+    }
 }
 
 impl Tokenizer {
@@ -117,6 +251,7 @@ impl Tokenizer {
             consumed: 0,
             lines: 0,
             pending_lf: false,
+            escape: opts.escape,
         }
     }
 
@@ -177,6 +312,11 @@ impl Tokenizer {
     /// Line on which record `r` ends (1-based).
     pub fn line(&self, r: usize) -> u64 {
         self.records[r].line
+    }
+
+    /// How record `r`'s quoting is broken, if it is.
+    pub fn fault(&self, r: usize) -> Option<QuoteFault> {
+        self.records[r].fault
     }
 
     /// Reads one more record into the batch; `false` at the end of input.
@@ -303,6 +443,7 @@ impl Tokenizer {
             gap: 1,
             line,
             offset,
+            fault: None,
         });
     }
 
@@ -325,6 +466,7 @@ impl Tokenizer {
         // Line feeds consumed by this record, and its last byte.
         let mut feeds = 0u64;
         let mut last = None;
+        let mut check = QuoteCheck::new(self);
         loop {
             self.fill()?;
             if self.data.len() - self.data_len < 1024 {
@@ -340,6 +482,7 @@ impl Tokenizer {
                 let taken = &self.inbuf[self.in_pos..self.in_pos + nin];
                 feeds += memchr::memchr_iter(b'\n', taken).count() as u64;
                 last = taken.last().copied();
+                check.feed(taken);
             }
             self.in_pos += nin;
             self.consumed += nin as u64;
@@ -356,6 +499,8 @@ impl Tokenizer {
                     if nends == 1 && self.data_len == record_start {
                         // A blank line is no record (as in Spark).
                         nends = 0;
+                        check = QuoteCheck::new(self);
+                        check.line += feeds;
                         offset = self.base + self.consumed;
                         if last == Some(b'\r') && self.inbuf.get(self.in_pos) == Some(&b'\n') {
                             offset += 1;
@@ -383,6 +528,7 @@ impl Tokenizer {
                         gap: 0,
                         line,
                         offset,
+                        fault: check.finish(self.eof && self.in_pos == self.in_len),
                     });
                     return Ok(true);
                 }
@@ -419,22 +565,34 @@ fn read_full(input: &mut Box<dyn Read>, buf: &mut [u8]) -> std::io::Result<usize
     Ok(n)
 }
 
-/// Column names from a header record, made unique and non-empty.
+/// Column names from a header record, made unique (ignoring case, as
+/// Delta compares names; Spark appends the position) and non-empty. A name
+/// holding a control character is refused.
 fn header_names(tok: &Tokenizer) -> Result<Vec<String>, String> {
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<String> = Vec::with_capacity(tok.width(0));
+    let mut seen = std::collections::HashSet::new();
     for i in 0..tok.width(0) {
         let raw = tok.field(0, i).unwrap_or_default();
         let name = std::str::from_utf8(raw)
             .map_err(|_| "the header is not valid UTF-8".to_string())?
             .trim()
             .to_string();
+        if name.chars().any(char::is_control) {
+            return Err(format!(
+                "line {}: the name of column {} ('{}') holds a control character; fix the header, or read with header=false (columns _c0, _c1, ...)",
+                tok.line(0),
+                i + 1,
+                name.escape_debug()
+            ));
+        }
         let mut name = if name.is_empty() {
             format!("_c{i}")
         } else {
             name
         };
-        if names.contains(&name) {
+        if !seen.insert(name.to_lowercase()) {
             name = format!("{name}_{i}");
+            seen.insert(name.to_lowercase());
         }
         names.push(name);
     }
@@ -618,15 +776,24 @@ impl CsvFile {
             // Without a header, columns are positional: `_c0`, `_c1`, ...
             None => positional_names(shape.data.len()),
         };
+        // Looked up by name once per file (a file may have 50,000 columns).
+        let position: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let columns = shape
             .data
             .iter()
-            .map(|f| names.iter().position(|n| n == f.name()))
+            .map(|f| position.get(f.name().as_str()).copied())
             .collect();
+        let known: std::collections::HashSet<&str> =
+            shape.data.iter().map(|f| f.name().as_str()).collect();
         let extra: Vec<(usize, String)> = names
             .iter()
             .enumerate()
-            .filter(|(_, n)| !shape.data.iter().any(|f| f.name() == *n))
+            .filter(|(_, n)| !known.contains(n.as_str()))
             .map(|(i, n)| (i, n.clone()))
             .collect();
         if !extra.is_empty() {
@@ -716,7 +883,35 @@ impl CsvFile {
         let mut bad: Vec<Option<String>> = vec![None; rows];
         let mut rescue = shape.rescue.as_ref().map(|_| Rescue::new(rows));
 
+        // Records whose quoting csv-core forgave: their values are not what
+        // the file meant, so none of them is loaded.
+        let faulted: Vec<usize> = (0..rows).filter(|&r| tok.fault(r).is_some()).collect();
+        for &r in &faulted {
+            if let Some(fault) = tok.fault(r) {
+                let reason = fault.to_string();
+                if opts.mode == Mode::FailFast {
+                    return Err(Error::Data(format!(
+                        "{}: {reason} (mode=FAILFAST; use mode=PERMISSIVE to rescue such records or mode=DROPMALFORMED to drop them)",
+                        self.file.location
+                    )));
+                }
+                if let Some(rescue) = rescue.as_mut() {
+                    let raw: Vec<String> = (0..tok.width(r))
+                        .map(|i| {
+                            String::from_utf8_lossy(tok.field(r, i).unwrap_or_default())
+                                .into_owned()
+                        })
+                        .collect();
+                    let raw = raw.join(&char::from(opts.delimiter).to_string());
+                    rescue.put(r, "_malformed_record", Value::String(raw));
+                }
+                bad[r] = Some(reason);
+            }
+        }
         for (r, bad) in bad.iter_mut().enumerate() {
+            if bad.is_some() {
+                continue;
+            }
             let w = tok.width(r);
             if w == self.width || (w < self.width && opts.mode == Mode::Permissive) {
                 // Missing trailing fields are nulls in PERMISSIVE, as in Spark.
@@ -810,6 +1005,15 @@ impl CsvFile {
             columns.push(typed);
         }
 
+        if !faulted.is_empty() {
+            let mut nulled = vec![false; rows];
+            faulted.iter().for_each(|&r| nulled[r] = true);
+            let drop = BooleanArray::from(nulled);
+            columns = columns
+                .iter()
+                .map(|c| arrow_select::nullif::nullif(c, &drop))
+                .collect::<Result<_, _>>()?;
+        }
         let mut malformed = bad.iter().filter(|b| b.is_some()).count();
         if malformed > 0 {
             match opts.mode {
@@ -907,7 +1111,13 @@ impl CsvFile {
         let null = opts.null_value.as_bytes();
         // Fast path: gather the column's bytes and validate UTF-8 once over
         // the whole buffer rather than field by field.
-        let mut values: Vec<u8> = Vec::with_capacity(rows * 16);
+        // Sized exactly: a wide file has many columns of few bytes each.
+        let total: usize = (0..rows)
+            .filter_map(|r| tok.field(r, i))
+            .filter(|raw| *raw != null)
+            .map(<[u8]>::len)
+            .sum();
+        let mut values: Vec<u8> = Vec::with_capacity(total + 8);
         let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
         let mut valid = BooleanBufferBuilder::new(rows);
         offsets.push(0);
@@ -1161,6 +1371,79 @@ mod tests {
         assert_eq!(t.field(2, 1), Some(&b"he said \"hi\""[..]));
         assert_eq!(t.line(0), 1);
         assert_eq!(t.line(2), 5);
+    }
+
+    fn faults(text: &str, opts: &Options) -> Vec<Option<QuoteFault>> {
+        let mut t = tok(text, opts);
+        while t.read_record().unwrap() {}
+        (0..t.len()).map(|r| t.fault(r)).collect()
+    }
+
+    proptest::proptest! {
+        /// Records written by the `csv` crate read back field for field,
+        /// by the fast path and by csv-core alike, with no quote fault.
+        #[test]
+        fn records_a_reference_writer_wrote_read_back_equal(
+            records in proptest::collection::vec(
+                proptest::collection::vec("[a-z0-9 ,;\"\r\né#]{0,6}", 1..5),
+                1..20,
+            ),
+            buffer in 16usize..64,
+        ) {
+            // A record of one empty field is a blank line to Spark and to
+            // Sluice: leave those out.
+            let records: Vec<Vec<String>> = records
+                .into_iter()
+                .filter(|r| !(r.len() == 1 && r[0].is_empty()))
+                .collect();
+            let mut w = ::csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
+            for r in &records {
+                w.write_record(r).unwrap();
+            }
+            let text = w.into_inner().unwrap();
+            for fast in [true, false] {
+                let mut t = Tokenizer::new(
+                    Box::new(std::io::Cursor::new(text.clone())),
+                    &default_opts(),
+                )
+                .with_limits(buffer, fast);
+                while t.read_record().unwrap() {}
+                proptest::prop_assert_eq!(t.len(), records.len());
+                for (i, r) in records.iter().enumerate() {
+                    let got: Vec<&[u8]> = (0..t.width(i)).map(|f| t.field(i, f).unwrap()).collect();
+                    let want: Vec<&[u8]> = r.iter().map(|f| f.as_bytes()).collect();
+                    proptest::prop_assert_eq!(got, want);
+                    proptest::prop_assert_eq!(t.fault(i), None);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn broken_quoting_is_noticed_where_csv_core_reads_on() {
+        let o = default_opts();
+        // Unterminated: the rest of the file would be one value.
+        assert_eq!(
+            faults("a,b\n1,2\n3,\"x\n4,5\n6,7\n", &o),
+            [None, None, Some(QuoteFault::Unterminated { line: 3 })]
+        );
+        // Text after the closing quote would be merged in.
+        assert_eq!(
+            faults("a,b\n1,\"x\"y\n2,3\n", &o),
+            [None, Some(QuoteFault::TextAfterQuote { line: 2 }), None]
+        );
+        // What is well quoted passes: doubled quotes, quoted newlines,
+        // quotes inside unquoted fields, CRLF.
+        assert_eq!(
+            faults(
+                "a,b\r\n\"x\"\"y\",\"1\n2\"\r\nsay \"hi\",3\r\n\"z\"\r\n",
+                &o
+            ),
+            [None, None, None, None]
+        );
+        let mut e = default_opts();
+        e.escape = Some(b'\\');
+        assert_eq!(faults("a\n\"x\\\"y\"\n\"p\\\\\"\n", &e), [None, None, None]);
     }
 
     #[test]

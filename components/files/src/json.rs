@@ -128,16 +128,31 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
             // The strict check first: it says what serde_json's errors do
             // not (a record spread over lines, nesting too deep).
             let mut check = Checker::default();
-            if let Err(bad) = check.feed(&line).and_then(|()| check.finish())
-                && opts.mode == Mode::FailFast
-            {
-                return Err(Error::Data(format!(
-                    "{}: line {lineno}: invalid JSON: {}",
-                    file.location, bad.reason
-                )));
+            if let Err(bad) = check.feed(&line).and_then(|()| check.finish()) {
+                if opts.mode == Mode::FailFast {
+                    return Err(Error::Data(format!(
+                        "{}: line {lineno}: invalid JSON: {}",
+                        file.location, bad.reason
+                    )));
+                }
+                // Judged by the read, under its mode; never a sample.
+                continue;
             }
             match serde_json::from_slice::<Value>(&line) {
-                Ok(v @ Value::Object(_)) => values.push(v),
+                Ok(v @ Value::Object(_)) => {
+                    if let Some(key) = unnamable_key(&v) {
+                        if opts.mode != Mode::FailFast {
+                            // Its keys make no columns; the read rescues them.
+                            continue;
+                        }
+                        return Err(Error::Data(format!(
+                            "{}: line {lineno}: the key '{}' is empty or holds a control character, which no Delta column name may (with mode=PERMISSIVE such values are rescued)",
+                            file.location,
+                            key.escape_debug()
+                        )));
+                    }
+                    values.push(v)
+                }
                 // Malformed lines are judged by the read, under its mode.
                 _ if opts.mode != Mode::FailFast => {}
                 Ok(_) => {
@@ -167,6 +182,22 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
         .collect())
 }
 
+/// A key of `v` (nested too) that cannot name a column: empty, or holding a
+/// control character.
+fn unnamable_key(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.is_empty() || k.chars().any(char::is_control) {
+                Some(k.as_str())
+            } else {
+                unnamable_key(v)
+            }
+        }),
+        Value::Array(items) => items.iter().find_map(unnamable_key),
+        _ => None,
+    }
+}
+
 /// Replaces types Delta cannot store (all-null columns) with strings and,
 /// without type inference, every leaf type with strings.
 fn settle(t: &DataType, infer: bool) -> DataType {
@@ -192,7 +223,7 @@ fn settle(t: &DataType, infer: bool) -> DataType {
 /// (`\uD800`-`\uDBFF`), which arrow-json 59 combines with its pair wrongly
 /// above U+1FFFF (it ORs where it must add). A cheap scan: backslashes are
 /// rare outside such text.
-fn surrogate_escape(buf: &[u8]) -> bool {
+pub fn surrogate_escape(buf: &[u8]) -> bool {
     memchr::memchr_iter(b'\\', buf).any(|i| {
         buf.get(i + 1) == Some(&b'u')
             && matches!(buf.get(i + 2), Some(b'd' | b'D'))
@@ -222,6 +253,8 @@ pub struct JsonFile {
     reported_new_columns: bool,
     /// The strict check of every byte the fast path decodes.
     check: Checker,
+    /// The data columns' names, to tell unknown keys at once.
+    names: std::collections::HashSet<String>,
     /// The next batch takes the careful path (its bytes hold a surrogate
     /// escape).
     careful_next: bool,
@@ -261,6 +294,7 @@ impl JsonFile {
             reported_new_columns: false,
             check: Checker::default(),
             careful_next: false,
+            names: shape.data.iter().map(|f| f.name().clone()).collect(),
         })
     }
 
@@ -578,7 +612,7 @@ impl JsonFile {
         for (r, row) in rows.iter_mut().enumerate() {
             let unknown: Vec<String> = row
                 .keys()
-                .filter(|k| self.schema.field_with_name(k).is_err())
+                .filter(|k| !self.names.contains(k.as_str()))
                 .cloned()
                 .collect();
             if !unknown.is_empty() && !self.reported_new_columns {

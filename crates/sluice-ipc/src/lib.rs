@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
-use arrow_buffer::Buffer;
+use arrow_buffer::{Buffer, MutableBuffer};
 use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::{DateUnit, MessageHeader, Precision, TimeUnit, Type};
 use arrow_schema::SchemaRef;
@@ -69,14 +69,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// in the order the decoder reads them.
 #[derive(Debug)]
 enum Shape {
-    /// Validity and one buffer of values (or of dictionary keys).
-    Fixed,
-    /// Validity, offsets and data.
-    Var,
+    /// Validity and one buffer of values (or of dictionary keys), each
+    /// this many bytes wide (0: one bit, booleans).
+    Fixed(usize),
+    /// Validity, offsets (8 bytes each when large, else 4) and data.
+    Var { large: bool },
     /// Validity only.
     Null,
-    /// Validity, offsets, then the child.
-    List(Box<Shape>),
+    /// Validity, offsets (8 bytes each when large, else 4), then the
+    /// child.
+    List { large: bool, child: Box<Shape> },
     /// Validity, then the child.
     FixedList(Box<Shape>),
     /// Validity, then each child.
@@ -86,8 +88,9 @@ enum Shape {
 /// Frames an IPC stream into whole messages and vets each one.
 #[derive(Debug)]
 pub struct Guard {
-    /// Bytes of messages not yet whole.
-    pending: Vec<u8>,
+    /// Bytes of messages not yet whole, in memory aligned as Arrow wants
+    /// it (message bodies are then aligned too: see [`Guard::frame`]).
+    pending: MutableBuffer,
     /// The length (framing, metadata and body) of the message at the front
     /// of `pending`, once its metadata is vetted.
     vetted: Option<usize>,
@@ -107,7 +110,7 @@ impl Guard {
     /// dictionary-encoded columns.
     pub fn new(dictionaries: bool) -> Self {
         Guard {
-            pending: Vec::new(),
+            pending: MutableBuffer::new(0),
             vetted: None,
             columns: None,
             dictionaries: dictionaries.then(HashMap::new),
@@ -148,7 +151,8 @@ impl Guard {
         if whole.is_empty() {
             return Ok(Vec::new());
         }
-        let rest = self.pending[at..].to_vec();
+        let mut rest = MutableBuffer::new(self.pending.len() - at);
+        rest.extend_from_slice(&self.pending[at..]);
         let all = Buffer::from(std::mem::replace(&mut self.pending, rest));
         let mut start = 0;
         Ok(whole
@@ -187,6 +191,11 @@ impl Guard {
                 "a message's metadata claims {len} bytes (at most {MAX_METADATA})"
             )));
         }
+        if (prefix + len) % 8 != 0 {
+            return Err(refuse(
+                "a message's metadata is not padded to 8 bytes, as Arrow IPC aligns bodies",
+            ));
+        }
         if p.len() < prefix + len {
             return Ok(None);
         }
@@ -212,10 +221,10 @@ impl Guard {
             .map_err(|e| refuse(format!("a message is not an Arrow IPC message: {e}")))?;
         let body = usize::try_from(message.bodyLength())
             .ok()
-            .filter(|b| *b <= MAX_BODY)
+            .filter(|b| *b <= MAX_BODY && b % 8 == 0)
             .ok_or_else(|| {
                 refuse(format!(
-                    "a message's body claims {} bytes (at most {MAX_BODY})",
+                    "a message's body claims {} bytes (at most {MAX_BODY}, padded to 8)",
                     message.bodyLength()
                 ))
             })?;
@@ -308,7 +317,7 @@ impl Guard {
                     encoding.id()
                 )));
             }
-            return Ok(Shape::Fixed);
+            return Ok(Shape::Fixed(width.unwrap_or(8) as usize / 8));
         }
         self.value_shape(f, depth, count)
     }
@@ -327,13 +336,13 @@ impl Guard {
             f.children().map(|c| c.iter().collect()).unwrap_or_default();
         Ok(match f.type_type() {
             Type::Null => Shape::Null,
-            Type::Bool => Shape::Fixed,
+            Type::Bool => Shape::Fixed(0),
             Type::Int => {
                 let i = f.type_as_int().ok_or_else(|| params("Int"))?;
                 if !matches!(i.bitWidth(), 8 | 16 | 32 | 64) {
                     return bad(&format!("Int bit width {}", i.bitWidth()));
                 }
-                Shape::Fixed
+                Shape::Fixed(i.bitWidth() as usize / 8)
             }
             Type::FloatingPoint => {
                 let p = f
@@ -343,7 +352,11 @@ impl Guard {
                 {
                     return bad("floating point precision");
                 }
-                Shape::Fixed
+                Shape::Fixed(match p.precision() {
+                    Precision::HALF => 2,
+                    Precision::SINGLE => 4,
+                    _ => 8,
+                })
             }
             Type::Decimal => {
                 let d = f.type_as_decimal().ok_or_else(|| params("Decimal"))?;
@@ -354,14 +367,14 @@ impl Guard {
                 if !fits || !(-128..=127).contains(&d.scale()) {
                     return bad("decimal width, precision or scale");
                 }
-                Shape::Fixed
+                Shape::Fixed(d.bitWidth() as usize / 8)
             }
             Type::Date => {
                 let u = f.type_as_date().ok_or_else(|| params("Date"))?.unit();
                 if u != DateUnit::DAY && u != DateUnit::MILLISECOND {
                     return bad("date unit");
                 }
-                Shape::Fixed
+                Shape::Fixed(if u == DateUnit::DAY { 4 } else { 8 })
             }
             Type::Time => {
                 let t = f.type_as_time().ok_or_else(|| params("Time"))?;
@@ -373,28 +386,29 @@ impl Guard {
                 if !fits {
                     return bad("time unit or width");
                 }
-                Shape::Fixed
+                Shape::Fixed(t.bitWidth() as usize / 8)
             }
             Type::Timestamp => {
                 let t = f.type_as_timestamp().ok_or_else(|| params("Timestamp"))?;
                 if !(0..=3).contains(&t.unit().0) {
                     return bad("timestamp unit");
                 }
-                Shape::Fixed
+                Shape::Fixed(8)
             }
             Type::Duration => {
                 let d = f.type_as_duration().ok_or_else(|| params("Duration"))?;
                 if !(0..=3).contains(&d.unit().0) {
                     return bad("duration unit");
                 }
-                Shape::Fixed
+                Shape::Fixed(8)
             }
             Type::Interval => {
                 let i = f.type_as_interval().ok_or_else(|| params("Interval"))?;
                 if !(0..=2).contains(&i.unit().0) {
                     return bad("interval unit");
                 }
-                Shape::Fixed
+                // Year-month, day-time, month-day-nano.
+                Shape::Fixed([4, 8, 16][i.unit().0 as usize])
             }
             Type::FixedSizeBinary => {
                 let w = f
@@ -403,10 +417,12 @@ impl Guard {
                 if !(1..=1 << 20).contains(&w.byteWidth()) {
                     return bad("fixed-size binary width");
                 }
-                Shape::Fixed
+                Shape::Fixed(w.byteWidth() as usize)
             }
-            Type::Utf8 | Type::Binary | Type::LargeUtf8 | Type::LargeBinary => Shape::Var,
+            Type::Utf8 | Type::Binary => Shape::Var { large: false },
+            Type::LargeUtf8 | Type::LargeBinary => Shape::Var { large: true },
             Type::List | Type::LargeList | Type::Map => {
+                let large = f.type_type() == Type::LargeList;
                 let [child] = &children[..] else {
                     return Err(refuse("a list or map field needs exactly one child"));
                 };
@@ -415,7 +431,10 @@ impl Guard {
                 {
                     return Err(refuse("a map's child must be a struct of key and value"));
                 }
-                Shape::List(Box::new(child))
+                Shape::List {
+                    large,
+                    child: Box::new(child),
+                }
             }
             Type::FixedSizeList => {
                 let size = f
@@ -473,6 +492,11 @@ fn check_batch(
         if end.is_none_or(|e| e > body as u64) {
             return Err(refuse("a buffer lies outside the message body"));
         }
+        if b.offset() % 8 != 0 {
+            return Err(refuse(
+                "a buffer is not aligned to 8 bytes in its message body",
+            ));
+        }
     }
     let (mut nodes, mut buffers) = (nodes.iter(), buffers.iter());
     for shape in columns {
@@ -513,12 +537,24 @@ fn walk<'a>(
     if nulls > 0 && validity.length().saturating_mul(8) < len {
         return Err(refuse("a validity bitmap is shorter than its column"));
     }
+    // Typed buffers must hold whole values: the decoder reads them as
+    // slices of the type and asserts as much.
+    let whole = |b: &arrow_ipc::Buffer, width: usize| -> Result<(), Refused> {
+        if width > 1 && b.length() % width as i64 != 0 {
+            return Err(refuse(format!(
+                "a buffer of {} bytes does not hold whole {width}-byte values",
+                b.length()
+            )));
+        }
+        Ok(())
+    };
+    let offsets = |large: bool| if large { 8 } else { 4 };
     match shape {
         Shape::Null => Ok(()),
-        Shape::Fixed => take(1).map(drop),
-        Shape::Var => take(2).map(drop),
-        Shape::List(child) => {
-            take(1)?;
+        Shape::Fixed(width) => whole(take(1)?[0], *width),
+        Shape::Var { large } => whole(take(2)?[0], offsets(*large)),
+        Shape::List { large, child } => {
+            whole(take(1)?[0], offsets(*large))?;
             walk(child, nodes, buffers)
         }
         Shape::FixedList(child) => walk(child, nodes, buffers),

@@ -137,16 +137,55 @@ fn hidden(root: &Path, path: &Path) -> bool {
         .any(|p| p.as_ref().starts_with('.') || p.as_ref().starts_with('_'))
 }
 
-/// The files `source` names, sorted by location; an error if there are none.
+/// The files `source` names, sorted by location; an error if there are none,
+/// with a hint where one helps.
 pub async fn plan_files(source: &Source) -> Result<Vec<FileRef>> {
     let files = list_files(source).await?;
     if files.is_empty() {
         return Err(Error::NoFiles {
             input: source.text.clone(),
-            hint: String::new(),
+            hint: no_files_hint(source).await,
         });
     }
     Ok(files)
+}
+
+/// `text` with every glob character made literal: `[2026]*.csv` becomes
+/// `[[]2026][*].csv` (a class holding only that character).
+pub fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '[' | '*' | '?' | '{' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Why a source may have matched nothing: a file whose name holds glob
+/// characters read as a pattern.
+async fn no_files_hint(source: &Source) -> String {
+    if source.glob.is_none() {
+        return String::new();
+    }
+    let Ok(literal) = Location::parse(&source.text, source.base.options().clone()) else {
+        return String::new();
+    };
+    let Ok((store, path)) = literal.store() else {
+        return String::new();
+    };
+    match store.head(&path).await {
+        Ok(_) => format!(
+            "; a file named exactly so exists, but '[', '*', '?' and '{{' are glob characters: to read it, write {}",
+            escape_glob(&source.text)
+        ),
+        Err(_) => String::new(),
+    }
 }
 
 /// The files `source` names now, sorted by location (none if the source
@@ -288,6 +327,18 @@ mod tests {
         assert_eq!(one[0].size, 1);
         let none = plan(format!("{}/nothing", d.display())).await.unwrap_err();
         assert!(none.to_string().contains("no files found"), "{none}");
+        // A name holding glob characters: matched as a pattern, with a hint,
+        // and read once escaped.
+        touch(d, "[2026]_daily.csv");
+        let e = plan(format!("{}/[2026]_daily.csv", d.display()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[[]2026]_daily.csv"), "{e}");
+        let escaped = plan(format!("{}/[[]2026]_daily.csv", d.display()))
+            .await
+            .unwrap();
+        assert_eq!(escaped.len(), 1);
     }
 
     #[tokio::test]

@@ -38,6 +38,10 @@ pub enum Error {
     /// The operation is not available for this table.
     #[error("{0}")]
     Unsupported(String),
+    /// The data has columns a Delta table cannot store (each problem names
+    /// its column and what to do).
+    #[error("the data does not fit a Delta table: {}", .0.join("; "))]
+    Unstorable(Vec<String>),
     /// Encoding Parquet failed.
     #[error("writing parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

@@ -30,6 +30,7 @@ pub mod dataset;
 pub mod delta;
 mod error;
 mod location;
+pub mod storable;
 
 pub use delta::{Outcome, SchemaChange, Txn};
 pub use error::{Error, Result};
@@ -191,6 +192,17 @@ impl Target {
     /// The table's format.
     pub fn format(&self) -> TableFormat {
         self.format
+    }
+
+    /// The schema this table stores for data of `schema`: for Delta,
+    /// widened where Delta lacks the type ([`storable::delta_schema`]), or
+    /// an error naming every column it cannot store; a Parquet dataset
+    /// stores any Arrow schema.
+    pub fn storable(&self, schema: &Schema) -> Result<SchemaRef> {
+        Ok(match self.format {
+            TableFormat::Delta => std::sync::Arc::new(storable::delta_schema(schema)?),
+            TableFormat::Parquet => std::sync::Arc::new(schema.clone()),
+        })
     }
 
     /// Opens a lane that writes batches of `schema`.

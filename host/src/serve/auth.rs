@@ -241,7 +241,7 @@ impl From<anyhow::Error> for ApiError {
             Some(Fault::Busy | Fault::Storage | Fault::Conflict) => StatusCode::SERVICE_UNAVAILABLE,
             Some(Fault::Data) | None => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, format!("{e:#}"))
+        ApiError::new(status, crate::failure::describe(&e))
     }
 }
 

@@ -8,6 +8,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod concurrency;
+mod conformance;
 mod crash;
 mod evolution;
 mod formats;
