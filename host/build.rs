@@ -17,6 +17,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     for dir in [
         "sdk",
+        "formats",
         "files",
         "edge",
         "testing",

@@ -3,7 +3,7 @@
 //!
 //! Two paths. In FAILFAST mode without a rescued column, whole chunks of lines
 //! go straight to arrow-json's decoder, and every byte it takes is checked
-//! strictly on the way ([`crate::json_check`]: the decoder itself is lenient);
+//! strictly on the way ([`sluice_formats::json`]: the decoder itself is lenient);
 //! only when a chunk fails is it re-read line by line to name the line and
 //! reason. Otherwise every line is parsed on its own (by serde_json), so that
 //! a bad line or a value of the wrong type can be rescued or dropped while
@@ -21,9 +21,9 @@ use serde_json::{Map, Value};
 use sluice_connector_sdk::{Error, host};
 
 use crate::input::{first_record_at, io_error, open, open_at};
-use crate::json_check::Checker;
 use crate::options::{FileRef, Mode, Options};
 use crate::shape::{Rescue, Shape};
+use sluice_formats::json::{Checker, surrogate_escape};
 
 /// Records sampled per file when inferring a schema.
 pub const SAMPLE_RECORDS: usize = 10_000;
@@ -217,21 +217,6 @@ fn settle(t: &DataType, infer: bool) -> DataType {
         _ if !infer => DataType::Utf8,
         other => other.clone(),
     }
-}
-
-/// Whether `buf` holds a `\u` escape of a UTF-16 high surrogate
-/// (`\uD800`-`\uDBFF`), which arrow-json 59 combines with its pair wrongly
-/// above U+1FFFF (it ORs where it must add). A cheap scan: backslashes are
-/// rare outside such text.
-pub fn surrogate_escape(buf: &[u8]) -> bool {
-    memchr::memchr_iter(b'\\', buf).any(|i| {
-        buf.get(i + 1) == Some(&b'u')
-            && matches!(buf.get(i + 2), Some(b'd' | b'D'))
-            && matches!(
-                buf.get(i + 3),
-                Some(b'8'..=b'9' | b'a' | b'b' | b'A' | b'B')
-            )
-    })
 }
 
 /// Reads one JSON file, batch by batch.

@@ -17,7 +17,6 @@ use sluice_connector_sdk::{
 mod csv;
 mod input;
 mod json;
-mod json_check;
 mod options;
 mod parquet;
 mod shape;

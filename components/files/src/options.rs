@@ -127,6 +127,16 @@ const KNOWN: &[&str] = &[
 ];
 
 impl Options {
+    /// The CSV syntax these options give.
+    pub fn syntax(&self) -> sluice_formats::csv::Syntax {
+        sluice_formats::csv::Syntax {
+            delimiter: self.delimiter,
+            quote: self.quote,
+            escape: self.escape,
+            comment: self.comment,
+        }
+    }
+
     /// Validates `raw` (option name → value).
     pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, Error> {
         let mut o = Options {

@@ -34,8 +34,9 @@ use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::{DateUnit, MessageHeader, Precision, TimeUnit, Type};
 use arrow_schema::SchemaRef;
 
-/// The most bytes of one message's metadata (real ones take kilobytes).
-pub const MAX_METADATA: usize = 1 << 20;
+/// The most bytes of one message's metadata (a schema or batch of 100,000
+/// columns takes a few megabytes).
+pub const MAX_METADATA: usize = 16 << 20;
 /// The most bytes of one message's body (one record batch).
 pub const MAX_BODY: usize = 512 << 20;
 /// The most rows of a batch, and values of any one column in it.

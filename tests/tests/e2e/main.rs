@@ -15,6 +15,7 @@ mod formats;
 mod functions;
 mod incremental;
 mod load;
+mod malformed;
 mod pipelines;
 mod s3;
 mod sandbox;

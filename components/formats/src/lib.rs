@@ -1,0 +1,13 @@
+//! The files connector's pure parsing pieces: what reads bytes into records
+//! and judges their syntax, with no host imports, so the same code runs in
+//! the component, in native tests and fuzz targets (`tests/fuzz`).
+//!
+//! ```
+//! use sluice_formats::json::Checker;
+//! let mut c = Checker::default();
+//! assert!(c.feed(b"{\"a\": [1, 2]}\n").is_ok());
+//! assert!(c.feed(b"{\"a\": [1,,2]}\n").is_err());
+//! ```
+
+pub mod csv;
+pub mod json;
