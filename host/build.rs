@@ -27,6 +27,11 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", components.join(dir).display());
     }
+    // The files connector's contract, shared with the host.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("crates/sluice-files-contract").display()
+    );
     println!("cargo:rerun-if-env-changed=SLUICE_COMPONENTS_PROFILE");
 
     let target_dir = root.join("target").join("components");

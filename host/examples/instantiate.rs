@@ -10,16 +10,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice::capability::{Counters, HostState};
-use sluice::grants::Grants;
-use sluice::runtime::{Limits, Runtime};
+use sluice::wasm::capability::{Counters, HostState};
+use sluice::wasm::grants::Grants;
+use sluice::wasm::runtime::{Limits, Runtime};
 
 fn measure(
     runtime: &Runtime,
     n: usize,
     handle: &tokio::runtime::Handle,
 ) -> anyhow::Result<Vec<Duration>> {
-    let loaded = runtime.load(sluice::builtin::FILES)?;
+    let loaded = runtime.load(sluice::wasm::builtin::FILES)?;
     let mut times = Vec::with_capacity(n);
     for _ in 0..n + n / 10 {
         let host = HostState::new(

@@ -72,7 +72,7 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", sluice::failure::describe(&e));
+            eprintln!("error: {}", sluice::engine::failure::describe(&e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -1,39 +1,22 @@
 //! One host, many runs: a component that loops, hogs memory or panics fails
 //! its own run, and the same runtime goes straight on to the next pipeline.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice::builtin;
-use sluice::capability::Counters;
-use sluice::ingest::{Input, Job};
-use sluice::runtime::{Limits, Loaded, Runtime};
-use sluice_pipeline::Format;
-use sluice_sink::{Location, TableFormat, Target, WriteMode, WriteOptions};
+use sluice::engine::{Engine, Limits, Stop, Trigger};
+use sluice_pipeline::pipeline::ConnectorRef;
+use sluice_pipeline::{Format, Load, Pipeline};
 
 const MISBEHAVE: &[u8] = include_bytes!(env!("SLUICE_MISBEHAVE_WASM"));
 
-fn job(runtime: &Runtime, connector: &Loaded, input: Input, table: &std::path::Path) -> Job {
-    let location = Location::parse(table.to_str().unwrap(), Default::default()).unwrap();
-    Job {
-        runtime: runtime.clone(),
-        connector: connector.clone(),
-        input,
-        target: Target::new(location, TableFormat::Delta, WriteOptions::default()),
-        mode: WriteMode::Overwrite,
-        parallelism: 2,
-        split_bytes: sluice::split::DEFAULT_SPLIT_BYTES,
-        storage_options: Default::default(),
-        counters: Arc::new(Counters::default()),
-        projection: None,
-        redactor: Default::default(),
-    }
+fn table(dir: &std::path::Path, name: &str) -> String {
+    dir.join(name).display().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_survives_traps_and_runs_the_next_pipeline() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Runtime::new(
+    let mut engine = Engine::new(
         None,
         Limits {
             memory_bytes: 64 << 20,
@@ -43,26 +26,37 @@ async fn the_host_survives_traps_and_runs_the_next_pipeline() {
             pool: Some(4),
             ..Limits::default()
         },
+        Default::default(),
+        &dir.path().display().to_string(),
     )
     .unwrap();
-    let bad = runtime.load(MISBEHAVE).unwrap();
+    engine.parallelism = 2;
+    let component = dir.path().join("misbehave.wasm");
+    std::fs::write(&component, MISBEHAVE).unwrap();
     for (what, expect) in [
         ("loop", "time limit"),
         ("hog", "memory limit"),
         ("panic", "crashed"),
         ("garbage", "Arrow IPC"),
     ] {
-        let input = Input::Connector {
-            config: format!("{{\"do\": \"{what}\"}}"),
-            stream: None,
-            grants: vec![],
+        let pipeline = Pipeline {
+            connector: Some(ConnectorRef {
+                id: format!("sha256:{}", "0".repeat(64)),
+                config: serde_json::json!({ "do": what }),
+                stream: None,
+            }),
+            ..Pipeline::new(&table(dir.path(), what))
+        };
+        let load = Load {
+            component_file: Some(component.clone()),
+            ..Load::new(pipeline)
         };
         let started = Instant::now();
-        let err = job(&runtime, &bad, input, &dir.path().join(what))
-            .run(|_| {})
+        let err = engine
+            .run(&load, &Trigger::AvailableNow, &mut (), &Stop::new())
             .await
             .unwrap_err();
-        assert!(format!("{err:#}").contains(expect), "{what}: {err:#}");
+        assert!(err.message.contains(expect), "{what}: {}", err.message);
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "{what} took {:?}",
@@ -72,16 +66,20 @@ async fn the_host_survives_traps_and_runs_the_next_pipeline() {
     }
 
     std::fs::write(dir.path().join("a.csv"), "x,y\n1,a\n2,b\n").unwrap();
-    let files = runtime.load(builtin::FILES).unwrap();
-    let input = Input::Files {
-        source: dir.path().join("a.csv").display().to_string(),
-        format: Format::Csv,
-        options: Default::default(),
+    let pipeline = Pipeline {
+        source: Some(dir.path().join("a.csv").display().to_string()),
+        format: Some(Format::Csv),
+        ..Pipeline::new(&table(dir.path(), "good"))
     };
-    let summary = job(&runtime, &files, input, &dir.path().join("good"))
-        .run(|_| {})
+    let report = engine
+        .run(
+            &Load::new(pipeline),
+            &Trigger::AvailableNow,
+            &mut (),
+            &Stop::new(),
+        )
         .await
         .unwrap();
-    assert_eq!(summary.committed.rows, 2);
-    assert_eq!(summary.committed.version, Some(0));
+    assert_eq!(report.rows, 2);
+    assert_eq!(report.version, Some(0));
 }

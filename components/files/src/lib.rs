@@ -23,6 +23,7 @@ mod shape;
 
 use options::{Config, FileRef, Format, Options};
 use shape::Shape;
+use sluice_files_contract::RangeReport;
 
 /// Files sampled when inferring a schema (Auto Loader samples 1000 too).
 const SAMPLE_FILES: usize = 1000;
@@ -189,13 +190,17 @@ impl GuestReader for FilesReader {
                         // ended, so it can check adjacent ranges meet.
                         let empty = arrow_array::RecordBatch::new_empty(s.shape.full.clone());
                         let (start, end) = file.range.unwrap_or((0, file.size));
-                        let checkpoint = serde_json::json!({
-                            "location": file.location, "start": start, "end": end,
-                            "first": first, "stop": stop,
-                        });
+                        let checkpoint = serde_json::to_string(&RangeReport {
+                            location: file.location.clone(),
+                            start,
+                            end,
+                            first,
+                            stop,
+                        })
+                        .map_err(|e| Error::Other(format!("range report: {e}")))?;
                         return Ok(Some(Batch {
                             ipc: ipc::encode_batch(&empty)?,
-                            checkpoint: Some(checkpoint.to_string()),
+                            checkpoint: Some(checkpoint),
                         }));
                     }
                 }

@@ -7,62 +7,10 @@
 
 use std::collections::BTreeMap;
 
-use arrow_schema::{DataType, Schema, TimeUnit};
-use serde::Deserialize;
+use arrow_schema::{DataType, TimeUnit};
 use sluice_connector_sdk::Error;
 
-/// The JSON the host passes to `check`, `discover` and `read`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Input format.
-    pub format: Format,
-    /// The files to read, planned by the host.
-    #[serde(default)]
-    pub files: Vec<FileRef>,
-    /// Reader options, by their Auto Loader names.
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-    /// The output schema to read with (as `discover` returned it); inferred
-    /// from the files when absent.
-    #[serde(default)]
-    pub schema: Option<Schema>,
-}
-
-/// Input formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Delimited text.
-    Csv,
-    /// Newline-delimited JSON, or a top-level JSON array.
-    Json,
-    /// Apache Parquet.
-    Parquet,
-}
-
-/// One file to read.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRef {
-    /// Full URL of the object.
-    pub location: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Last modification, milliseconds since the Unix epoch.
-    #[serde(default)]
-    pub last_modified_ms: i64,
-    /// Read only the records whose first byte lies in `[start, end)`.
-    #[serde(default)]
-    pub range: Option<(u64, u64)>,
-}
-
-impl FileRef {
-    /// The last path segment.
-    pub fn name(&self) -> &str {
-        self.location.rsplit('/').next().unwrap_or(&self.location)
-    }
-}
+pub use sluice_files_contract::{Config, FileRef, Format};
 
 /// What to do with a record that does not parse or does not fit the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

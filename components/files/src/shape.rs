@@ -26,11 +26,6 @@ pub fn report_new_columns() {
     sluice_connector_sdk::host::count("files-with-new-columns", 1);
 }
 
-/// Schema metadata key listing the columns Sluice appended to the data's
-/// (rescued data, `_metadata`), so a schema handed back to `read` splits the
-/// same way `discover` built it.
-const APPENDED: &str = "sluice.appended";
-
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -88,7 +83,11 @@ impl Shape {
             ));
             appended.push(METADATA);
         }
-        let schema_metadata = [(APPENDED.to_string(), appended.join(","))].into();
+        let schema_metadata = [(
+            sluice_files_contract::APPENDED.to_string(),
+            appended.join(","),
+        )]
+        .into();
         Ok(Shape {
             full: Arc::new(Schema::new_with_metadata(fields, schema_metadata)),
             data: data.into_iter().map(Arc::new).collect(),
@@ -100,11 +99,7 @@ impl Shape {
     /// Recovers the shape from a full output schema (as `discover` gave
     /// it; a schema without Sluice's marker is all data columns).
     pub fn from_full(full: &Schema, opts: &Options) -> Result<Self, Error> {
-        let appended: Vec<&str> = full
-            .metadata()
-            .get(APPENDED)
-            .map(|a| a.split(',').filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
+        let appended = sluice_files_contract::appended(full);
         let data: Vec<Field> = full
             .fields()
             .iter()

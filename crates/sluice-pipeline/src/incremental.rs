@@ -323,11 +323,7 @@ mod tests {
     }
 
     fn file(name: &str, size: u64, mtime: i64) -> FileRef {
-        FileRef {
-            location: format!("s3://b/in/{name}"),
-            size,
-            last_modified_ms: mtime,
-        }
+        FileRef::whole(&format!("s3://b/in/{name}"), size, mtime)
     }
 
     #[test]

@@ -17,6 +17,8 @@
 
 mod error;
 pub mod incremental;
+pub mod load;
+pub mod notify;
 pub mod pipeline;
 mod plan;
 pub mod projection;
@@ -26,9 +28,11 @@ pub mod table;
 
 pub use error::{Error, Result};
 pub use incremental::{CleanSource, StreamOptions};
+pub use load::Load;
 pub use pipeline::{LoadMode, Pipeline};
 pub use plan::{FileRef, Source, list_files, notified_files, plan_files};
 pub use projection::Projection;
 pub use schema::Evolution;
+pub use sluice_files_contract::UnknownFormat;
 pub use spec::{Format, Ingest};
 pub use table::TableRef;

@@ -126,9 +126,30 @@ pub struct Pipeline {
     /// What the connector is granted.
     #[serde(default)]
     pub grants: PipelineGrants,
+    /// COPY INTO's `FILES`: only these files, relative to the source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 impl Pipeline {
+    /// A pipeline into `table` with every other field at its default
+    /// (replace mode, no source yet).
+    pub fn new(table: &str) -> Self {
+        Pipeline {
+            mode: LoadMode::default(),
+            source: None,
+            format: None,
+            options: BTreeMap::new(),
+            table: table.to_string(),
+            table_format: TableFormatName::default(),
+            checkpoint: None,
+            schedule: None,
+            connector: None,
+            grants: PipelineGrants::default(),
+            files: Vec::new(),
+        }
+    }
+
     /// Parses a pipeline from TOML or JSON (JSON when it starts with `{`).
     pub fn parse(text: &str) -> Result<Self> {
         let p: Pipeline = if text.trim_start().starts_with('{') {
@@ -177,6 +198,11 @@ impl Pipeline {
         if self.checkpoint.is_some() && self.mode != LoadMode::Stream {
             return Err(Error::Invalid(
                 "pipeline: `checkpoint` belongs to mode = \"stream\"".into(),
+            ));
+        }
+        if !self.files.is_empty() && self.mode != LoadMode::CopyInto {
+            return Err(Error::Invalid(
+                "pipeline: `files` belongs to mode = \"copy_into\"".into(),
             ));
         }
         for s in &self.grants.secrets {

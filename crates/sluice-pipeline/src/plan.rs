@@ -13,21 +13,11 @@ use futures::TryStreamExt;
 use globset::{GlobBuilder, GlobMatcher};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use serde::{Deserialize, Serialize};
 use sluice_location::Location;
 
 use crate::error::{Error, Result};
 
-/// One file to read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRef {
-    /// Full URL.
-    pub location: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Last modification, in milliseconds since the Unix epoch.
-    pub last_modified_ms: i64,
-}
+pub use sluice_files_contract::FileRef;
 
 /// A parsed source: where to list and what to keep.
 #[derive(Debug, Clone)]
@@ -196,10 +186,12 @@ pub async fn list_files(source: &Source) -> Result<Vec<FileRef>> {
         input: source.text.clone(),
         error: Box::new(error),
     };
-    let meta_to_ref = |m: object_store::ObjectMeta| FileRef {
-        location: url_for(&source.base, &m.location),
-        size: m.size,
-        last_modified_ms: m.last_modified.timestamp_millis(),
+    let meta_to_ref = |m: object_store::ObjectMeta| {
+        FileRef::whole(
+            &url_for(&source.base, &m.location),
+            m.size,
+            m.last_modified.timestamp_millis(),
+        )
     };
     let mut files = Vec::new();
     if source.glob.is_none() {
@@ -262,11 +254,11 @@ pub async fn notified_files(source: &Source, objects: &[String]) -> Result<Vec<F
             continue;
         }
         match store.head(&path).await {
-            Ok(m) => files.push(FileRef {
-                location,
-                size: m.size,
-                last_modified_ms: m.last_modified.timestamp_millis(),
-            }),
+            Ok(m) => files.push(FileRef::whole(
+                &location,
+                m.size,
+                m.last_modified.timestamp_millis(),
+            )),
             Err(object_store::Error::NotFound { .. }) => {}
             Err(error) => {
                 return Err(Error::Store {

@@ -1,58 +1,16 @@
 //! The description of an ingest, validated before anything runs.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// Input file formats of the built-in files connector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Delimited text.
-    Csv,
-    /// Newline-delimited JSON or JSON arrays.
-    Json,
-    /// Apache Parquet.
-    Parquet,
-}
+pub use sluice_files_contract::Format;
 
-impl FromStr for Format {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s.to_ascii_lowercase().as_str() {
-            "csv" => Ok(Format::Csv),
-            "json" | "ndjson" | "jsonl" => Ok(Format::Json),
-            "parquet" => Ok(Format::Parquet),
-            _ => Err(Error::Invalid(format!(
-                "unknown format '{s}'; use csv, json or parquet"
-            ))),
-        }
-    }
-}
-
-impl Format {
-    /// The format a file name's extension says (`.csv`, `.json`,
-    /// `.ndjson`, `.jsonl`, `.parquet`), after a compression suffix
-    /// (`.gz`, `.gzip`, `.zst`, `.zstd`).
-    pub fn from_path(path: &str) -> Option<Format> {
-        let path = path.to_ascii_lowercase();
-        let path = [".gz", ".gzip", ".zst", ".zstd"]
-            .iter()
-            .find_map(|c| path.strip_suffix(c))
-            .unwrap_or(&path);
-        [
-            (".csv", Format::Csv),
-            (".json", Format::Json),
-            (".ndjson", Format::Json),
-            (".jsonl", Format::Json),
-            (".parquet", Format::Parquet),
-        ]
-        .into_iter()
-        .find_map(|(ext, format)| path.ends_with(ext).then_some(format))
+impl From<sluice_files_contract::UnknownFormat> for Error {
+    fn from(e: sluice_files_contract::UnknownFormat) -> Self {
+        Error::Invalid(e.to_string())
     }
 }
 

@@ -24,8 +24,10 @@
 use std::collections::{BTreeMap, HashSet};
 
 use arrow_schema::{DataType as Arrow, TimeUnit};
-use sluice_pipeline::Format;
+use sluice_pipeline::load::CopyInto;
+use sluice_pipeline::pipeline::TableFormatName;
 use sluice_pipeline::projection::{Expr as PExpr, Item, Projection};
+use sluice_pipeline::{Format, Load, LoadMode, Pipeline};
 use sqlparser::ast::{
     self, CastKind, DataType, ExactNumberInfo, Expr, FunctionArg, FunctionArgExpr, GroupByExpr,
     ObjectName, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor, Value,
@@ -62,21 +64,12 @@ pub enum TableName {
     /// ``delta.`/path` `` or ``parquet.`s3://b/t` ``: a table by location.
     Path {
         /// `delta` or `parquet`.
-        format: TableKind,
+        format: TableFormatName,
         /// The location.
         path: String,
     },
     /// `t` or `schema.t`: a table under the warehouse root.
     Named(Vec<String>),
-}
-
-/// A table's format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableKind {
-    /// Delta Lake.
-    Delta,
-    /// A plain Parquet dataset.
-    Parquet,
 }
 
 /// `SELECT ... FROM [STREAM] read_files(...)`.
@@ -98,7 +91,7 @@ impl Select {
         if let Some(f) = self.options.get("format") {
             return f
                 .parse()
-                .map_err(|e: sluice_pipeline::Error| Error::Syntax(e.to_string()));
+                .map_err(|e: sluice_pipeline::UnknownFormat| Error::Syntax(e.to_string()));
         }
         if let Some(format) = Format::from_path(&self.path) {
             return Ok(format);
@@ -159,6 +152,108 @@ pub enum Statement {
         /// What it holds.
         select: Select,
     },
+}
+
+impl TableName {
+    /// The table as a pipeline names it ([`sluice_pipeline::TableRef`]):
+    /// a path, or the dotted name under the warehouse.
+    pub fn table(&self) -> String {
+        match self {
+            // A path always reads as one, even `delta.`events``.
+            TableName::Path { path, .. } if !path.contains('/') => format!("./{path}"),
+            TableName::Path { path, .. } => path.clone(),
+            TableName::Named(parts) => parts.join("."),
+        }
+    }
+
+    /// The table's format: `parquet.` names a Parquet table, everything
+    /// else is Delta.
+    pub fn format(&self) -> TableFormatName {
+        match self {
+            TableName::Path { format, .. } => *format,
+            TableName::Named(_) => TableFormatName::Delta,
+        }
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TableName::Path { format, path } => {
+                let kind = match format {
+                    TableFormatName::Delta => "delta",
+                    TableFormatName::Parquet => "parquet",
+                };
+                write!(f, "{kind}.`{path}`")
+            }
+            TableName::Named(parts) => write!(f, "{}", parts.join(".")),
+        }
+    }
+}
+
+impl Statement {
+    /// The table the statement writes.
+    pub fn table(&self) -> &TableName {
+        match self {
+            Statement::CreateTableAs { table, .. }
+            | Statement::CopyInto { table, .. }
+            | Statement::StreamingTable { table, .. } => table,
+        }
+    }
+
+    /// The load the statement runs: a replace for `CREATE TABLE AS SELECT`,
+    /// COPY INTO, and a stream for a streaming table (whose checkpoint is
+    /// kept with the table, as [`sluice_pipeline::load::default_checkpoint`]
+    /// says). Whether the table may exist already is the caller's to check
+    /// (`OR REPLACE`, `IF NOT EXISTS`).
+    pub fn load(&self) -> Result<Load> {
+        let invalid = |e: sluice_pipeline::Error| Error::Syntax(e.to_string());
+        let select = |mode: LoadMode, table: &TableName, select: &Select| -> Result<Load> {
+            let pipeline = Pipeline {
+                mode,
+                source: Some(select.path.clone()),
+                format: Some(select.format()?),
+                options: select.reader_options(),
+                table_format: table.format(),
+                ..Pipeline::new(&table.table())
+            };
+            Ok(Load {
+                projection: Some(select.projection.clone()),
+                ..Load::new(pipeline)
+            })
+        };
+        match self {
+            Statement::CreateTableAs {
+                table, select: s, ..
+            } => select(LoadMode::Replace, table, s),
+            Statement::StreamingTable {
+                table, select: s, ..
+            } => select(LoadMode::Stream, table, s),
+            Statement::CopyInto {
+                table,
+                from,
+                format,
+                pattern,
+                files,
+                format_options,
+                copy_options,
+            } => {
+                let mut load = CopyInto {
+                    table: table.table(),
+                    from: from.clone(),
+                    format: *format,
+                    pattern: pattern.clone(),
+                    files: files.clone(),
+                    format_options: format_options.clone(),
+                    copy_options: copy_options.clone(),
+                }
+                .load()
+                .map_err(invalid)?;
+                load.pipeline.table_format = table.format();
+                Ok(load)
+            }
+        }
+    }
 }
 
 /// Parses `sql`: statements separated by `;`.
@@ -300,8 +395,8 @@ fn table_name(name: &ObjectName) -> Result<TableName> {
         && path.quote_style == Some('`')
     {
         let format = match kind.value.to_ascii_lowercase().as_str() {
-            "delta" => TableKind::Delta,
-            "parquet" => TableKind::Parquet,
+            "delta" => TableFormatName::Delta,
+            "parquet" => TableFormatName::Parquet,
             other => {
                 return Err(Error::Unsupported(format!(
                     "tables of format '{other}'; use delta.`path` or parquet.`path`"

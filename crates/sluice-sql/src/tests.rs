@@ -28,7 +28,7 @@ fn create_table_as_select_from_read_files() {
     assert_eq!(
         table,
         TableName::Path {
-            format: TableKind::Delta,
+            format: TableFormatName::Delta,
             path: "/tmp/t".into()
         }
     );
@@ -68,7 +68,7 @@ fn table_names_by_path_and_by_name() {
     assert_eq!(
         name("CREATE TABLE parquet.`s3://b/out` AS SELECT * FROM read_files('/in.json')"),
         TableName::Path {
-            format: TableKind::Parquet,
+            format: TableFormatName::Parquet,
             path: "s3://b/out".into()
         }
     );

@@ -1,19 +1,19 @@
 //! `sluice copy-into`: COPY INTO, idempotently.
 
-use std::collections::BTreeMap;
+use anyhow::Result;
+use sluice::engine::{Engine, Stop, Trigger};
+use sluice_pipeline::Format;
+use sluice_pipeline::load::CopyInto;
+use sluice_pipeline::{Load, LoadMode};
 
-use anyhow::{Result, bail};
-use sluice::incremental::{BatchReport, Kind, Runner};
-use sluice_pipeline::{Format, StreamOptions};
-
+use super::console::{Console, version};
 use super::ingest::{FormatArg, Tuning};
-use super::stream::{Totals, config, copy_into_checkpoint};
 use super::{Env, key_values};
 
 /// `sluice copy-into`.
 #[derive(clap::Args)]
 pub struct CopyIntoArgs {
-    /// The table: a path or URL.
+    /// The table: a path or URL, or a name under the warehouse.
     pub table: String,
     /// Where the files are: a directory (FROM).
     #[arg(long)]
@@ -41,27 +41,9 @@ pub struct CopyIntoArgs {
     pub tuning: Tuning,
 }
 
-/// What COPY INTO loads.
-pub struct CopySpec {
-    /// The table.
-    pub table: String,
-    /// FROM.
-    pub from: String,
-    /// FILEFORMAT.
-    pub format: Format,
-    /// PATTERN.
-    pub pattern: Option<String>,
-    /// FILES.
-    pub files: Vec<String>,
-    /// FORMAT_OPTIONS.
-    pub format_options: BTreeMap<String, String>,
-    /// COPY_OPTIONS.
-    pub copy_options: BTreeMap<String, String>,
-}
-
 /// `sluice copy-into`.
 pub async fn copy_into(env: &Env, args: CopyIntoArgs) -> Result<()> {
-    let spec = CopySpec {
+    let mut load = CopyInto {
         table: args.table,
         from: args.from,
         format: args.format,
@@ -69,79 +51,35 @@ pub async fn copy_into(env: &Env, args: CopyIntoArgs) -> Result<()> {
         files: args.files,
         format_options: key_values(&args.format_options)?,
         copy_options: key_values(&args.copy_options)?,
-    };
-    run(env, spec, args.table_format, &args.tuning).await
+    }
+    .load()?;
+    load.pipeline.table_format = args.table_format.into();
+    run(&env.engine(&args.tuning)?, &load).await
 }
 
-/// Runs COPY INTO and prints what it did.
-pub async fn run(
-    env: &Env,
-    spec: CopySpec,
-    table_format: FormatArg,
-    tuning: &Tuning,
-) -> Result<()> {
-    let kind = sluice::pipeline::copy_into_kind(&spec.copy_options)?;
-    let force = matches!(kind, Kind::CopyInto { force: true, .. });
-    sluice::pipeline::check_copy_format_options(&spec.format_options)?;
-    if spec.pattern.is_some() && !spec.files.is_empty() {
-        bail!("give PATTERN or FILES, not both");
-    }
-    let options = StreamOptions::parse(&spec.format_options)?;
-    let table = env.location(&spec.table)?;
-    let checkpoint = copy_into_checkpoint(env, &table)?;
-    let source = match &spec.pattern {
-        Some(p) => format!(
-            "{}/{}",
-            spec.from.trim_end_matches('/'),
-            p.trim_start_matches('/')
-        ),
-        None => spec.from.clone(),
-    };
-    let mut config = config(
-        env,
-        kind,
-        &source,
-        Some(spec.format),
-        options,
-        &spec.table,
-        table_format,
-        checkpoint,
-        tuning,
-    )?;
-    if !spec.files.is_empty() {
-        let base = config.source.base().as_dir();
-        let mut only = Vec::new();
-        for f in &spec.files {
-            let url = base
-                .url()
-                .join(f.trim_start_matches('/'))
-                .map_err(|e| anyhow::anyhow!("FILES entry '{f}': {e}"))?;
-            only.push(url.to_string());
-        }
-        config.only = Some(only);
-    }
-    let table_name = config.target.location().display();
-    // A load an earlier run left half-done is finished first, and counts.
-    let mut settled: Option<BatchReport> = None;
-    let mut runner = Runner::open(config, &mut |r: &BatchReport| {
-        super::stream::print_batch(r);
-        settled = Some(r.clone());
-    })
-    .await?;
-    runner.list(&mut |_: &BatchReport| {}).await?;
-    let skipped = runner.already_loaded;
-    let mut totals = Totals::default();
-    for r in settled.iter().chain(runner.next().await?.iter()) {
-        totals.add(r);
-    }
-    let version = totals
-        .version()
-        .map(|v| format!(", version {v}"))
-        .unwrap_or_default();
+/// Runs a COPY INTO load and prints what it did.
+pub async fn run(engine: &Engine, load: &Load) -> Result<()> {
+    debug_assert_eq!(load.pipeline.mode, LoadMode::CopyInto);
+    let r = engine
+        .run(
+            load,
+            &Trigger::AvailableNow,
+            &mut Console::new(),
+            &Stop::new(),
+        )
+        .await?;
+    let force = load
+        .pipeline
+        .options
+        .get("force")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     println!(
-        "copied {} files, {} rows into {table_name}{version}; {skipped} files were loaded before and skipped{}",
-        totals.files(),
-        totals.rows(),
+        "copied {} files, {} rows into {}{}; {} files were loaded before and skipped{}",
+        r.files,
+        r.rows,
+        r.table,
+        version(&r),
+        r.skipped_files,
         if force { " (force=true)" } else { "" }
     );
     Ok(())

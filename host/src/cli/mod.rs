@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use sluice::pipeline::{Secrets, Services};
-use sluice::runtime::{Limits, Runtime};
-use sluice_sink::Location;
+use sluice::engine::{Engine, Limits};
+use sluice_location::Location;
 
+pub mod console;
 pub mod copy_into;
 pub mod ingest;
 pub mod run;
@@ -98,23 +98,18 @@ impl Env {
         })
     }
 
-    /// The wasmtime runtime.
-    pub fn runtime(&self) -> Result<Runtime> {
-        Runtime::new(self.cache_dir.clone(), self.limits.clone())
-    }
-
-    /// What runs share, tuned by `tuning`.
-    pub fn services(&self, tuning: &ingest::Tuning) -> Result<Services> {
-        Ok(Services {
-            runtime: self.runtime()?,
-            storage: self.storage.clone(),
-            warehouse: self.warehouse.clone(),
-            parallelism: tuning.lanes()?,
-            split_bytes: tuning.split_bytes,
-            write: tuning.write_options()?,
-            connectors: None,
-            secrets: Secrets::default(),
-        })
+    /// The engine, tuned by `tuning`.
+    pub fn engine(&self, tuning: &ingest::Tuning) -> Result<Engine> {
+        let mut engine = Engine::new(
+            self.cache_dir.clone(),
+            self.limits.clone(),
+            self.storage.clone(),
+            &self.warehouse,
+        )?;
+        engine.parallelism = tuning.lanes()?;
+        engine.split_bytes = tuning.split_bytes;
+        engine.write = tuning.write_options()?;
+        Ok(engine)
     }
 
     /// A table or checkpoint location.

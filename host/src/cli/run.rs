@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use sluice::connectors::ConnectorStore;
-use sluice::pipeline::Secrets;
-use sluice_pipeline::Pipeline;
+use sluice::engine::{Observer, Secrets, Stop, Trigger};
+use sluice_pipeline::{Load, Pipeline};
 
 use super::Env;
+use super::console::{Console, version};
 use super::ingest::Tuning;
 
 /// `sluice run`.
@@ -48,25 +48,30 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
             .context("give the pipeline a --name")?
             .to_string(),
     };
-    let mut services = env.services(&args.tuning)?;
+    let mut engine = env.engine(&args.tuning)?;
     if let Some(state) = &args.state {
-        let root = env.location(&format!("{}/connectors", state.trim_end_matches('/')))?;
-        services.connectors = Some(ConnectorStore::new(&root)?);
+        engine.keep_state(&env.location(state.trim_end_matches('/'))?)?;
     }
     if let Some(f) = &args.secrets_file {
-        services.secrets = Secrets::from_file(f)?;
+        engine.secrets = Secrets::from_file(f)?;
     }
-    let report = services.run(&name, &pipeline).await?;
+    let load = Load::named(&name, pipeline);
+    // JSON is the whole of stdout; batch lines are for people.
+    let mut console = Console::new();
+    let observer: &mut dyn Observer = if args.json { &mut () } else { &mut console };
+    let report = engine
+        .run(&load, &Trigger::AvailableNow, observer, &Stop::new())
+        .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        let version = report
-            .version
-            .map(|v| format!(", version {v}"))
-            .unwrap_or_default();
         println!(
-            "pipeline {name}: {} files, {} rows in {:.2} s into {}{version}",
-            report.files, report.rows, report.seconds, pipeline.table
+            "pipeline {name}: {} files, {} rows in {:.2} s into {}{}",
+            report.files,
+            report.rows,
+            report.seconds,
+            load.pipeline.table,
+            version(&report)
         );
     }
     Ok(())

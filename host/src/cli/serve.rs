@@ -36,7 +36,7 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<()> {
     // their slots up front (the pooling allocator).
     let mut env = env.clone();
     env.limits.pool = Some(config.connector_slots);
-    env.limits.slot_wait = sluice::pipeline::parse_interval(&config.connector_slot_wait)
+    env.limits.slot_wait = sluice::engine::parse_interval(&config.connector_slot_wait)
         .context("connector_slot_wait")?
         .unwrap_or_default();
     env.limits.memory_budget = Some(
@@ -45,11 +45,11 @@ pub async fn run(env: &Env, args: ServeArgs) -> Result<()> {
             .and_then(|m| m.checked_mul(1 << 20))
             .ok_or_else(|| anyhow::anyhow!("connector_memory_budget_mib is too large"))?,
     );
-    let mut services = env.services(&args.tuning)?;
+    let mut engine = env.engine(&args.tuning)?;
     if let Some(w) = &config.warehouse {
-        services.warehouse = w.clone();
+        engine.warehouse = w.clone();
     }
-    serve(services, config, |addr| {
+    serve(engine, config, |addr| {
         // The first line on stdout: scripts and tests wait for it.
         println!("listening on http://{addr}");
     })

@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::engine::failure::{Failure, Fault, describe};
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -231,17 +233,30 @@ impl ApiError {
     }
 }
 
-impl From<anyhow::Error> for ApiError {
-    fn from(e: anyhow::Error) -> Self {
-        use crate::failure::Fault;
-        // Errors that name the caller's input are theirs to fix; storage
-        // and capacity pass on a retry; the rest are the service's.
-        let status = match Fault::find(&e) {
+impl ApiError {
+    /// The status a fault answers with: the one place a fault becomes a
+    /// status. 422 when the data is at fault (it does not parse, does not
+    /// fit the table), 400 when the request is, 503 when the service is
+    /// (storage, a commit that kept losing to other writers, no connector
+    /// slot or memory free: retry), and 500 for an error nobody classified.
+    pub fn status_of(fault: Option<Fault>) -> StatusCode {
+        match fault {
+            Some(Fault::Data) => StatusCode::UNPROCESSABLE_ENTITY,
             Some(Fault::Invalid) => StatusCode::BAD_REQUEST,
             Some(Fault::Busy | Fault::Storage | Fault::Conflict) => StatusCode::SERVICE_UNAVAILABLE,
-            Some(Fault::Data) | None => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, crate::failure::describe(&e))
+            None => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The answer to a failed load or run.
+    pub fn from_failure(f: &Failure) -> Self {
+        ApiError::new(Self::status_of(Some(f.fault)), f.message.clone())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::new(Self::status_of(Fault::find(&e)), describe(&e))
     }
 }
 

@@ -19,7 +19,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pipeline::Services;
+use crate::engine::Engine;
 use sluice_pipeline::LoadMode;
 
 /// Events committed at once, at most.
@@ -141,7 +141,7 @@ impl EventLog {
 impl Writer {
     /// Commits events as they come, until `stop` fires; then commits what
     /// is buffered and returns.
-    pub async fn run(mut self, services: Services, mut stop: oneshot::Receiver<()>) {
+    pub async fn run(mut self, engine: Engine, mut stop: oneshot::Receiver<()>) {
         let mut buffer = Vec::new();
         let mut stopping = false;
         while !stopping {
@@ -174,7 +174,7 @@ impl Writer {
             while !buffer.is_empty() {
                 let n = buffer.len().min(FLUSH_ROWS);
                 let events: Vec<Event> = buffer.drain(..n).collect();
-                if let Err(e) = self.commit(&services, &events).await {
+                if let Err(e) = self.commit(&engine, &events).await {
                     tracing::error!(
                         "could not commit {} events to the event log at {}: {e:#}",
                         events.len(),
@@ -185,7 +185,7 @@ impl Writer {
         }
     }
 
-    async fn commit(&self, services: &Services, events: &[Event]) -> anyhow::Result<()> {
+    async fn commit(&self, engine: &Engine, events: &[Event]) -> anyhow::Result<()> {
         let schema = schema();
         let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
             .with_batch_size(events.len())
@@ -194,7 +194,7 @@ impl Writer {
         let Some(batch) = decoder.flush()? else {
             return Ok(());
         };
-        services
+        engine
             .write_batches(&self.table, vec![batch], LoadMode::Append)
             .await?;
         Ok(())

@@ -15,14 +15,18 @@
 //! ```
 //!
 //! It also hosts `wasi:http` components (edge functions, see
-//! [`crate::functions`]) at `/fn/{name}`.
+//! [`crate::wasm::functions`]) at `/fn/{name}`.
 
 mod api;
 mod audit;
 pub mod auth;
 mod events;
 mod listen;
+mod metrics;
 mod runs;
+mod scheduler;
+mod state;
+mod uploads;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,10 +38,9 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use serde::Deserialize;
 
-use crate::connectors::ConnectorStore;
-use crate::functions::{FunctionConfig, Functions};
-use crate::pipeline::{Secrets, Services};
-use crate::redact::Replace;
+use crate::engine::redact::Replace;
+use crate::engine::{Engine, Secrets};
+use crate::wasm::functions::{FunctionConfig, Functions};
 use sluice_sink::Location;
 
 pub use auth::{Role, TokenConfig};
@@ -176,7 +179,7 @@ impl ServeConfig {
 
 /// Everything a request handler shares.
 pub struct App {
-    services: Services,
+    engine: Engine,
     config: ServeConfig,
     tokens: auth::Tokens,
     state: Arc<dyn ObjectStore>,
@@ -189,7 +192,7 @@ pub struct App {
     public: Public,
     runs: runs::Runs,
     audit: audit::Audit,
-    metrics: runs::Metrics,
+    metrics: metrics::Metrics,
     backstop: Option<Duration>,
     functions: Functions,
     events: events::EventLog,
@@ -198,7 +201,7 @@ pub struct App {
 /// Starts the service and serves until Ctrl-C or SIGTERM; `ready` gets
 /// the bound address.
 pub async fn serve(
-    mut services: Services,
+    mut engine: Engine,
     config: ServeConfig,
     ready: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
@@ -213,41 +216,41 @@ pub async fn serve(
         if !sluice_pipeline::pipeline::valid_secret_name(name) {
             anyhow::bail!("volume name '{name}' may hold only letters, digits, '_', '-' and '.'");
         }
-        let location = services
+        let location = engine
             .location(prefix)
             .with_context(|| format!("volume '{name}'"))?;
         volumes.insert(name.clone(), location);
     }
     let backstop =
-        crate::pipeline::parse_interval(&config.backstop_interval).context("backstop_interval")?;
-    let state_location = services.location(config.state.trim_end_matches('/'))?;
+        crate::engine::parse_interval(&config.backstop_interval).context("backstop_interval")?;
+    let state_location = engine.location(config.state.trim_end_matches('/'))?;
     let (state, _) = state_location.store()?;
-    services.connectors = Some(ConnectorStore::new(&state_location.child("connectors")?)?);
+    engine.keep_state(&state_location)?;
     if let Some(f) = &config.secrets_file {
-        services.secrets = Secrets::from_file(f)?;
+        engine.secrets = Secrets::from_file(f)?;
     }
     let functions = Functions::load(
         &config.functions,
         &config.base_dir,
-        services.runtime.cache_dir(),
-        &services.secrets,
+        engine.runtime.cache_dir(),
+        &engine.secrets,
         config.max_concurrent_functions,
     )?;
     let (events, event_writer) =
         events::EventLog::new(state_location.child("event_log")?.url().to_string());
     let (stop_events, events_stopped) = tokio::sync::oneshot::channel();
-    let event_writer = tokio::spawn(event_writer.run(services.clone(), events_stopped));
+    let event_writer = tokio::spawn(event_writer.run(engine.clone(), events_stopped));
     let audit = audit::Audit::new(
         state.clone(),
         state_path(&state_location, "audit")?,
         events.clone(),
     );
-    let public = Public::new(&services, &state_location, &volumes)?;
+    let public = Public::new(&engine, &state_location, &volumes)?;
     let app = Arc::new(App {
-        services,
+        engine,
         tokens,
         runs: runs::Runs::default(),
-        metrics: runs::Metrics::default(),
+        metrics: metrics::Metrics::default(),
         audit,
         state,
         state_location,
@@ -258,15 +261,15 @@ pub async fn serve(
         events,
         config,
     });
-    runs::load_pipelines(&app).await?;
-    let interrupted = runs::mark_interrupted(&app).await?;
+    state::load_pipelines(&app).await?;
+    let interrupted = state::mark_interrupted(&app).await?;
     if interrupted > 0 {
         tracing::warn!(
             "{interrupted} runs were left in progress by a process that stopped; marked interrupted"
         );
     }
     app.sweep_staged(STAGED_MAX_AGE).await;
-    let header_timeout = crate::pipeline::parse_interval(&app.config.header_read_timeout)
+    let header_timeout = crate::engine::parse_interval(&app.config.header_read_timeout)
         .context("header_read_timeout")?
         .context("header_read_timeout must be more than 0s")?;
     let limits = listen::Limits::capped(app.config.max_connections as usize, header_timeout);
@@ -274,7 +277,7 @@ pub async fn serve(
         .await
         .with_context(|| format!("listening on {}", app.config.listen))?;
     ready(listener.local_addr()?);
-    let scheduler = tokio::spawn(runs::scheduler(app.clone()));
+    let scheduler = tokio::spawn(scheduler::scheduler(app.clone()));
     let router = api::router(app.clone())?;
     listen::serve(listener, router, limits, shutdown_signal()).await;
     scheduler.abort();
@@ -345,7 +348,7 @@ pub struct Public(Replace);
 
 impl Public {
     fn new(
-        services: &Services,
+        engine: &Engine,
         state: &Location,
         volumes: &BTreeMap<String, Location>,
     ) -> Result<Self> {
@@ -353,14 +356,14 @@ impl Public {
             ("<state>".to_string(), state.clone()),
             (
                 "<warehouse>".to_string(),
-                services.location(&services.warehouse)?,
+                engine.location(&engine.warehouse)?,
             ),
         ];
         for (name, l) in volumes {
             places.push((format!("<volume:{name}>"), l.clone()));
         }
         if let Ok(dir) = std::env::current_dir()
-            && let Ok(l) = services.location(&dir.to_string_lossy())
+            && let Ok(l) = engine.location(&dir.to_string_lossy())
         {
             places.push(("<cwd>".to_string(), l));
         }

@@ -8,7 +8,7 @@ use crate::harness::{Case, read_delta};
 /// Creates table `t` at version 0 from a good file.
 fn table_v0(c: &Case) {
     c.write("good.csv", "id,n\n1,10\n");
-    c.ok(&["ingest", "good.csv", "-f", "csv", "-t", "t"]);
+    c.ok(&["ingest", "good.csv", "-f", "csv", "-t", "./t"]);
 }
 
 fn assert_still_v0(c: &Case) {
@@ -41,7 +41,7 @@ fn failfast_csv_names_file_line_and_reason_and_commits_nothing() {
         "-f",
         "csv",
         "-t",
-        "t",
+        "./t",
         "-o",
         "schemaHints=n bigint",
     ]);
@@ -64,7 +64,7 @@ fn failfast_json_names_the_line() {
         "{\"id\": 1, \"n\": 2}\n{\"id\": 2, \"n\": \n{\"id\": 3, \"n\": 4}\n",
     );
     // Inference is lenient about malformed lines only outside FAILFAST.
-    let err = c.fails(&["ingest", "a.json", "-f", "json", "-t", "t"]);
+    let err = c.fails(&["ingest", "a.json", "-f", "json", "-t", "./t"]);
     assert!(err.contains("a.json: line 2"), "{err}");
     assert!(err.contains("invalid JSON"), "{err}");
     assert_still_v0(&c);
@@ -76,7 +76,7 @@ fn failfast_json_names_the_line() {
         "-f",
         "json",
         "-t",
-        "t",
+        "./t",
         "-o",
         "schemaHints=id bigint",
     ]);
@@ -94,7 +94,7 @@ fn permissive_rescues_what_does_not_fit() {
         "-f",
         "csv",
         "-t",
-        "t",
+        "./t",
         "-o",
         "mode=PERMISSIVE",
         "-o",
@@ -124,7 +124,7 @@ fn permissive_rescues_what_does_not_fit() {
         "-f",
         "json",
         "-t",
-        "j",
+        "./j",
         "-o",
         "mode=PERMISSIVE",
         "-o",
@@ -165,7 +165,7 @@ fn permissive_rescues_fields_that_appear_after_the_inference_sample() {
         "-f",
         "json",
         "-t",
-        "t",
+        "./t",
         "-o",
         "mode=PERMISSIVE",
     ]);
@@ -176,7 +176,7 @@ fn permissive_rescues_fields_that_appear_after_the_inference_sample() {
     assert_eq!(rescued["late"], json!({"deep": [1, 2]}));
 
     // Without rescue (FAILFAST), such a field is ignored, as Spark does.
-    c.ok(&["ingest", "late.json", "-f", "json", "-t", "u"]);
+    c.ok(&["ingest", "late.json", "-f", "json", "-t", "./u"]);
     assert_eq!(read_delta(&c.path("u")).schema.len(), 2);
 }
 
@@ -190,7 +190,7 @@ fn dropmalformed_drops_and_reports() {
         "-f",
         "csv",
         "-t",
-        "t",
+        "./t",
         "-o",
         "mode=DROPMALFORMED",
         "-o",
@@ -211,7 +211,7 @@ fn missing_source_unknown_option_and_bad_values_fail_in_one_line() {
     table_v0(&c);
     let cases: &[(&[&str], &str)] = &[
         (
-            &["ingest", "nope/*.csv", "-f", "csv", "-t", "t"],
+            &["ingest", "nope/*.csv", "-f", "csv", "-t", "./t"],
             "no files found at 'nope/*.csv'",
         ),
         (
@@ -221,7 +221,7 @@ fn missing_source_unknown_option_and_bad_values_fail_in_one_line() {
                 "-f",
                 "csv",
                 "-t",
-                "t",
+                "./t",
                 "-o",
                 "Header=true",
             ],
@@ -234,7 +234,7 @@ fn missing_source_unknown_option_and_bad_values_fail_in_one_line() {
                 "-f",
                 "csv",
                 "-t",
-                "t",
+                "./t",
                 "-o",
                 "delimiter=ab",
             ],
@@ -247,14 +247,16 @@ fn missing_source_unknown_option_and_bad_values_fail_in_one_line() {
                 "-f",
                 "csv",
                 "-t",
-                "t",
+                "./t",
                 "-o",
                 "mode=LOOSE",
             ],
             "FAILFAST, PERMISSIVE or DROPMALFORMED",
         ),
         (
-            &["ingest", "good.csv", "-f", "csv", "-t", "t", "-o", "header"],
+            &[
+                "ingest", "good.csv", "-f", "csv", "-t", "./t", "-o", "header",
+            ],
             "must be key=value",
         ),
         (
@@ -264,14 +266,14 @@ fn missing_source_unknown_option_and_bad_values_fail_in_one_line() {
                 "-f",
                 "csv",
                 "-t",
-                "t",
+                "./t",
                 "-o",
                 "schemaHints=x blob",
             ],
             "unknown type 'blob'",
         ),
         (
-            &["ingest", "good.csv", "-f", "xml", "-t", "t"],
+            &["ingest", "good.csv", "-f", "xml", "-t", "./t"],
             "unknown format 'xml'",
         ),
         (
@@ -304,7 +306,7 @@ fn appending_another_schema_is_refused_and_leaves_the_table() {
         "-f",
         "csv",
         "-t",
-        "t",
+        "./t",
         "--mode",
         "append",
     ]);
@@ -318,13 +320,13 @@ fn unreadable_and_non_parquet_files() {
     let c = Case::new();
     table_v0(&c);
     c.write("fake.parquet", "this is not parquet");
-    let err = c.fails(&["ingest", "fake.parquet", "-f", "parquet", "-t", "t"]);
+    let err = c.fails(&["ingest", "fake.parquet", "-f", "parquet", "-t", "./t"]);
     assert!(
         err.contains("fake.parquet: not a readable Parquet file"),
         "{err}"
     );
     c.write("bad.csv.gz", "not gzip at all");
-    let err = c.fails(&["ingest", "bad.csv.gz", "-f", "csv", "-t", "t"]);
+    let err = c.fails(&["ingest", "bad.csv.gz", "-f", "csv", "-t", "./t"]);
     assert!(err.contains("bad.csv.gz"), "{err}");
     assert_still_v0(&c);
 }

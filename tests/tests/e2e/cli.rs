@@ -34,7 +34,7 @@ fn discover_prints_the_inferred_schema() {
 fn ingest_ends_with_one_summary_line() {
     let c = Case::new();
     c.write("a.csv", "x\n1\n2\n");
-    let out = c.ok(&["ingest", "a.csv", "-f", "csv", "-t", "t"]);
+    let out = c.ok(&["ingest", "a.csv", "-f", "csv", "-t", "./t"]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 1, "{out}");
     let l = lines[0];

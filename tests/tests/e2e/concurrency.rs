@@ -22,7 +22,7 @@ fn two_streams_into_one_table_commit_every_batch() {
                 "--source",
                 dir,
                 "--table",
-                "t",
+                "./t",
                 "--checkpoint",
                 cp,
                 "-f",

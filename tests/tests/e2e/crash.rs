@@ -259,7 +259,7 @@ fn sigkill_anywhere_loses_and_duplicates_nothing_on_local_files() {
         "--source",
         "in",
         "--table",
-        "t",
+        "./t",
         "--checkpoint",
         "cp",
         "-f",

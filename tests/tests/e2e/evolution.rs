@@ -25,7 +25,7 @@ fn run(c: &Case, mode: &str) -> std::process::Output {
         "--source",
         "in",
         "--table",
-        "t",
+        "./t",
         "--checkpoint",
         "cp",
         "-f",

@@ -22,7 +22,7 @@ fn csv_infers_types_and_handles_quotes_bom_comments_and_multiline_fields() {
         "--format",
         "csv",
         "--table",
-        "t",
+        "./t",
         "-o",
         "comment=#",
     ]);
@@ -66,7 +66,7 @@ fn csv_options_delimiter_no_header_null_value_escape_and_strings_only() {
         "-f",
         "csv",
         "-t",
-        "t",
+        "./t",
         "-o",
         "delimiter=;",
         "-o",
@@ -99,7 +99,7 @@ fn schema_hints_override_inference() {
         "-f",
         "csv",
         "-t",
-        "t",
+        "./t",
         "-o",
         "schemaHints=id int, price decimal(10,2), code string",
     ]);
@@ -122,7 +122,7 @@ fn ndjson_with_nested_objects_and_lists() {
          \n\
          {\"id\": 2, \"user\": {\"name\": \"b\"}, \"tags\": [], \"v\": null, \"extra\": true}\n",
     );
-    let out = c.ok(&["ingest", "e.json", "-f", "json", "-t", "t"]);
+    let out = c.ok(&["ingest", "e.json", "-f", "json", "-t", "./t"]);
     assert!(out.contains("2 rows"), "{out}");
     let t = read_delta(&c.path("t"));
     assert_eq!(t.type_of("id"), "int64");
@@ -152,7 +152,7 @@ fn json_top_level_array() {
         "a.json",
         "  [\n {\"a\": 1, \"b\": \"x\"},\n {\"a\": 2, \"b\": \"y\"}\n]\n",
     );
-    c.ok(&["ingest", "a.json", "-f", "json", "-t", "t"]);
+    c.ok(&["ingest", "a.json", "-f", "json", "-t", "./t"]);
     let t = read_delta(&c.path("t"));
     assert_eq!(
         t.data(),
@@ -169,7 +169,7 @@ fn compressed_inputs_by_extension() {
          with gzip.open('in/a.csv.gz', 'wt') as f: f.write('k,v\\n1,one\\n')\n\
          with pa.CompressedOutputStream('in/b.csv.zst', 'zstd') as f: f.write(b'k,v\\n2,two\\n')\n",
     );
-    let out = c.ok(&["ingest", "in", "-f", "csv", "-t", "t"]);
+    let out = c.ok(&["ingest", "in", "-f", "csv", "-t", "./t"]);
     assert!(out.contains("ingested 2 files, 2 rows"), "{out}");
     let t = read_delta(&c.path("t"));
     assert_eq!(
@@ -187,7 +187,7 @@ fn parquet_input_read_through_ranges_including_sluice_own_zstd_output() {
                        'd': [datetime.date(2024, 1, i) for i in (1, 2, 3)]})\n\
          pq.write_table(t, 'p.parquet', compression='snappy', row_group_size=2)\n",
     );
-    c.ok(&["ingest", "p.parquet", "-f", "parquet", "-t", "t1"]);
+    c.ok(&["ingest", "p.parquet", "-f", "parquet", "-t", "./t1"]);
     let t1 = read_delta(&c.path("t1"));
     assert_eq!(t1.type_of("id"), "int32");
     assert_eq!(
@@ -204,7 +204,14 @@ fn parquet_input_read_through_ranges_including_sluice_own_zstd_output() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "parquet"))
         .unwrap();
-    c.ok(&["ingest", own.to_str().unwrap(), "-f", "parquet", "-t", "t2"]);
+    c.ok(&[
+        "ingest",
+        own.to_str().unwrap(),
+        "-f",
+        "parquet",
+        "-t",
+        "./t2",
+    ]);
     let t2 = read_delta(&c.path("t2"));
     // The input's own `_metadata` column wins over Sluice's.
     assert_eq!(t2.rows.len(), 3);
@@ -218,7 +225,7 @@ fn directories_and_globs_select_files() {
     c.write("in/2024-02/b.csv", "x\n2\n");
     c.write("in/2024-02/c.txt", "x\nnot this\n");
     c.write("in/_SUCCESS", "");
-    let out = c.ok(&["ingest", "in/*/*.csv", "-f", "csv", "-t", "t"]);
+    let out = c.ok(&["ingest", "in/*/*.csv", "-f", "csv", "-t", "./t"]);
     assert!(out.contains("ingested 2 files, 2 rows"), "{out}");
     let t = read_delta(&c.path("t"));
     let names: Vec<_> = t
@@ -234,9 +241,9 @@ fn overwrite_replaces_and_append_adds() {
     let c = Case::new();
     c.write("a.csv", "x,y\n1,a\n");
     c.write("b.csv", "x,y\n2,b\n");
-    c.ok(&["ingest", "a.csv", "-f", "csv", "-t", "t"]);
+    c.ok(&["ingest", "a.csv", "-f", "csv", "-t", "./t"]);
     let out = c.ok(&[
-        "ingest", "b.csv", "-f", "csv", "-t", "t", "--mode", "append",
+        "ingest", "b.csv", "-f", "csv", "-t", "./t", "--mode", "append",
     ]);
     assert!(out.contains("version 1"), "{out}");
     let t = read_delta(&c.path("t"));
@@ -247,7 +254,7 @@ fn overwrite_replaces_and_append_adds() {
 
     // Create-or-replace with another schema: version 2 holds only the new data.
     c.write("c.csv", "z\nonly\n");
-    c.ok(&["ingest", "c.csv", "-f", "csv", "-t", "t"]);
+    c.ok(&["ingest", "c.csv", "-f", "csv", "-t", "./t"]);
     let t = read_delta(&c.path("t"));
     assert_eq!(t.version, Some(2));
     assert_eq!(t.data(), vec![json!({"z": "only"})]);
@@ -264,7 +271,7 @@ fn plain_parquet_datasets_are_readable_by_pyarrow_and_duckdb() {
         "-f",
         "csv",
         "-t",
-        "ds",
+        "./ds",
         "--table-format",
         "parquet",
     ]);
@@ -284,7 +291,7 @@ fn plain_parquet_datasets_are_readable_by_pyarrow_and_duckdb() {
         "-f",
         "csv",
         "-t",
-        "ds",
+        "./ds",
         "--table-format",
         "parquet",
     ]);
@@ -296,7 +303,7 @@ fn plain_parquet_datasets_are_readable_by_pyarrow_and_duckdb() {
 fn delta_data_files_are_readable_by_pyarrow_alone() {
     let c = Case::new();
     c.write("a.csv", "x,y\n1,a\n2,b\n");
-    c.ok(&["ingest", "a.csv", "-f", "csv", "-t", "t"]);
+    c.ok(&["ingest", "a.csv", "-f", "csv", "-t", "./t"]);
     let t = read_table(&c.path("t"), "delta", "pyarrow");
     assert_eq!(
         t.data(),
@@ -315,7 +322,16 @@ fn many_files_in_parallel_lanes_commit_once() {
         );
         expected.push(json!({"id": i, "v": i * 10}));
     }
-    let out = c.ok(&["ingest", "in", "-f", "csv", "-t", "t", "--parallelism", "3"]);
+    let out = c.ok(&[
+        "ingest",
+        "in",
+        "-f",
+        "csv",
+        "-t",
+        "./t",
+        "--parallelism",
+        "3",
+    ]);
     assert!(out.contains("ingested 40 files, 40 rows"), "{out}");
     let t = read_delta(&c.path("t"));
     assert_eq!(t.version, Some(0));

@@ -40,7 +40,7 @@ fn stream(c: &Case, extra: &[&str]) -> String {
         "--source",
         "in",
         "--table",
-        "t",
+        "./t",
         "--checkpoint",
         "cp",
         "--format",
@@ -230,7 +230,7 @@ fn clean_source_deletes_or_moves_committed_files() {
         "--source",
         "in",
         "--table",
-        "t",
+        "./t",
         "--checkpoint",
         "cp2",
         "-f",
@@ -257,7 +257,7 @@ fn continuous_and_interval_streams_pick_up_new_files_and_stop_on_sigterm() {
                     "--source",
                     "in",
                     "--table",
-                    "t",
+                    "./t",
                     "--checkpoint",
                     "cp",
                     "-f",
@@ -325,7 +325,7 @@ fn a_malformed_file_fails_its_batch_and_the_rerun_after_a_fix_loads_it_once() {
         "--source",
         "in",
         "--table",
-        "t",
+        "./t",
         "--checkpoint",
         "cp",
         "-f",
@@ -348,7 +348,7 @@ fn a_malformed_file_fails_its_batch_and_the_rerun_after_a_fix_loads_it_once() {
         "--source",
         "in",
         "--table",
-        "t",
+        "./t",
         "--checkpoint",
         "cp",
         "-f",
@@ -384,7 +384,7 @@ fn bad_options_are_refused_before_anything_runs() {
             "--source",
             "in",
             "--table",
-            "t",
+            "./t",
             "--checkpoint",
             "cp",
             "-f",
@@ -405,7 +405,7 @@ fn copy_into_loads_each_file_once_even_if_it_changes() {
     let c = Case::new();
     csv_files(&c, "landing", 0, 3);
     let copy = |extra: &[&str]| {
-        let mut args = vec!["copy-into", "t", "--from", "landing", "--format", "csv"];
+        let mut args = vec!["copy-into", "./t", "--from", "landing", "--format", "csv"];
         args.extend_from_slice(extra);
         c.ok(&args)
     };
@@ -431,7 +431,7 @@ fn copy_into_loads_each_file_once_even_if_it_changes() {
     assert_eq!(ids(&c, "t").len(), 12, "force loads again");
 
     // The load history is kept with the table.
-    let history = file_states(&c, "t");
+    let history = file_states(&c, "./t");
     assert_eq!(history.len(), 5);
     assert!(c.path("t/_sluice/copy_into/metadata.json").exists());
 
@@ -439,7 +439,7 @@ fn copy_into_loads_each_file_once_even_if_it_changes() {
     c.write("landing/g.csv", "id,name,extra\n900,n,e\n");
     let err = c.fails(&[
         "copy-into",
-        "t",
+        "./t",
         "--from",
         "landing",
         "--format",
@@ -464,7 +464,7 @@ fn copy_into_loads_each_file_once_even_if_it_changes() {
             "not a COPY INTO format option",
         ),
     ] {
-        let mut args = vec!["copy-into", "t", "--from", "landing", "--format", "csv"];
+        let mut args = vec!["copy-into", "./t", "--from", "landing", "--format", "csv"];
         args.extend(extra.iter().copied());
         let err = c.fails(&args);
         assert!(err.contains(want), "{extra:?}: {err}");

@@ -22,3 +22,4 @@ mod sandbox;
 mod serve;
 mod splits;
 mod sql;
+mod tables;

@@ -10,7 +10,7 @@ use crate::harness::{Case, read_delta};
 fn broken_csv_quoting_fails_fast_or_is_rescued_never_merged() {
     let c = Case::new();
     c.write("merged.csv", "id,name\n1,\"ann\"e\n2,bob\n");
-    let err = c.fails(&["ingest", "merged.csv", "-f", "csv", "-t", "t"]);
+    let err = c.fails(&["ingest", "merged.csv", "-f", "csv", "-t", "./t"]);
     assert!(
         err.contains("line 2") && err.contains("closing quote"),
         "{err}"
@@ -25,7 +25,7 @@ fn broken_csv_quoting_fails_fast_or_is_rescued_never_merged() {
         "-f",
         "csv",
         "-t",
-        "p",
+        "./p",
         "-o",
         "mode=PERMISSIVE",
     ]);
@@ -58,7 +58,7 @@ fn broken_csv_quoting_fails_fast_or_is_rescued_never_merged() {
         "-f",
         "csv",
         "-t",
-        "d",
+        "./d",
         "-o",
         "mode=DROPMALFORMED",
     ]);
@@ -69,7 +69,7 @@ fn broken_csv_quoting_fails_fast_or_is_rescued_never_merged() {
 
     // An unterminated quote would swallow the rest of the file.
     c.write("open.csv", "id,name\n1,ann\n2,\"bob\n3,cy\n4,dee\n");
-    let err = c.fails(&["ingest", "open.csv", "-f", "csv", "-t", "o"]);
+    let err = c.fails(&["ingest", "open.csv", "-f", "csv", "-t", "./o"]);
     assert!(
         err.contains("line 3") && err.contains("never closed"),
         "{err}"
@@ -92,7 +92,7 @@ fn malformed_json_past_the_sample_fails_fast_naming_the_line() {
         text.push_str(bad);
         text.push('\n');
         c.write("big.json", &text);
-        let err = c.fails(&["ingest", "big.json", "-f", "json", "-t", "t"]);
+        let err = c.fails(&["ingest", "big.json", "-f", "json", "-t", "./t"]);
         assert!(err.contains("line 12001"), "{what}: {err}");
         assert!(!c.path("t/_delta_log").exists(), "{what}");
     }
@@ -105,7 +105,7 @@ fn pretty_printed_json_loads_with_multiline() {
         "pretty.json",
         "{\n  \"id\": 1,\n  \"tags\": [\"a\",\n    \"b\"]\n}\n{\n  \"id\": 2,\n  \"tags\": []\n}\n",
     );
-    let err = c.fails(&["ingest", "pretty.json", "-f", "json", "-t", "t"]);
+    let err = c.fails(&["ingest", "pretty.json", "-f", "json", "-t", "./t"]);
     assert!(err.contains("multiLine=true"), "{err}");
     c.ok(&[
         "ingest",
@@ -113,7 +113,7 @@ fn pretty_printed_json_loads_with_multiline() {
         "-f",
         "json",
         "-t",
-        "t",
+        "./t",
         "-o",
         "multiLine=true",
     ]);
@@ -131,7 +131,7 @@ fn json_nested_too_deep_says_so() {
     let c = Case::new();
     let deep = format!("{{\"a\": {}1{}}}\n", "{\"b\": ".repeat(40), "}".repeat(40));
     c.write("deep.json", &deep);
-    let err = c.fails(&["ingest", "deep.json", "-f", "json", "-t", "t"]);
+    let err = c.fails(&["ingest", "deep.json", "-f", "json", "-t", "./t"]);
     assert!(err.contains("line 1") && err.contains("30 levels"), "{err}");
     assert!(
         !err.contains("config") && !err.contains("Arrow IPC"),
@@ -143,9 +143,9 @@ fn json_nested_too_deep_says_so() {
 fn a_file_named_with_glob_characters_says_how_to_escape_them() {
     let c = Case::new();
     c.write("in/[2026]_daily.csv", "id\n1\n");
-    let err = c.fails(&["ingest", "in/[2026]_daily.csv", "-f", "csv", "-t", "t"]);
+    let err = c.fails(&["ingest", "in/[2026]_daily.csv", "-f", "csv", "-t", "./t"]);
     assert!(err.contains("[[]2026]_daily.csv"), "{err}");
-    c.ok(&["ingest", "in/[[]2026]_daily.csv", "-f", "csv", "-t", "t"]);
+    c.ok(&["ingest", "in/[[]2026]_daily.csv", "-f", "csv", "-t", "./t"]);
     assert_eq!(read_delta(&c.path("t")).data(), vec![json!({"id": 1})]);
 }
 
@@ -163,7 +163,7 @@ fn a_wide_csv_loads_in_time_linear_in_its_columns() {
     }
     c.write("wide.csv", &text);
     let started = std::time::Instant::now();
-    c.ok(&["ingest", "wide.csv", "-f", "csv", "-t", "t"]);
+    c.ok(&["ingest", "wide.csv", "-f", "csv", "-t", "./t"]);
     let took = started.elapsed();
     // Not a timing assertion: it must finish at all within the test's
     // patience (quadratic name lookups took minutes at this width).

@@ -103,7 +103,7 @@ fn s3_source_into_a_local_table_and_clear_errors() {
             "-f",
             "json",
             "-t",
-            "local",
+            "./local",
         ],
         &env,
     );
@@ -124,7 +124,7 @@ fn s3_source_into_a_local_table_and_clear_errors() {
             "-f",
             "json",
             "-t",
-            "t",
+            "./t",
         ],
         &env,
     );
@@ -140,7 +140,7 @@ fn s3_source_into_a_local_table_and_clear_errors() {
             "-f",
             "json",
             "-t",
-            "t",
+            "./t",
         ],
         &env,
     );

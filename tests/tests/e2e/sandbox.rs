@@ -21,7 +21,7 @@ fn misbehave(c: &Case, what: &str, extra: &[&str]) -> (String, Duration) {
         "--grant",
         &grant,
         "-t",
-        "t",
+        "./t",
     ];
     args.extend_from_slice(extra);
     let started = Instant::now();
@@ -92,7 +92,7 @@ fn a_core_module_or_junk_is_not_accepted_as_a_connector() {
         "--config",
         "{}",
         "-t",
-        "t",
+        "./t",
     ]);
     assert!(
         err.contains("compiling the component") || err.contains("component"),

@@ -12,10 +12,10 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
-use crate::bindings::{Connector, ConnectorError, ConnectorSpec, StreamInfo};
-use crate::capability::HostState;
-use crate::failure::{ConnectorFailed, Fault};
-use crate::runtime::{Loaded, NoRoom, Runtime, StoreData};
+use crate::engine::failure::{ConnectorFailed, Fault};
+use crate::wasm::bindings::{Connector, ConnectorError, ConnectorSpec, StreamInfo};
+use crate::wasm::capability::HostState;
+use crate::wasm::runtime::{Loaded, NoRoom, Runtime, StoreData};
 
 /// A connector instance.
 pub struct Session {

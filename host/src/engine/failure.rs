@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::redact::Redactor;
+use crate::engine::redact::Redactor;
 
 /// Who has to act on a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +47,7 @@ impl Fault {
     }
 
     fn of_cause(c: &(dyn std::error::Error + 'static)) -> Option<Fault> {
-        if c.is::<crate::runtime::NoRoom>() || c.is::<wasmtime::PoolConcurrencyLimitError>() {
+        if c.is::<crate::wasm::runtime::NoRoom>() || c.is::<wasmtime::PoolConcurrencyLimitError>() {
             return Some(Fault::Busy);
         }
         if let Some(f) = c.downcast_ref::<ConnectorFailed>() {
@@ -76,7 +76,7 @@ impl Fault {
                 _ => Fault::Invalid,
             });
         }
-        if c.is::<sluice_location::Error>() || c.is::<crate::connectors::Refused>() {
+        if c.is::<sluice_location::Error>() || c.is::<crate::wasm::connectors::Refused>() {
             return Some(Fault::Invalid);
         }
         None

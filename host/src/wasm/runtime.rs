@@ -26,8 +26,8 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{Connector, ConnectorPre};
-use crate::capability::HostState;
+use crate::wasm::bindings::{Connector, ConnectorPre};
+use crate::wasm::capability::HostState;
 
 /// How often the epoch advances.
 const TICK: Duration = Duration::from_millis(10);

@@ -21,11 +21,11 @@ use sha2::{Digest, Sha256};
 use sluice_sink::Location;
 use tokio::sync::Semaphore;
 
-use crate::bindings::{ConnectorSpec, SyncMode};
-use crate::capability::HostState;
-use crate::grants::Grants;
-use crate::runtime::{Loaded, Runtime};
-use crate::session::Session;
+use crate::wasm::bindings::{ConnectorSpec, SyncMode};
+use crate::wasm::capability::HostState;
+use crate::wasm::grants::Grants;
+use crate::wasm::runtime::{Loaded, Runtime};
+use crate::wasm::session::Session;
 
 /// What Sluice knows of an accepted connector.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
 use object_store::ObjectStoreExt;
-use serde_json::json;
 use sluice_checkpoint::{BatchKind, Checkpoint, Commit, Plan, SchemaLog, SourceFile, State};
 use sluice_pipeline::schema::{Drift, drift, evolve};
 use sluice_pipeline::{
@@ -30,15 +29,12 @@ use sluice_pipeline::{
 };
 use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn};
 
-use crate::capability::Counters;
-use crate::grants::Grants;
-use crate::read::Reading;
-use crate::runtime::{Loaded, Runtime};
-use crate::session::Stream;
-
-/// Schema metadata key in which the files connector lists the columns it
-/// appends to the data's (the rescued data column, `_metadata`).
-const APPENDED: &str = "sluice.appended";
+use crate::engine::read::{Configured, Reading};
+use crate::wasm::capability::Counters;
+use crate::wasm::grants::Grants;
+use crate::wasm::runtime::{Loaded, Runtime};
+use crate::wasm::session::Stream;
+use sluice_files_contract::Config as FilesConfig;
 
 /// Which incremental load this is.
 #[derive(Debug, Clone)]
@@ -146,20 +142,12 @@ fn to_source(f: &FileRef) -> SourceFile {
 }
 
 fn to_file(f: &SourceFile) -> FileRef {
-    FileRef {
-        location: f.location.clone(),
-        size: f.size,
-        last_modified_ms: f.last_modified_ms,
-    }
+    FileRef::whole(&f.location, f.size, f.last_modified_ms)
 }
 
 /// A connector schema's data fields and the fields it appends.
 fn split_schema(schema: &Schema) -> (Vec<FieldRef>, Vec<FieldRef>) {
-    let appended: Vec<&str> = schema
-        .metadata()
-        .get(APPENDED)
-        .map(|a| a.split(',').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
+    let appended = sluice_files_contract::appended(schema);
     schema
         .fields()
         .iter()
@@ -214,9 +202,11 @@ impl Runner {
             runtime: config.runtime.clone(),
             connector: config.connector.clone(),
             grants,
-            config: json!({ "format": config.format, "options": reader_options }),
+            config: Configured::Files(FilesConfig {
+                options: reader_options,
+                ..FilesConfig::new(config.format)
+            }),
             stream: Some("files".into()),
-            files_format: Some((config.format, reader_options.clone())),
             parallelism: config.parallelism,
             split_bytes: config.split_bytes,
             storage_options: config.storage_options.clone(),
@@ -440,7 +430,7 @@ impl Runner {
         let mut added = Vec::new();
         let wrote = loop {
             let stream = Stream {
-                info: crate::bindings::StreamInfo {
+                info: crate::wasm::bindings::StreamInfo {
                     name: "files".into(),
                     arrow_schema: vec![],
                     cursor_fields: vec![],
@@ -524,11 +514,8 @@ impl Runner {
             let (store, path) = location.store()?;
             match store.head(&path).await {
                 Ok(m) => {
-                    let now = FileRef {
-                        location: f.location.clone(),
-                        size: m.size,
-                        last_modified_ms: m.last_modified.timestamp_millis(),
-                    };
+                    let now =
+                        FileRef::whole(&f.location, m.size, m.last_modified.timestamp_millis());
                     if now.size != f.size || now.last_modified_ms != f.last_modified_ms {
                         tracing::warn!(
                             "{} changed after batch {} planned it; reading it as it is now",

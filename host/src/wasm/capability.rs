@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectMeta as StoreMeta, ObjectStoreExt};
 
-use crate::bindings::{ConnectorError, Host, Level, ObjectMeta, TypesHost};
-use crate::grants::Grants;
-use crate::redact::Redactor;
+use crate::engine::redact::Redactor;
+use crate::wasm::bindings::{ConnectorError, Host, Level, ObjectMeta, TypesHost};
+use crate::wasm::grants::Grants;
 
 /// The most bytes one `get-range` may return: bounds host-side allocation.
 pub const MAX_RANGE: u64 = 256 << 20;
@@ -82,7 +82,7 @@ impl HostState {
         self
     }
 
-    fn denied(&self, e: crate::grants::Denied) -> ConnectorError {
+    fn denied(&self, e: crate::wasm::grants::Denied) -> ConnectorError {
         let message = self.redactor.text(&e.to_string());
         tracing::warn!(target: "sluice::audit", "denied: {message}");
         ConnectorError::Auth(message)

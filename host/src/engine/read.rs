@@ -6,23 +6,24 @@
 //! connector parses while the sink encodes, and memory stays bounded by the
 //! channel depth whatever the input size.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use sluice_pipeline::{FileRef, Format, Projection};
+use sluice_pipeline::{FileRef, Projection};
 use sluice_sink::{Target, Written};
 use tokio::sync::mpsc;
 
-use crate::capability::{Counters, HostState};
-use crate::grants::Grants;
-use crate::redact::Redactor;
-use crate::runtime::{Loaded, Runtime};
-use crate::session::{Session, Stream, decode, stored_schema, to_stored};
-use crate::split::{self, RangeReport, Unit};
+use crate::engine::redact::Redactor;
+use crate::engine::split;
+use crate::wasm::capability::{Counters, HostState};
+use crate::wasm::grants::Grants;
+use crate::wasm::runtime::{Loaded, Runtime};
+use crate::wasm::session::{Session, Stream, decode, stored_schema, to_stored};
+use sluice_files_contract::{Config as FilesConfig, RangeReport};
 
 /// Batches in flight per lane between connector and sink.
 const CHANNEL_DEPTH: usize = 2;
@@ -37,14 +38,10 @@ pub struct Reading {
     pub connector: Loaded,
     /// What it may access.
     pub grants: Grants,
-    /// Its configuration; for the files connector, the files and schema
-    /// are added per call.
-    pub config: serde_json::Value,
+    /// Its configuration.
+    pub config: Configured,
     /// The stream to read; the first one when `None`.
     pub stream: Option<String>,
-    /// For the files connector: the format and reader options, which decide
-    /// whether large files may be read in byte ranges.
-    pub files_format: Option<(Format, BTreeMap<String, String>)>,
     /// Parallel lanes.
     pub parallelism: usize,
     /// Large plain CSV / NDJSON files are read in byte ranges of about this
@@ -58,6 +55,39 @@ pub struct Reading {
     pub projection: Option<Arc<Projection>>,
     /// Redacts the secrets the connector was given from its log lines.
     pub redactor: Redactor,
+}
+
+/// What a connector is configured with.
+#[derive(Clone)]
+pub enum Configured {
+    /// The built-in files connector: its format and reader options (which
+    /// also decide whether large files may be read in byte ranges); the
+    /// files and the schema are set per call.
+    Files(FilesConfig),
+    /// Any other connector: its own config, to which the schema to read
+    /// with is added as `schema`.
+    Connector(serde_json::Value),
+}
+
+impl Configured {
+    /// The config text for a call that reads `files` (the files
+    /// connector's) with `schema`, if given.
+    fn text(&self, files: &[FileRef], schema: Option<&SchemaRef>) -> Result<String> {
+        Ok(match self {
+            Configured::Files(c) => serde_json::to_string(&FilesConfig {
+                files: files.to_vec(),
+                schema: schema.map(|s| s.as_ref().clone()),
+                ..c.clone()
+            })?,
+            Configured::Connector(config) => {
+                let mut config = config.clone();
+                if let Some(schema) = schema {
+                    config["schema"] = serde_json::to_value(schema.as_ref())?;
+                }
+                config.to_string()
+            }
+        })
+    }
 }
 
 /// What a read wrote.
@@ -83,21 +113,6 @@ impl Reading {
         .redacting(self.redactor.clone())
     }
 
-    fn config_for(
-        &self,
-        files: &[FileRef],
-        schema: Option<&SchemaRef>,
-    ) -> Result<serde_json::Value> {
-        let mut config = self.config.clone();
-        if self.files_format.is_some() {
-            config["files"] = serde_json::to_value(files)?;
-        }
-        if let Some(schema) = schema {
-            config["schema"] = serde_json::to_value(schema.as_ref())?;
-        }
-        Ok(config)
-    }
-
     /// The schema `target` gets from `stream`: the stored schema, through
     /// the select list, as the table's format stores it (checked before
     /// any data file is written).
@@ -113,7 +128,7 @@ impl Reading {
     /// Checks the configuration and discovers the stream (for the files
     /// connector: the schema of `files`, or `schema` when given).
     pub async fn discover(&self, files: &[FileRef]) -> Result<Stream> {
-        let text = self.config_for(files, None)?.to_string();
+        let text = self.config.text(files, None)?;
         let (runtime, loaded, host) = (
             self.runtime.clone(),
             self.connector.clone(),
@@ -145,7 +160,7 @@ impl Reading {
         stream: &Stream,
         limit: usize,
     ) -> Result<Vec<RecordBatch>> {
-        let text = self.config_for(files, Some(&stream.schema))?.to_string();
+        let text = self.config.text(files, Some(&stream.schema))?;
         let (runtime, loaded, host) = (
             self.runtime.clone(),
             self.connector.clone(),
@@ -183,33 +198,32 @@ impl Reading {
         stream: &Stream,
         target: &Target,
     ) -> Result<Wrote> {
-        let config = self.config_for(files, Some(&stream.schema))?;
         let stored = stored_schema(&stream.schema);
         let table_schema = self.table_schema(stream, target)?;
 
         // Work units (files, or byte ranges of large files), spread across
         // lanes largest first onto the least-loaded lane.
         let lanes_wanted = self.parallelism.max(1);
-        let units: Vec<Unit> = match &self.files_format {
-            Some((format, options)) => {
+        let units: Vec<FileRef> = match &self.config {
+            Configured::Files(c) => {
                 split::units(
                     files,
-                    *format,
-                    options,
+                    c.format,
+                    &c.options,
                     self.split_bytes,
                     lanes_wanted,
                     &self.storage_options,
                 )
                 .await?
             }
-            None => vec![],
+            Configured::Connector(_) => vec![],
         };
         let lanes = if units.is_empty() {
             1
         } else {
             lanes_wanted.min(units.len())
         };
-        let mut groups: Vec<(u64, Vec<Unit>)> = vec![(0, Vec::new()); lanes];
+        let mut groups: Vec<(u64, Vec<FileRef>)> = vec![(0, Vec::new()); lanes];
         let mut by_size = units.clone();
         by_size.sort_by_key(|u| std::cmp::Reverse(u.bytes()));
         for u in by_size {
@@ -219,16 +233,13 @@ impl Reading {
             }
         }
         for g in &mut groups {
-            g.1.sort_by(|a, b| (&a.file.location, a.range).cmp(&(&b.file.location, b.range)));
+            g.1.sort_by(|a, b| (&a.location, a.range).cmp(&(&b.location, b.range)));
         }
 
         let mut readers = Vec::new();
         let mut writers = Vec::new();
         for (i, (_, lane_units)) in groups.into_iter().enumerate() {
-            let mut lane_config = config.clone();
-            if self.files_format.is_some() {
-                lane_config["files"] = serde_json::to_value(&lane_units)?;
-            }
+            let lane_config = self.config.text(&lane_units, Some(&stream.schema))?;
             let (tx, rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
             let host = self.host(&format!("lane {i}"));
             let (runtime, loaded) = (self.runtime.clone(), self.connector.clone());
@@ -247,7 +258,7 @@ impl Reading {
                     &runtime,
                     &loaded,
                     host,
-                    &lane_config.to_string(),
+                    &lane_config,
                     &name,
                     Shapes {
                         sent: &sent,

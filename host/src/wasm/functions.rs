@@ -11,7 +11,7 @@
 //!   environment its configuration names (secrets only where granted), and
 //!   has no files, sockets or arguments;
 //! - outbound HTTP goes only where its allow-list lets it
-//!   ([`crate::outbound`]: checked after DNS, pinned to the checked
+//!   ([`crate::wasm::outbound`]: checked after DNS, pinned to the checked
 //!   address, HTTPS too).
 
 use std::collections::BTreeMap;
@@ -36,10 +36,10 @@ use wasmtime_wasi_http::{
     RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
 };
 
-use crate::outbound::AllowList;
-use crate::pipeline::Secrets;
-use crate::redact::Redactor;
-use crate::runtime::{Ticker, compile_cached, pooling};
+use crate::engine::Secrets;
+use crate::engine::redact::Redactor;
+use crate::wasm::outbound::AllowList;
+use crate::wasm::runtime::{Ticker, compile_cached, pooling};
 
 /// Resources (requests, bodies, streams, fields) one request's instance may
 /// hold at once.
@@ -247,7 +247,7 @@ fn load_one(
         })?;
         env.push((k.clone(), value.as_str().unwrap_or_default().to_string()));
     }
-    let timeout = crate::pipeline::parse_interval(&c.timeout)
+    let timeout = crate::engine::parse_interval(&c.timeout)
         .context("timeout")?
         .ok_or_else(|| anyhow::anyhow!("timeout must be more than 0s"))?;
     Ok(Function {
@@ -434,7 +434,7 @@ impl WasiHttpHooks for Outbound {
                     .trim_start_matches('[')
                     .trim_end_matches(']')
                     .to_string();
-                return crate::outbound::send_pinned(request, options, addr, &host).await;
+                return crate::wasm::outbound::send_pinned(request, options, addr, &host).await;
             }
             {
                 // Connect to the address that was checked, not to whatever

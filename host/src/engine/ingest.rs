@@ -1,5 +1,5 @@
 //! The batch ingest job: plan files, discover the schema, read in parallel
-//! lanes ([`crate::read`]), and commit once. Nothing is committed unless
+//! lanes ([`crate::engine::read`]), and commit once. Nothing is committed unless
 //! every lane finished cleanly.
 
 use std::collections::HashMap;
@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::json;
 use sluice_pipeline::{FileRef, Format, Projection, Source, plan_files};
 use sluice_sink::{Committed, Target, WriteMode};
 
-use crate::capability::Counters;
-use crate::grants::Grants;
-use crate::read::Reading;
-use crate::redact::Redactor;
-use crate::runtime::{Loaded, Runtime};
-use crate::session::Stream;
+use crate::engine::read::{Configured, Reading};
+use crate::engine::redact::Redactor;
+use crate::wasm::capability::Counters;
+use crate::wasm::grants::Grants;
+use crate::wasm::runtime::{Loaded, Runtime};
+use crate::wasm::session::Stream;
+use sluice_files_contract::Config as FilesConfig;
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -90,13 +90,12 @@ pub struct Job {
 impl Job {
     /// Plans the input: the files to read and how to read them.
     async fn plan(&self) -> Result<(Vec<FileRef>, Reading)> {
-        let reading = |grants, config, stream, files_format| Reading {
+        let reading = |grants, config, stream| Reading {
             runtime: self.runtime.clone(),
             connector: self.connector.clone(),
             grants,
             config,
             stream,
-            files_format,
             parallelism: self.parallelism,
             split_bytes: self.split_bytes,
             storage_options: self.storage_options.clone(),
@@ -113,12 +112,11 @@ impl Job {
                 let src = Source::parse(source, self.storage_options.clone())?;
                 let files = plan_files(&src).await?;
                 let grants = Grants::new(&[src.grant()], self.storage_options.clone())?;
-                let config = json!({ "format": format, "options": options });
-                let files_format = Some((*format, options.clone()));
-                Ok((
-                    files,
-                    reading(grants, config, Some("files".into()), files_format),
-                ))
+                let config = Configured::Files(FilesConfig {
+                    options: options.clone(),
+                    ..FilesConfig::new(*format)
+                });
+                Ok((files, reading(grants, config, Some("files".into()))))
             }
             Input::Connector {
                 config,
@@ -127,7 +125,10 @@ impl Job {
             } => {
                 let config = serde_json::from_str(config).context("--config must be JSON")?;
                 let grants = Grants::new(grants, self.storage_options.clone())?;
-                Ok((vec![], reading(grants, config, stream.clone(), None)))
+                Ok((
+                    vec![],
+                    reading(grants, Configured::Connector(config), stream.clone()),
+                ))
             }
         }
     }

@@ -120,7 +120,7 @@ impl Redactor {
     /// `e` as one redacted message, its causes joined as `{e:#}` joins
     /// them.
     pub fn error(&self, e: &anyhow::Error) -> String {
-        self.text(&crate::failure::describe(e))
+        self.text(&crate::engine::failure::describe(e))
     }
 }
 

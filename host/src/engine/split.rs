@@ -14,45 +14,12 @@ use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
 use object_store::ObjectStoreExt;
-use serde::{Deserialize, Serialize};
+use sluice_files_contract::RangeReport;
 use sluice_pipeline::{FileRef, Format};
 use sluice_sink::Location;
 
 /// The default size of a range.
 pub const DEFAULT_SPLIT_BYTES: u64 = 64 << 20;
-
-/// One unit of work for a lane: a whole file or a byte range of one.
-#[derive(Debug, Clone, Serialize)]
-pub struct Unit {
-    /// The file.
-    #[serde(flatten)]
-    pub file: FileRef,
-    /// `[start, end)`, when only part of the file is read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub range: Option<(u64, u64)>,
-}
-
-impl Unit {
-    /// Bytes this unit reads.
-    pub fn bytes(&self) -> u64 {
-        self.range.map_or(self.file.size, |(s, e)| e - s)
-    }
-}
-
-/// What a connector reports at the end of a range.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RangeReport {
-    /// The file.
-    pub location: String,
-    /// The range's start.
-    pub start: u64,
-    /// The range's end.
-    pub end: u64,
-    /// Where its first record began.
-    pub first: u64,
-    /// Where the first record after it begins (the file size at the end).
-    pub stop: u64,
-}
 
 fn compressed(location: &str) -> bool {
     let l = location.to_ascii_lowercase();
@@ -88,8 +55,9 @@ async fn is_json_array(
         == Some(&b'['))
 }
 
-/// Turns planned files into units, splitting large plain CSV and NDJSON
-/// files into ranges of about `split_bytes`.
+/// Turns planned files into a lane's units of work (whole files, or byte
+/// ranges of them), splitting large plain CSV and NDJSON files into ranges
+/// of about `split_bytes`.
 pub async fn units(
     files: &[FileRef],
     format: Format,
@@ -97,7 +65,7 @@ pub async fn units(
     split_bytes: u64,
     lanes: usize,
     storage: &std::collections::HashMap<String, String>,
-) -> Result<Vec<Unit>> {
+) -> Result<Vec<FileRef>> {
     let mut out = Vec::new();
     let format_ok = matches!(format, Format::Csv | Format::Json) && splittable_options(options);
     for f in files {
@@ -108,18 +76,15 @@ pub async fn units(
             && !compressed(&f.location)
             && !(format == Format::Json && is_json_array(f, storage).await?);
         if !split {
-            out.push(Unit {
-                file: f.clone(),
-                range: None,
-            });
+            out.push(f.clone());
             continue;
         }
         let mut start = 0;
         while start < f.size {
             let end = (start + split_bytes).min(f.size);
-            out.push(Unit {
-                file: f.clone(),
+            out.push(FileRef {
                 range: Some((start, end)),
+                ..f.clone()
             });
             start = end;
         }
@@ -128,11 +93,11 @@ pub async fn units(
 }
 
 /// Checks that the ranges of every split file met exactly.
-pub fn verify(units: &[Unit], reports: &[RangeReport]) -> Result<()> {
+pub fn verify(units: &[FileRef], reports: &[RangeReport]) -> Result<()> {
     let mut by_file: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
     for u in units {
         if let Some(r) = u.range {
-            by_file.entry(u.file.location.as_str()).or_default().push(r);
+            by_file.entry(u.location.as_str()).or_default().push(r);
         }
     }
     for (location, mut ranges) in by_file {
@@ -164,11 +129,7 @@ mod tests {
     use super::*;
 
     fn file(size: u64) -> FileRef {
-        FileRef {
-            location: "file:///x.csv".into(),
-            size,
-            last_modified_ms: 0,
-        }
+        FileRef::whole("file:///x.csv", size, 0)
     }
 
     fn report(start: u64, end: u64, first: u64, stop: u64) -> RangeReport {
@@ -198,7 +159,7 @@ mod tests {
             u.iter().map(|u| u.range).collect::<Vec<_>>(),
             vec![Some((0, 100)), Some((100, 200)), Some((200, 250))]
         );
-        assert_eq!(u.iter().map(Unit::bytes).sum::<u64>(), 250);
+        assert_eq!(u.iter().map(FileRef::bytes).sum::<u64>(), 250);
         let one_lane = units(
             &[file(250)],
             Format::Csv,
@@ -238,11 +199,11 @@ mod tests {
 
     #[test]
     fn ranges_must_meet() {
-        let units: Vec<Unit> = [(0, 100), (100, 200)]
+        let units: Vec<FileRef> = [(0, 100), (100, 200)]
             .into_iter()
-            .map(|r| Unit {
-                file: file(200),
+            .map(|r| FileRef {
                 range: Some(r),
+                ..file(200)
             })
             .collect();
         assert!(

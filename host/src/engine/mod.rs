@@ -1,0 +1,712 @@
+//! The engine: one load path. Every face — the command line's flags, a SQL
+//! statement, a pipeline file, an HTTP trigger, an upload — describes a
+//! [`Load`]; [`Engine::run`] runs it under a [`Trigger`] and tells an
+//! [`Observer`] what each batch did. A new source or table format is added
+//! here, once, and every face has it.
+//!
+//! - batch loads (replace, append) read in parallel lanes and commit once
+//!   ([`ingest`], [`read`], [`split`]);
+//! - COPY INTO and streams load exactly once through a checkpoint
+//!   ([`incremental`]);
+//! - uploads commit Arrow batches or an uploaded file (`upload`);
+//! - a failure is typed by who has to act and told with secrets redacted
+//!   ([`failure`], [`redact`]).
+
+mod checkpoints;
+pub mod failure;
+pub mod incremental;
+pub mod ingest;
+pub mod read;
+pub mod redact;
+mod secrets;
+pub mod split;
+mod stop;
+mod upload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use arrow_schema::SchemaRef;
+use serde::{Deserialize, Serialize};
+use sluice_pipeline::pipeline::{TableFormatName, resolve_secrets};
+use sluice_pipeline::{
+    CleanSource, Format, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
+};
+use sluice_sink::{Location, TableFormat, Target, WriteMode};
+
+use crate::engine::failure::Failure;
+use crate::engine::incremental::{Config, Kind, Runner};
+use crate::engine::ingest::{Input, Job};
+use crate::engine::redact::Redactor;
+use crate::wasm::builtin;
+use crate::wasm::capability::Counters;
+use crate::wasm::connectors::ConnectorStore;
+use crate::wasm::runtime::Runtime;
+
+pub use crate::wasm::connectors::ConnectorInfo;
+pub use crate::wasm::runtime::Limits;
+pub use checkpoints::{CheckpointFiles, FileStatus};
+pub use incremental::BatchReport;
+pub use secrets::Secrets;
+pub use sluice_sink::WriteOptions;
+pub use stop::Stop;
+pub use upload::{BatchWriter, json_rows};
+
+/// What every run shares: the runtime, storage, the warehouse, tuning,
+/// uploaded connectors and secrets.
+#[derive(Clone)]
+pub struct Engine {
+    /// The wasmtime runtime.
+    pub runtime: Runtime,
+    /// Object-store options for sources, tables and checkpoints.
+    pub storage: HashMap<String, String>,
+    /// Where tables named without a path live ([`TableRef`]).
+    pub warehouse: String,
+    /// Parallel lanes per run.
+    pub parallelism: usize,
+    /// Byte-range size for large files (0: whole files).
+    pub split_bytes: u64,
+    /// How data files are written.
+    pub write: WriteOptions,
+    /// Uploaded connectors, where there is a store for them.
+    pub connectors: Option<ConnectorStore>,
+    /// Secrets pipelines may reference.
+    pub secrets: Secrets,
+}
+
+/// When a load runs its batches. A batch load (replace, append) and COPY
+/// INTO run once whatever the trigger; a stream follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Process what is there when the run starts, in batches, then stop.
+    AvailableNow,
+    /// One batch per interval, until stopped.
+    Every(Duration),
+    /// The next batch as soon as the previous one commits; list the source
+    /// every `poll` while idle; until stopped.
+    Continuous {
+        /// How often an idle stream lists its source.
+        poll: Duration,
+    },
+    /// Only these objects, which an object-store notification named (file
+    /// notification mode), then stop.
+    Notified(Vec<String>),
+}
+
+impl std::str::FromStr for Trigger {
+    type Err = String;
+
+    /// `available-now`, `every=10s` or `continuous` (polling every 500 ms).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "available-now" | "availablenow" | "available_now" => Ok(Trigger::AvailableNow),
+            "continuous" => Ok(Trigger::Continuous {
+                poll: Duration::from_millis(500),
+            }),
+            other => match other.strip_prefix("every=") {
+                Some(d) => {
+                    let d = sluice_pipeline::incremental::parse_duration(d)?;
+                    if d.is_zero() {
+                        return Err("every= needs an interval above zero".into());
+                    }
+                    Ok(Trigger::Every(d))
+                }
+                None => Err(format!(
+                    "unknown trigger '{s}'; use available-now, every=10s or continuous"
+                )),
+            },
+        }
+    }
+}
+
+/// What a run tells as it goes: the command line prints it, `sluice serve`
+/// records it. Every method has a default that ignores it, and `()` ignores
+/// everything.
+pub trait Observer: Send {
+    /// A batch load planned `bytes` of input; `progress` counts what its
+    /// lanes have read so far.
+    fn reading(&mut self, _bytes: u64, _progress: &Progress) {}
+
+    /// An incremental batch settled: committed, replayed (an earlier run
+    /// committed it before it stopped) or recorded as skipped.
+    fn batch(&mut self, _report: &BatchReport) {}
+}
+
+impl Observer for () {}
+
+/// How far a batch load's lanes have read.
+#[derive(Clone)]
+pub struct Progress(Arc<Counters>);
+
+impl Progress {
+    /// Input bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.0.bytes_read.load(Ordering::Relaxed)
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The table, for people.
+    #[serde(default)]
+    pub table: String,
+    /// Files read.
+    pub files: usize,
+    /// Rows committed.
+    pub rows: u64,
+    /// Input bytes.
+    pub bytes: u64,
+    /// Batches settled (one for a batch load).
+    pub batches: usize,
+    /// The table version the run ended at, where it committed one.
+    pub version: Option<u64>,
+    /// Columns the run added to the table.
+    pub added_columns: Vec<String>,
+    /// Files COPY INTO skipped because they were loaded before.
+    pub skipped_files: usize,
+    /// Counters connectors reported (`rows-dropped`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u64>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Whether the run ended because a stop was asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+impl RunReport {
+    /// Adds an incremental batch. A replayed batch counts (the run finished
+    /// what an earlier one left), with the rows it committed then not
+    /// counted again; a batch of skipped files does not.
+    fn add(&mut self, r: &BatchReport) {
+        if r.skipped {
+            return;
+        }
+        self.batches += 1;
+        self.files += r.files;
+        self.rows += r.rows;
+        self.bytes += r.bytes;
+        if r.version.is_some() {
+            self.version = r.version;
+        }
+        self.added_columns.extend(r.added_columns.iter().cloned());
+    }
+}
+
+/// Parses an interval such as `5m` or `30s`; zero means never.
+pub fn parse_interval(text: &str) -> Result<Option<Duration>> {
+    let d = sluice_pipeline::incremental::parse_duration(text).map_err(anyhow::Error::msg)?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
+/// The sink's format for a pipeline's table format.
+fn table_format(f: TableFormatName) -> TableFormat {
+    match f {
+        TableFormatName::Delta => TableFormat::Delta,
+        TableFormatName::Parquet => TableFormat::Parquet,
+    }
+}
+
+impl Engine {
+    /// An engine whose connectors run under `limits`, compiled once into
+    /// `cache_dir`; one lane per core, whole files, default write options,
+    /// no uploaded connectors and no secrets until they are given.
+    pub fn new(
+        cache_dir: Option<std::path::PathBuf>,
+        limits: Limits,
+        storage: HashMap<String, String>,
+        warehouse: &str,
+    ) -> Result<Self> {
+        Ok(Engine {
+            runtime: Runtime::new(cache_dir, limits)?,
+            storage,
+            warehouse: warehouse.to_string(),
+            parallelism: std::thread::available_parallelism().map_or(2, usize::from),
+            split_bytes: split::DEFAULT_SPLIT_BYTES,
+            write: WriteOptions::default(),
+            connectors: None,
+            secrets: Secrets::default(),
+        })
+    }
+
+    /// A location from a path or URL.
+    pub fn location(&self, text: &str) -> Result<Location> {
+        Ok(Location::parse(text, self.storage.clone())?)
+    }
+
+    /// A table's location by the one rule every face shares
+    /// ([`TableRef`]): a path or URL as given, a name (`t`, `schema.t`)
+    /// under the warehouse root.
+    pub fn table(&self, name: &str) -> Result<Location> {
+        Ok(TableRef::parse(name)?.location(&self.location(&self.warehouse)?)?)
+    }
+
+    /// Uses the uploaded connectors of the service state at `state` (under
+    /// `<state>/connectors`, as `sluice serve` keeps them).
+    pub fn keep_state(&mut self, state: &Location) -> Result<()> {
+        self.connectors = Some(ConnectorStore::new(&state.child("connectors")?)?);
+        Ok(())
+    }
+
+    /// Whether `pipeline`'s table is there: a Delta log, or any file of a
+    /// Parquet table.
+    pub async fn table_exists(&self, pipeline: &Pipeline) -> Result<bool> {
+        let location = self.table(&pipeline.table)?;
+        Ok(match pipeline.table_format {
+            TableFormatName::Delta => sluice_sink::delta::load(&location).await?.is_some(),
+            TableFormatName::Parquet => {
+                use futures::StreamExt;
+                let (store, root) = location.store()?;
+                store.list(Some(&root)).next().await.is_some()
+            }
+        })
+    }
+
+    /// What hides the secrets `pipeline` is granted in whatever leaves its
+    /// runs.
+    fn redactor(&self, pipeline: &Pipeline) -> Redactor {
+        Redactor::new(
+            pipeline
+                .grants
+                .secrets
+                .iter()
+                .filter_map(|name| Some((name.as_str(), self.secrets.get(name)?))),
+        )
+    }
+
+    /// Runs `load` under `trigger`, telling `observer` what each batch did,
+    /// until it is done or `stop` is asked for. How it failed, if it did, is
+    /// told with the pipeline's secrets redacted.
+    pub async fn run(
+        &self,
+        load: &Load,
+        trigger: &Trigger,
+        observer: &mut dyn Observer,
+        stop: &Stop,
+    ) -> Result<RunReport, Failure> {
+        let redactor = self.redactor(&load.pipeline);
+        self.run_redacted(load, trigger, observer, stop, &redactor)
+            .await
+            .map_err(|e| Failure::new(&e, &redactor))
+    }
+
+    async fn run_redacted(
+        &self,
+        load: &Load,
+        trigger: &Trigger,
+        observer: &mut dyn Observer,
+        stop: &Stop,
+        redactor: &Redactor,
+    ) -> Result<RunReport> {
+        let p = &load.pipeline;
+        p.validate()?;
+        let started = Instant::now();
+        let table = self.table(&p.table)?;
+        let target = Target::new(
+            table.clone(),
+            table_format(p.table_format),
+            self.write.clone(),
+        );
+        let mut report = match p.mode {
+            LoadMode::Replace | LoadMode::Append => {
+                self.batch(load, target, observer, redactor).await?
+            }
+            LoadMode::CopyInto => self.copy_into(load, target, observer).await?,
+            LoadMode::Stream => self.stream(load, target, trigger, observer, stop).await?,
+        };
+        report.table = table.display();
+        report.seconds = started.elapsed().as_secs_f64();
+        report.stopped = stop.asked();
+        Ok(report)
+    }
+
+    /// A batch load's job: the files connector on the pipeline's source, or
+    /// its connector component.
+    async fn job(&self, load: &Load, target: Target, redactor: &Redactor) -> Result<Job> {
+        let p = &load.pipeline;
+        let (connector, input) = match &p.connector {
+            None => (
+                self.runtime.load_builtin(builtin::FILES)?,
+                Input::Files {
+                    source: p.source.clone().context("the pipeline has no source")?,
+                    format: p
+                        .format
+                        .context("give the input format (csv, json or parquet)")?,
+                    options: p.options.clone(),
+                },
+            ),
+            Some(c) => {
+                let loaded = match &load.component_file {
+                    Some(path) => {
+                        let wasm = std::fs::read(path)
+                            .with_context(|| format!("reading connector {}", path.display()))?;
+                        self.runtime.load(&wasm)?
+                    }
+                    None => {
+                        let store = self
+                            .connectors
+                            .as_ref()
+                            .context("this process has no store of uploaded connectors")?;
+                        store.load(&self.runtime, &c.id).await?
+                    }
+                };
+                let config =
+                    resolve_secrets(&c.config, &p.grants.secrets, &|n| self.secrets.get(n))?;
+                let mut grants = p.grants.read.clone();
+                grants.extend(p.source.iter().cloned());
+                (
+                    loaded,
+                    Input::Connector {
+                        config: config.to_string(),
+                        stream: c.stream.clone(),
+                        grants,
+                    },
+                )
+            }
+        };
+        Ok(Job {
+            runtime: self.runtime.clone(),
+            connector,
+            input,
+            target,
+            mode: if p.mode == LoadMode::Append {
+                WriteMode::Append
+            } else {
+                WriteMode::Overwrite
+            },
+            parallelism: self.parallelism,
+            split_bytes: self.split_bytes,
+            storage_options: self.storage.clone(),
+            counters: Arc::new(Counters::default()),
+            projection: load.projection.clone(),
+            redactor: redactor.clone(),
+        })
+    }
+
+    async fn batch(
+        &self,
+        load: &Load,
+        target: Target,
+        observer: &mut dyn Observer,
+        redactor: &Redactor,
+    ) -> Result<RunReport> {
+        let job = self.job(load, target, redactor).await?;
+        let progress = Progress(job.counters.clone());
+        let s = job.run(|bytes| observer.reading(bytes, &progress)).await?;
+        tracing::info!(
+            "timings: connector {:.3}s, ipc decode {:.3}s; wrote {} files ({} bytes)",
+            s.connector_time.as_secs_f64(),
+            s.decode_time.as_secs_f64(),
+            s.committed.files,
+            s.committed.bytes
+        );
+        Ok(RunReport {
+            files: s.files,
+            rows: s.committed.rows,
+            bytes: s.input_bytes,
+            batches: 1,
+            version: s.committed.version,
+            counters: s.counters.into_iter().collect(),
+            ..RunReport::default()
+        })
+    }
+
+    async fn copy_into(
+        &self,
+        load: &Load,
+        target: Target,
+        observer: &mut dyn Observer,
+    ) -> Result<RunReport> {
+        let p = &load.pipeline;
+        let (copy, format_options): (BTreeMap<_, _>, BTreeMap<_, _>) = p
+            .options
+            .clone()
+            .into_iter()
+            .partition(|(k, _)| k == "force" || k == "mergeSchema");
+        check_copy_format_options(&format_options)?;
+        let mut config = self.incremental(
+            load,
+            copy_into_kind(&copy)?,
+            StreamOptions::parse(&format_options)?,
+            target,
+        )?;
+        if !p.files.is_empty() {
+            let base = config.source.base().as_dir();
+            let mut only = Vec::new();
+            for f in &p.files {
+                let url = base
+                    .url()
+                    .join(f.trim_start_matches('/'))
+                    .map_err(|e| anyhow::anyhow!("FILES entry '{f}': {e}"))?;
+                only.push(url.to_string());
+            }
+            config.only = Some(only);
+        }
+        let mut report = RunReport::default();
+        let mut on_batch = |r: &BatchReport| {
+            observer.batch(r);
+            report.add(r);
+        };
+        // A load an earlier run left half-done is finished first, and counts.
+        let mut runner = Runner::open(config, &mut on_batch).await?;
+        runner.list(&mut |_: &BatchReport| {}).await?;
+        if let Some(r) = runner.next().await? {
+            on_batch(&r);
+        }
+        report.skipped_files = runner.already_loaded;
+        Ok(report)
+    }
+
+    async fn stream(
+        &self,
+        load: &Load,
+        target: Target,
+        trigger: &Trigger,
+        observer: &mut dyn Observer,
+        stop: &Stop,
+    ) -> Result<RunReport> {
+        let options = StreamOptions::parse(&load.pipeline.options)?;
+        let config = self.incremental(load, Kind::Stream, options, target)?;
+        let mut report = RunReport::default();
+        let mut on_batch = |r: &BatchReport| {
+            observer.batch(r);
+            report.add(r);
+        };
+        let mut runner = Runner::open(config, &mut on_batch).await?;
+        run_trigger(&mut runner, trigger, stop, &mut on_batch).await?;
+        Ok(report)
+    }
+
+    /// An incremental load's configuration: its source, format, checkpoint
+    /// (where the load says, else by [`Load::checkpoint`]'s convention) and
+    /// target.
+    fn incremental(
+        &self,
+        load: &Load,
+        kind: Kind,
+        options: StreamOptions,
+        target: Target,
+    ) -> Result<Config> {
+        let p = &load.pipeline;
+        let format = match (p.format, options.format) {
+            (Some(a), Some(b)) if a != b => {
+                bail!("the format {a:?} and the format option {b:?} disagree")
+            }
+            (Some(f), _) | (None, Some(f)) => f,
+            (None, None) => bail!("give the input format (csv, json or parquet)"),
+        };
+        let source = Source::parse(
+            p.source.as_deref().context("the pipeline has no source")?,
+            self.storage.clone(),
+        )?;
+        if let CleanSource::Move(to) = &options.clean_source {
+            let to = self.location(to)?;
+            let base = source.base().as_dir();
+            if to.as_dir().url().as_str().starts_with(base.url().as_str()) {
+                bail!(
+                    "cleanSource.moveDestination {} is inside the source {}: moved files would be found again; pick a place outside it",
+                    to.display(),
+                    base.display()
+                );
+            }
+        }
+        let checkpoint = load
+            .checkpoint(target.location())?
+            .context("this load keeps no checkpoint")?;
+        let schema_location = match &options.schema_location {
+            Some(l) => self.location(l)?,
+            None => checkpoint.clone(),
+        };
+        let connector = self.runtime.load_builtin(builtin::FILES)?;
+        Ok(Config {
+            kind,
+            source,
+            only: None,
+            format,
+            options,
+            target,
+            checkpoint,
+            schema_location,
+            runtime: self.runtime.clone(),
+            connector,
+            storage_options: self.storage.clone(),
+            parallelism: self.parallelism,
+            split_bytes: self.split_bytes,
+            projection: load.projection.clone(),
+        })
+    }
+
+    /// The stream `pipeline`'s source would produce (its name and schema as
+    /// a table would store it) and the input's size; nothing is written.
+    pub async fn discover(&self, pipeline: &Pipeline) -> Result<(String, SchemaRef, u64)> {
+        let load = Load::new(pipeline.clone());
+        let target = Target::new(self.location(".")?, TableFormat::Delta, self.write.clone());
+        let job = self.job(&load, target, &self.redactor(pipeline)).await?;
+        let (stream, bytes) = job.discover().await?;
+        Ok((
+            stream.info.name.clone(),
+            crate::wasm::session::stored_schema(&stream.schema),
+            bytes,
+        ))
+    }
+
+    /// The built-in connectors, described as uploaded ones are.
+    pub async fn builtin_connectors(&self) -> Result<Vec<ConnectorInfo>> {
+        let mut out = Vec::new();
+        for (name, wasm) in builtin::all() {
+            let loaded = self
+                .runtime
+                .load(wasm)
+                .with_context(|| format!("loading built-in connector '{name}'"))?;
+            let mut info =
+                crate::wasm::connectors::describe(&self.runtime, &loaded, wasm.len() as u64)
+                    .await?;
+            info.name = name.to_string();
+            out.push(info);
+        }
+        Ok(out)
+    }
+
+    /// The schema files would get and their first `limit` rows, as JSON
+    /// objects; nothing is written.
+    pub async fn preview(
+        &self,
+        source: &str,
+        format: Format,
+        options: BTreeMap<String, String>,
+        limit: usize,
+    ) -> Result<(SchemaRef, Vec<serde_json::Value>)> {
+        let pipeline = Pipeline {
+            source: Some(source.to_string()),
+            format: Some(format),
+            options,
+            ..Pipeline::new(source)
+        };
+        // Never written: preview reads only, in one lane.
+        let target = Target::new(
+            self.location(source)?,
+            TableFormat::Delta,
+            self.write.clone(),
+        );
+        let mut job = self
+            .job(&Load::new(pipeline), target, &Redactor::default())
+            .await?;
+        job.parallelism = 1;
+        job.split_bytes = 0;
+        let (stream, batches) = job.preview(limit).await?;
+        // What an upload would load: its columns, without `_metadata`.
+        let all = sluice_pipeline::Projection::all();
+        let sent = all.schema(&stream.schema)?;
+        let batches = batches
+            .iter()
+            .map(|b| all.apply(b, &all.schema(b.schema_ref())?))
+            .collect::<sluice_pipeline::Result<Vec<_>>>()?;
+        // As the table would store it (types Delta lacks widened).
+        let schema =
+            sluice_sink::storable::delta_schema(&crate::wasm::session::stored_schema(&sent))?;
+        Ok((Arc::new(schema), json_rows(&batches, limit)?))
+    }
+}
+
+/// Runs `runner`'s batches as `trigger` says until the backlog is done
+/// (available-now, notified) or `stop` is asked for.
+async fn run_trigger(
+    runner: &mut Runner,
+    trigger: &Trigger,
+    stop: &Stop,
+    on_batch: &mut impl FnMut(&BatchReport),
+) -> Result<()> {
+    match trigger {
+        Trigger::AvailableNow | Trigger::Notified(_) => {
+            // One look: what is there when the run starts.
+            match trigger {
+                Trigger::Notified(objects) => runner.notified(objects, on_batch).await?,
+                _ => runner.list(on_batch).await?,
+            };
+            while !stop.asked() {
+                let Some(r) = runner.next().await? else { break };
+                on_batch(&r);
+                runner.clean_source().await?;
+            }
+        }
+        Trigger::Every(interval) => {
+            while !stop.asked() {
+                let tick = Instant::now();
+                runner.list(on_batch).await?;
+                if let Some(r) = runner.next().await? {
+                    on_batch(&r);
+                }
+                runner.clean_source().await?;
+                stop.sleep(interval.saturating_sub(tick.elapsed())).await;
+            }
+        }
+        Trigger::Continuous { poll } => {
+            while !stop.asked() {
+                if runner.backlog() == 0 {
+                    runner.list(on_batch).await?;
+                }
+                match runner.next().await? {
+                    Some(r) => {
+                        on_batch(&r);
+                        runner.clean_source().await?;
+                    }
+                    None => {
+                        runner.clean_source().await?;
+                        stop.sleep(*poll).await;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// COPY INTO's FORMAT_OPTIONS are reader options, not Auto Loader's
+/// stream options.
+const STREAM_ONLY: &[&str] = &[
+    "schemaLocation",
+    "schemaEvolutionMode",
+    "includeExistingFiles",
+    "maxFilesPerTrigger",
+    "maxBytesPerTrigger",
+    "allowOverwrites",
+    "cleanSource",
+    "cleanSource.retentionDuration",
+    "cleanSource.moveDestination",
+];
+
+/// COPY INTO's kind from its COPY_OPTIONS (`force`, `mergeSchema`).
+fn copy_into_kind(copy_options: &BTreeMap<String, String>) -> Result<Kind> {
+    let flag = |k: &str, v: &str| match v.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => bail!("COPY_OPTIONS {k}={v}: use true or false"),
+    };
+    let (mut force, mut merge_schema) = (false, false);
+    for (k, v) in copy_options {
+        match k.as_str() {
+            "force" => force = flag(k, v)?,
+            "mergeSchema" => merge_schema = flag(k, v)?,
+            _ => bail!("unknown COPY_OPTIONS '{k}'; use mergeSchema or force"),
+        }
+    }
+    Ok(Kind::CopyInto {
+        force,
+        merge_schema,
+    })
+}
+
+/// Refuses Auto Loader stream options among COPY INTO's format options.
+fn check_copy_format_options(options: &BTreeMap<String, String>) -> Result<()> {
+    if let Some(k) = options
+        .keys()
+        .find(|k| STREAM_ONLY.contains(&k.trim_start_matches("cloudFiles.")))
+    {
+        bail!("'{k}' is an Auto Loader stream option, not a COPY INTO format option");
+    }
+    Ok(())
+}
