@@ -61,7 +61,7 @@ pub struct Tuning {
     pub target_file_mib: u64,
     /// Read large plain CSV / NDJSON files in parallel byte ranges of this
     /// many bytes (0: never split; -o multiLine=true also reads files whole).
-    #[arg(long, default_value_t = sluice::engine::split::DEFAULT_SPLIT_BYTES)]
+    #[arg(long, default_value_t = sluice::engine::DEFAULT_SPLIT_BYTES)]
     pub split_bytes: u64,
 }
 
@@ -70,7 +70,7 @@ impl Default for Tuning {
         Tuning {
             parallelism: None,
             target_file_mib: 128,
-            split_bytes: sluice::engine::split::DEFAULT_SPLIT_BYTES,
+            split_bytes: sluice::engine::DEFAULT_SPLIT_BYTES,
         }
     }
 }

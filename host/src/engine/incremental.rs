@@ -14,12 +14,13 @@
 //! redone from its plan, with the same files and schema. A crash at any
 //! point therefore loses no file and loads none twice.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
+use futures::future::BoxFuture;
 use object_store::ObjectStoreExt;
 use sluice_checkpoint::{BatchKind, Checkpoint, Commit, Plan, SchemaLog, SourceFile, State};
 use sluice_pipeline::schema::{Drift, drift, evolve};
@@ -27,7 +28,7 @@ use sluice_pipeline::{
     CleanSource, Evolution, FileRef, Format, Projection, Source, StreamOptions, list_files,
     notified_files,
 };
-use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn};
+use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn, Written};
 
 use crate::engine::read::{Configured, Reading};
 use crate::wasm::capability::Counters;
@@ -68,10 +69,6 @@ pub struct Config {
     pub checkpoint: Location,
     /// Where the schema history is kept.
     pub schema_location: Location,
-    /// The runtime and the files connector.
-    pub runtime: Runtime,
-    /// The files connector.
-    pub connector: Loaded,
     /// Object-store options for the source.
     pub storage_options: HashMap<String, String>,
     /// Parallel lanes per batch.
@@ -80,6 +77,134 @@ pub struct Config {
     pub split_bytes: u64,
     /// The select list, if any (`CREATE OR REFRESH STREAMING TABLE ... AS SELECT`).
     pub projection: Option<Projection>,
+}
+
+impl Config {
+    /// The schema evolution mode: as the options say, else Auto Loader's
+    /// default for a stream (add new columns) and COPY INTO's (refuse them
+    /// unless `mergeSchema`).
+    pub fn evolution(&self) -> Evolution {
+        self.options.evolution.unwrap_or(match self.kind {
+            Kind::Stream => Evolution::AddNewColumns,
+            Kind::CopyInto {
+                merge_schema: true, ..
+            } => Evolution::AddNewColumns,
+            // Without mergeSchema, COPY INTO refuses columns the table lacks.
+            Kind::CopyInto { .. } => Evolution::FailOnNewColumns,
+        })
+    }
+
+    /// The files connector's reader options: as given, and, as Auto Loader
+    /// does for a stream whose mode rescues, `rescuedDataColumn =
+    /// _rescued_data` (what does not fit an inferred schema is rescued
+    /// rather than lost).
+    pub fn reader_options(&self) -> BTreeMap<String, String> {
+        let mut options = self.options.reader.clone();
+        if matches!(self.kind, Kind::Stream)
+            && self.evolution().rescues()
+            && !options
+                .keys()
+                .any(|k| k.trim_start_matches("cloudFiles.") == "rescuedDataColumn")
+        {
+            options.insert("rescuedDataColumn".into(), "_rescued_data".into());
+        }
+        options
+    }
+
+    /// The files connector, configured for this load, as its reader.
+    pub fn files_reader(&self, runtime: Runtime, connector: Loaded) -> Result<Reading> {
+        Ok(Reading {
+            runtime,
+            connector,
+            grants: Grants::new(&[self.source.grant()], self.storage_options.clone())?,
+            config: Configured::Files(FilesConfig {
+                options: self.reader_options(),
+                ..FilesConfig::new(self.format)
+            }),
+            stream: Some("files".into()),
+            parallelism: self.parallelism,
+            split_bytes: self.split_bytes,
+            storage_options: self.storage_options.clone(),
+            counters: Arc::new(Counters::default()),
+            projection: self.projection.clone().map(Arc::new),
+            // The files connector is given no secrets.
+            redactor: Default::default(),
+        })
+    }
+}
+
+/// What the runner reads a batch's files with: the files connector
+/// ([`Reading`]) in every run, an in-memory reader in the runner's tests,
+/// so the exactly-once protocol is tested without wasmtime.
+pub trait FileReader: Send + Sync {
+    /// The schema of `files` as the reader infers it: their data columns,
+    /// and those it appends (listed under
+    /// [`sluice_files_contract::APPENDED`]).
+    fn infer<'a>(&'a self, files: &'a [FileRef]) -> BoxFuture<'a, Result<SchemaRef>>;
+
+    /// Reads `files` with `schema` into data files of `target` that no
+    /// reader sees before the commit.
+    fn write<'a>(
+        &'a self,
+        files: &'a [FileRef],
+        schema: &'a SchemaRef,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<BatchRead>>;
+
+    /// The schema `target` gets from a read with `schema`.
+    fn table_schema(&self, schema: &SchemaRef, target: &Target) -> Result<SchemaRef>;
+}
+
+/// What one read of a batch wrote, and what the reader counted
+/// (`files-with-new-columns`, `rows-rescued`, ...).
+pub struct BatchRead {
+    /// The data files, per lane.
+    pub written: Vec<Written>,
+    /// The reader's counters.
+    pub counters: Arc<Counters>,
+}
+
+/// The files connector's stream named `files`, read with `schema`.
+fn files_stream(schema: &SchemaRef) -> Stream {
+    Stream {
+        info: crate::wasm::bindings::StreamInfo {
+            name: "files".into(),
+            arrow_schema: vec![],
+            cursor_fields: vec![],
+            primary_key: vec![],
+        },
+        schema: schema.clone(),
+    }
+}
+
+impl FileReader for Reading {
+    fn infer<'a>(&'a self, files: &'a [FileRef]) -> BoxFuture<'a, Result<SchemaRef>> {
+        Box::pin(async move { Ok(self.discover(files).await?.schema) })
+    }
+
+    fn write<'a>(
+        &'a self,
+        files: &'a [FileRef],
+        schema: &'a SchemaRef,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<BatchRead>> {
+        Box::pin(async move {
+            let counters = Arc::new(Counters::default());
+            let reading = Reading {
+                counters: counters.clone(),
+                ..self.clone()
+            };
+            let wrote = reading.write(files, &files_stream(schema), target).await?;
+            Ok(BatchRead {
+                written: wrote.written,
+                counters,
+            })
+        })
+    }
+
+    fn table_schema(&self, schema: &SchemaRef, target: &Target) -> Result<SchemaRef> {
+        Reading::table_schema(self, &files_stream(schema), target)
+    }
 }
 
 /// What one batch did.
@@ -108,7 +233,7 @@ pub struct BatchReport {
 /// A running incremental load.
 pub struct Runner {
     config: Config,
-    reading: Reading,
+    reader: Box<dyn FileReader>,
     checkpoint: Checkpoint,
     schemas: SchemaLog,
     state: State,
@@ -164,21 +289,18 @@ fn with_data(like: &Schema, data: Vec<FieldRef>) -> Schema {
 
 impl Runner {
     /// Opens the checkpoint and settles a batch an earlier run left pending.
-    pub async fn open(config: Config, on_batch: &mut impl FnMut(&BatchReport)) -> Result<Self> {
+    pub async fn open(
+        config: Config,
+        reader: Box<dyn FileReader>,
+        on_batch: &mut impl FnMut(&BatchReport),
+    ) -> Result<Self> {
         if config.target.format() != sluice_sink::TableFormat::Delta {
             bail!(
                 "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
                 config.target.location().display()
             );
         }
-        let evolution = config.options.evolution.unwrap_or(match config.kind {
-            Kind::Stream => Evolution::AddNewColumns,
-            Kind::CopyInto {
-                merge_schema: true, ..
-            } => Evolution::AddNewColumns,
-            // Without mergeSchema, COPY INTO refuses columns the table lacks.
-            Kind::CopyInto { .. } => Evolution::FailOnNewColumns,
-        });
+        let evolution = config.evolution();
         if evolution == Evolution::AddNewColumnsWithTypeWidening {
             // Checked when a column widens; everything else works as in
             // addNewColumns.
@@ -186,42 +308,13 @@ impl Runner {
                 "schemaEvolutionMode=addNewColumnsWithTypeWidening: new columns are added; a widening type fails the batch (see the error)"
             );
         }
-        let mut reader_options = config.options.reader.clone();
-        if matches!(config.kind, Kind::Stream)
-            && evolution.rescues()
-            && !reader_options
-                .keys()
-                .any(|k| k.trim_start_matches("cloudFiles.") == "rescuedDataColumn")
-        {
-            // As Auto Loader: with an inferred schema, what does not fit it
-            // is rescued rather than lost.
-            reader_options.insert("rescuedDataColumn".into(), "_rescued_data".into());
-        }
-        let grants = Grants::new(&[config.source.grant()], config.storage_options.clone())?;
-        let reading = Reading {
-            runtime: config.runtime.clone(),
-            connector: config.connector.clone(),
-            grants,
-            config: Configured::Files(FilesConfig {
-                options: reader_options,
-                ..FilesConfig::new(config.format)
-            }),
-            stream: Some("files".into()),
-            parallelism: config.parallelism,
-            split_bytes: config.split_bytes,
-            storage_options: config.storage_options.clone(),
-            counters: Arc::new(Counters::default()),
-            projection: config.projection.clone().map(Arc::new),
-            // The files connector is given no secrets.
-            redactor: Default::default(),
-        };
         let checkpoint = Checkpoint::open(&config.checkpoint, now_ms()).await?;
         let schemas = SchemaLog::open(&config.schema_location)?;
         let state = checkpoint.load().await?;
         let app_id = format!("sluice-{}", checkpoint.id());
         let mut runner = Runner {
             config,
-            reading,
+            reader,
             checkpoint,
             schemas,
             state,
@@ -429,27 +522,17 @@ impl Runner {
         };
         let mut added = Vec::new();
         let wrote = loop {
-            let stream = Stream {
-                info: crate::wasm::bindings::StreamInfo {
-                    name: "files".into(),
-                    arrow_schema: vec![],
-                    cursor_fields: vec![],
-                    primary_key: vec![],
-                },
-                schema: schema.clone(),
-            };
             phase("write", plan.batch);
-            self.reading.counters = Arc::new(Counters::default());
-            let wrote = self
-                .reading
-                .write(&files, &stream, &self.config.target)
+            let read = self
+                .reader
+                .write(&files, &schema, &self.config.target)
                 .await
                 .with_context(|| format!("batch {} was not committed", plan.batch))?;
             // The connector reports files with columns the schema lacks;
             // only then are the batch's files inferred and, if the mode
             // evolves the schema, read again with the new one (the data
             // files of the first read are never committed).
-            let counters = &self.reading.counters;
+            let counters = &read.counters;
             let suspect = counters.get("files-with-new-columns") > 0
                 || (self.evolution == Evolution::AddNewColumnsWithTypeWidening
                     && counters.get("rows-rescued") > 0);
@@ -462,9 +545,8 @@ impl Runner {
                 added = names;
                 continue;
             }
-            break (wrote, stream);
+            break read;
         };
-        let (wrote, stream) = wrote;
         let change = match self.evolution {
             Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
                 SchemaChange::AddColumns
@@ -480,7 +562,7 @@ impl Runner {
             .config
             .target
             .commit_once(
-                &*self.reading.table_schema(&stream, &self.config.target)?,
+                &*self.reader.table_schema(&schema, &self.config.target)?,
                 wrote.written,
                 &txn,
                 change,
@@ -572,7 +654,7 @@ impl Runner {
         if let Some(current) = self.schemas.latest().await? {
             return Ok(current.id);
         }
-        let inferred = self.reading.discover(files).await?.schema;
+        let inferred = self.reader.infer(files).await?;
         let schema = self.align_with_table(&inferred).await?;
         let batch = self.state.next_batch;
         let v = self
@@ -592,7 +674,7 @@ impl Runner {
         current: &Schema,
         batch: u64,
     ) -> Result<Option<(Schema, Vec<String>)>> {
-        let inferred = self.reading.discover(files).await?.schema;
+        let inferred = self.reader.infer(files).await?;
         let (stored_data, _) = split_schema(current);
         let (inferred_data, _) = split_schema(&inferred);
         let mut d: Drift = drift(&stored_data, &inferred_data);
@@ -641,8 +723,8 @@ impl Runner {
     async fn files_with_new_columns(&self, files: &[FileRef], stored: &[FieldRef]) -> String {
         let mut found = Vec::new();
         for f in files.iter().take(20) {
-            if let Ok(s) = self.reading.discover(std::slice::from_ref(f)).await {
-                let (data, _) = split_schema(&s.schema);
+            if let Ok(s) = self.reader.infer(std::slice::from_ref(f)).await {
+                let (data, _) = split_schema(&s);
                 let d = drift(stored, &data);
                 if !d.added.is_empty() {
                     found.push(format!("{} ({})", f.location, d.added_names()));
@@ -773,5 +855,204 @@ impl Runner {
         }
         self.checkpoint.set_cleaned_through(through).await?;
         Ok(cleaned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exactly-once protocol without wasmtime: the files are text files
+    //! of one integer per line, read by an in-memory reader in place of the
+    //! files connector; the checkpoint and the Delta table are real.
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use arrow_array::{Int64Array, RecordBatch};
+    use arrow_schema::DataType;
+    use sluice_sink::{TableFormat, WriteOptions};
+
+    use super::*;
+
+    /// Reads `ids` files; fails every write while `broken` is set.
+    #[derive(Default)]
+    struct Memory {
+        broken: AtomicBool,
+    }
+
+    fn ids_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]))
+    }
+
+    impl FileReader for Memory {
+        fn infer<'a>(&'a self, _files: &'a [FileRef]) -> BoxFuture<'a, Result<SchemaRef>> {
+            Box::pin(async { Ok(ids_schema()) })
+        }
+
+        fn write<'a>(
+            &'a self,
+            files: &'a [FileRef],
+            schema: &'a SchemaRef,
+            target: &'a Target,
+        ) -> BoxFuture<'a, Result<BatchRead>> {
+            Box::pin(async move {
+                if self.broken.load(Ordering::SeqCst) {
+                    bail!("the reader broke");
+                }
+                let mut lane = target.lane(self.table_schema(schema, target)?)?;
+                for f in files {
+                    let path = url::Url::parse(&f.location)?
+                        .to_file_path()
+                        .map_err(|()| anyhow::anyhow!("not a file"))?;
+                    let ids: Vec<i64> = std::fs::read_to_string(path)?
+                        .lines()
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()?;
+                    let batch =
+                        RecordBatch::try_new(ids_schema(), vec![Arc::new(Int64Array::from(ids))])?;
+                    lane.write(batch).await?;
+                }
+                Ok(BatchRead {
+                    written: vec![lane.finish().await?],
+                    counters: Arc::default(),
+                })
+            })
+        }
+
+        fn table_schema(&self, schema: &SchemaRef, target: &Target) -> Result<SchemaRef> {
+            Ok(target.storable(schema)?)
+        }
+    }
+
+    struct Place {
+        dir: tempfile::TempDir,
+    }
+
+    impl Place {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("in")).unwrap();
+            Place { dir }
+        }
+
+        fn file(&self, name: &str, ids: &str) {
+            std::fs::write(self.dir.path().join("in").join(name), ids).unwrap();
+        }
+
+        fn location(&self, rel: &str) -> Location {
+            Location::parse(
+                &self.dir.path().join(rel).display().to_string(),
+                Default::default(),
+            )
+            .unwrap()
+        }
+
+        fn config(&self) -> Config {
+            Config {
+                kind: Kind::Stream,
+                source: Source::parse(
+                    &self.dir.path().join("in").display().to_string(),
+                    Default::default(),
+                )
+                .unwrap(),
+                only: None,
+                format: Format::Csv,
+                options: StreamOptions::parse(&Default::default()).unwrap(),
+                target: Target::new(
+                    self.location("t"),
+                    TableFormat::Delta,
+                    WriteOptions::default(),
+                ),
+                checkpoint: self.location("cp"),
+                schema_location: self.location("cp"),
+                storage_options: Default::default(),
+                parallelism: 1,
+                split_bytes: 0,
+                projection: None,
+            }
+        }
+
+        /// Opens a runner with `reader`, and loads the backlog: every
+        /// settled batch's report.
+        async fn run(&self, reader: Memory) -> Result<Vec<BatchReport>> {
+            let mut reports = Vec::new();
+            let mut on_batch = |r: &BatchReport| reports.push(r.clone());
+            let mut runner = Runner::open(self.config(), Box::new(reader), &mut on_batch).await?;
+            runner.list(&mut on_batch).await?;
+            while let Some(r) = runner.next().await? {
+                on_batch(&r);
+            }
+            Ok(reports)
+        }
+
+        async fn table_version(&self) -> Option<String> {
+            sluice_sink::delta::load(&self.location("t"))
+                .await
+                .unwrap()
+                .and_then(|t| t.version().map(|v| format!("{v:?}")))
+        }
+    }
+
+    fn rows(reports: &[BatchReport]) -> u64 {
+        reports.iter().map(|r| r.rows).sum()
+    }
+
+    #[tokio::test]
+    async fn each_file_loads_once_across_runs() {
+        let p = Place::new();
+        p.file("a", "1\n2\n");
+        p.file("b", "3\n");
+        let first = p.run(Memory::default()).await.unwrap();
+        assert_eq!(rows(&first), 3);
+        assert!(first.iter().all(|r| !r.replayed));
+        assert!(p.run(Memory::default()).await.unwrap().is_empty());
+        p.file("c", "4\n");
+        let third = p.run(Memory::default()).await.unwrap();
+        assert_eq!((third.len(), rows(&third)), (1, 1));
+        assert_eq!(third[0].files, 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_committed_but_not_recorded_is_settled_not_loaded_again() {
+        let p = Place::new();
+        p.file("a", "1\n2\n");
+        let first = p.run(Memory::default()).await.unwrap();
+        assert_eq!(first.len(), 1);
+        let version = p.table_version().await;
+        // As if the process died between the table commit and the record.
+        std::fs::remove_file(
+            p.dir
+                .path()
+                .join("cp/commits")
+                .join(format!("{:020}.json", 0)),
+        )
+        .unwrap();
+        let settled = p.run(Memory::default()).await.unwrap();
+        assert_eq!(settled.len(), 1);
+        assert!(settled[0].replayed, "{:?}", settled[0]);
+        assert_eq!(settled[0].rows, 0);
+        assert_eq!(p.table_version().await, version, "nothing committed twice");
+        assert!(p.run(Memory::default()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_commits_nothing_and_the_next_run_redoes_its_plan() {
+        let p = Place::new();
+        p.file("a", "1\n2\n");
+        p.file("b", "3\n");
+        let broken = Memory::default();
+        broken.broken.store(true, Ordering::SeqCst);
+        let e = p.run(broken).await.unwrap_err();
+        assert!(
+            format!("{e:#}").contains("batch 0 was not committed"),
+            "{e:#}"
+        );
+        assert_eq!(p.table_version().await, None);
+        // A file that lands meanwhile waits for the next batch: the batch
+        // planned before the failure is redone with exactly its files.
+        p.file("c", "4\n");
+        let redone = p.run(Memory::default()).await.unwrap();
+        assert_eq!(redone[0].batch, 0);
+        assert_eq!((redone[0].files, redone[0].rows), (2, 3));
+        assert!(!redone[0].replayed);
+        assert_eq!(rows(&redone), 4);
     }
 }

@@ -37,7 +37,6 @@ use sluice_pipeline::{
 };
 use sluice_sink::{Location, TableFormat, Target, WriteMode};
 
-use crate::engine::failure::Failure;
 use crate::engine::incremental::{Config, Kind, Runner};
 use crate::engine::ingest::{Input, Job};
 use crate::engine::redact::Redactor;
@@ -49,9 +48,11 @@ use crate::wasm::runtime::Runtime;
 pub use crate::wasm::connectors::ConnectorInfo;
 pub use crate::wasm::runtime::Limits;
 pub use checkpoints::{CheckpointFiles, FileStatus};
+pub use failure::{Failure, Fault};
 pub use incremental::BatchReport;
 pub use secrets::Secrets;
 pub use sluice_sink::WriteOptions;
+pub use split::DEFAULT_SPLIT_BYTES;
 pub use stop::Stop;
 pub use upload::{BatchWriter, json_rows};
 
@@ -452,7 +453,8 @@ impl Engine {
             report.add(r);
         };
         // A load an earlier run left half-done is finished first, and counts.
-        let mut runner = Runner::open(config, &mut on_batch).await?;
+        let reader = Box::new(self.files_reader(&config)?);
+        let mut runner = Runner::open(config, reader, &mut on_batch).await?;
         runner.list(&mut |_: &BatchReport| {}).await?;
         if let Some(r) = runner.next().await? {
             on_batch(&r);
@@ -476,7 +478,8 @@ impl Engine {
             observer.batch(r);
             report.add(r);
         };
-        let mut runner = Runner::open(config, &mut on_batch).await?;
+        let reader = Box::new(self.files_reader(&config)?);
+        let mut runner = Runner::open(config, reader, &mut on_batch).await?;
         run_trigger(&mut runner, trigger, stop, &mut on_batch).await?;
         Ok(report)
     }
@@ -521,7 +524,6 @@ impl Engine {
             Some(l) => self.location(l)?,
             None => checkpoint.clone(),
         };
-        let connector = self.runtime.load_builtin(builtin::FILES)?;
         Ok(Config {
             kind,
             source,
@@ -531,13 +533,19 @@ impl Engine {
             target,
             checkpoint,
             schema_location,
-            runtime: self.runtime.clone(),
-            connector,
             storage_options: self.storage.clone(),
             parallelism: self.parallelism,
             split_bytes: self.split_bytes,
             projection: load.projection.clone(),
         })
+    }
+
+    /// The files connector, as an incremental load's reader.
+    fn files_reader(&self, config: &Config) -> Result<read::Reading> {
+        config.files_reader(
+            self.runtime.clone(),
+            self.runtime.load_builtin(builtin::FILES)?,
+        )
     }
 
     /// The stream `pipeline`'s source would produce (its name and schema as

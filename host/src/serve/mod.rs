@@ -19,7 +19,7 @@
 
 mod api;
 mod audit;
-pub mod auth;
+pub(crate) mod auth;
 mod events;
 mod listen;
 mod metrics;
