@@ -447,20 +447,8 @@ impl Engine {
             }
             config.only = Some(only);
         }
-        let mut report = RunReport::default();
-        let mut on_batch = |r: &BatchReport| {
-            observer.batch(r);
-            report.add(r);
-        };
-        // A load an earlier run left half-done is finished first, and counts.
-        let reader = Box::new(self.files_reader(&config)?);
-        let mut runner = Runner::open(config, reader, &mut on_batch).await?;
-        runner.list(&mut |_: &BatchReport| {}).await?;
-        if let Some(r) = runner.next().await? {
-            on_batch(&r);
-        }
-        report.skipped_files = runner.already_loaded;
-        Ok(report)
+        self.run_incremental(config, &Trigger::AvailableNow, observer, &Stop::new())
+            .await
     }
 
     async fn stream(
@@ -473,14 +461,38 @@ impl Engine {
     ) -> Result<RunReport> {
         let options = StreamOptions::parse(&load.pipeline.options)?;
         let config = self.incremental(load, Kind::Stream, options, target)?;
+        self.run_incremental(config, trigger, observer, stop).await
+    }
+
+    /// Opens the exactly-once runner on `config` — it first finishes a
+    /// batch an earlier run left half-done, which counts — and runs its
+    /// batches: COPY INTO lists once and loads everything new in one batch;
+    /// a stream follows `trigger` until its backlog is done or `stop` is
+    /// asked for.
+    async fn run_incremental(
+        &self,
+        config: Config,
+        trigger: &Trigger,
+        observer: &mut dyn Observer,
+        stop: &Stop,
+    ) -> Result<RunReport> {
+        let copy_into = matches!(config.kind, Kind::CopyInto { .. });
+        let reader = Box::new(self.files_reader(&config)?);
         let mut report = RunReport::default();
         let mut on_batch = |r: &BatchReport| {
             observer.batch(r);
             report.add(r);
         };
-        let reader = Box::new(self.files_reader(&config)?);
         let mut runner = Runner::open(config, reader, &mut on_batch).await?;
-        run_trigger(&mut runner, trigger, stop, &mut on_batch).await?;
+        if copy_into {
+            runner.list(&mut |_: &BatchReport| {}).await?;
+            if let Some(r) = runner.next().await? {
+                on_batch(&r);
+            }
+            report.skipped_files = runner.already_loaded;
+        } else {
+            run_trigger(&mut runner, trigger, stop, &mut on_batch).await?;
+        }
         Ok(report)
     }
 
