@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, post, put};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use sluice_pipeline::Pipeline;
 
@@ -255,10 +256,17 @@ async fn call_function(
         .parse()
         .map_err(|e| ApiError::bad_request(format!("request URI: {e}")))?;
     let started = std::time::Instant::now();
+    let (body, relay) = relay(body, app.config.max_upload_mib << 20);
     let outcome = app
         .functions
         .call(&f, axum::http::Request::from_parts(parts, body))
         .await;
+    if outcome.is_err() {
+        // The component stopped reading (it trapped, or ran out of time):
+        // read what the client still sends, so it gets the answer below
+        // rather than a reset.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), relay).await;
+    }
     let status = match &outcome {
         Ok(r) => r.status().as_u16().to_string(),
         Err(_) => "error".to_string(),
@@ -272,6 +280,32 @@ async fn call_function(
         };
         ApiError::new(status, e.to_string())
     })
+}
+
+/// `body`, read by a task that hands it on to the body returned; once the
+/// reader of that body stops early (drops it), the task reads and drops
+/// what the client still sends, at most `limit` bytes, and ends.
+fn relay(body: Body, limit: u64) -> (Body, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, axum::Error>>(4);
+    let task = tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut handing_on = true;
+        let mut drained = 0u64;
+        while let Some(chunk) = stream.next().await {
+            if handing_on {
+                handing_on = tx.send(chunk).await.is_ok();
+                continue;
+            }
+            match chunk {
+                Ok(c) if drained <= limit => drained += c.len() as u64,
+                _ => break,
+            }
+        }
+    });
+    let handed_on = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (Body::from_stream(handed_on), task)
 }
 
 /// `POST /connectors`: a `.wasm` component, validated, compiled and stored.
