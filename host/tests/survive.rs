@@ -7,7 +7,7 @@ use sluice::engine::{Engine, Limits, Stop, Trigger};
 use sluice_pipeline::pipeline::ConnectorRef;
 use sluice_pipeline::{Format, Load, Pipeline};
 
-const MISBEHAVE: &[u8] = include_bytes!(env!("SLUICE_MISBEHAVE_WASM"));
+static MISBEHAVE: &[u8] = include_bytes!(env!("SLUICE_MISBEHAVE_WASM"));
 
 fn table(dir: &std::path::Path, name: &str) -> String {
     dir.join(name).display().to_string()
