@@ -19,7 +19,7 @@ fn measure(
     n: usize,
     handle: &tokio::runtime::Handle,
 ) -> anyhow::Result<Vec<Duration>> {
-    let loaded = runtime.load(sluice::wasm::builtin::FILES)?;
+    let loaded = runtime.load_builtin(&sluice::wasm::builtin::FILES)?;
     let mut times = Vec::with_capacity(n);
     for _ in 0..n + n / 10 {
         let host = HostState::new(

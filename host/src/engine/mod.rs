@@ -331,7 +331,7 @@ impl Engine {
         let p = &load.pipeline;
         let (connector, input) = match &p.connector {
             None => (
-                self.runtime.load_builtin(builtin::FILES)?,
+                self.runtime.load_builtin(&builtin::FILES)?,
                 Input::Files {
                     source: p.source.clone().context("the pipeline has no source")?,
                     format: p
@@ -556,7 +556,7 @@ impl Engine {
     fn files_reader(&self, config: &Config) -> Result<read::Reading> {
         config.files_reader(
             self.runtime.clone(),
-            self.runtime.load_builtin(builtin::FILES)?,
+            self.runtime.load_builtin(&builtin::FILES)?,
         )
     }
 
@@ -577,15 +577,15 @@ impl Engine {
     /// The built-in connectors, described as uploaded ones are.
     pub async fn builtin_connectors(&self) -> Result<Vec<ConnectorInfo>> {
         let mut out = Vec::new();
-        for (name, wasm) in builtin::all() {
+        for b in builtin::all() {
             let loaded = self
                 .runtime
-                .load(wasm)
-                .with_context(|| format!("loading built-in connector '{name}'"))?;
+                .load_builtin(b)
+                .with_context(|| format!("loading built-in connector '{}'", b.name))?;
             let mut info =
-                crate::wasm::connectors::describe(&self.runtime, &loaded, wasm.len() as u64)
+                crate::wasm::connectors::describe(&self.runtime, &loaded, b.wasm.len() as u64)
                     .await?;
-            info.name = name.to_string();
+            info.name = b.name.to_string();
             out.push(info);
         }
         Ok(out)

@@ -1,13 +1,32 @@
 //! Connectors compiled into the binary (built from `components/` by the
-//! build script).
+//! build script), each with its machine code compiled by the same build.
 
-/// The built-in `files` connector. A `static`, not a `const`: a `const` is
-/// copied into every place that names it (seven copies, 83 MB of the
-/// binary, and a different address for each, which the runtime's per-address
-/// cache of built-ins then missed).
-pub static FILES: &[u8] = include_bytes!(env!("SLUICE_FILES_WASM"));
+/// A connector the binary carries.
+pub struct Builtin {
+    /// The name pipelines use for it.
+    pub name: &'static str,
+    /// The component.
+    pub wasm: &'static [u8],
+    /// Hex sha256 of `wasm`, computed by the build.
+    pub sha256: &'static str,
+    /// `wasm` compiled by the build script for
+    /// [`sluice_wasm_engine::config`] and the build machine's CPU; empty
+    /// when the build could not (a cross build). The runtime uses it when
+    /// its engine accepts it and compiles `wasm` otherwise.
+    pub compiled: &'static [u8],
+}
 
-/// Built-in connectors by name.
-pub fn all() -> [(&'static str, &'static [u8]); 1] {
-    [("files", FILES)]
+/// The built-in `files` connector. Statics, not consts: a `const` is copied
+/// into every place that names it (it was seven copies, 83 MB of the
+/// binary).
+pub static FILES: Builtin = Builtin {
+    name: "files",
+    wasm: include_bytes!(env!("SLUICE_FILES_WASM")),
+    sha256: env!("SLUICE_FILES_SHA256"),
+    compiled: include_bytes!(env!("SLUICE_FILES_CWASM")),
+};
+
+/// The built-in connectors.
+pub fn all() -> [&'static Builtin; 1] {
+    [&FILES]
 }

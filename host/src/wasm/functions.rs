@@ -28,7 +28,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -193,10 +193,7 @@ impl Functions {
 }
 
 fn engine(max_concurrent: u32, max_memory: usize) -> Result<Engine> {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
-    config.max_wasm_stack(1 << 20);
+    let mut config = sluice_wasm_engine::config();
     // Instances come from pre-reserved slots, so a request pays for no
     // mmap/munmap of its memories, tables or stack: the cold part of a
     // request is only the copy-on-write of the component's data.

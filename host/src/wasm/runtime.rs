@@ -5,6 +5,9 @@
 //! - a component is compiled at most once per content hash and engine; the
 //!   compiled form is cached on disk and only ever produced by this process
 //!   (never accepted from elsewhere), which is what makes loading it sound;
+//!   the one exception is the built-in connectors' code, compiled by this
+//!   binary's own build and embedded in it, used only when this engine
+//!   accepts it (same wasmtime, settings and CPU features);
 //! - every store has a memory cap and an epoch deadline, so a component that
 //!   loops or allocates without end traps instead of hanging or exhausting
 //!   the host; a trap fails that call only;
@@ -21,12 +24,13 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::wasm::bindings::{Connector, ConnectorPre};
+use crate::wasm::builtin::Builtin;
 use crate::wasm::capability::HostState;
 
 /// How often the epoch advances.
@@ -95,8 +99,8 @@ pub struct Runtime {
     slots: Option<Arc<Slots>>,
     /// The memory budget all stores share, if any.
     budget: Option<Arc<Budget>>,
-    /// Built-in components already loaded, by the address of their bytes.
-    builtins: Arc<std::sync::Mutex<std::collections::HashMap<usize, Loaded>>>,
+    /// Built-in connectors already loaded, by name.
+    builtins: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, Loaded>>>,
     _ticker: Arc<Ticker>,
 }
 
@@ -308,10 +312,7 @@ pub struct Loaded {
 impl Runtime {
     /// Creates the engine. `cache_dir` holds compiled components.
     pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> Result<Self> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.max_wasm_stack(1 << 20);
+        let mut config = sluice_wasm_engine::config();
         if let Some(slots) = limits.pool {
             config.allocation_strategy(pooling(slots, limits.memory_bytes));
         }
@@ -348,6 +349,12 @@ impl Runtime {
     pub fn load(&self, wasm: &[u8]) -> Result<Loaded> {
         let sha256 = hex::encode(Sha256::digest(wasm));
         let component = self.compile_cached(wasm, &sha256)?;
+        self.link(component, sha256)
+    }
+
+    /// Checks `component` against the connector world and prepares it for
+    /// instantiation.
+    fn link(&self, component: Component, sha256: String) -> Result<Loaded> {
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -368,17 +375,33 @@ impl Runtime {
         })
     }
 
-    /// [`Runtime::load`] for a component compiled into the binary, loaded
-    /// once per runtime: a long-running service does not hash, deserialize
+    /// [`Runtime::load`] for a connector the binary carries: from the code
+    /// its build compiled when this engine accepts it (no compiling, even
+    /// with an empty cache), else compiled and cached as any component.
+    /// Loaded once per runtime: a long-running service does not deserialize
     /// and type-check it again for every request.
-    pub fn load_builtin(&self, wasm: &'static [u8]) -> Result<Loaded> {
-        let key = wasm.as_ptr() as usize;
-        if let Some(l) = self.builtins.lock().ok().and_then(|m| m.get(&key).cloned()) {
+    pub fn load_builtin(&self, builtin: &'static Builtin) -> Result<Loaded> {
+        if let Some(l) = self
+            .builtins
+            .lock()
+            .ok()
+            .and_then(|m| m.get(builtin.name).cloned())
+        {
             return Ok(l);
         }
-        let loaded = self.load(wasm)?;
+        let component = match precompiled(&self.engine, builtin) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(
+                    "compiling the built-in '{}' connector: its precompiled code does not fit: {e:#}",
+                    builtin.name
+                );
+                self.compile_cached(builtin.wasm, builtin.sha256)?
+            }
+        };
+        let loaded = self.link(component, builtin.sha256.to_string())?;
         if let Ok(mut m) = self.builtins.lock() {
-            m.insert(key, loaded.clone());
+            m.insert(builtin.name, loaded.clone());
         }
         Ok(loaded)
     }
@@ -492,6 +515,25 @@ pub(crate) fn compile_cached(
     Ok(component)
 }
 
+/// The built-in connector's code as this binary's build compiled it, if
+/// `engine` accepts it.
+#[expect(
+    unsafe_code,
+    reason = "deserializing compiled code is unsafe; only code built into this binary is read"
+)]
+pub(crate) fn precompiled(engine: &Engine, builtin: &Builtin) -> Result<Component> {
+    anyhow::ensure!(
+        !builtin.compiled.is_empty(),
+        "this binary was built without it (a cross build)"
+    );
+    // SAFETY: the bytes were produced by `Engine::precompile_component` in
+    // this binary's build script, with the wasmtime this binary links, and
+    // are part of the binary itself. `deserialize` checks them against this
+    // engine (wasmtime version, settings, CPU features) and refuses a
+    // mismatch, which the caller answers by compiling.
+    unsafe { Ok(Component::deserialize(engine, builtin.compiled)?) }
+}
+
 /// Loads a compiled component this process wrote to its own cache.
 #[expect(
     unsafe_code,
@@ -519,6 +561,28 @@ fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cold start rests on this: if the runtime's engine settings drift from
+    /// the ones the build precompiles with, every built-in would be compiled
+    /// again on first use, silently; this fails instead.
+    #[test]
+    fn the_built_in_connectors_load_from_the_code_the_build_compiled() {
+        for pool in [None, Some(2)] {
+            let runtime = Runtime::new(
+                None,
+                Limits {
+                    pool,
+                    ..Limits::default()
+                },
+            )
+            .unwrap();
+            for b in crate::wasm::builtin::all() {
+                precompiled(&runtime.engine, b)
+                    .unwrap_or_else(|e| panic!("'{}' (pool {pool:?}): {e:#}", b.name));
+                runtime.load_builtin(b).unwrap();
+            }
+        }
+    }
 
     #[test]
     fn a_store_waits_for_a_free_slot() {
