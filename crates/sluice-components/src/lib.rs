@@ -1,0 +1,10 @@
+//! The components of `components/`, built for wasm32-wasip2 by this crate's
+//! build script: where each `.wasm` file is. The host's build script reads
+//! them to embed the built-in connectors, compiled ahead of time.
+
+/// The files connector (`components/files`), built in to the host.
+pub const FILES_WASM: &str = env!("SLUICE_FILES_WASM");
+
+/// A component that misbehaves on request (`components/testing`), for the
+/// host's tests of what a guest cannot do to it.
+pub const MISBEHAVE_WASM: &str = env!("SLUICE_MISBEHAVE_WASM");
