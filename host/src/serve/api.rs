@@ -31,8 +31,14 @@ pub fn router(app: Arc<App>) -> anyhow::Result<Router> {
         .route("/", get(page))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/volumes/{volume}/{*path}", put(uploads::upload_to_volume))
-        .route("/tables/{table}/upload", post(uploads::upload_to_table))
+        .route(
+            "/volumes/{volume}/{*path}",
+            put(uploads::upload_to_volume).layer(middleware::from_fn(drain_unread)),
+        )
+        .route(
+            "/tables/{table}/upload",
+            post(uploads::upload_to_table).layer(middleware::from_fn(drain_unread)),
+        )
         .route("/connectors", get(list_connectors).post(upload_connector))
         .route("/pipelines", get(list_pipelines))
         .route("/pipelines/{name}", put(put_pipeline).get(get_pipeline))
@@ -280,6 +286,24 @@ async fn call_function(
         };
         ApiError::new(status, e.to_string())
     })
+}
+
+/// The most bytes of an upload a refusal reads and drops.
+const DRAIN_BYTES: u64 = 1 << 20;
+/// How long a refusal waits for them.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and drops what an upload's handler left unread of the body (a
+/// refusal answers before reading it), at most [`DRAIN_BYTES`] for at most
+/// [`DRAIN_TIME`], before the answer goes out: the client, still sending,
+/// then reads the answer on a connection it can use again instead of
+/// meeting a closed one.
+async fn drain_unread(req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let (body, reader) = relay(body, DRAIN_BYTES);
+    let res = next.run(Request::from_parts(parts, body)).await;
+    let _ = tokio::time::timeout(DRAIN_TIME, reader).await;
+    res
 }
 
 /// `body`, read by a task that hands it on to the body returned; once the
