@@ -15,24 +15,29 @@
 //! ```
 
 pub mod ipc;
+pub mod net;
 pub mod storage;
 
-/// Bindings generated from `wit/connector.wit`.
+/// Bindings generated from `wit/` (`sluice:connector@0.2.0`, which adds
+/// `network` to 0.1.0; a connector that opens no connection imports only
+/// what 0.1.0 offers).
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "sluice:connector/connector",
+        world: "sluice:connector/connector@0.2.0",
         pub_export_macro: true,
         export_macro_name: "export_connector",
         default_bindings_module: "sluice_connector_sdk::bindings",
+        // The network interface's wasi:io streams.
+        generate_all,
     });
 }
 
 pub use bindings::export_connector;
-pub use bindings::exports::sluice::connector::source::{Guest, GuestReader, Reader};
-pub use bindings::sluice::connector::host::{self, Level};
-pub use bindings::sluice::connector::types::{
+pub use bindings::exports::sluice::connector0_1_0::source::{Guest, GuestReader, Reader};
+pub use bindings::sluice::connector0_1_0::host::{self, Level};
+pub use bindings::sluice::connector0_1_0::types::{
     Batch, ConnectorSpec, Error, ObjectMeta, StreamInfo, SyncMode,
 };
 

@@ -26,6 +26,7 @@
 //! [grants]
 //! read = ["s3://partner-drop/orders/"]
 //! secrets = ["API_TOKEN"]
+//! network = ["tcp://api-gateway.example.com:443"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -90,6 +91,33 @@ pub struct PipelineGrants {
     /// Secrets the connector config may reference.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Hosts the connector may open TCP connections to:
+    /// `kafka://broker-1:9092`, `tcp://*.brokers.example.com:9092`,
+    /// `postgres://10.0.0.5` (loopback and private addresses only when
+    /// named literally).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network: Vec<String>,
+}
+
+/// The protocols a network grant may name, each TCP to the host and port,
+/// and the port each defaults to.
+pub const NETWORK_SCHEMES: [(&str, Option<u16>); 6] = [
+    ("tcp", None),
+    ("tls", None),
+    ("kafka", Some(9092)),
+    ("postgres", Some(5432)),
+    ("postgresql", Some(5432)),
+    ("mysql", Some(3306)),
+];
+
+/// Whether `grant` is a network grant (`kafka://broker:9092`) rather than
+/// a storage prefix to read.
+pub fn is_network_grant(grant: &str) -> bool {
+    grant.split_once("://").is_some_and(|(scheme, _)| {
+        NETWORK_SCHEMES
+            .iter()
+            .any(|(s, _)| s.eq_ignore_ascii_case(scheme))
+    })
 }
 
 /// A pipeline.
@@ -227,7 +255,10 @@ impl Pipeline {
     /// Whether the pipeline gives its connector more than its own source:
     /// an uploaded connector, read grants or secrets.
     pub fn grants_capabilities(&self) -> bool {
-        self.connector.is_some() || !self.grants.read.is_empty() || !self.grants.secrets.is_empty()
+        self.connector.is_some()
+            || !self.grants.read.is_empty()
+            || !self.grants.secrets.is_empty()
+            || !self.grants.network.is_empty()
     }
 }
 
@@ -361,5 +392,13 @@ mod tests {
         let missing = resolve_secrets(&config, &["K".into()], &|_| None).unwrap_err();
         assert!(missing.to_string().contains("SLUICE_SECRET_K"));
         assert_eq!(env_name("api-key.v2"), "API_KEY_V2");
+    }
+
+    #[test]
+    fn network_grants_are_told_from_storage_prefixes_by_scheme() {
+        assert!(is_network_grant("Kafka://b:9092"));
+        assert!(is_network_grant("tcp://*.example.com:*"));
+        assert!(!is_network_grant("s3://bucket/in/"));
+        assert!(!is_network_grant("/data/in"));
     }
 }

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use sha2::Digest;
 use sluice::engine::{Engine, Stop, Trigger, WriteOptions};
-use sluice_pipeline::pipeline::{ConnectorRef, TableFormatName};
+use sluice_pipeline::pipeline::{ConnectorRef, TableFormatName, is_network_grant};
 use sluice_pipeline::{Format, Load, LoadMode, Pipeline};
 
 use super::console::{Console, print_ingested};
@@ -43,8 +43,11 @@ pub struct IngestArgs {
     /// The stream to read, with --connector [default: the first].
     #[arg(long)]
     pub stream: Option<String>,
-    /// A URL prefix the connector may read (repeatable), with --connector.
-    #[arg(long = "grant", value_name = "PREFIX")]
+    /// What the connector may reach (repeatable), with --connector: a URL
+    /// prefix to read (s3://bucket/in/), or a host to connect to
+    /// (tcp://HOST:PORT, kafka://HOST:PORT, postgres://HOST; `*.domain`
+    /// and port `*` allowed).
+    #[arg(long = "grant", value_name = "PREFIX|tcp://HOST:PORT")]
     pub grants: Vec<String>,
     #[command(flatten)]
     pub tuning: Tuning,
@@ -228,7 +231,11 @@ fn load(args: &IngestArgs) -> Result<Load> {
         config: serde_json::from_str(config).context("--config must be JSON")?,
         stream: args.stream.clone(),
     });
-    pipeline.grants.read = args.grants.clone();
+    (pipeline.grants.network, pipeline.grants.read) = args
+        .grants
+        .iter()
+        .cloned()
+        .partition(|g| is_network_grant(g));
     Ok(Load {
         component_file: Some(path.clone()),
         ..Load::new(pipeline)

@@ -14,6 +14,7 @@ use crate::engine::read::{Configured, Reading};
 use crate::engine::redact::Redactor;
 use crate::wasm::capability::Counters;
 use crate::wasm::grants::Grants;
+use crate::wasm::outbound::AllowList;
 use crate::wasm::runtime::{Loaded, Runtime};
 use crate::wasm::session::Stream;
 use sluice_files_contract::Config as FilesConfig;
@@ -38,6 +39,8 @@ pub enum Input {
         stream: Option<String>,
         /// URL prefixes the connector may read.
         grants: Vec<String>,
+        /// Hosts it may connect to (`grants.network`).
+        network: Vec<String>,
     },
 }
 
@@ -122,9 +125,11 @@ impl Job {
                 config,
                 stream,
                 grants,
+                network,
             } => {
                 let config = serde_json::from_str(config).context("--config must be JSON")?;
-                let grants = Grants::new(grants, self.storage_options.clone())?;
+                let grants = Grants::new(grants, self.storage_options.clone())?
+                    .with_network(AllowList::network(network)?);
                 Ok((
                     vec![],
                     reading(grants, Configured::Connector(config), stream.clone()),

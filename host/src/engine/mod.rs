@@ -365,6 +365,7 @@ impl Engine {
                         config: config.to_string(),
                         stream: c.stream.clone(),
                         grants,
+                        network: p.grants.network.clone(),
                     },
                 )
             }

@@ -3,11 +3,19 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "sluice:connector/connector",
+    world: "sluice:connector/connector@0.2.0",
+    // The network interface hands out wasi:io streams: the ones
+    // wasmtime-wasi implements for the sync embedding connectors run under.
+    with: {
+        "wasi:io": wasmtime_wasi::p2::bindings::sync::io,
+    },
 });
 
-pub use self::exports::sluice::connector::source::{Guest as Source, GuestReader as SourceReader};
-pub use self::sluice::connector::host::{Host, Level};
-pub use self::sluice::connector::types::{
+pub use self::exports::sluice::connector0_1_0::source::{
+    Guest as Source, GuestReader as SourceReader,
+};
+pub use self::sluice::connector0_1_0::host::{Host, Level};
+pub use self::sluice::connector0_1_0::types::{
     ConnectorSpec, Error as ConnectorError, Host as TypesHost, ObjectMeta, StreamInfo, SyncMode,
 };
+pub use self::sluice::connector0_2_0::network::{Host as NetworkHost, Security};

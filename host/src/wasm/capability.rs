@@ -1,5 +1,6 @@
 //! The `host` interface a connector imports: logging, counters, and
-//! object-store access checked against the pipeline's grants. Every line a
+//! object-store access checked against the pipeline's grants (the
+//! `network` interface is [`crate::wasm::network`]). Every line a
 //! component logs, and every denial the host logs for it, passes through
 //! the run's [`Redactor`] first.
 //!
@@ -17,6 +18,7 @@ use object_store::{ObjectMeta as StoreMeta, ObjectStoreExt};
 use crate::engine::redact::Redactor;
 use crate::wasm::bindings::{ConnectorError, Host, Level, ObjectMeta, TypesHost};
 use crate::wasm::grants::Grants;
+use crate::wasm::network::Network;
 
 /// The most bytes one `get-range` may return: bounds host-side allocation.
 pub const MAX_RANGE: u64 = 256 << 20;
@@ -28,17 +30,33 @@ pub const MAX_PAGE: u32 = 10_000;
 pub struct Counters {
     /// Bytes returned by `get-range`.
     pub bytes_read: AtomicU64,
+    /// Bytes components read from network connections.
+    pub network_bytes_in: AtomicU64,
+    /// Bytes components wrote to network connections.
+    pub network_bytes_out: AtomicU64,
     /// Named counters reported by components (`rows-dropped`, ...).
     pub named: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Counters {
-    /// Every named counter and its value.
+    /// Every named counter and its value, with the network bytes in and
+    /// out where a component used the network.
     pub fn snapshot(&self) -> Vec<(String, u64)> {
-        self.named
+        let mut all: Vec<(String, u64)> = self
+            .named
             .lock()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for (name, counter) in [
+            ("network-bytes-in", &self.network_bytes_in),
+            ("network-bytes-out", &self.network_bytes_out),
+        ] {
+            let n = counter.load(Ordering::Relaxed);
+            if n > 0 {
+                all.push((name.to_string(), n));
+            }
+        }
+        all
     }
 
     /// The value of counter `name`.
@@ -53,6 +71,8 @@ impl Counters {
 /// What one component instance may do.
 pub struct HostState {
     grants: Grants,
+    /// The connections it may open.
+    pub network: Network,
     runtime: tokio::runtime::Handle,
     counters: Arc<Counters>,
     component: String,
@@ -67,17 +87,31 @@ impl HostState {
         runtime: tokio::runtime::Handle,
         counters: Arc<Counters>,
     ) -> Self {
+        let component = component.into();
         HostState {
+            network: Network::new(
+                &component,
+                grants.network(),
+                counters.clone(),
+                Redactor::default(),
+            ),
             grants,
             runtime,
             counters,
-            component: component.into(),
+            component,
             redactor: Redactor::default(),
         }
     }
 
-    /// These capabilities, with log lines redacted by `redactor`.
+    /// These capabilities, with log lines and denials redacted by
+    /// `redactor`.
     pub fn redacting(mut self, redactor: Redactor) -> Self {
+        self.network = Network::new(
+            &self.component,
+            self.grants.network(),
+            self.counters.clone(),
+            redactor.clone(),
+        );
         self.redactor = redactor;
         self
     }

@@ -418,7 +418,7 @@ impl WasiHttpHooks for Outbound {
                         redactor.text(&request.uri().to_string()),
                         redactor.text(&refusal.reason)
                     );
-                    return Err(refusal.code);
+                    return Err(refusal.http_code());
                 }
             };
             if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) {

@@ -1,4 +1,6 @@
-//! Object-store access granted to a component: a list of URL prefixes.
+//! What a pipeline grants its component: object-store access under a list
+//! of URL prefixes, and network connections to the hosts its network
+//! grants admit ([`AllowList`]).
 //!
 //! Every location a component names is parsed as a URL, normalized, and
 //! checked against the granted prefixes before any I/O. Dot segments (also
@@ -12,6 +14,8 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use sluice_sink::Location;
 use url::Url;
+
+use crate::wasm::outbound::AllowList;
 
 /// Why access was refused.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +39,14 @@ pub struct Grants {
     prefixes: Vec<Url>,
     options: HashMap<String, String>,
     stores: Arc<std::sync::Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
+    network: Arc<AllowList>,
 }
 
 impl std::fmt::Debug for Grants {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Grants")
             .field("prefixes", &self.list())
+            .field("network", &self.network)
             .finish()
     }
 }
@@ -69,7 +75,20 @@ impl Grants {
             prefixes: urls,
             options,
             stores: Default::default(),
+            network: Arc::default(),
         })
+    }
+
+    /// These grants, plus connections to what `network` admits
+    /// (`kafka://broker-1:9092`, `tcp://*.example.com:*`, ...).
+    pub fn with_network(mut self, network: AllowList) -> Self {
+        self.network = Arc::new(network);
+        self
+    }
+
+    /// The hosts a component may connect to.
+    pub fn network(&self) -> Arc<AllowList> {
+        self.network.clone()
     }
 
     /// The granted prefixes, for messages.

@@ -4,6 +4,8 @@
 //!   (memory cap and budget, epoch deadline, pool slots);
 //! - [`bindings`]: the one `bindgen!` of the `sluice:connector` world;
 //! - [`capability`] and [`grants`]: what a connector may do, checked per call;
+//! - [`network`]: the connections a connector may open, checked, secured and
+//!   metered by the host;
 //! - [`session`]: one connector instance, driven call by call;
 //! - [`connectors`]: uploaded connector components, validated and stored by hash;
 //! - [`builtin`]: the connectors compiled into the binary;
@@ -17,6 +19,7 @@ pub mod capability;
 pub mod connectors;
 pub mod functions;
 pub mod grants;
+pub mod network;
 pub mod outbound;
 pub mod runtime;
 pub mod session;

@@ -1,18 +1,18 @@
-//! Where a hosted component may send requests, and sending them there:
-//! the outbound policy `sluice serve` applies to hosted functions' HTTP (and
-//! that any capability reaching the network shares).
+//! Where a component may connect, and connecting there: the outbound
+//! policy `sluice serve` applies to hosted functions' HTTP and connectors'
+//! network grants share.
 //!
 //! Invariants:
-//! - a request goes out only to a `scheme://host:port` an allow-list entry
-//!   names (`*.domain` and port `*` allowed);
+//! - a connection goes out only to a `scheme://host:port` an allow-list
+//!   entry names (`*.domain` and port `*` allowed);
 //! - the host is resolved here, and every address it resolves to is
 //!   checked: loopback, private, link-local and other non-public addresses
 //!   are reached only when the entry names that very address; cloud
 //!   metadata and unspecified (`0.0.0.0`, `::`) addresses never are;
-//! - the connection goes to the address that was checked, for HTTPS too
-//!   ([`send_pinned`]: the certificate is verified for the name, the socket
-//!   is opened to the checked address), so a second lookup cannot rebind
-//!   the name elsewhere.
+//! - the connection goes to the address that was checked, for TLS too
+//!   ([`send_pinned`], and the network capability: the certificate is
+//!   verified for the name, the socket is opened to the checked address),
+//!   so a second lookup cannot rebind the name elsewhere.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -24,15 +24,21 @@ use std::time::Duration;
 use anyhow::Result;
 use axum::http::{self, Uri};
 use http_body_util::BodyExt;
+use sluice_pipeline::pipeline::NETWORK_SCHEMES;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
 
-/// Where a component may send requests.
-#[derive(Debug, Default)]
-pub struct AllowList(Vec<Rule>);
+/// Where a component may connect.
+#[derive(Debug)]
+pub struct AllowList {
+    rules: Vec<Rule>,
+    /// What grants the rules, for messages.
+    setting: &'static str,
+}
 
 #[derive(Debug, PartialEq)]
 struct Rule {
-    /// `http`, `https` or `*`.
+    /// `http`, `https` or `*` for HTTP; `*` for TCP, whatever protocol
+    /// the entry names.
     scheme: String,
     host: HostPattern,
     /// `None`: any port.
@@ -47,17 +53,48 @@ enum HostPattern {
     Subdomains(String),
 }
 
-/// An outbound request the allow-list refuses: the `wasi:http` error the
-/// component sees and the reason the host logs.
+/// A connection the allow-list refuses: why, and the reason the host logs.
 #[derive(Debug)]
 pub struct Refusal {
-    /// What the component is told.
-    pub code: wasmtime_wasi_http::Error,
+    /// Why.
+    pub kind: Refused,
     /// What the host logs.
     pub reason: String,
 }
 
-fn default_port(scheme: &str) -> Option<u16> {
+/// Why a connection was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The address has no host or port.
+    Invalid,
+    /// No entry names the scheme, host and port.
+    NotAllowed,
+    /// The name does not resolve (the resolver's words).
+    Unresolved(String),
+    /// The name resolves to no address.
+    NoAddress,
+    /// The name resolves to an address only a literal entry reaches, or
+    /// none does.
+    Prohibited,
+}
+
+impl Refusal {
+    /// The `wasi:http` error a hosted function is told.
+    pub fn http_code(&self) -> HttpError {
+        match &self.kind {
+            Refused::Invalid => HttpError::HttpRequestUriInvalid,
+            Refused::NotAllowed => HttpError::HttpRequestDenied,
+            Refused::Unresolved(e) => HttpError::DnsError {
+                rcode: Some(e.clone()),
+                info_code: None,
+            },
+            Refused::NoAddress => HttpError::DestinationNotFound,
+            Refused::Prohibited => HttpError::DestinationIpProhibited,
+        }
+    }
+}
+
+fn http_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
@@ -65,22 +102,63 @@ fn default_port(scheme: &str) -> Option<u16> {
     }
 }
 
+impl Default for AllowList {
+    /// No network grants: nowhere.
+    fn default() -> Self {
+        AllowList {
+            rules: Vec::new(),
+            setting: "grants.network",
+        }
+    }
+}
+
 impl AllowList {
-    /// Parses entries such as `https://api.example.com`,
-    /// `http://127.0.0.1:8080`, `https://*.example.com:*`.
+    /// A hosted function's `allowed_outbound_hosts`: entries such as
+    /// `https://api.example.com`, `http://127.0.0.1:8080`,
+    /// `https://*.example.com:*`.
     pub fn parse(entries: &[String]) -> Result<Self> {
+        Self::parse_as(entries, "allowed_outbound_hosts", |scheme| {
+            ["http", "https", "*"]
+                .contains(&scheme)
+                .then(|| (scheme.to_string(), http_port(scheme)))
+                .ok_or("the scheme must be http, https or *")
+        })
+    }
+
+    /// A connector's network grants: entries such as
+    /// `kafka://broker-1:9092`, `tcp://*.brokers.example.com:9092`,
+    /// `postgres://10.0.0.5` (TCP, whatever the protocol named).
+    pub fn network(entries: &[String]) -> Result<Self> {
+        Self::parse_as(entries, "grants.network", |scheme| {
+            NETWORK_SCHEMES
+                .iter()
+                .find(|(s, _)| *s == scheme)
+                .map(|(_, port)| ("*".to_string(), *port))
+                .ok_or("the scheme must be tcp, tls, kafka, postgres or mysql")
+        })
+    }
+
+    /// Parses `entries` of `setting`; `scheme` gives the scheme a rule
+    /// matches and the port it defaults to, or why the scheme is refused.
+    fn parse_as(
+        entries: &[String],
+        setting: &'static str,
+        scheme: impl Fn(&str) -> Result<(String, Option<u16>), &'static str>,
+    ) -> Result<Self> {
         let mut rules = Vec::new();
         for e in entries {
             let bad = |why: &str| {
                 anyhow::anyhow!(
-                    "allowed_outbound_hosts entry '{e}': {why} (write scheme://host[:port], e.g. https://api.example.com or http://127.0.0.1:8080)"
+                    "{setting} entry '{e}': {why} (write scheme://host[:port], e.g. {})",
+                    if setting == "grants.network" {
+                        "kafka://broker-1:9092 or tcp://*.example.com:5432"
+                    } else {
+                        "https://api.example.com or http://127.0.0.1:8080"
+                    }
                 )
             };
-            let (scheme, rest) = e.split_once("://").ok_or_else(|| bad("no scheme"))?;
-            let scheme = scheme.to_ascii_lowercase();
-            if !["http", "https", "*"].contains(&scheme.as_str()) {
-                return Err(bad("the scheme must be http, https or *"));
-            }
+            let (written, rest) = e.split_once("://").ok_or_else(|| bad("no scheme"))?;
+            let (matched, default_port) = scheme(&written.to_ascii_lowercase()).map_err(bad)?;
             let rest = rest.trim_end_matches('/');
             if rest.contains('/') || rest.contains('@') {
                 return Err(bad("give only a host and port, no path or user"));
@@ -89,9 +167,7 @@ impl AllowList {
             let port = match port {
                 Some("*") => None,
                 Some(p) => Some(p.parse::<u16>().map_err(|_| bad("bad port"))?),
-                None => Some(
-                    default_port(&scheme).ok_or_else(|| bad("with scheme * give a port or *"))?,
-                ),
+                None => Some(default_port.ok_or_else(|| bad("give a port, or * for any"))?),
             };
             let host = host.to_ascii_lowercase();
             if host
@@ -111,13 +187,36 @@ impl AllowList {
                 }
                 _ => HostPattern::Exact(host),
             };
-            rules.push(Rule { scheme, host, port });
+            rules.push(Rule {
+                scheme: matched,
+                host,
+                port,
+            });
         }
-        Ok(AllowList(rules))
+        Ok(AllowList { rules, setting })
+    }
+
+    /// Adds a rule admitting exactly `host`:`port` (a name or address the
+    /// user typed, as the CLI grants a connector's bootstrap servers).
+    pub fn admit_exactly(&mut self, host: &str, port: u16) {
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        self.rules.push(Rule {
+            scheme: "*".into(),
+            host: HostPattern::Exact(host),
+            port: Some(port),
+        });
+    }
+
+    /// Whether no rule admits anything.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
     }
 
     fn rule_for(&self, scheme: &str, host: &str, port: u16) -> Option<&Rule> {
-        self.0.iter().find(|r| {
+        self.rules.iter().find(|r| {
             (r.scheme == "*" || r.scheme == scheme)
                 && r.port.is_none_or(|p| p == port)
                 && match &r.host {
@@ -130,34 +229,40 @@ impl AllowList {
     /// Checks `uri` against the rules, resolves its host and checks every
     /// address; returns the address to connect to.
     pub async fn admit(&self, uri: &Uri) -> Result<SocketAddr, Refusal> {
-        let refuse = |code, reason: String| Refusal { code, reason };
         let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let host = uri
-            .host()
-            .map(|h| {
-                h.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_ascii_lowercase()
-            })
-            .ok_or_else(|| {
-                refuse(
-                    wasmtime_wasi_http::Error::HttpRequestUriInvalid,
-                    "no host".into(),
-                )
-            })?;
+        let invalid = |why: &str| Refusal {
+            kind: Refused::Invalid,
+            reason: why.into(),
+        };
+        let host = uri.host().ok_or_else(|| invalid("no host"))?;
         let port = uri
             .port_u16()
-            .or_else(|| default_port(&scheme))
-            .ok_or_else(|| {
-                refuse(
-                    wasmtime_wasi_http::Error::HttpRequestUriInvalid,
-                    "no port".into(),
-                )
-            })?;
-        let rule = self.rule_for(&scheme, &host, port).ok_or_else(|| {
+            .or_else(|| http_port(&scheme))
+            .ok_or_else(|| invalid("no port"))?;
+        self.admit_host(&scheme, host, port).await
+    }
+
+    /// Checks `scheme://host:port` against the rules, resolves the host and
+    /// checks every address; returns the address to connect to.
+    pub async fn admit_host(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<SocketAddr, Refusal> {
+        let refuse = |kind, reason: String| Refusal { kind, reason };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(refuse(Refused::Invalid, "no host".into()));
+        }
+        let setting = self.setting;
+        let rule = self.rule_for(scheme, &host, port).ok_or_else(|| {
             refuse(
-                wasmtime_wasi_http::Error::HttpRequestDenied,
-                format!("{scheme}://{host}:{port} is not in allowed_outbound_hosts"),
+                Refused::NotAllowed,
+                format!("{scheme}://{host}:{port} is not in {setting}"),
             )
         })?;
         let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
@@ -166,20 +271,14 @@ impl AllowList {
                 .await
                 .map_err(|e| {
                     refuse(
-                        wasmtime_wasi_http::Error::DnsError {
-                            rcode: Some(e.to_string()),
-                            info_code: None,
-                        },
+                        Refused::Unresolved(e.to_string()),
                         format!("resolving {host}: {e}"),
                     )
                 })?
                 .collect(),
         };
         let Some(first) = addrs.first().copied() else {
-            return Err(refuse(
-                wasmtime_wasi_http::Error::DestinationNotFound,
-                format!("{host} has no address"),
-            ));
+            return Err(refuse(Refused::NoAddress, format!("{host} has no address")));
         };
         // Every address must pass, so a name that resolves to one public
         // and one private address cannot be used to reach the private one.
@@ -188,9 +287,9 @@ impl AllowList {
                 let named = matches!(&rule.host, HostPattern::Exact(h) if h.parse::<IpAddr>().ok() == Some(a.ip()));
                 if !named || kind.never() {
                     return Err(refuse(
-                        wasmtime_wasi_http::Error::DestinationIpProhibited,
+                        Refused::Prohibited,
                         format!(
-                            "{host} resolves to {} ({kind}); only an allow-list entry naming that address itself reaches it{}",
+                            "{host} resolves to {} ({kind}); only a {setting} entry naming that address itself reaches it{}",
                             a.ip(),
                             if kind.never() {
                                 ", and metadata and unspecified addresses never"
@@ -326,7 +425,7 @@ fn restricted_v6(ip: Ipv6Addr) -> Option<Restricted> {
 
 /// Roots and protocols for outbound TLS: the Mozilla roots compiled in
 /// (as the default sender uses), with the ring provider Sluice builds.
-static TLS: LazyLock<Option<Arc<rustls::ClientConfig>>> = LazyLock::new(|| {
+pub(crate) static TLS: LazyLock<Option<Arc<rustls::ClientConfig>>> = LazyLock::new(|| {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -500,26 +599,13 @@ mod tests {
             "127.0.0.1:8080".parse().unwrap()
         );
         let denied = l.admit(&uri("http://127.0.0.1:9090/")).await.unwrap_err();
-        assert!(matches!(
-            denied.code,
-            wasmtime_wasi_http::Error::HttpRequestDenied
-        ));
+        assert_eq!(denied.kind, Refused::NotAllowed);
         let denied = l.admit(&uri("https://example.com/")).await.unwrap_err();
-        assert!(matches!(
-            denied.code,
-            wasmtime_wasi_http::Error::HttpRequestDenied
-        ));
+        assert_eq!(denied.kind, Refused::NotAllowed);
         // A name is checked after resolution: localhost is loopback, and
         // the entry names a host, not that address.
         let refused = l.admit(&uri("http://localhost:8080/")).await.unwrap_err();
-        assert!(
-            matches!(
-                refused.code,
-                wasmtime_wasi_http::Error::DestinationIpProhibited
-            ),
-            "{}",
-            refused.reason
-        );
+        assert_eq!(refused.kind, Refused::Prohibited, "{}", refused.reason);
     }
 
     #[tokio::test]
@@ -572,6 +658,35 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("scheme://host"), "{bad}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn network_grants_admit_tcp_by_name_and_port_whatever_the_protocol() {
+        let l = AllowList::network(&[
+            "kafka://127.0.0.1".to_string(),
+            "tcp://*.brokers.example.com:*".to_string(),
+            "postgres://localhost:5433".to_string(),
+        ])
+        .unwrap();
+        // kafka:// defaults to port 9092; any grant admits any protocol.
+        assert!(l.admit_host("tcp", "127.0.0.1", 9092).await.is_ok());
+        let denied = l.admit_host("tcp", "127.0.0.1", 9093).await.unwrap_err();
+        assert_eq!(denied.kind, Refused::NotAllowed);
+        assert!(
+            denied.reason.contains("grants.network"),
+            "{}",
+            denied.reason
+        );
+        // A granted name that resolves to loopback is refused: only a
+        // grant naming the address reaches it.
+        let refused = l.admit_host("tcp", "localhost", 5433).await.unwrap_err();
+        assert_eq!(refused.kind, Refused::Prohibited, "{}", refused.reason);
+        for bad in ["http://x:1", "tcp://x", "tcp://x/y", "tcp://0.0.0.0:1"] {
+            let e = AllowList::network(&[bad.to_string()])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("grants.network"), "{bad}: {e}");
         }
     }
 }

@@ -29,9 +29,12 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::wasm::bindings::sluice::connector0_1_0::{host, types};
+use crate::wasm::bindings::sluice::connector0_2_0::network;
 use crate::wasm::bindings::{Connector, ConnectorPre};
 use crate::wasm::builtin::Builtin;
 use crate::wasm::capability::HostState;
+use crate::wasm::network::{HasNetwork, NetworkView};
 
 /// How often the epoch advances.
 const TICK: Duration = Duration::from_millis(10);
@@ -320,8 +323,15 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Connector::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |d: &mut StoreData| {
+        // Interface by interface: the world's own `add_to_linker` would add
+        // wasi:io a second time (the network interface uses its streams).
+        types::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |d: &mut StoreData| {
             &mut d.host
+        })?;
+        host::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |d: &mut StoreData| &mut d.host)?;
+        network::add_to_linker::<_, HasNetwork>(&mut linker, |d: &mut StoreData| NetworkView {
+            network: &mut d.host.network,
+            table: &mut d.table,
         })?;
 
         Ok(Runtime {

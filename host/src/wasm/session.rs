@@ -5,6 +5,7 @@
 //! hit, and the host carries on.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use arrow_array::{Array, RecordBatch, RecordBatchOptions};
@@ -15,6 +16,7 @@ use wasmtime::component::ResourceAny;
 use crate::engine::failure::{ConnectorFailed, Fault};
 use crate::wasm::bindings::{Connector, ConnectorError, ConnectorSpec, StreamInfo};
 use crate::wasm::capability::HostState;
+use crate::wasm::network::DeadlinePassed;
 use crate::wasm::runtime::{Loaded, NoRoom, Runtime, StoreData};
 
 /// A connector instance.
@@ -72,11 +74,20 @@ impl Session {
 
     fn arm(&mut self) {
         self.store.set_epoch_deadline(self.runtime.deadline_ticks());
+        let limit = self.runtime.limits().call_timeout;
+        self.store
+            .data()
+            .host
+            .network
+            .deadline()
+            .set(Instant::now() + limit);
     }
 
     fn trap(&self, e: wasmtime::Error, what: &str) -> anyhow::Error {
         let limits = self.runtime.limits();
-        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+        if matches!(e.downcast_ref(), Some(wasmtime::Trap::Interrupt))
+            || e.downcast_ref::<DeadlinePassed>().is_some()
+        {
             return anyhow!(
                 "the connector was stopped during {what}: it ran past its time limit of {:?} for one call",
                 limits.call_timeout
@@ -101,7 +112,7 @@ impl Session {
     /// The connector's spec.
     pub fn spec(&mut self) -> Result<ConnectorSpec> {
         self.arm();
-        let source = self.connector.sluice_connector_source();
+        let source = self.connector.sluice_connector0_1_0_source();
         source
             .call_spec(&mut self.store)
             .map_err(|e| self.trap(e, "spec"))
@@ -110,7 +121,7 @@ impl Session {
     /// Validates `config`.
     pub fn check(&mut self, config: &str) -> Result<()> {
         self.arm();
-        let source = self.connector.sluice_connector_source();
+        let source = self.connector.sluice_connector0_1_0_source();
         source
             .call_check(&mut self.store, config)
             .map_err(|e| self.trap(e, "check"))?
@@ -120,7 +131,7 @@ impl Session {
     /// The streams `config` produces.
     pub fn discover(&mut self, config: &str) -> Result<Vec<Stream>> {
         self.arm();
-        let source = self.connector.sluice_connector_source();
+        let source = self.connector.sluice_connector0_1_0_source();
         let infos = source
             .call_discover(&mut self.store, config)
             .map_err(|e| self.trap(e, "discover"))?
@@ -139,7 +150,7 @@ impl Session {
     /// Starts reading `stream`.
     pub fn read(&mut self, config: &str, stream: &str, state: Option<&str>) -> Result<ResourceAny> {
         self.arm();
-        let source = self.connector.sluice_connector_source();
+        let source = self.connector.sluice_connector0_1_0_source();
         source
             .call_read(&mut self.store, config, stream, state)
             .map_err(|e| self.trap(e, "read"))?
@@ -150,7 +161,7 @@ impl Session {
     /// the checkpoint after it; `None` at the end.
     pub fn next_ipc(&mut self, reader: ResourceAny) -> Result<Option<(Vec<u8>, Option<String>)>> {
         self.arm();
-        let source = self.connector.sluice_connector_source();
+        let source = self.connector.sluice_connector0_1_0_source();
         let batch = source
             .reader()
             .call_next(&mut self.store, reader)

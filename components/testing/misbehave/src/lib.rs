@@ -10,15 +10,24 @@
 //! - `leak`: logs its whole config, asks for `"target"` (outside the grant,
 //!   so the host's denial quotes it), then fails with an error quoting the
 //!   config raw, JSON-escaped and percent-encoded — what redaction must
-//!   catch when the config holds a secret.
+//!   catch when the config holds a secret;
+//! - `connect`: connects to `"target"` (`host:port`), sends `"send"` and
+//!   yields one row: the length of the first line the peer answers;
+//! - `follow`: connects to `"target"`, then to the `host:port` the peer
+//!   answers with, as a Kafka client follows the brokers a cluster
+//!   advertises;
+//! - `hang`: connects to `"target"` and waits for bytes that never come.
 
 use std::cell::Cell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
 
+use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 
 use sluice_connector_sdk::{
     Batch, ConnectorSpec, Error, Guest, GuestReader, Reader, StreamInfo, SyncMode,
-    export_connector, host, ipc,
+    export_connector, host, ipc, net::Connection,
 };
 
 struct Misbehave;
@@ -50,10 +59,9 @@ impl Guest for Misbehave {
     }
 
     fn discover(_config: String) -> Result<Vec<StreamInfo>, Error> {
-        let schema = Schema::new(vec![Field::new("x", DataType::Int64, true)]);
         Ok(vec![StreamInfo {
             name: "bad".into(),
-            arrow_schema: ipc::encode_schema(&schema)?,
+            arrow_schema: ipc::encode_schema(&schema())?,
             cursor_fields: vec![],
             primary_key: vec![],
         }])
@@ -138,9 +146,59 @@ impl GuestReader for Bad {
                     serde_json::to_string(&self.config).unwrap_or_default()
                 )))
             }
+            "connect" if self.calls.get() == 1 => {
+                let answer = ask(
+                    &self.target,
+                    &field(&self.config, "send").unwrap_or_default(),
+                )?;
+                let x = Int64Array::from(vec![answer.len() as i64]);
+                let batch = RecordBatch::try_new(schema(), vec![Arc::new(x)])?;
+                Ok(Some(Batch {
+                    ipc: ipc::encode_batch(&batch)?,
+                    checkpoint: None,
+                }))
+            }
+            "connect" => Ok(None),
+            "follow" => {
+                let next = ask(&self.target, "where to?\n")?;
+                let answer = ask(&next, "hello\n")?;
+                Err(Error::Other(format!(
+                    "escaped the grant: {next} answered '{answer}'"
+                )))
+            }
+            "hang" => {
+                let mut c = connect(&self.target)?;
+                let mut byte = [0u8; 1];
+                let n = c.read(&mut byte).map_err(|e| Error::Io(e.to_string()))?;
+                Err(Error::Other(format!("the peer sent {n} bytes")))
+            }
             other => Err(Error::Config(format!("unknown misbehaviour '{other}'"))),
         }
     }
+}
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]))
+}
+
+fn connect(target: &str) -> Result<Connection, Error> {
+    let (host, port) = target
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse().ok()?)))
+        .ok_or_else(|| Error::Config(format!("target '{target}' is not host:port")))?;
+    Connection::open(host, port, false)
+}
+
+/// Connects to `target`, sends `message` and returns the first line of the
+/// answer.
+fn ask(target: &str, message: &str) -> Result<String, Error> {
+    let io = |e: std::io::Error| Error::Io(format!("{target}: {e}"));
+    let mut c = connect(target)?;
+    c.write_all(message.as_bytes()).map_err(io)?;
+    c.flush().map_err(io)?;
+    let mut line = String::new();
+    BufReader::new(c).read_line(&mut line).map_err(io)?;
+    Ok(line.trim_end().to_string())
 }
 
 export_connector!(Misbehave);
