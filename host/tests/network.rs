@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sluice::engine::{Engine, Failure, Limits, RunReport, Stop, Trigger};
@@ -76,6 +77,16 @@ impl Host {
         config: serde_json::Value,
         network: &[String],
     ) -> Result<RunReport, Failure> {
+        self.run_with_ca(table, config, network, None).await
+    }
+
+    async fn run_with_ca(
+        &self,
+        table: &str,
+        config: serde_json::Value,
+        network: &[String],
+        ca: Option<String>,
+    ) -> Result<RunReport, Failure> {
         let mut pipeline = Pipeline {
             connector: Some(ConnectorRef {
                 id: format!("sha256:{}", "0".repeat(64)),
@@ -85,6 +96,7 @@ impl Host {
             ..Pipeline::new(&self.table(table))
         };
         pipeline.grants.network = network.to_vec();
+        pipeline.grants.network_ca = ca;
         let load = Load {
             component_file: Some(self.component.clone()),
             ..Load::new(pipeline)
@@ -204,4 +216,134 @@ async fn a_peer_that_never_answers_is_cut_off_at_the_deadline() {
         .await
         .unwrap();
     assert_eq!(report.rows, 2);
+}
+
+/// A TLS peer on loopback, its certificate for 127.0.0.1 issued by a CA of
+/// its own (made with openssl), answering each connection's first line
+/// with `answer`: its port and the CA (PEM).
+fn tls_peer(answer: &str) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl (tests/setup installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=sluice test CA",
+    ];
+    openssl(&[&["req", "-x509"][..], &ec, &ca].concat());
+    let peer = [
+        "-keyout",
+        "peer.key",
+        "-out",
+        "peer.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ];
+    openssl(&[&["req"][..], &ec, &peer].concat());
+    std::fs::write(
+        dir.path().join("ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "peer.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "peer.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    let read = |f: &str| std::fs::read(dir.path().join(f)).unwrap();
+    let chain = CertificateDer::pem_slice_iter(&read("peer.pem"))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&read("peer.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = format!("{answer}\n");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut tcp) = conn else { return };
+            let Ok(mut tls) = rustls::ServerConnection::new(config.clone()) else {
+                return;
+            };
+            let mut stream = rustls::Stream::new(&mut tls, &mut tcp);
+            let mut line = String::new();
+            if BufReader::new(&mut stream).read_line(&mut line).is_ok() {
+                let _ = stream.write_all(answer.as_bytes());
+                stream.conn.send_close_notify();
+                let _ = stream.flush();
+            }
+        }
+    });
+    (port, String::from_utf8(read("ca.pem")).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_runs_in_the_host_against_the_pipelines_ca() {
+    let host = Host::new(Duration::from_secs(60));
+    let (port, ca) = tls_peer("pong over tls");
+    let ask = serde_json::json!({
+        "do": "connect", "target": format!("127.0.0.1:{port}"), "send": "ping\n", "tls": "true",
+    });
+    let grant = [format!("tls://127.0.0.1:{port}")];
+    // The public roots do not vouch for the peer: the handshake fails.
+    let e = host
+        .run("public-roots", ask.clone(), &grant)
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("TLS with 127.0.0.1"), "{}", e.message);
+    // The pipeline's CA does. The connector sees plaintext; the bytes it
+    // reads and writes are counted.
+    let report = host
+        .run_with_ca("own-ca", ask, &grant, Some(ca))
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 1);
+    assert_eq!(
+        report.counters.get("network-bytes-in"),
+        Some(&("pong over tls\n".len() as u64))
+    );
 }

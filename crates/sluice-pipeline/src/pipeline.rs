@@ -26,7 +26,8 @@
 //! [grants]
 //! read = ["s3://partner-drop/orders/"]
 //! secrets = ["API_TOKEN"]
-//! network = ["tcp://api-gateway.example.com:443"]
+//! network = ["tls://api-gateway.example.com:443"]
+//! network_ca = "/etc/ssl/gateway-ca.pem"   # default: the public roots
 //! ```
 
 use std::collections::BTreeMap;
@@ -97,6 +98,17 @@ pub struct PipelineGrants {
     /// named literally).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network: Vec<String>,
+    /// The roots TLS peers' certificates are checked against: a PEM file,
+    /// or PEM text [default: the public roots].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_ca: Option<String>,
+    /// A client certificate chain (PEM) the host presents to TLS peers,
+    /// usually `"${secret:NAME}"`; with `network_client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_client_cert: Option<String>,
+    /// The client certificate's private key (PEM), `"${secret:NAME}"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_client_key: Option<String>,
 }
 
 /// The protocols a network grant may name, each TCP to the host and port,

@@ -41,6 +41,8 @@ pub enum Input {
         grants: Vec<String>,
         /// Hosts it may connect to (`grants.network`).
         network: Vec<String>,
+        /// TLS settings for those connections (`None`: the public roots).
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
 }
 
@@ -126,10 +128,11 @@ impl Job {
                 stream,
                 grants,
                 network,
+                tls,
             } => {
                 let config = serde_json::from_str(config).context("--config must be JSON")?;
                 let grants = Grants::new(grants, self.storage_options.clone())?
-                    .with_network(AllowList::network(network)?);
+                    .with_network(AllowList::network(network)?, tls.clone());
                 Ok((
                     vec![],
                     reading(grants, Configured::Connector(config), stream.clone()),

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
-use sluice_pipeline::pipeline::{TableFormatName, resolve_secrets};
+use sluice_pipeline::pipeline::{PipelineGrants, TableFormatName, resolve_secrets};
 use sluice_pipeline::{
     CleanSource, Format, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
 };
@@ -279,6 +279,42 @@ impl Engine {
         )
     }
 
+    /// The TLS settings `grants` give the connector's connections: its CA
+    /// (a PEM file, or PEM text) and client certificate (secrets
+    /// resolved); `None` for the public roots and no certificate.
+    fn network_tls(&self, grants: &PipelineGrants) -> Result<Option<Arc<rustls::ClientConfig>>> {
+        let resolve = |text: &str| -> Result<String> {
+            let v = resolve_secrets(
+                &serde_json::Value::String(text.to_string()),
+                &grants.secrets,
+                &|n| self.secrets.get(n),
+            )?;
+            Ok(v.as_str().unwrap_or_default().to_string())
+        };
+        let ca = match &grants.network_ca {
+            None => None,
+            Some(pem) if pem.trim_start().starts_with("-----BEGIN") => {
+                Some(pem.clone().into_bytes())
+            }
+            Some(path) => {
+                Some(std::fs::read(path).with_context(|| format!("network_ca: reading {path}"))?)
+            }
+        };
+        let client = match (&grants.network_client_cert, &grants.network_client_key) {
+            (None, None) => None,
+            (Some(chain), Some(key)) => Some((resolve(chain)?, resolve(key)?)),
+            _ => bail!("give network_client_cert and network_client_key together"),
+        };
+        if ca.is_none() && client.is_none() {
+            return Ok(None);
+        }
+        let client = client.as_ref().map(|(c, k)| (c.as_bytes(), k.as_bytes()));
+        Ok(Some(crate::wasm::network::tls_config(
+            ca.as_deref(),
+            client,
+        )?))
+    }
+
     /// Runs `load` under `trigger`, telling `observer` what each batch did,
     /// until it is done or `stop` is asked for. How it failed, if it did, is
     /// told with the pipeline's secrets redacted.
@@ -366,6 +402,7 @@ impl Engine {
                         stream: c.stream.clone(),
                         grants,
                         network: p.grants.network.clone(),
+                        tls: self.network_tls(&p.grants)?,
                     },
                 )
             }

@@ -40,6 +40,7 @@ pub struct Grants {
     options: HashMap<String, String>,
     stores: Arc<std::sync::Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
     network: Arc<AllowList>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for Grants {
@@ -76,19 +77,27 @@ impl Grants {
             options,
             stores: Default::default(),
             network: Arc::default(),
+            tls: None,
         })
     }
 
     /// These grants, plus connections to what `network` admits
-    /// (`kafka://broker-1:9092`, `tcp://*.example.com:*`, ...).
-    pub fn with_network(mut self, network: AllowList) -> Self {
+    /// (`kafka://broker-1:9092`, `tcp://*.example.com:*`, ...), secured
+    /// with `tls` where a connection asks for TLS (`None`: the public
+    /// roots, no client certificate).
+    pub fn with_network(
+        mut self,
+        network: AllowList,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
         self.network = Arc::new(network);
+        self.tls = tls;
         self
     }
 
-    /// The hosts a component may connect to.
-    pub fn network(&self) -> Arc<AllowList> {
-        self.network.clone()
+    /// The hosts a component may connect to, and the TLS settings.
+    pub fn network(&self) -> (Arc<AllowList>, Option<Arc<rustls::ClientConfig>>) {
+        (self.network.clone(), self.tls.clone())
     }
 
     /// The granted prefixes, for messages.

@@ -29,6 +29,52 @@ use crate::wasm::bindings::{ConnectorError, NetworkHost, Security};
 use crate::wasm::capability::Counters;
 use crate::wasm::outbound::{AllowList, Refused, TLS};
 
+/// The TLS client configuration for a pipeline's connections: its own
+/// roots (`ca`, PEM) or the public ones, and a client certificate (`chain`
+/// and `key`, PEM) when it has one.
+pub fn tls_config(
+    ca: Option<&[u8]>,
+    client: Option<(&[u8], &[u8])>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let roots = match ca {
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(cert.context("network_ca: not a PEM certificate")?)
+                    .context("network_ca")?;
+            }
+            anyhow::ensure!(!roots.is_empty(), "network_ca holds no certificate");
+            roots
+        }
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain)
+                .collect::<Result<Vec<_>, _>>()
+                .context("network_client_cert: not a PEM certificate chain")?;
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .context("network_client_key: not a PEM private key")?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("network_client_cert and network_client_key")?
+        }
+    };
+    Ok(Arc::new(config))
+}
+
 /// How long opening a connection (and its TLS handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -71,6 +117,8 @@ pub struct DeadlinePassed;
 /// What one component instance may reach over the network.
 pub struct Network {
     allow: Arc<AllowList>,
+    /// The pipeline's TLS settings; `None`: the public roots.
+    tls: Option<Arc<rustls::ClientConfig>>,
     deadline: Arc<Deadline>,
     counters: Arc<Counters>,
     redactor: Redactor,
@@ -82,12 +130,13 @@ impl Network {
     /// writes counted into `counters`.
     pub fn new(
         component: &str,
-        allow: Arc<AllowList>,
+        (allow, tls): (Arc<AllowList>, Option<Arc<rustls::ClientConfig>>),
         counters: Arc<Counters>,
         redactor: Redactor,
     ) -> Self {
         Network {
             allow,
+            tls,
             deadline: Arc::default(),
             counters,
             redactor,
@@ -166,7 +215,7 @@ impl Network {
                 )
             }
             Security::Tls => {
-                let config = TLS.clone().ok_or_else(|| {
+                let config = self.tls.clone().or_else(|| TLS.clone()).ok_or_else(|| {
                     ConnectorError::Other("this host has no TLS configuration".into())
                 })?;
                 let name = rustls::pki_types::ServerName::try_from(host.to_string())

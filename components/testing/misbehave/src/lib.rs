@@ -11,8 +11,9 @@
 //!   so the host's denial quotes it), then fails with an error quoting the
 //!   config raw, JSON-escaped and percent-encoded — what redaction must
 //!   catch when the config holds a secret;
-//! - `connect`: connects to `"target"` (`host:port`), sends `"send"` and
-//!   yields one row: the length of the first line the peer answers;
+//! - `connect`: connects to `"target"` (`host:port`; over TLS with
+//!   `"tls": "true"`), sends `"send"` and yields one row: the length of the
+//!   first line the peer answers;
 //! - `follow`: connects to `"target"`, then to the `host:port` the peer
 //!   answers with, as a Kafka client follows the brokers a cluster
 //!   advertises;
@@ -147,10 +148,9 @@ impl GuestReader for Bad {
                 )))
             }
             "connect" if self.calls.get() == 1 => {
-                let answer = ask(
-                    &self.target,
-                    &field(&self.config, "send").unwrap_or_default(),
-                )?;
+                let tls = field(&self.config, "tls").is_ok_and(|t| t == "true");
+                let send = field(&self.config, "send").unwrap_or_default();
+                let answer = ask_over(&self.target, &send, tls)?;
                 let x = Int64Array::from(vec![answer.len() as i64]);
                 let batch = RecordBatch::try_new(schema(), vec![Arc::new(x)])?;
                 Ok(Some(Batch {
@@ -182,18 +182,27 @@ fn schema() -> Arc<Schema> {
 }
 
 fn connect(target: &str) -> Result<Connection, Error> {
+    connect_over(target, false)
+}
+
+fn connect_over(target: &str, tls: bool) -> Result<Connection, Error> {
     let (host, port) = target
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h, p.parse().ok()?)))
         .ok_or_else(|| Error::Config(format!("target '{target}' is not host:port")))?;
-    Connection::open(host, port, false)
+    Connection::open(host, port, tls)
 }
 
 /// Connects to `target`, sends `message` and returns the first line of the
 /// answer.
 fn ask(target: &str, message: &str) -> Result<String, Error> {
+    ask_over(target, message, false)
+}
+
+/// [`ask`], over TLS when `tls`.
+fn ask_over(target: &str, message: &str, tls: bool) -> Result<String, Error> {
     let io = |e: std::io::Error| Error::Io(format!("{target}: {e}"));
-    let mut c = connect(target)?;
+    let mut c = connect_over(target, tls)?;
     c.write_all(message.as_bytes()).map_err(io)?;
     c.flush().map_err(io)?;
     let mut line = String::new();
