@@ -309,7 +309,7 @@ impl Engine {
             return Ok(None);
         }
         let client = client.as_ref().map(|(c, k)| (c.as_bytes(), k.as_bytes()));
-        Ok(Some(crate::wasm::network::tls_config(
+        Ok(Some(crate::wasm::outbound::tls_config(
             ca.as_deref(),
             client,
         )?))

@@ -106,12 +106,7 @@ impl HostState {
     /// These capabilities, with log lines and denials redacted by
     /// `redactor`.
     pub fn redacting(mut self, redactor: Redactor) -> Self {
-        self.network = Network::new(
-            &self.component,
-            self.grants.network(),
-            self.counters.clone(),
-            redactor.clone(),
-        );
+        self.network = self.network.redacting(redactor.clone());
         self.redactor = redactor;
         self
     }

@@ -29,52 +29,6 @@ use crate::wasm::bindings::{ConnectorError, NetworkHost, Security};
 use crate::wasm::capability::Counters;
 use crate::wasm::outbound::{AllowList, Refused, TLS};
 
-/// The TLS client configuration for a pipeline's connections: its own
-/// roots (`ca`, PEM) or the public ones, and a client certificate (`chain`
-/// and `key`, PEM) when it has one.
-pub fn tls_config(
-    ca: Option<&[u8]>,
-    client: Option<(&[u8], &[u8])>,
-) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    use anyhow::Context;
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let roots = match ca {
-        None => rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        },
-        Some(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                roots
-                    .add(cert.context("network_ca: not a PEM certificate")?)
-                    .context("network_ca")?;
-            }
-            anyhow::ensure!(!roots.is_empty(), "network_ca holds no certificate");
-            roots
-        }
-    };
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots);
-    let config = match client {
-        None => builder.with_no_client_auth(),
-        Some((chain, key)) => {
-            let chain = CertificateDer::pem_slice_iter(chain)
-                .collect::<Result<Vec<_>, _>>()
-                .context("network_client_cert: not a PEM certificate chain")?;
-            let key = PrivateKeyDer::from_pem_slice(key)
-                .context("network_client_key: not a PEM private key")?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .context("network_client_cert and network_client_key")?
-        }
-    };
-    Ok(Arc::new(config))
-}
-
 /// How long opening a connection (and its TLS handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -142,6 +96,12 @@ impl Network {
             redactor,
             component: component.to_string(),
         }
+    }
+
+    /// These connections, with refusals redacted by `redactor`.
+    pub fn redacting(mut self, redactor: Redactor) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     /// The deadline the session sets before each call.

@@ -425,19 +425,54 @@ fn restricted_v6(ip: Ipv6Addr) -> Option<Restricted> {
 
 /// Roots and protocols for outbound TLS: the Mozilla roots compiled in
 /// (as the default sender uses), with the ring provider Sluice builds.
-pub(crate) static TLS: LazyLock<Option<Arc<rustls::ClientConfig>>> = LazyLock::new(|| {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+pub(crate) static TLS: LazyLock<Option<Arc<rustls::ClientConfig>>> =
+    LazyLock::new(|| tls_config(None, None).ok());
+
+/// A TLS client configuration: the roots in `ca` (PEM, a pipeline's
+/// `network_ca`) or the public ones, and a client certificate (`chain`
+/// and `key`, PEM) when it has one.
+pub fn tls_config(
+    ca: Option<&[u8]>,
+    client: Option<(&[u8], &[u8])>,
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let roots = match ca {
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(cert.context("network_ca: not a PEM certificate")?)
+                    .context("network_ca")?;
+            }
+            anyhow::ensure!(!roots.is_empty(), "network_ca holds no certificate");
+            roots
+        }
     };
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .ok()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Some(Arc::new(config))
-});
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain)
+                .collect::<Result<Vec<_>, _>>()
+                .context("network_client_cert: not a PEM certificate chain")?;
+            let key = PrivateKeyDer::from_pem_slice(key)
+                .context("network_client_key: not a PEM private key")?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .context("network_client_cert and network_client_key")?
+        }
+    };
+    Ok(Arc::new(config))
+}
 
 /// The response of an outbound request and the future that drives its
 /// connection, as `wasi:http`'s sender hands them back.
