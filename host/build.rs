@@ -11,8 +11,10 @@ use sha2::{Digest, Sha256};
 
 fn main() {
     precompile(Path::new(sluice_components::FILES_WASM), "SLUICE_FILES");
+    precompile(Path::new(sluice_components::KAFKA_WASM), "SLUICE_KAFKA");
     for (name, path) in [
         ("SLUICE_FILES_WASM", sluice_components::FILES_WASM),
+        ("SLUICE_KAFKA_WASM", sluice_components::KAFKA_WASM),
         ("SLUICE_MISBEHAVE_WASM", sluice_components::MISBEHAVE_WASM),
     ] {
         println!("cargo:rerun-if-changed={path}");

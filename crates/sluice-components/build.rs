@@ -23,6 +23,7 @@ fn main() {
         "sdk",
         "formats",
         "files",
+        "kafka",
         "edge",
         "testing",
         "Cargo.toml",
@@ -74,6 +75,7 @@ fn main() {
     let out = target_dir.join("wasm32-wasip2").join("release");
     for (name, file) in [
         ("SLUICE_FILES_WASM", "sluice_files.wasm"),
+        ("SLUICE_KAFKA_WASM", "sluice_kafka.wasm"),
         ("SLUICE_MISBEHAVE_WASM", "sluice_misbehave.wasm"),
     ] {
         let path = out.join(file);

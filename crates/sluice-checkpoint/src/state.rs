@@ -48,6 +48,11 @@ pub struct Plan {
     /// The schema (in the schema history) the batch reads with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_id: Option<u64>,
+    /// For a source of positions rather than files (a message bus, a change
+    /// log): the input the connector planned, in its own words (offset
+    /// ranges per partition, a log range), handed back to it to read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
 }
 
 /// A committed batch (`commits/N`).
@@ -98,6 +103,8 @@ pub struct State {
     pub next_batch: u64,
     /// The last commit before the loaded compaction.
     pub(crate) last_compacted_commit: Option<Commit>,
+    /// The position of the latest batch that planned one.
+    pub last_position: Option<String>,
 }
 
 impl State {
@@ -116,6 +123,9 @@ impl State {
             );
         }
         self.next_batch = self.next_batch.max(plan.batch + 1);
+        if plan.position.is_some() {
+            self.last_position = plan.position.clone();
+        }
         self.batches.insert(plan.batch, (plan.clone(), None));
     }
 
@@ -187,6 +197,7 @@ mod tests {
             kind: BatchKind::Load,
             files,
             schema_id: None,
+            position: None,
         }
     }
 

@@ -5,6 +5,9 @@
 /// The files connector (`components/files`), built in to the host.
 pub const FILES_WASM: &str = env!("SLUICE_FILES_WASM");
 
+/// The Kafka connector (`components/kafka`), built in to the host.
+pub const KAFKA_WASM: &str = env!("SLUICE_KAFKA_WASM");
+
 /// A component that misbehaves on request (`components/testing`), for the
 /// host's tests of what a guest cannot do to it.
 pub const MISBEHAVE_WASM: &str = env!("SLUICE_MISBEHAVE_WASM");

@@ -64,11 +64,23 @@ pub enum TableFormatName {
     Parquet,
 }
 
+/// The connectors the binary carries besides files, by the name a pipeline
+/// gives as its connector `id`. Their config is the pipeline's `options`
+/// (plus any `[connector] config`), under the option names the connector
+/// documents.
+pub const BUILTIN_CONNECTORS: &[&str] = &["kafka"];
+
+/// Whether `id` names a built-in connector rather than an upload.
+pub fn is_builtin_connector(id: &str) -> bool {
+    BUILTIN_CONNECTORS.contains(&id)
+}
+
 /// A connector other than the built-in files connector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorRef {
-    /// `sha256:<hex>` of an uploaded component.
+    /// `sha256:<hex>` of an uploaded component, or the name of a built-in
+    /// one (`kafka`).
     pub id: String,
     /// The connector's configuration.
     #[serde(default = "empty_object")]
@@ -76,6 +88,34 @@ pub struct ConnectorRef {
     /// The stream to read; the first one when absent.
     #[serde(default)]
     pub stream: Option<String>,
+}
+
+/// `connector = "kafka"` or a `[connector]` table.
+fn connector_or_name<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<ConnectorRef>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Name(String),
+        Table(ConnectorRef),
+    }
+    Ok(match Option::<Given>::deserialize(d)? {
+        None => None,
+        Some(Given::Name(id)) => Some(ConnectorRef::builtin(&id)),
+        Some(Given::Table(c)) => Some(c),
+    })
+}
+
+impl ConnectorRef {
+    /// The built-in connector `id`, configured by the pipeline's options.
+    pub fn builtin(id: &str) -> Self {
+        ConnectorRef {
+            id: id.to_string(),
+            config: empty_object(),
+            stream: None,
+        }
+    }
 }
 
 fn empty_object() -> serde_json::Value {
@@ -160,8 +200,10 @@ pub struct Pipeline {
     /// A cron schedule (five or six fields) for `sluice serve`.
     #[serde(default)]
     pub schedule: Option<String>,
-    /// An uploaded connector instead of the files connector.
-    #[serde(default)]
+    /// Another connector than files: a built-in one by name
+    /// (`connector = "kafka"`, configured by `options`) or a table
+    /// (`[connector] id = "sha256:..."`, an upload, with its `config`).
+    #[serde(default, deserialize_with = "connector_or_name")]
     pub connector: Option<ConnectorRef>,
     /// What the connector is granted.
     #[serde(default)]
@@ -219,17 +261,18 @@ impl Pipeline {
                 ));
             }
             (Some(c), _) => {
-                if !matches!(self.mode, LoadMode::Replace | LoadMode::Append) {
-                    return Err(Error::Invalid(format!(
-                        "pipeline: mode {:?} needs the files connector; an uploaded connector runs in replace or append mode",
-                        self.mode
-                    )));
+                if self.mode == LoadMode::CopyInto {
+                    return Err(Error::Invalid(
+                        "pipeline: mode copy_into needs the files connector; a connector runs in replace, append or stream mode".into(),
+                    ));
                 }
                 let hex = c.id.strip_prefix("sha256:").unwrap_or("");
-                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                let uploaded = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+                if !uploaded && !is_builtin_connector(&c.id) {
                     return Err(Error::Invalid(format!(
-                        "pipeline: connector id '{}' must be sha256:<64 hex digits>, as `GET /connectors` lists it",
-                        c.id
+                        "pipeline: connector id '{}' must be sha256:<64 hex digits>, as `GET /connectors` lists it, or a built-in connector ({})",
+                        c.id,
+                        BUILTIN_CONNECTORS.join(", ")
                     )));
                 }
             }
@@ -390,8 +433,19 @@ mod tests {
             "table = \"t\"\n[connector]\nid = \"{id}\"\nconfig = {{ token = \"${{secret:TOKEN}}\" }}"
         );
         assert!(e(&unlisted).contains("does not list"));
-        let stream = format!("table = \"t\"\nmode = \"stream\"\n[connector]\nid = \"{id}\"");
-        assert!(e(&stream).contains("files connector"));
+        let copy = format!("table = \"t\"\nmode = \"copy_into\"\n[connector]\nid = \"{id}\"");
+        assert!(e(&copy).contains("files connector"));
+        assert!(
+            Pipeline::parse("table = \"t\"\nmode = \"stream\"\n[connector]\nid = \"kafka\"")
+                .is_ok(),
+            "a built-in connector streams"
+        );
+        let named = Pipeline::parse(
+            "table = \"t\"\nmode = \"stream\"\nconnector = \"kafka\"\n[options]\nsubscribe = \"e\"",
+        )
+        .unwrap();
+        assert_eq!(named.connector, Some(ConnectorRef::builtin("kafka")));
+        assert!(e("table = \"t\"\nconnector = \"nope\"").contains("built-in"));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use arrow_schema::{DataType as Arrow, TimeUnit};
 use sluice_pipeline::load::CopyInto;
-use sluice_pipeline::pipeline::TableFormatName;
+use sluice_pipeline::pipeline::{ConnectorRef, TableFormatName};
 use sluice_pipeline::projection::{Expr as PExpr, Item, Projection};
 use sluice_pipeline::{Format, Load, LoadMode, Pipeline};
 use sqlparser::ast::{
@@ -72,12 +72,15 @@ pub enum TableName {
     Named(Vec<String>),
 }
 
-/// `SELECT ... FROM [STREAM] read_files(...)`.
+/// `SELECT ... FROM [STREAM] read_files(...)` (or `read_kafka(...)`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Select {
     /// The select list.
     pub projection: Projection,
-    /// `read_files`' path.
+    /// The built-in connector a table function other than `read_files`
+    /// reads with (`read_kafka`: `kafka`).
+    pub connector: Option<String>,
+    /// `read_files`' path (empty for other table functions).
     pub path: String,
     /// Its options (`format` among them), by Auto Loader's names.
     pub options: BTreeMap<String, String>,
@@ -209,6 +212,19 @@ impl Statement {
     pub fn load(&self) -> Result<Load> {
         let invalid = |e: sluice_pipeline::Error| Error::Syntax(e.to_string());
         let select = |mode: LoadMode, table: &TableName, select: &Select| -> Result<Load> {
+            if let Some(connector) = &select.connector {
+                let pipeline = Pipeline {
+                    mode,
+                    connector: Some(ConnectorRef::builtin(connector)),
+                    options: select.options.clone(),
+                    table_format: table.format(),
+                    ..Pipeline::new(&table.table())
+                };
+                return Ok(Load {
+                    projection: Some(select.projection.clone()),
+                    ..Load::new(pipeline)
+                });
+            }
             let pipeline = Pipeline {
                 mode,
                 source: Some(select.path.clone()),
@@ -624,16 +640,20 @@ fn select(query: &Query, streams: &HashSet<(u64, u64)>) -> Result<Select> {
             from.relation
         )));
     };
-    let is_read_files = name
+    let function = name
         .0
         .last()
         .and_then(|p| p.as_ident())
-        .is_some_and(|i| i.value.eq_ignore_ascii_case("read_files"));
-    if !is_read_files || name.0.len() != 1 {
-        return Err(Error::Unsupported(format!(
-            "FROM {name}(...): the table function Sluice runs is read_files"
-        )));
-    }
+        .map(|i| i.value.to_ascii_lowercase());
+    let connector = match function.as_deref() {
+        Some("read_files") if name.0.len() == 1 => None,
+        Some("read_kafka") if name.0.len() == 1 => Some("kafka".to_string()),
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "FROM {name}(...): the table functions Sluice runs are read_files and read_kafka"
+            )));
+        }
+    };
     let stream = name.0[0]
         .as_ident()
         .is_some_and(|i| streams.contains(&(i.span.start.line, i.span.start.column)));
@@ -666,16 +686,43 @@ fn select(query: &Query, streams: &HashSet<(u64, u64)>) -> Result<Select> {
             }
         }
     }
+    let items = s.projection.iter().map(item).collect::<Result<Vec<_>>>()?;
+    if connector.is_some() {
+        if let Some(p) = path {
+            return Err(Error::Syntax(format!(
+                "read_kafka takes options only (bootstrapServers => '...', subscribe => '...'), not '{p}'"
+            )));
+        }
+        return Ok(Select {
+            projection: Projection { items },
+            connector,
+            path: String::new(),
+            options: kafka_options(options),
+            stream,
+        });
+    }
     let path = path.ok_or_else(|| {
         Error::Syntax("read_files needs a path: read_files('/data/in', format => 'csv')".into())
     })?;
-    let items = s.projection.iter().map(item).collect::<Result<Vec<_>>>()?;
     Ok(Select {
         projection: Projection { items },
+        connector: None,
         path,
         options,
         stream,
     })
+}
+
+/// `read_kafka`'s option names as the Kafka connector (and Spark's reader)
+/// spells them: `bootstrapServers` is `kafka.bootstrap.servers`.
+fn kafka_options(options: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    options
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "bootstrapServers" => ("kafka.bootstrap.servers".to_string(), v),
+            _ => (k, v),
+        })
+        .collect()
 }
 
 fn item(i: &SelectItem) -> Result<Item> {

@@ -197,3 +197,23 @@ fn several_statements_and_clear_refusals() {
         assert!(e.contains(want), "{sql}: {e}");
     }
 }
+
+#[test]
+fn streaming_tables_read_kafka_with_the_kafka_connector() {
+    let s = one(
+        "CREATE OR REFRESH STREAMING TABLE events AS SELECT CAST(value AS STRING) AS v, offset \
+         FROM STREAM read_kafka(bootstrapServers => 'b:9092', subscribe => 'events', startingOffsets => 'earliest')",
+    );
+    let load = s.load().unwrap();
+    let p = &load.pipeline;
+    assert_eq!(p.mode, LoadMode::Stream);
+    assert_eq!(p.connector.as_ref().map(|c| c.id.as_str()), Some("kafka"));
+    assert_eq!(p.source, None);
+    assert_eq!(p.options["kafka.bootstrap.servers"], "b:9092");
+    assert_eq!(p.options["subscribe"], "events");
+    assert!(
+        err("CREATE TABLE t AS SELECT * FROM read_kafka('x', subscribe => 'e')")
+            .contains("options only")
+    );
+    assert!(err("CREATE TABLE t AS SELECT * FROM read_csv('x')").contains("read_kafka"));
+}

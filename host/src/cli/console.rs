@@ -68,8 +68,8 @@ fn print_batch(r: &BatchReport) {
     }
     if r.replayed {
         println!(
-            "batch {}: already in the table ({} files; an earlier run committed it before it stopped)",
-            r.batch, r.files
+            "batch {}: already in the table (an earlier run committed it before it stopped)",
+            r.batch
         );
         return;
     }
@@ -82,11 +82,15 @@ fn print_batch(r: &BatchReport) {
     } else {
         format!(", added column(s) {}", r.added_columns.join(", "))
     };
+    // A batch of positions (a topic's offsets) reads no files.
+    let input = if r.files == 0 {
+        format!("{} read", human_bytes(r.bytes))
+    } else {
+        format!("{} files ({})", r.files, human_bytes(r.bytes))
+    };
     println!(
-        "batch {}: {} files ({}), {} rows{version} in {:.2} s{added}",
+        "batch {}: {input}, {} rows{version} in {:.2} s{added}",
         r.batch,
-        r.files,
-        human_bytes(r.bytes),
         r.rows,
         r.elapsed.as_secs_f64()
     );

@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use sha2::Digest;
 use sluice::engine::{Engine, Stop, Trigger, WriteOptions};
-use sluice_pipeline::pipeline::{ConnectorRef, TableFormatName, is_network_grant};
+use sluice_pipeline::pipeline::{
+    BUILTIN_CONNECTORS, ConnectorRef, TableFormatName, is_builtin_connector, is_network_grant,
+};
 use sluice_pipeline::{Format, Load, LoadMode, Pipeline};
 
 use super::console::{Console, print_ingested};
@@ -34,8 +36,9 @@ pub struct IngestArgs {
     /// delimiter, inferColumnTypes, schemaHints, mode, rescuedDataColumn, ...
     #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
     pub options: Vec<String>,
-    /// Run this connector component (.wasm) instead of the files connector.
-    #[arg(long, value_name = "FILE.wasm")]
+    /// Run this connector instead of the files connector: a built-in one
+    /// (`kafka`, configured with -o) or a component (.wasm, with --config).
+    #[arg(long, value_name = "kafka|FILE.wasm")]
     pub connector: Option<PathBuf>,
     /// The connector's config (JSON), with --connector.
     #[arg(long, value_name = "JSON")]
@@ -221,25 +224,54 @@ fn load(args: &IngestArgs) -> Result<Load> {
         }
         return Ok(Load::new(pipeline));
     };
-    let wasm =
-        std::fs::read(path).with_context(|| format!("reading connector {}", path.display()))?;
-    let Some(config) = &args.config else {
-        bail!("--connector needs its --config (JSON)");
-    };
-    pipeline.connector = Some(ConnectorRef {
-        id: format!("sha256:{}", hex::encode(sha2::Sha256::digest(&wasm))),
-        config: serde_json::from_str(config).context("--config must be JSON")?,
-        stream: args.stream.clone(),
-    });
-    (pipeline.grants.network, pipeline.grants.read) = args
-        .grants
-        .iter()
-        .cloned()
-        .partition(|g| is_network_grant(g));
+    let component_file = use_connector(
+        &mut pipeline,
+        path,
+        args.config.as_deref(),
+        args.stream.clone(),
+        &args.grants,
+    )?;
     Ok(Load {
-        component_file: Some(path.clone()),
+        component_file,
         ..Load::new(pipeline)
     })
+}
+
+/// Makes `pipeline` run `connector` — a built-in connector's name (`kafka`,
+/// configured by the options) or a component file (configured by
+/// `config`) — with `grants`; the component file to load, if any.
+pub fn use_connector(
+    pipeline: &mut Pipeline,
+    connector: &std::path::Path,
+    config: Option<&str>,
+    stream: Option<String>,
+    grants: &[String],
+) -> Result<Option<PathBuf>> {
+    let config = config
+        .map(|c| serde_json::from_str(c).context("--config must be JSON"))
+        .transpose()?;
+    let name = connector.to_str().unwrap_or_default();
+    let (id, config, file) = if is_builtin_connector(name) && !connector.exists() {
+        let config = config.unwrap_or_else(|| serde_json::json!({}));
+        (name.to_string(), config, None)
+    } else {
+        let wasm = std::fs::read(connector).with_context(|| {
+            format!(
+                "reading connector {} (a .wasm component, or a built-in connector: {})",
+                connector.display(),
+                BUILTIN_CONNECTORS.join(", ")
+            )
+        })?;
+        let Some(config) = config else {
+            bail!("--connector FILE.wasm needs its --config (JSON)");
+        };
+        let id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&wasm)));
+        (id, config, Some(connector.to_path_buf()))
+    };
+    pipeline.connector = Some(ConnectorRef { id, config, stream });
+    (pipeline.grants.network, pipeline.grants.read) =
+        grants.iter().cloned().partition(|g| is_network_grant(g));
+    Ok(file)
 }
 
 /// `sluice ingest`.

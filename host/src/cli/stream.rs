@@ -8,15 +8,29 @@ use sluice_pipeline::incremental::parse_duration;
 use sluice_pipeline::{Format, Load, LoadMode, Pipeline};
 
 use super::console::{Console, version};
-use super::ingest::{FormatArg, Tuning};
+use super::ingest::{FormatArg, Tuning, use_connector};
 use super::{Env, key_values, signals};
 
 /// `sluice stream`.
 #[derive(clap::Args)]
 pub struct StreamArgs {
     /// Where files land: a directory or glob, local or s3://, gs://, az://.
-    #[arg(long)]
-    pub source: String,
+    #[arg(long, required_unless_present = "connector")]
+    pub source: Option<String>,
+    /// Stream from this connector instead of files: a built-in one
+    /// (`kafka`, configured with -o: kafka.bootstrap.servers, subscribe,
+    /// startingOffsets, maxOffsetsPerTrigger, ...) or a component (.wasm,
+    /// with --config) that plans its own batches.
+    #[arg(long, value_name = "kafka|FILE.wasm", conflicts_with = "source")]
+    pub connector: Option<std::path::PathBuf>,
+    /// The connector's config (JSON), with --connector FILE.wasm.
+    #[arg(long, value_name = "JSON", requires = "connector")]
+    pub config: Option<String>,
+    /// What the connector may reach beyond its own servers (repeatable):
+    /// tcp://HOST:PORT, with `*.domain` and port `*` allowed (the brokers
+    /// a Kafka cluster advertises).
+    #[arg(long = "grant", value_name = "tcp://HOST:PORT", requires = "connector")]
+    pub grants: Vec<String>,
     /// The table: a path or URL, or a name under the warehouse.
     #[arg(long, short)]
     pub table: String,
@@ -54,15 +68,23 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 /// `sluice stream`.
 pub async fn stream(env: &Env, args: StreamArgs) -> Result<()> {
-    let load = Load::new(Pipeline {
+    let mut pipeline = Pipeline {
         mode: LoadMode::Stream,
-        source: Some(args.source.clone()),
+        source: args.source.clone(),
         format: args.format,
         options: key_values(&args.options)?,
         table_format: args.table_format.into(),
         checkpoint: args.checkpoint.clone(),
         ..Pipeline::new(&args.table)
-    });
+    };
+    let component_file = match &args.connector {
+        Some(c) => use_connector(&mut pipeline, c, args.config.as_deref(), None, &args.grants)?,
+        None => None,
+    };
+    let load = Load {
+        component_file,
+        ..Load::new(pipeline)
+    };
     let trigger = match args.trigger {
         Trigger::Continuous { .. } => Trigger::Continuous {
             poll: args.poll_interval,
@@ -74,10 +96,14 @@ pub async fn stream(env: &Env, args: StreamArgs) -> Result<()> {
         .engine(&args.tuning)?
         .run(&load, &trigger, &mut Console::new(), &stop)
         .await?;
+    let unit = if args.connector.is_some() {
+        String::new()
+    } else {
+        format!(", {} files", r.files)
+    };
     println!(
-        "stream: {} batches, {} files, {} rows in {:.2} s into {}{}{}",
+        "stream: {} batches{unit}, {} rows in {:.2} s into {}{}{}",
         r.batches,
-        r.files,
         r.rows,
         r.seconds,
         r.table,

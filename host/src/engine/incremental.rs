@@ -122,6 +122,7 @@ impl Config {
                 ..FilesConfig::new(self.format)
             }),
             stream: Some("files".into()),
+            state: None,
             parallelism: self.parallelism,
             split_bytes: self.split_bytes,
             storage_options: self.storage_options.clone(),
@@ -245,13 +246,37 @@ pub struct Runner {
     pub already_loaded: usize,
 }
 
+/// Records in `checkpoint` that `plan` is in the table (step 4): with
+/// `version` of it, `rows` and `bytes` written.
+pub(crate) async fn record(
+    checkpoint: &Checkpoint,
+    state: &mut State,
+    plan: &Plan,
+    version: Option<u64>,
+    rows: u64,
+    bytes: u64,
+) -> Result<()> {
+    phase("mark", plan.batch);
+    let commit = Commit {
+        version: 1,
+        batch: plan.batch,
+        committed_ms: now_ms(),
+        table_version: version,
+        rows,
+        bytes,
+    };
+    checkpoint.commit(state, commit).await?;
+    phase("done", plan.batch);
+    Ok(())
+}
+
 /// Marks a step of the protocol in the log (target `sluice::phase`, debug
 /// level): what the crash tests kill the process at.
-fn phase(step: &str, batch: u64) {
+pub(crate) fn phase(step: &str, batch: u64) {
     tracing::debug!(target: "sluice::phase", "phase={step} batch={batch}");
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -633,18 +658,15 @@ impl Runner {
         rows: u64,
         bytes: u64,
     ) -> Result<()> {
-        phase("mark", plan.batch);
-        let commit = Commit {
-            version: 1,
-            batch: plan.batch,
-            committed_ms: now_ms(),
-            table_version: version,
+        record(
+            &self.checkpoint,
+            &mut self.state,
+            plan,
+            version,
             rows,
             bytes,
-        };
-        self.checkpoint.commit(&mut self.state, commit).await?;
-        phase("done", plan.batch);
-        Ok(())
+        )
+        .await
     }
 
     /// The schema a batch of `files` is planned with: the current one, or,

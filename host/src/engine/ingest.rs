@@ -94,13 +94,14 @@ pub struct Job {
 
 impl Job {
     /// Plans the input: the files to read and how to read them.
-    async fn plan(&self) -> Result<(Vec<FileRef>, Reading)> {
+    pub(crate) async fn plan(&self) -> Result<(Vec<FileRef>, Reading)> {
         let reading = |grants, config, stream| Reading {
             runtime: self.runtime.clone(),
             connector: self.connector.clone(),
             grants,
             config,
             stream,
+            state: None,
             parallelism: self.parallelism,
             split_bytes: self.split_bytes,
             storage_options: self.storage_options.clone(),

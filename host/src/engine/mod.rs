@@ -16,6 +16,7 @@ mod checkpoints;
 pub mod failure;
 pub mod incremental;
 pub mod ingest;
+pub mod positions;
 pub mod read;
 pub mod redact;
 mod secrets;
@@ -39,6 +40,7 @@ use sluice_sink::{Location, TableFormat, Target, WriteMode};
 
 use crate::engine::incremental::{Config, Kind, Runner};
 use crate::engine::ingest::{Input, Job};
+use crate::engine::positions::Positions;
 use crate::engine::redact::Redactor;
 use crate::wasm::builtin;
 use crate::wasm::capability::Counters;
@@ -353,6 +355,10 @@ impl Engine {
                 self.batch(load, target, observer, redactor).await?
             }
             LoadMode::CopyInto => self.copy_into(load, target, observer).await?,
+            LoadMode::Stream if p.connector.is_some() => {
+                self.stream_positions(load, target, trigger, observer, stop, redactor)
+                    .await?
+            }
             LoadMode::Stream => self.stream(load, target, trigger, observer, stop).await?,
         };
         report.table = table.display();
@@ -377,13 +383,15 @@ impl Engine {
                 },
             ),
             Some(c) => {
-                let loaded = match &load.component_file {
-                    Some(path) => {
+                let builtin = builtin::named(&c.id);
+                let loaded = match (&load.component_file, builtin) {
+                    (_, Some(b)) => self.runtime.load_builtin(b)?,
+                    (Some(path), None) => {
                         let wasm = std::fs::read(path)
                             .with_context(|| format!("reading connector {}", path.display()))?;
                         self.runtime.load(&wasm)?
                     }
-                    None => {
+                    (None, None) => {
                         let store = self
                             .connectors
                             .as_ref()
@@ -391,8 +399,20 @@ impl Engine {
                         store.load(&self.runtime, &c.id).await?
                     }
                 };
-                let config =
-                    resolve_secrets(&c.config, &p.grants.secrets, &|n| self.secrets.get(n))?;
+                let mut config = c.config.clone();
+                let mut network = p.grants.network.clone();
+                if builtin.is_some() {
+                    // A built-in connector's config is the pipeline's
+                    // options, and the servers they name are its source.
+                    let object = config
+                        .as_object_mut()
+                        .context("the connector config must be a JSON object")?;
+                    for (k, v) in &p.options {
+                        object.insert(k.clone(), serde_json::Value::String(v.clone()));
+                    }
+                    network.extend(builtin::implicit_network(&c.id, &config));
+                }
+                let config = resolve_secrets(&config, &p.grants.secrets, &|n| self.secrets.get(n))?;
                 let mut grants = p.grants.read.clone();
                 grants.extend(p.source.iter().cloned());
                 (
@@ -401,7 +421,7 @@ impl Engine {
                         config: config.to_string(),
                         stream: c.stream.clone(),
                         grants,
-                        network: p.grants.network.clone(),
+                        network,
                         tls: self.network_tls(&p.grants)?,
                     },
                 )
@@ -500,6 +520,68 @@ impl Engine {
         let options = StreamOptions::parse(&load.pipeline.options)?;
         let config = self.incremental(load, Kind::Stream, options, target)?;
         self.run_incremental(config, trigger, observer, stop).await
+    }
+
+    /// A stream from a connector that plans its own batches (a message
+    /// bus, a change log): exactly once through the checkpoint as files
+    /// are ([`positions`]).
+    async fn stream_positions(
+        &self,
+        load: &Load,
+        target: Target,
+        trigger: &Trigger,
+        observer: &mut dyn Observer,
+        stop: &Stop,
+        redactor: &Redactor,
+    ) -> Result<RunReport> {
+        let checkpoint = load
+            .checkpoint(target.location())?
+            .context("this load keeps no checkpoint")?;
+        let job = self.job(load, target.clone(), redactor).await?;
+        if !job.connector.plans() {
+            bail!(
+                "this connector cannot stream: it does not plan its own batches (it exports no sluice:connector/planner); load it as a batch (append or replace)"
+            );
+        }
+        let (_, reading) = job.plan().await?;
+        let mut report = RunReport::default();
+        let mut on_batch = |r: &BatchReport| {
+            observer.batch(r);
+            report.add(r);
+        };
+        let mut positions = Positions::open(reading, target, &checkpoint, &mut on_batch).await?;
+        match trigger {
+            Trigger::AvailableNow => {
+                positions.bound().await?;
+                while !stop.asked() {
+                    let Some(r) = positions.next().await? else {
+                        break;
+                    };
+                    on_batch(&r);
+                }
+            }
+            Trigger::Every(interval) => {
+                while !stop.asked() {
+                    let tick = Instant::now();
+                    if let Some(r) = positions.next().await? {
+                        on_batch(&r);
+                    }
+                    stop.sleep(interval.saturating_sub(tick.elapsed())).await;
+                }
+            }
+            Trigger::Continuous { poll } => {
+                while !stop.asked() {
+                    match positions.next().await? {
+                        Some(r) => on_batch(&r),
+                        None => stop.sleep(*poll).await,
+                    }
+                }
+            }
+            Trigger::Notified(_) => bail!(
+                "a connector's stream is not started by object notifications; run it available-now, every N or continuously"
+            ),
+        }
+        Ok(report)
     }
 
     /// Opens the exactly-once runner on `config` — it first finishes a

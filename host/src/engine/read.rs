@@ -42,6 +42,9 @@ pub struct Reading {
     pub config: Configured,
     /// The stream to read; the first one when `None`.
     pub stream: Option<String>,
+    /// The state `read` starts from: for a connector that plans its
+    /// batches, the plan of the batch to read.
+    pub state: Option<String>,
     /// Parallel lanes.
     pub parallelism: usize,
     /// Large plain CSV / NDJSON files are read in byte ranges of about this
@@ -103,6 +106,27 @@ pub struct Wrote {
 }
 
 impl Reading {
+    /// The configuration text calls other than a files read get.
+    pub fn config_text(&self) -> Result<String> {
+        self.config.text(&[], None)
+    }
+
+    /// Runs `call` on a new instance of the connector, on a blocking
+    /// thread: the calls around a read (a plan, the latest position).
+    pub async fn call<T: Send + 'static>(
+        &self,
+        what: &str,
+        call: impl FnOnce(&mut Session) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (runtime, loaded, host) = (
+            self.runtime.clone(),
+            self.connector.clone(),
+            self.host(what),
+        );
+        tokio::task::spawn_blocking(move || call(&mut Session::new(&runtime, &loaded, host)?))
+            .await?
+    }
+
     fn host(&self, name: &str) -> HostState {
         HostState::new(
             name,
@@ -240,6 +264,7 @@ impl Reading {
         let mut writers = Vec::new();
         for (i, (_, lane_units)) in groups.into_iter().enumerate() {
             let lane_config = self.config.text(&lane_units, Some(&stream.schema))?;
+            let state = self.state.clone();
             let (tx, rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
             let host = self.host(&format!("lane {i}"));
             let (runtime, loaded) = (self.runtime.clone(), self.connector.clone());
@@ -258,8 +283,11 @@ impl Reading {
                     &runtime,
                     &loaded,
                     host,
-                    &lane_config,
-                    &name,
+                    ReadCall {
+                        config: &lane_config,
+                        stream: &name,
+                        state: state.as_deref(),
+                    },
                     Shapes {
                         sent: &sent,
                         stored: &stored,
@@ -330,19 +358,28 @@ struct Shapes<'a> {
     table: &'a SchemaRef,
 }
 
+/// What a lane's `read` call is given.
+struct ReadCall<'a> {
+    /// The config text.
+    config: &'a str,
+    /// The stream.
+    stream: &'a str,
+    /// The state to start from (a planned batch).
+    state: Option<&'a str>,
+}
+
 /// Reads one lane's stream, sending batches to the writer.
 fn read_lane(
     runtime: &Runtime,
     loaded: &Loaded,
     host: HostState,
-    config: &str,
-    stream: &str,
+    call: ReadCall<'_>,
     shapes: Shapes<'_>,
     tx: mpsc::Sender<RecordBatch>,
 ) -> Result<LaneOutcome> {
     let schema = shapes.sent;
     let mut session = Session::new(runtime, loaded, host)?;
-    let reader = session.read(config, stream, None)?;
+    let reader = session.read(call.config, call.stream, call.state)?;
     let mut out = LaneOutcome {
         in_connector: Duration::ZERO,
         decoding: Duration::ZERO,

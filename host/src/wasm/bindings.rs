@@ -3,7 +3,9 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "sluice:connector/connector@0.2.0",
+    // The widest world: its exports are looked up one by one (`source`
+    // required, `planner` optional), so a connector need not export all.
+    world: "sluice:connector/planned-connector@0.2.0",
     // The network interface hands out wasi:io streams: the ones
     // wasmtime-wasi implements for the sync embedding connectors run under.
     with: {
@@ -12,7 +14,10 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::exports::sluice::connector0_1_0::source::{
-    Guest as Source, GuestReader as SourceReader,
+    Guest as Source, GuestIndices as SourceIndices, GuestReader as SourceReader,
+};
+pub use self::exports::sluice::connector0_2_0::planner::{
+    Guest as Planner, GuestIndices as PlannerIndices,
 };
 pub use self::sluice::connector0_1_0::host::{Host, Level};
 pub use self::sluice::connector0_1_0::types::{

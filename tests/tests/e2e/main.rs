@@ -14,6 +14,7 @@ mod evolution;
 mod formats;
 mod functions;
 mod incremental;
+mod kafka;
 mod load;
 mod malformed;
 mod pipelines;

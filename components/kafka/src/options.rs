@@ -1,0 +1,491 @@
+//! The connector's options, by the names Spark's and Databricks' Kafka
+//! source uses (`kafka.bootstrap.servers`, `subscribe`, `startingOffsets`,
+//! ...), checked once with errors that say what to fix.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+use sluice_connector_sdk::Error;
+
+use crate::client::Address;
+
+/// Which topics are read.
+#[derive(Debug, Clone)]
+pub enum Topics {
+    /// These topics.
+    Subscribe(Vec<String>),
+    /// Every topic whose whole name matches.
+    Pattern(Regex),
+    /// These partitions.
+    Assign(BTreeMap<String, Vec<i32>>),
+}
+
+/// Where reading starts or ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bound {
+    /// The first offset still kept.
+    Earliest,
+    /// The offset after the last record.
+    Latest,
+    /// Per topic and partition: an offset, or -2 (earliest) / -1 (latest);
+    /// partitions not named take the default.
+    Offsets(BTreeMap<String, BTreeMap<i32, i64>>),
+    /// The first offset whose timestamp is at or after this (ms).
+    Timestamp(i64),
+}
+
+/// A SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// Name and password in one message.
+    Plain,
+    /// SCRAM with SHA-256.
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    ScramSha512,
+}
+
+impl Mechanism {
+    /// Its name in the protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// SASL credentials.
+#[derive(Clone)]
+pub struct Sasl {
+    /// The mechanism.
+    pub mechanism: Mechanism,
+    /// The user.
+    pub username: String,
+    /// The password (from a secret).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a record's value becomes columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// `value` as bytes, as Spark gives it.
+    Raw,
+    /// `value` as UTF-8 text.
+    Text,
+}
+
+/// Everything the options say.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Brokers to bootstrap from.
+    pub bootstrap: Vec<Address>,
+    /// The topics.
+    pub topics: Topics,
+    /// Where a stream's first batch, or a batch read, starts (`None`: the
+    /// mode's default, latest for streams and earliest for batch reads).
+    pub starting: Option<Bound>,
+    /// Where a batch read ends.
+    pub ending: Bound,
+    /// At most this many records per batch, over all partitions.
+    pub max_offsets_per_trigger: Option<u64>,
+    /// Fail when offsets were deleted before they were read.
+    pub fail_on_data_loss: bool,
+    /// Add the records' headers as a column.
+    pub include_headers: bool,
+    /// TLS to the brokers (`kafka.security.protocol` SSL or SASL_SSL).
+    pub tls: bool,
+    /// SASL credentials, with SASL_PLAINTEXT or SASL_SSL.
+    pub sasl: Option<Sasl>,
+    /// How values become columns.
+    pub value_format: ValueFormat,
+    /// Bytes one fetch asks for.
+    pub fetch_max_bytes: i32,
+    /// How long a fetch waits for new records, in ms.
+    pub fetch_max_wait_ms: i32,
+}
+
+/// The options this connector knows, for the error that names an unknown one.
+pub const KNOWN: &[&str] = &[
+    "kafka.bootstrap.servers",
+    "subscribe",
+    "subscribePattern",
+    "assign",
+    "startingOffsets",
+    "startingTimestamp",
+    "endingOffsets",
+    "maxOffsetsPerTrigger",
+    "failOnDataLoss",
+    "includeHeaders",
+    "kafka.security.protocol",
+    "kafka.sasl.mechanism",
+    "kafka.sasl.jaas.config",
+    "kafka.sasl.username",
+    "kafka.sasl.password",
+    "valueFormat",
+    "kafka.fetch.max.bytes",
+    "kafka.fetch.max.wait.ms",
+];
+
+fn config(message: impl Into<String>) -> Error {
+    Error::Config(message.into())
+}
+
+fn flag(name: &str, value: &str) -> Result<bool, Error> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(config(format!("{name}={value}: use true or false"))),
+    }
+}
+
+fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Error> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| config(format!("{name}={value}: expected a whole number")))
+}
+
+/// Parses `host:port[,host:port...]`.
+pub fn servers(text: &str) -> Result<Vec<Address>, Error> {
+    let mut out = Vec::new();
+    for s in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| {
+            config(format!(
+                "kafka.bootstrap.servers: '{s}' has no port; write host:port, e.g. broker-1:9092"
+            ))
+        })?;
+        let port = port
+            .parse()
+            .map_err(|_| config(format!("kafka.bootstrap.servers: '{s}' has no valid port")))?;
+        out.push(Address {
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port,
+        });
+    }
+    if out.is_empty() {
+        return Err(config(
+            "give kafka.bootstrap.servers, e.g. kafka.bootstrap.servers=broker-1:9092",
+        ));
+    }
+    Ok(out)
+}
+
+fn offsets_json(name: &str, text: &str) -> Result<BTreeMap<String, BTreeMap<i32, i64>>, Error> {
+    let parsed: BTreeMap<String, BTreeMap<String, i64>> = serde_json::from_str(text).map_err(|e| {
+        config(format!(
+            "{name}: '{text}' is not earliest, latest or JSON like {{\"events\":{{\"0\":23,\"1\":-2}}}}: {e}"
+        ))
+    })?;
+    let mut out = BTreeMap::new();
+    for (topic, partitions) in parsed {
+        let mut ps = BTreeMap::new();
+        for (p, offset) in partitions {
+            let p: i32 = p.parse().map_err(|_| {
+                config(format!(
+                    "{name}: topic '{topic}' has partition '{p}', not a number"
+                ))
+            })?;
+            if offset < -2 {
+                return Err(config(format!(
+                    "{name}: topic '{topic}' partition {p}: offset {offset}; use an offset, -2 (earliest) or -1 (latest)"
+                )));
+            }
+            ps.insert(p, offset);
+        }
+        out.insert(topic, ps);
+    }
+    Ok(out)
+}
+
+fn bound(name: &str, text: &str) -> Result<Bound, Error> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "earliest" => Ok(Bound::Earliest),
+        "latest" => Ok(Bound::Latest),
+        _ => Ok(Bound::Offsets(offsets_json(name, text)?)),
+    }
+}
+
+/// `username="..." password="..."` out of a JAAS line.
+fn jaas(text: &str) -> Result<(String, String), Error> {
+    let field = |key: &str| -> Option<String> {
+        let at = text.find(&format!("{key}="))? + key.len() + 1;
+        let rest = text[at..].strip_prefix('"')?;
+        Some(rest[..rest.find('"')?].to_string())
+    };
+    match (field("username"), field("password")) {
+        (Some(u), Some(p)) => Ok((u, p)),
+        _ => Err(config(
+            "kafka.sasl.jaas.config: expected ... username=\"USER\" password=\"${secret:NAME}\";",
+        )),
+    }
+}
+
+impl Options {
+    /// Parses the config: a JSON object of options (`schema`, which the
+    /// host adds, is ignored).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| config(format!("the config is not JSON: {e}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| config("the config must be a JSON object of options"))?;
+        let mut o: BTreeMap<&str, String> = BTreeMap::new();
+        for (k, v) in object {
+            if k == "schema" {
+                continue;
+            }
+            if !KNOWN.contains(&k.as_str()) {
+                return Err(config(format!(
+                    "unknown option '{k}'; the Kafka connector knows {}",
+                    KNOWN.join(", ")
+                )));
+            }
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
+                serde_json::Value::Object(_) => v.to_string(),
+                _ => return Err(config(format!("option '{k}' must be a string"))),
+            };
+            o.insert(k.as_str(), v);
+        }
+        let bootstrap = servers(o.get("kafka.bootstrap.servers").map_or("", |s| s.as_str()))?;
+        let chosen: Vec<&str> = ["subscribe", "subscribePattern", "assign"]
+            .into_iter()
+            .filter(|k| o.contains_key(k))
+            .collect();
+        let topics = match chosen.as_slice() {
+            ["subscribe"] => {
+                let ts: Vec<String> = o["subscribe"]
+                    .split(',')
+                    .map(|t| t.trim().to_string())
+                    .filter(|t| !t.is_empty())
+                    .collect();
+                if ts.is_empty() {
+                    return Err(config("subscribe: name at least one topic"));
+                }
+                Topics::Subscribe(ts)
+            }
+            ["subscribePattern"] => {
+                let p = &o["subscribePattern"];
+                Topics::Pattern(
+                    Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| config(format!("subscribePattern '{p}': {e}")))?,
+                )
+            }
+            ["assign"] => {
+                let parsed: BTreeMap<String, Vec<i32>> = serde_json::from_str(&o["assign"])
+                    .map_err(|e| {
+                        config(format!(
+                            "assign: expected JSON like {{\"events\":[0,1]}}: {e}"
+                        ))
+                    })?;
+                Topics::Assign(parsed)
+            }
+            [] => {
+                return Err(config(
+                    "say which topics to read: subscribe=TOPIC[,TOPIC], subscribePattern=REGEX or assign={\"TOPIC\":[0,1]}",
+                ));
+            }
+            _ => {
+                return Err(config(format!(
+                    "give only one of subscribe, subscribePattern and assign (got {})",
+                    chosen.join(", ")
+                )));
+            }
+        };
+        let starting = match (o.get("startingOffsets"), o.get("startingTimestamp")) {
+            (Some(_), Some(_)) => {
+                return Err(config(
+                    "give startingOffsets or startingTimestamp, not both",
+                ));
+            }
+            (Some(s), None) => Some(bound("startingOffsets", s)?),
+            (None, Some(t)) => Some(Bound::Timestamp(number("startingTimestamp", t)?)),
+            (None, None) => None,
+        };
+        let ending = match o.get("endingOffsets") {
+            Some(s) => match bound("endingOffsets", s)? {
+                Bound::Earliest => {
+                    return Err(config(
+                        "endingOffsets=earliest reads nothing; use latest or offsets",
+                    ));
+                }
+                b => b,
+            },
+            None => Bound::Latest,
+        };
+        let max_offsets_per_trigger = match o.get("maxOffsetsPerTrigger") {
+            Some(v) => {
+                let n: u64 = number("maxOffsetsPerTrigger", v)?;
+                if n == 0 {
+                    return Err(config("maxOffsetsPerTrigger must be at least 1"));
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        let protocol = o
+            .get("kafka.security.protocol")
+            .map_or("PLAINTEXT".to_string(), |p| p.to_ascii_uppercase());
+        let (tls, sasl_on) = match protocol.as_str() {
+            "PLAINTEXT" => (false, false),
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            other => {
+                return Err(config(format!(
+                    "kafka.security.protocol={other}: use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+                )));
+            }
+        };
+        let sasl = if sasl_on {
+            let mechanism = match o
+                .get("kafka.sasl.mechanism")
+                .map_or("PLAIN".to_string(), |m| m.to_ascii_uppercase())
+                .as_str()
+            {
+                "PLAIN" => Mechanism::Plain,
+                "SCRAM-SHA-256" => Mechanism::ScramSha256,
+                "SCRAM-SHA-512" => Mechanism::ScramSha512,
+                other => {
+                    return Err(config(format!(
+                        "kafka.sasl.mechanism={other}: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                    )));
+                }
+            };
+            let (username, password) = match (
+                o.get("kafka.sasl.jaas.config"),
+                o.get("kafka.sasl.username"),
+                o.get("kafka.sasl.password"),
+            ) {
+                (Some(j), None, None) => jaas(j)?,
+                (None, Some(u), Some(p)) => (u.clone(), p.clone()),
+                _ => {
+                    return Err(config(format!(
+                        "kafka.security.protocol={protocol} needs credentials: kafka.sasl.jaas.config, or kafka.sasl.username and kafka.sasl.password (the password from a secret: ${{secret:NAME}})"
+                    )));
+                }
+            };
+            Some(Sasl {
+                mechanism,
+                username,
+                password,
+            })
+        } else {
+            if o.contains_key("kafka.sasl.mechanism") || o.contains_key("kafka.sasl.jaas.config") {
+                return Err(config(format!(
+                    "SASL options are set but kafka.security.protocol={protocol}; use SASL_PLAINTEXT or SASL_SSL"
+                )));
+            }
+            None
+        };
+        let value_format = match o
+            .get("valueFormat")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("raw") => ValueFormat::Raw,
+            Some("text") => ValueFormat::Text,
+            Some(other @ ("json" | "csv")) => {
+                return Err(config(format!(
+                    "valueFormat={other} is not built yet: read valueFormat=text and parse it in the select list, or valueFormat=raw"
+                )));
+            }
+            Some(other) => {
+                return Err(config(format!("valueFormat={other}: use raw or text")));
+            }
+        };
+        Ok(Options {
+            bootstrap,
+            topics,
+            starting,
+            ending,
+            max_offsets_per_trigger,
+            fail_on_data_loss: match o.get("failOnDataLoss") {
+                Some(v) => flag("failOnDataLoss", v)?,
+                None => true,
+            },
+            include_headers: match o.get("includeHeaders") {
+                Some(v) => flag("includeHeaders", v)?,
+                None => false,
+            },
+            tls,
+            sasl,
+            value_format,
+            fetch_max_bytes: match o.get("kafka.fetch.max.bytes") {
+                Some(v) => number("kafka.fetch.max.bytes", v)?,
+                None => 16 << 20,
+            },
+            fetch_max_wait_ms: match o.get("kafka.fetch.max.wait.ms") {
+                Some(v) => number("kafka.fetch.max.wait.ms", v)?,
+                None => 500,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spark_options_parse() {
+        let o = Options::parse(
+            r#"{"kafka.bootstrap.servers":"a:9092, b:9093","subscribe":"x,y","startingOffsets":"{\"x\":{\"0\":5,\"1\":-2}}","maxOffsetsPerTrigger":"100","schema":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.bootstrap.len(), 2);
+        assert_eq!(o.bootstrap[1].port, 9093);
+        assert!(matches!(o.topics, Topics::Subscribe(ref t) if t == &["x", "y"]));
+        let Some(Bound::Offsets(s)) = o.starting else {
+            panic!()
+        };
+        assert_eq!(s["x"][&0], 5);
+        assert_eq!(o.max_offsets_per_trigger, Some(100));
+        assert!(o.fail_on_data_loss);
+    }
+
+    #[test]
+    fn bad_options_say_what_to_fix() {
+        let e = |t: &str| match Options::parse(t) {
+            Err(Error::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(e(r#"{"subscribe":"x"}"#).contains("kafka.bootstrap.servers"));
+        assert!(e(r#"{"kafka.bootstrap.servers":"a:1"}"#).contains("subscribe="));
+        assert!(
+            e(r#"{"kafka.bootstrap.servers":"a:1","subscribe":"x","assign":"{}"}"#)
+                .contains("only one")
+        );
+        assert!(e(r#"{"kafka.bootstrap.servers":"a","subscribe":"x"}"#).contains("no port"));
+        assert!(
+            e(r#"{"kafka.bootstrap.servers":"a:1","subscribe":"x","bogus":"1"}"#)
+                .contains("unknown option 'bogus'")
+        );
+        assert!(e(r#"{"kafka.bootstrap.servers":"a:1","subscribe":"x","kafka.security.protocol":"SASL_SSL"}"#)
+            .contains("needs credentials"));
+    }
+
+    #[test]
+    fn jaas_lines_give_credentials() {
+        let (u, p) = jaas(
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="u1" password="p w";"#,
+        )
+        .unwrap();
+        assert_eq!((u.as_str(), p.as_str()), ("u1", "p w"));
+    }
+}

@@ -1,0 +1,416 @@
+//! The Kafka connector against a real Kafka-protocol broker (tansu on
+//! loopback, produced to with kafka-python): streams exactly once, batch
+//! reads, every compression, the options, and what goes wrong.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use crate::harness::{Case, Kafka};
+
+/// The records of the Delta table at `table`, read with Python `deltalake`:
+/// `(partition, offset, id, tag)`, sorted.
+fn records(c: &Case, table: &str) -> Vec<(i64, i64, i64, String)> {
+    let out = c.python(&format!(
+        "import deltalake, json\n\
+         t = deltalake.DeltaTable({table:?}).to_pyarrow_table()\n\
+         rows = []\n\
+         for p, o, v in zip(t['partition'].to_pylist(), t['offset'].to_pylist(), t['value'].to_pylist()):\n    \
+             d = json.loads(v)\n    \
+             rows.append([p, o, d['id'], d['tag']])\n\
+         print(json.dumps(sorted(rows)))\n"
+    ));
+    let rows: Vec<(i64, i64, i64, String)> = serde_json::from_str(out.trim()).unwrap();
+    rows
+}
+
+/// `ids` as a set, after checking that no record is there twice.
+fn once(rows: &[(i64, i64, i64, String)]) -> BTreeSet<i64> {
+    let ids: BTreeSet<i64> = rows.iter().map(|r| r.2).collect();
+    assert_eq!(ids.len(), rows.len(), "a record is in the table twice");
+    let positions: BTreeSet<(i64, i64)> = rows.iter().map(|r| (r.0, r.1)).collect();
+    assert_eq!(
+        positions.len(),
+        rows.len(),
+        "an offset is in the table twice"
+    );
+    ids
+}
+
+fn stream_args<'a>(k: &'a Kafka, topic: &'a str, extra: &[&'a str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "stream",
+        "--connector",
+        "kafka",
+        "-o",
+        &format!("kafka.bootstrap.servers={}", k.bootstrap),
+        "-o",
+        &format!("subscribe={topic}"),
+        "-t",
+        "./events",
+        "--trigger",
+        "available-now",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run(c: &Case, args: &[String]) -> String {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.ok(&args)
+}
+
+fn fails(c: &Case, args: &[String]) -> String {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    c.fails(&args)
+}
+
+#[test]
+fn a_topic_streams_into_a_delta_table_exactly_once_across_runs() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("stream-once", 3);
+    k.produce(&c, "stream-once", 3, 0..3000, "gzip", "first");
+
+    let earliest = ["-o", "startingOffsets=earliest"];
+    let out = run(&c, &stream_args(k, "stream-once", &earliest));
+    assert!(out.contains("3000 rows"), "{out}");
+    assert_eq!(once(&records(&c, "events")), (0..3000).collect());
+
+    // Nothing new: nothing read, nothing committed.
+    let out = run(&c, &stream_args(k, "stream-once", &earliest));
+    assert!(out.contains("0 batches"), "{out}");
+
+    // New records, in another compression: only they load.
+    k.produce(&c, "stream-once", 3, 3000..4000, "lz4", "second");
+    let out = run(&c, &stream_args(k, "stream-once", &earliest));
+    assert!(out.contains("1000 rows"), "{out}");
+    let rows = records(&c, "events");
+    assert_eq!(once(&rows), (0..4000).collect());
+    assert_eq!(rows.iter().filter(|r| r.3 == "second").count(), 1000);
+}
+
+#[test]
+fn every_compression_kafka_uses_is_read() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("codecs", 2);
+    let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
+    for (i, codec) in codecs.iter().enumerate() {
+        k.produce(
+            &c,
+            "codecs",
+            2,
+            i as u64 * 200..(i as u64 + 1) * 200,
+            codec,
+            codec,
+        );
+    }
+    // A batch load (ingest): earliest to latest, no checkpoint.
+    let out = c.ok(&[
+        "ingest",
+        "--connector",
+        "kafka",
+        "-o",
+        &format!("kafka.bootstrap.servers={}", k.bootstrap),
+        "-o",
+        "subscribe=codecs",
+        "-t",
+        "./events",
+    ]);
+    assert!(out.contains("1000 rows"), "{out}");
+    let rows = records(&c, "events");
+    assert_eq!(once(&rows), (0..1000).collect());
+    for codec in codecs {
+        assert_eq!(
+            rows.iter().filter(|r| r.3 == codec).count(),
+            200,
+            "records compressed with {codec}"
+        );
+    }
+}
+
+#[test]
+fn max_offsets_per_trigger_splits_the_backlog_into_batches() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("paced", 3);
+    k.produce(&c, "paced", 3, 0..900, "none", "x");
+    let out = run(
+        &c,
+        &stream_args(
+            k,
+            "paced",
+            &[
+                "-o",
+                "startingOffsets=earliest",
+                "-o",
+                "maxOffsetsPerTrigger=200",
+            ],
+        ),
+    );
+    let batches: Vec<u64> = out
+        .lines()
+        .filter(|l| l.starts_with("batch "))
+        .map(|l| {
+            let rows = l.split(", ").nth(1).unwrap();
+            rows.split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(batches.len() >= 5, "{out}");
+    assert!(batches.iter().all(|&n| n <= 200), "{out}");
+    assert_eq!(batches.iter().sum::<u64>(), 900, "{out}");
+    assert_eq!(once(&records(&c, "events")).len(), 900);
+}
+
+#[test]
+fn a_stream_starts_where_the_options_say() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("starts", 2);
+    k.produce(&c, "starts", 2, 0..100, "none", "old");
+
+    // latest (a stream's default): what was there is skipped.
+    let out = run(&c, &stream_args(k, "starts", &[]));
+    assert!(out.contains("0 rows"), "{out}");
+    k.produce(&c, "starts", 2, 100..110, "none", "new");
+    run(&c, &stream_args(k, "starts", &[]));
+    let ids = once(&records(&c, "events"));
+    assert_eq!(ids, (100..110).collect());
+
+    // Offsets per partition: partition 0 from its offset 40, partition 1
+    // from its start (-2).
+    let c2 = Case::new();
+    let start = r#"startingOffsets={"starts":{"0":40,"1":-2}}"#;
+    run(&c2, &stream_args(k, "starts", &["-o", start]));
+    let rows = records(&c2, "events");
+    assert!(rows.iter().filter(|r| r.0 == 0).all(|r| r.1 >= 40));
+    assert_eq!(rows.iter().filter(|r| r.0 == 1).count(), 55);
+    assert_eq!(rows.iter().filter(|r| r.0 == 0).count(), 55 - 40);
+}
+
+#[test]
+fn headers_and_spark_columns_come_as_spark_gives_them() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("columns", 1);
+    k.produce(&c, "columns", 1, 0..5, "none", "x");
+    c.ok(&[
+        "ingest",
+        "--connector",
+        "kafka",
+        "-o",
+        &format!("kafka.bootstrap.servers={}", k.bootstrap),
+        "-o",
+        "subscribe=columns",
+        "-o",
+        "includeHeaders=true",
+        "-t",
+        "./events",
+    ]);
+    let out = c.python(
+        "import deltalake, json\n\
+         t = deltalake.DeltaTable('events').to_pyarrow_table()\n\
+         print(json.dumps({'schema': [[f.name, str(f.type)] for f in t.schema], \
+           'first': {k: (v.decode() if isinstance(v, bytes) else v) for k, v in t.sort_by('offset').to_pylist()[0].items() if k not in ('timestamp', 'headers')}, \
+           'headers': [[h['key'], h['value'].decode()] for h in t.sort_by('offset').to_pylist()[0]['headers']]}))\n",
+    );
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let names: Vec<&str> = v["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "key",
+            "value",
+            "topic",
+            "partition",
+            "offset",
+            "timestamp",
+            "timestampType",
+            "headers"
+        ]
+    );
+    assert_eq!(v["schema"][5][1], "timestamp[us, tz=UTC]");
+    assert_eq!(v["first"]["key"], "k0");
+    assert_eq!(v["first"]["topic"], "columns");
+    assert_eq!(v["first"]["offset"], 0);
+    assert_eq!(v["headers"], serde_json::json!([["h", "0"]]));
+}
+
+#[test]
+fn bad_kafka_options_and_unknown_topics_say_what_to_fix() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    let e = fails(&c, &stream_args(k, "no-such-topic", &[]));
+    assert!(e.contains("topic 'no-such-topic'"), "{e}");
+    let e = fails(
+        &c,
+        &stream_args(k, "x", &["-o", "startingOffsets=yesterday"]),
+    );
+    assert!(e.contains("startingOffsets"), "{e}");
+    let e = fails(&c, &stream_args(k, "x", &["-o", "subscribePattern=x.*"]));
+    assert!(e.contains("only one of subscribe"), "{e}");
+    // Nothing was committed by any of them.
+    assert!(!c.path("events/_delta_log").exists());
+}
+
+#[test]
+fn an_unreachable_broker_fails_with_a_clear_error() {
+    let c = Case::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = c.fails(&[
+        "stream",
+        "--connector",
+        "kafka",
+        "-o",
+        &format!("kafka.bootstrap.servers=127.0.0.1:{port}"),
+        "-o",
+        "subscribe=events",
+        "-t",
+        "./events",
+        "--trigger",
+        "available-now",
+    ]);
+    assert!(e.contains("no bootstrap server answered"), "{e}");
+    assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+}
+
+#[test]
+fn a_broker_the_cluster_advertises_must_be_granted() {
+    // The broker advertises itself as `localhost`: a name the pipeline
+    // does not grant (only the bootstrap address is), and one that
+    // resolves to loopback, which only a literal grant may reach.
+    let (k, c) = (Kafka::start(Some("localhost")), Case::new());
+    k.create("advertised", 1);
+    k.produce(&c, "advertised", 1, 0..3, "none", "x");
+    let e = fails(
+        &c,
+        &stream_args(&k, "advertised", &["-o", "startingOffsets=earliest"]),
+    );
+    assert!(e.contains("localhost"), "{e}");
+    assert!(e.contains("grant"), "{e}");
+    assert!(!c.path("events/_delta_log").exists());
+}
+
+#[test]
+fn sigkill_anywhere_loses_and_duplicates_no_record_of_a_topic() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("crash", 3);
+    k.produce(&c, "crash", 3, 0..120_000, "lz4", "x");
+    let args = stream_args(
+        k,
+        "crash",
+        &[
+            "-o",
+            "startingOffsets=earliest",
+            "-o",
+            "maxOffsetsPerTrigger=4000",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let by_phase = crate::crash::crash(&c, &args, &[], 10, 1);
+    let ids = once(&records(&c, "events"));
+    assert_eq!(ids, (0..120_000).collect(), "lost records");
+    crate::crash::assert_every_step_was_hit(&by_phase, 1);
+}
+
+#[test]
+fn sql_and_pipeline_files_read_kafka_through_the_same_engine() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("faces", 2);
+    k.produce(&c, "faces", 2, 0..50, "none", "sql");
+    let table = c.path("sql_events");
+    c.ok(&[
+        "sql",
+        &format!(
+            "CREATE OR REFRESH STREAMING TABLE delta.`{}` AS \
+             SELECT CAST(value AS STRING) AS v, partition, offset \
+             FROM STREAM read_kafka(bootstrapServers => '{}', subscribe => 'faces', startingOffsets => 'earliest')",
+            table.display(),
+            k.bootstrap
+        ),
+    ]);
+    let out = c.python(&format!(
+        "import deltalake, json\n\
+         t = deltalake.DeltaTable({:?}).to_pyarrow_table()\n\
+         print(json.dumps([t.num_rows, [f.name for f in t.schema], str(t.schema.field('v').type), sorted(json.loads(v)['id'] for v in t['v'].to_pylist())]))\n",
+        table.display().to_string()
+    ));
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v[0], 50);
+    assert_eq!(v[1], serde_json::json!(["v", "partition", "offset"]));
+    assert_eq!(v[2], "string");
+    assert_eq!(v[3], serde_json::json!((0..50).collect::<Vec<_>>()));
+
+    // A pipeline file: `connector = "kafka"`, the options under [options].
+    c.write(
+        "faces.toml",
+        format!(
+            "table = \"./pipe_events\"\nmode = \"stream\"\nconnector = \"kafka\"\n\n[options]\n\"kafka.bootstrap.servers\" = \"{}\"\nsubscribe = \"faces\"\nstartingOffsets = \"earliest\"\n",
+            k.bootstrap
+        ),
+    );
+    let out = c.ok(&["run", "faces.toml"]);
+    assert!(out.contains("50 rows"), "{out}");
+    k.produce(&c, "faces", 2, 50..60, "zstd", "pipe");
+    let out = c.ok(&["run", "faces.toml"]);
+    assert!(out.contains("10 rows"), "{out}");
+    assert_eq!(once(&records(&c, "pipe_events")), (0..60).collect());
+}
+
+#[test]
+fn two_processes_split_a_topics_partitions_into_one_table() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("split", 4);
+    k.produce(&c, "split", 4, 0..4000, "snappy", "x");
+    let args = |partitions: &str, checkpoint: &str| -> Vec<String> {
+        [
+            "stream",
+            "--connector",
+            "kafka",
+            "-o",
+            &format!("kafka.bootstrap.servers={}", k.bootstrap),
+            "-o",
+            &format!(r#"assign={{"split":[{partitions}]}}"#),
+            "-o",
+            "startingOffsets=earliest",
+            "-o",
+            "maxOffsetsPerTrigger=300",
+            "-t",
+            "./events",
+            "--checkpoint",
+            checkpoint,
+            "--trigger",
+            "available-now",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Each process has its own checkpoint (and so its own txn appId); both
+    // commit to one table at once.
+    let spawn = |a: Vec<String>| {
+        c.command(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+            .output()
+    };
+    let (one, two) = std::thread::scope(|s| {
+        let one = s.spawn(|| spawn(args("0,1", "./cp-a")));
+        let two = s.spawn(|| spawn(args("2,3", "./cp-b")));
+        (one.join().unwrap().unwrap(), two.join().unwrap().unwrap())
+    });
+    for out in [&one, &two] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rows = records(&c, "events");
+    assert_eq!(once(&rows), (0..4000).collect());
+}
