@@ -433,8 +433,6 @@ def incremental(a, small: Path, info: dict, env: dict):
     print(f"continuous stream, file landing -> rows committed: p50 {p50:.2f} s, p95 {p95:.2f} s, max {lat[-1]:.2f} s ({files} files, default 500 ms polling)")
 
 
-if __name__ == "__main__":
-    main()
 
 
 KAFKA_PRODUCE = """
@@ -554,3 +552,7 @@ def kafka_case(a, env: dict):
     finally:
         broker.kill()
         broker.wait()
+
+
+if __name__ == "__main__":
+    main()
