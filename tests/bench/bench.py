@@ -549,9 +549,61 @@ def kafka_case(a, env: dict):
             print(f"{'Kafka -> table':28} {tool:8} {med:9.2f} {rate:11.0f} {mbs} {max(peaks):9.0f} {ratio:>11}", flush=True)
         print("ratios: how many times Sluice's speed the peer's is (above 1.0x: Sluice is faster); "
               "'consume' only reads, with the same client library as 'python'")
+        kafka_latency(tansu, bootstrap, out, env)
     finally:
         broker.kill()
         broker.wait()
+
+
+def kafka_latency(tansu: str, bootstrap: str, out: Path, env: dict):
+    """A continuous Kafka stream's latency: records produced one by one
+    while `sluice stream --trigger continuous` runs, each from its send to
+    the commit of the batch that holds it (the checkpoint's plans give each
+    batch's offsets, its commit record the commit time)."""
+    from kafka import KafkaProducer
+    subprocess.run([tansu, "topic", "create", "--broker", f"tcp://{bootstrap}", "--partitions", "1", "latency"], check=True,
+                   stdout=subprocess.DEVNULL)
+    table, cp = out / "lat-t", out / "lat-cp"
+    for d in (table, cp):
+        if d.exists():
+            shutil.rmtree(d)
+    proc = subprocess.Popen(
+        [str(SLUICE), "stream", "--connector", "kafka", "-o", f"kafka.bootstrap.servers={bootstrap}", "-o", "subscribe=latency",
+         "-o", "startingOffsets=earliest", "--table", str(table), "--checkpoint", str(cp), "--trigger", "continuous",
+         "--poll-interval", "100ms"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    sent = []
+    records = 40
+    try:
+        time.sleep(1.0)
+        producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        for k in range(records):
+            producer.send("latency", value=b'{"k": %d}' % k, partition=0).get()
+            sent.append(time.time() * 1000)
+            time.sleep(0.3 + (k % 5) * 0.1)
+        producer.close()
+        deadline = time.time() + 60
+        batches = {}
+        while time.time() < deadline:
+            batches = {}
+            for f in (cp / "commits").glob("*.json"):
+                c = json.loads(f.read_text())
+                plan = json.loads((cp / "offsets" / f.name).read_text())
+                span = json.loads(plan["position"])
+                batches[c["batch"]] = (span["from"]["latency"]["0"], span["until"]["latency"]["0"], c["committed_ms"])
+            if any(until >= records for _, until, _ in batches.values()):
+                break
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait()
+    lat = sorted(committed - sent[o] for start, until, committed in batches.values() for o in range(start, until) if o < len(sent))
+    if len(lat) < records:
+        print(f"Kafka continuous latency: only {len(lat)} of {records} records committed")
+        return
+    p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
+    print(f"Kafka continuous stream, produce -> committed: p50 {p50 / 1000:.2f} s, p95 {p95 / 1000:.2f} s "
+          f"({records} records, 100 ms polling)")
 
 
 if __name__ == "__main__":
