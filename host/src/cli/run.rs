@@ -65,9 +65,14 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        // A connector's pipeline reads no files.
+        let files = if load.pipeline.connector.is_some() {
+            String::new()
+        } else {
+            format!("{} files, ", report.files)
+        };
         println!(
-            "pipeline {name}: {} files, {} rows in {:.2} s into {}{}",
-            report.files,
+            "pipeline {name}: {files}{} rows in {:.2} s into {}{}",
             report.rows,
             report.seconds,
             load.pipeline.table,
