@@ -246,6 +246,35 @@ pub struct Runner {
     pub already_loaded: usize,
 }
 
+/// Refuses a target other than Delta: exactly once records each batch in
+/// its log.
+pub(crate) fn require_delta(target: &Target) -> Result<()> {
+    if target.format() != sluice_sink::TableFormat::Delta {
+        bail!(
+            "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
+            target.location().display()
+        );
+    }
+    Ok(())
+}
+
+/// Opens (or creates) the checkpoint at `location` and replays it: the
+/// checkpoint, its state, and the txn appId its batches commit with.
+pub(crate) async fn open_checkpoint(location: &Location) -> Result<(Checkpoint, State, String)> {
+    let checkpoint = Checkpoint::open(location, now_ms()).await?;
+    let state = checkpoint.load().await?;
+    let app_id = format!("sluice-{}", checkpoint.id());
+    Ok((checkpoint, state, app_id))
+}
+
+/// Whether `target` already holds batch `plan` of `app_id` (its txn version
+/// has reached the batch): how a pending batch is settled after a crash.
+pub(crate) async fn in_table(target: &Target, app_id: &str, plan: &Plan) -> Result<bool> {
+    Ok(sluice_sink::delta::txn_version(target.location(), app_id)
+        .await?
+        .is_some_and(|v| v >= plan.batch as i64))
+}
+
 /// Records in `checkpoint` that `plan` is in the table (step 4): with
 /// `version` of it, `rows` and `bytes` written.
 pub(crate) async fn record(
@@ -319,12 +348,7 @@ impl Runner {
         reader: Box<dyn FileReader>,
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> Result<Self> {
-        if config.target.format() != sluice_sink::TableFormat::Delta {
-            bail!(
-                "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
-                config.target.location().display()
-            );
-        }
+        require_delta(&config.target)?;
         let evolution = config.evolution();
         if evolution == Evolution::AddNewColumnsWithTypeWidening {
             // Checked when a column widens; everything else works as in
@@ -333,10 +357,8 @@ impl Runner {
                 "schemaEvolutionMode=addNewColumnsWithTypeWidening: new columns are added; a widening type fails the batch (see the error)"
             );
         }
-        let checkpoint = Checkpoint::open(&config.checkpoint, now_ms()).await?;
+        let (checkpoint, state, app_id) = open_checkpoint(&config.checkpoint).await?;
         let schemas = SchemaLog::open(&config.schema_location)?;
-        let state = checkpoint.load().await?;
-        let app_id = format!("sluice-{}", checkpoint.id());
         let mut runner = Runner {
             config,
             reader,
@@ -503,11 +525,7 @@ impl Runner {
         if plan.kind == BatchKind::Skip {
             self.record(&plan, None, 0, 0).await?;
         } else {
-            let committed =
-                sluice_sink::delta::txn_version(self.config.target.location(), &self.app_id)
-                    .await?
-                    .is_some_and(|v| v >= plan.batch as i64);
-            if !committed {
+            if !in_table(&self.config.target, &self.app_id, &plan).await? {
                 let mut report = self.execute(&plan, true).await?;
                 report.elapsed = started.elapsed();
                 return Ok(report);

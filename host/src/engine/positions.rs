@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use sluice_checkpoint::{Checkpoint, Plan, State};
 use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn};
 
@@ -47,16 +47,9 @@ impl Positions {
         checkpoint: &Location,
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> Result<Self> {
-        if target.format() != sluice_sink::TableFormat::Delta {
-            bail!(
-                "streams into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
-                target.location().display()
-            );
-        }
+        incremental::require_delta(&target)?;
         let stream = reading.discover(&[]).await?;
-        let checkpoint = Checkpoint::open(checkpoint, now_ms()).await?;
-        let state = checkpoint.load().await?;
-        let app_id = format!("sluice-{}", checkpoint.id());
+        let (checkpoint, state, app_id) = incremental::open_checkpoint(checkpoint).await?;
         let mut positions = Positions {
             reading,
             stream,
@@ -68,19 +61,16 @@ impl Positions {
         };
         if let Some(plan) = positions.state.pending().cloned() {
             let started = Instant::now();
-            let committed =
-                sluice_sink::delta::txn_version(positions.target.location(), &positions.app_id)
-                    .await?
-                    .is_some_and(|v| v >= plan.batch as i64);
-            let mut report = if committed {
-                positions.record(&plan, None, 0, 0).await?;
-                BatchReport {
-                    replayed: true,
-                    ..report(&plan)
-                }
-            } else {
-                positions.execute(&plan).await?
-            };
+            let mut report =
+                if incremental::in_table(&positions.target, &positions.app_id, &plan).await? {
+                    positions.record(&plan, None, 0, 0).await?;
+                    BatchReport {
+                        replayed: true,
+                        ..report(&plan)
+                    }
+                } else {
+                    positions.execute(&plan).await?
+                };
             report.elapsed = started.elapsed();
             on_batch(&report);
         }
