@@ -27,17 +27,26 @@ pub fn router(app: Arc<App>) -> anyhow::Result<Router> {
     let body_idle = crate::engine::parse_interval(&app.config.body_idle_timeout)
         .context("body_idle_timeout")?
         .context("body_idle_timeout must be more than 0s")?;
+    // A function that fails (traps, runs out of time) may leave much of a
+    // large body unread.
+    let function = any(call_function).layer(middleware::from_fn(|req: Request, next: Next| {
+        drain_unread(req, next, FUNCTION_DRAIN_BYTES)
+    }));
     Ok(Router::new()
         .route("/", get(page))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route(
             "/volumes/{volume}/{*path}",
-            put(uploads::upload_to_volume).layer(middleware::from_fn(drain_unread)),
+            put(uploads::upload_to_volume).layer(middleware::from_fn(
+                |req: Request, next: Next| drain_unread(req, next, DRAIN_BYTES),
+            )),
         )
         .route(
             "/tables/{table}/upload",
-            post(uploads::upload_to_table).layer(middleware::from_fn(drain_unread)),
+            post(uploads::upload_to_table).layer(middleware::from_fn(
+                |req: Request, next: Next| drain_unread(req, next, DRAIN_BYTES),
+            )),
         )
         .route("/connectors", get(list_connectors).post(upload_connector))
         .route("/pipelines", get(list_pipelines))
@@ -47,9 +56,9 @@ pub fn router(app: Arc<App>) -> anyhow::Result<Router> {
         .route("/runs/{id}", get(get_run))
         .route("/audit", get(audit))
         .route("/events", get(events))
-        .route("/fn/{name}", any(call_function))
-        .route("/fn/{name}/", any(call_function))
-        .route("/fn/{name}/{*rest}", any(call_function))
+        .route("/fn/{name}", function.clone())
+        .route("/fn/{name}/", function.clone())
+        .route("/fn/{name}/{*rest}", function)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(middleware::from_fn_with_state(app.clone(), public_errors))
         .layer(middleware::from_fn_with_state(app.clone(), count))
@@ -290,19 +299,24 @@ async fn call_function(
 
 /// The most bytes of an upload a refusal reads and drops.
 const DRAIN_BYTES: u64 = 1 << 20;
+/// The most bytes of a request a failed function call reads and drops: a
+/// function that traps while reading a large body has left more unread.
+const FUNCTION_DRAIN_BYTES: u64 = 16 << 20;
 /// How long a refusal waits for them.
 const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Reads and drops what an upload's handler left unread of the body (a
-/// refusal answers before reading it), at most [`DRAIN_BYTES`] for at most
-/// [`DRAIN_TIME`], before the answer goes out: the client, still sending,
-/// then reads the answer on a connection it can use again instead of
-/// meeting a closed one.
-async fn drain_unread(req: Request, next: Next) -> Response {
+/// Reads and drops what a handler that failed left unread of the body (a
+/// refusal answers before reading it; a function may trap halfway), at
+/// most `limit` bytes for at most [`DRAIN_TIME`], before the answer goes
+/// out: the client, still sending, then reads the answer on a connection it
+/// can use again instead of meeting a closed one (and a broken pipe).
+async fn drain_unread(req: Request, next: Next, limit: u64) -> Response {
     let (parts, body) = req.into_parts();
-    let (body, reader) = relay(body, DRAIN_BYTES);
+    let (body, reader) = relay(body, limit);
     let res = next.run(Request::from_parts(parts, body)).await;
-    let _ = tokio::time::timeout(DRAIN_TIME, reader).await;
+    if !res.status().is_success() {
+        let _ = tokio::time::timeout(DRAIN_TIME, reader).await;
+    }
     res
 }
 

@@ -132,8 +132,14 @@ impl Case {
         String::from_utf8(out.stderr).unwrap()
     }
 
-    /// Runs a Python snippet with the interop venv, in the workspace.
+    /// Runs a Python snippet with the interop venv, in the workspace. A
+    /// snippet that finishes leaves without interpreter teardown, where the
+    /// native readers' threads have crashed under load ("terminate called
+    /// without an active exception"), as `interop/read_table.py` does.
     pub fn python(&self, code: &str) -> String {
+        let code = format!(
+            "{code}\nimport os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n"
+        );
         let out = Command::new(python())
             .arg("-c")
             .arg(code)
