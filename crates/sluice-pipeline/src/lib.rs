@@ -25,6 +25,7 @@ pub mod projection;
 pub mod schema;
 mod spec;
 pub mod table;
+pub mod trigger;
 
 pub use error::{Error, Result};
 pub use incremental::{CleanSource, StreamOptions};
@@ -36,3 +37,4 @@ pub use schema::Evolution;
 pub use sluice_files_contract::UnknownFormat;
 pub use spec::{Format, Ingest};
 pub use table::TableRef;
+pub use trigger::Trigger;

@@ -7,6 +7,8 @@
 //! format = "csv"
 //! table = "events"                 # a path or URL, or a name under the warehouse
 //! schedule = "*/5 * * * *"         # cron, for `sluice serve`
+//! # trigger = "continuous"         # or every=30s: a stream that runs until
+//! #                                # stopped (`sluice serve` keeps it running)
 //! [options]
 //! header = "true"
 //! maxFilesPerTrigger = "500"
@@ -36,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::spec::Format;
+use crate::trigger::Trigger;
 
 /// How a pipeline writes its table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +203,11 @@ pub struct Pipeline {
     /// A cron schedule (five or six fields) for `sluice serve`.
     #[serde(default)]
     pub schedule: Option<String>,
+    /// When a stream runs its batches: `available-now` (the default: the
+    /// backlog, then stop), `every=30s` or `continuous`, which run until
+    /// stopped; `sluice serve` keeps such a pipeline running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
     /// Another connector than files: a built-in one by name
     /// (`connector = "kafka"`, configured by `options`) or a table
     /// (`[connector] id = "sha256:..."`, an upload, with its `config`).
@@ -226,6 +234,7 @@ impl Pipeline {
             table_format: TableFormatName::default(),
             checkpoint: None,
             schedule: None,
+            trigger: None,
             connector: None,
             grants: PipelineGrants::default(),
             files: Vec::new(),
@@ -283,6 +292,19 @@ impl Pipeline {
                 "pipeline: `checkpoint` belongs to mode = \"stream\"".into(),
             ));
         }
+        if let Some(trigger) = &self.trigger {
+            if self.mode != LoadMode::Stream {
+                return Err(Error::Invalid(
+                    "pipeline: `trigger` belongs to mode = \"stream\"; a batch load runs once"
+                        .into(),
+                ));
+            }
+            if trigger.runs_until_stopped() && self.schedule.is_some() {
+                return Err(Error::Invalid(format!(
+                    "pipeline: trigger = \"{trigger}\" runs until stopped, so a `schedule` has nothing to start; drop one of them"
+                )));
+            }
+        }
         if !self.files.is_empty() && self.mode != LoadMode::CopyInto {
             return Err(Error::Invalid(
                 "pipeline: `files` belongs to mode = \"copy_into\"".into(),
@@ -305,6 +327,14 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+
+    /// Whether the pipeline is a stream that runs until stopped (trigger
+    /// `continuous` or `every=N`) rather than run by run.
+    pub fn runs_until_stopped(&self) -> bool {
+        self.trigger
+            .as_ref()
+            .is_some_and(Trigger::runs_until_stopped)
     }
 
     /// Whether the pipeline gives its connector more than its own source:
@@ -446,6 +476,28 @@ mod tests {
         .unwrap();
         assert_eq!(named.connector, Some(ConnectorRef::builtin("kafka")));
         assert!(e("table = \"t\"\nconnector = \"nope\"").contains("built-in"));
+    }
+
+    #[test]
+    fn a_stream_may_run_until_stopped_and_says_so_when_stored() {
+        let stream = "table = \"t\"\nmode = \"stream\"\nsource = \"in/\"\nformat = \"json\"\n";
+        let p = Pipeline::parse(&format!("{stream}trigger = \"continuous\"")).unwrap();
+        assert!(p.runs_until_stopped());
+        let stored = serde_json::to_string(&p).unwrap();
+        assert!(stored.contains(r#""trigger":"continuous""#), "{stored}");
+        assert_eq!(Pipeline::parse(&stored).unwrap(), p);
+        let every = Pipeline::parse(&format!("{stream}trigger = \"every=30s\"")).unwrap();
+        assert_eq!(
+            every.trigger,
+            Some(Trigger::Every(std::time::Duration::from_secs(30)))
+        );
+        assert!(!Pipeline::parse(stream).unwrap().runs_until_stopped());
+        let e = |s: &str| Pipeline::parse(s).unwrap_err().to_string();
+        assert!(e(&format!("{stream}trigger = \"often\"")).contains("every=10s"));
+        let scheduled = format!("{stream}trigger = \"continuous\"\nschedule = \"* * * * *\"");
+        assert!(e(&scheduled).contains("drop one"));
+        let batch = "table = \"t\"\nsource = \"in/\"\nformat = \"json\"\ntrigger = \"continuous\"";
+        assert!(e(batch).contains("belongs to mode"));
     }
 
     #[test]

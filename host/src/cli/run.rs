@@ -1,14 +1,16 @@
-//! `sluice run`: a pipeline file (TOML or JSON), run once to completion.
+//! `sluice run`: a pipeline file (TOML or JSON), run to completion, or,
+//! for a stream whose trigger is `continuous` or `every=N`, until Ctrl-C
+//! or SIGTERM (after the batch in progress commits).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use sluice::engine::{Observer, Secrets, Stop, Trigger};
-use sluice_pipeline::{Load, Pipeline};
+use sluice_pipeline::{Load, LoadMode, Pipeline};
 
-use super::Env;
 use super::console::{Console, version};
 use super::ingest::Tuning;
+use super::{Env, signals};
 
 /// `sluice run`.
 #[derive(clap::Args)]
@@ -27,6 +29,10 @@ pub struct RunArgs {
     /// variables).
     #[arg(long, value_name = "FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// When a stream runs its batches, in place of the file's `trigger`:
+    /// `available-now`, `every=30s` or `continuous`.
+    #[arg(long, value_name = "TRIGGER")]
+    pub trigger: Option<Trigger>,
     /// Print the run's report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -38,7 +44,12 @@ pub struct RunArgs {
 pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let pipeline = Pipeline::parse(&text).with_context(|| format!("in {}", args.file.display()))?;
+    let mut pipeline =
+        Pipeline::parse(&text).with_context(|| format!("in {}", args.file.display()))?;
+    if args.trigger.is_some() {
+        pipeline.trigger = args.trigger;
+        pipeline.validate()?;
+    }
     let name = match &args.name {
         Some(n) => n.clone(),
         None => args
@@ -55,13 +66,18 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     if let Some(f) = &args.secrets_file {
         engine.secrets = Secrets::from_file(f)?;
     }
+    let trigger = pipeline.trigger.clone().unwrap_or(Trigger::AvailableNow);
+    // A stream stops between batches; a batch load ends at once.
+    let stop = if pipeline.mode == LoadMode::Stream {
+        signals::listen()
+    } else {
+        Stop::new()
+    };
     let load = Load::named(&name, pipeline);
     // JSON is the whole of stdout; batch lines are for people.
     let mut console = Console::new();
     let observer: &mut dyn Observer = if args.json { &mut () } else { &mut console };
-    let report = engine
-        .run(&load, &Trigger::AvailableNow, observer, &Stop::new())
-        .await?;
+    let report = engine.run(&load, &trigger, observer, &stop).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -53,6 +53,7 @@ pub use checkpoints::{CheckpointFiles, FileStatus};
 pub use failure::{Failure, Fault};
 pub use incremental::BatchReport;
 pub use secrets::Secrets;
+pub use sluice_pipeline::Trigger;
 pub use sluice_sink::WriteOptions;
 pub use split::DEFAULT_SPLIT_BYTES;
 pub use stop::Stop;
@@ -78,51 +79,6 @@ pub struct Engine {
     pub connectors: Option<ConnectorStore>,
     /// Secrets pipelines may reference.
     pub secrets: Secrets,
-}
-
-/// When a load runs its batches. A batch load (replace, append) and COPY
-/// INTO run once whatever the trigger; a stream follows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trigger {
-    /// Process what is there when the run starts, in batches, then stop.
-    AvailableNow,
-    /// One batch per interval, until stopped.
-    Every(Duration),
-    /// The next batch as soon as the previous one commits; list the source
-    /// every `poll` while idle; until stopped.
-    Continuous {
-        /// How often an idle stream lists its source.
-        poll: Duration,
-    },
-    /// Only these objects, which an object-store notification named (file
-    /// notification mode), then stop.
-    Notified(Vec<String>),
-}
-
-impl std::str::FromStr for Trigger {
-    type Err = String;
-
-    /// `available-now`, `every=10s` or `continuous` (polling every 500 ms).
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "available-now" | "availablenow" | "available_now" => Ok(Trigger::AvailableNow),
-            "continuous" => Ok(Trigger::Continuous {
-                poll: Duration::from_millis(500),
-            }),
-            other => match other.strip_prefix("every=") {
-                Some(d) => {
-                    let d = sluice_pipeline::incremental::parse_duration(d)?;
-                    if d.is_zero() {
-                        return Err("every= needs an interval above zero".into());
-                    }
-                    Ok(Trigger::Every(d))
-                }
-                None => Err(format!(
-                    "unknown trigger '{s}'; use available-now, every=10s or continuous"
-                )),
-            },
-        }
-    }
 }
 
 /// What a run tells as it goes: the command line prints it, `sluice serve`
@@ -185,7 +141,7 @@ impl RunReport {
     /// Adds an incremental batch. A replayed batch counts (the run finished
     /// what an earlier one left), with the rows it committed then not
     /// counted again; a batch of skipped files does not.
-    fn add(&mut self, r: &BatchReport) {
+    pub fn add(&mut self, r: &BatchReport) {
         if r.skipped {
             return;
         }

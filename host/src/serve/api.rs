@@ -15,6 +15,7 @@ use axum::routing::{any, get, post, put};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use sluice_pipeline::Pipeline;
+use sluice_pipeline::pipeline::is_builtin_connector;
 
 use super::App;
 use super::auth::{ApiError, Principal};
@@ -422,7 +423,9 @@ async fn put_pipeline(
         who.admin("defining a pipeline")?;
         check_name("pipeline", &name)?;
         let pipeline = Pipeline::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        if let Some(c) = &pipeline.connector {
+        if let Some(c) = &pipeline.connector
+            && !is_builtin_connector(&c.id)
+        {
             let store = app
                 .engine
                 .connectors
@@ -499,6 +502,7 @@ async fn list_pipelines(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiR
             "mode": e.pipeline.mode,
             "table": e.pipeline.table,
             "schedule": e.pipeline.schedule,
+            "trigger": e.pipeline.trigger,
             "last_run": recent.first(),
             "recent_rows_per_second": if secs > 0.0 { rows as f64 / secs } else { 0.0 },
         }));
@@ -515,6 +519,16 @@ async fn run_now(
     wait: bool,
 ) -> ApiResult {
     let e = entry(app, name)?;
+    if let Some(t) = e
+        .pipeline
+        .trigger
+        .as_ref()
+        .filter(|t| t.runs_until_stopped())
+    {
+        return Err(ApiError::conflict(format!(
+            "pipeline '{name}' has trigger = \"{t}\": the service keeps it running and it reads new input by itself; its runs are at GET /pipelines/{name}/runs"
+        )));
+    }
     let (queued, handle) = runs::start(app, name, e, trigger, &who.name, objects.clone());
     audit_ok(
         app,

@@ -227,6 +227,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, m)
     }
 
+    /// 409: the request does not fit the resource's state.
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, m)
+    }
+
     /// 500: our fault, not the caller's.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

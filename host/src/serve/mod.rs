@@ -281,6 +281,7 @@ pub async fn serve(
     let router = api::router(app.clone())?;
     listen::serve(listener, router, limits, shutdown_signal()).await;
     scheduler.abort();
+    runs::stop_kept(&app, Duration::from_secs(60)).await;
     // Commit the buffered events before the process ends.
     let _ = stop_events.send(());
     if tokio::time::timeout(Duration::from_secs(30), event_writer)

@@ -5,10 +5,16 @@
 //! Runs of one pipeline never overlap: each pipeline has a lock. A trigger
 //! that finds a run in progress starts one run behind it; triggers that find
 //! that run still waiting join it (their notified objects too).
+//!
+//! A stream whose trigger is `continuous` or `every=N` is not run by
+//! triggers: the service keeps it running ([`keep_running`]) from when it
+//! starts or the pipeline is stored until the pipeline is replaced or the
+//! service stops, and each of its runs shows its batches as they commit.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use futures::FutureExt;
@@ -20,7 +26,7 @@ use super::App;
 use super::scheduler::parse_cron;
 use super::state::store_record;
 use crate::engine::failure::Fault;
-use crate::engine::{RunReport, Stop, Trigger};
+use crate::engine::{BatchReport, Observer, RunReport, Stop, Trigger};
 
 /// A run's record, as `GET /runs/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,7 +35,9 @@ pub struct RunRecord {
     pub id: String,
     /// The pipeline.
     pub pipeline: String,
-    /// `http`, `webhook`, `schedule`, `backstop` or `upload`.
+    /// `http`, `webhook`, `schedule`, `backstop` or `upload`; for a
+    /// pipeline the service keeps running, its trigger (`continuous`,
+    /// `every=30s`).
     pub trigger: String,
     /// Who triggered it (a token's name, or `scheduler`).
     pub principal: String,
@@ -67,6 +75,11 @@ pub struct Entry {
     pub queued: Arc<Mutex<Option<Queued>>>,
     /// Its cron schedule, parsed.
     pub cron: Option<croner::Cron>,
+    /// Asked when the pipeline is replaced or the service stops: a run the
+    /// service keeps going ends after the batch in progress commits.
+    pub stop: Stop,
+    /// Whether the service is keeping this pipeline running.
+    pub kept: AtomicBool,
 }
 
 /// Resolves to a run's final record.
@@ -113,15 +126,22 @@ impl Runs {
             .get(name)
             .map(|e| (e.lock.clone(), e.queued.clone()))
             .unwrap_or_default();
-        map.insert(
+        let replaced = map.insert(
             name.to_string(),
             Arc::new(Entry {
                 pipeline,
                 lock,
                 queued,
                 cron,
+                stop: Stop::new(),
+                kept: AtomicBool::new(false),
             }),
         );
+        if let Some(old) = replaced {
+            // A stream kept running under the old definition makes way for
+            // the new one after its batch in progress.
+            old.stop.ask();
+        }
         Ok(())
     }
 
@@ -223,13 +243,31 @@ pub fn start(
         app.runs.set(&record);
         store_record(&app, &record, true).await;
         let started = Instant::now();
-        let trigger = if list {
-            Trigger::AvailableNow
+        let (trigger, stop) = if !list {
+            (Trigger::Notified(record.objects.clone()), Stop::new())
+        } else if entry.pipeline.runs_until_stopped() {
+            (
+                entry
+                    .pipeline
+                    .trigger
+                    .clone()
+                    .unwrap_or(Trigger::AvailableNow),
+                entry.stop.clone(),
+            )
         } else {
-            Trigger::Notified(record.objects.clone())
+            (Trigger::AvailableNow, Stop::new())
         };
         let load = Load::named(&name, entry.pipeline.clone());
-        let result = app.engine.run(&load, &trigger, &mut (), &Stop::new()).await;
+        let mut progress = Progress {
+            app: &app,
+            record: record.clone(),
+            report: RunReport {
+                table: entry.pipeline.table.clone(),
+                ..RunReport::default()
+            },
+            started,
+        };
+        let result = app.engine.run(&load, &trigger, &mut progress, &stop).await;
         match result {
             Ok(report) => {
                 app.metrics.record(("pipeline", &name), Some(&report));
@@ -303,4 +341,87 @@ pub fn start(
         list,
     });
     (queued, done)
+}
+
+/// Shows a run's batches in its record as they settle, so that a long run
+/// (a stream the service keeps going, a large backlog) says how far it got.
+struct Progress<'a> {
+    app: &'a App,
+    record: RunRecord,
+    report: RunReport,
+    started: Instant,
+}
+
+impl Observer for Progress<'_> {
+    fn batch(&mut self, batch: &BatchReport) {
+        self.report.add(batch);
+        self.report.seconds = self.started.elapsed().as_secs_f64();
+        self.record.report = Some(self.report.clone());
+        self.app.runs.set(&self.record);
+    }
+}
+
+/// Keeps pipeline `name`, a stream whose trigger runs until stopped,
+/// running: one run after another, each starting where the last one's
+/// checkpoint ends, until the pipeline is replaced or the service stops
+/// ([`Entry::stop`]). A run that fails is followed by the next after a
+/// pause that doubles up to a minute, so a broker or store that is down is
+/// not hammered.
+pub async fn keep_running(app: Arc<App>, name: String, entry: Arc<Entry>) {
+    const FIRST_PAUSE: Duration = Duration::from_secs(1);
+    const LONGEST_PAUSE: Duration = Duration::from_secs(60);
+    let label = entry
+        .pipeline
+        .trigger
+        .as_ref()
+        .map_or_else(|| "continuous".to_string(), ToString::to_string);
+    let mut pause = FIRST_PAUSE;
+    while !entry.stop.asked() {
+        let (_, done) = start(&app, &name, entry.clone(), &label, "service", vec![]);
+        let record = done.await;
+        if entry.stop.asked() {
+            break;
+        }
+        if record.status == "failed" {
+            tracing::warn!(
+                "pipeline {name} stopped: {}; starting it again in {} s",
+                record.error.as_deref().unwrap_or("(no error)"),
+                pause.as_secs()
+            );
+            entry.stop.sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
+        } else {
+            pause = FIRST_PAUSE;
+            entry.stop.sleep(pause).await;
+        }
+    }
+}
+
+/// Asks every stream the service keeps running to stop after its batch in
+/// progress, and waits for the runs to end, for at most `wait`.
+pub async fn stop_kept(app: &App, wait: Duration) {
+    let entries: Vec<(String, Arc<Entry>)> = match app.runs.pipelines.lock() {
+        Ok(p) => p.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Err(_) => return,
+    };
+    let kept: Vec<_> = entries
+        .into_iter()
+        .filter(|(_, e)| e.kept.load(Ordering::SeqCst))
+        .collect();
+    for (_, e) in &kept {
+        e.stop.ask();
+    }
+    let ended = async {
+        for (_, e) in &kept {
+            let _turn = e.lock.lock().await;
+        }
+    };
+    if tokio::time::timeout(wait, ended).await.is_err() {
+        let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
+        tracing::warn!(
+            "streams still running after {} s: {}; their batches in progress are redone when the service starts again",
+            wait.as_secs(),
+            names.join(", ")
+        );
+    }
 }

@@ -1,16 +1,17 @@
 //! The scheduler: cron schedules, the periodic listing that backs up event
-//! notifications for stream pipelines, and the sweep of stale upload
-//! staging.
+//! notifications for stream pipelines, streams kept running, and the sweep
+//! of stale upload staging.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Result;
 use sluice_pipeline::LoadMode;
 
 use super::App;
-use super::runs::{Entry, start};
+use super::runs::{Entry, keep_running, start};
 
 /// Parses a cron schedule (five fields, or six with seconds; no year).
 pub fn parse_cron(schedule: &str) -> Result<croner::Cron> {
@@ -28,7 +29,9 @@ pub fn parse_cron(schedule: &str) -> Result<croner::Cron> {
 
 /// Runs scheduled pipelines when their cron schedule says, and stream
 /// pipelines every backstop interval (so an event that was lost never
-/// loses a file). A pipeline already running is not started again.
+/// loses a file). A pipeline already running is not started again. A
+/// stream whose trigger runs until stopped is kept running instead, from
+/// the first tick after it is stored.
 pub async fn scheduler(app: Arc<App>) {
     let mut last = chrono::Utc::now();
     let mut backstop_due: HashMap<String, Instant> = HashMap::new();
@@ -46,6 +49,12 @@ pub async fn scheduler(app: Arc<App>) {
             Err(_) => return,
         };
         for (name, entry) in entries {
+            if entry.pipeline.runs_until_stopped() {
+                if !entry.kept.swap(true, Ordering::SeqCst) {
+                    tokio::spawn(keep_running(app.clone(), name, entry));
+                }
+                continue;
+            }
             let busy = entry.lock.try_lock().is_err();
             let due = entry.cron.as_ref().is_some_and(|c| {
                 c.find_next_occurrence(&last, false)

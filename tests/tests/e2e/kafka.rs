@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use std::time::{Duration, Instant};
+
 use crate::harness::{Case, Kafka};
+use crate::serve::{ADMIN, Server};
 
 /// The records of the Delta table at `table`, read with Python `deltalake`:
 /// `(partition, offset, id, tag)`, sorted.
@@ -413,4 +416,91 @@ fn two_processes_split_a_topics_partitions_into_one_table() {
     }
     let rows = records(&c, "events");
     assert_eq!(once(&rows), (0..4000).collect());
+}
+
+/// The newest run of pipeline `name` on `s`, as `GET /runs/{id}` shows it
+/// (with its batches so far while it runs).
+fn newest_run(s: &Server, name: &str) -> Value {
+    let runs = s.get(&format!("/pipelines/{name}/runs?limit=1"), ADMIN);
+    let Some(id) = runs.body[0]["id"].as_str() else {
+        return Value::Null;
+    };
+    s.get(&format!("/runs/{id}"), ADMIN).body
+}
+
+/// Waits until the newest run of `name` has committed `rows` rows.
+fn wait_for_rows(s: &Server, name: &str, rows: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let run = newest_run(s, name);
+        if run["report"]["rows"].as_u64() == Some(rows) {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{rows} rows never committed; the newest run: {run}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_keeps_a_kafka_stream_running_and_stops_it_between_batches() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("served", 2);
+    k.produce(&c, "served", 2, 0..500, "lz4", "before");
+    let pipeline = format!(
+        "mode = \"stream\"\nconnector = \"kafka\"\ntable = \"./events\"\ntrigger = \"continuous\"\n\
+         [options]\n\"kafka.bootstrap.servers\" = \"{}\"\nsubscribe = \"served\"\nstartingOffsets = \"earliest\"\n",
+        k.bootstrap
+    );
+
+    let mut s = Server::start(&c, "");
+    s.define("events", &pipeline);
+    // The service starts the stream by itself, reads the backlog, then
+    // what arrives while it runs.
+    wait_for_rows(&s, "events", 500);
+    k.produce(&c, "served", 2, 500..1200, "none", "while");
+    let run = wait_for_rows(&s, "events", 1200);
+    assert_eq!(run["status"], "running", "{run}");
+    assert_eq!(run["trigger"], "continuous", "{run}");
+    assert!(run["report"]["batches"].as_u64().unwrap() >= 2, "{run}");
+
+    // It is not run by triggers: it reads new input by itself.
+    let refused = s.call("POST", "/pipelines/events/runs", Some(ADMIN), None, None);
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("keeps it running"),
+        "{}",
+        refused.body
+    );
+    let listed = s.get("/pipelines", ADMIN);
+    assert_eq!(listed.body[0]["trigger"], "continuous", "{}", listed.body);
+
+    // SIGTERM: the batch in progress commits, the run ends as stopped.
+    let id = run["id"].as_str().unwrap().to_string();
+    assert!(s.terminate(Duration::from_secs(60)), "{}", s.log());
+    let rows = once(&records(&c, "events"));
+    assert_eq!(rows, (0..1200).collect());
+
+    // Started again, the service goes on from the checkpoint: what came
+    // while it was down, exactly once.
+    k.produce(&c, "served", 2, 1200..1500, "zstd", "down");
+    let s = Server::start(&c, "");
+    let after = wait_for_rows(&s, "events", 300);
+    assert_ne!(after["id"], id.as_str(), "a new run");
+    let history = s.get("/pipelines/events/runs", ADMIN).body;
+    let first = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("run {id} is not in the history: {history}"));
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(first["report"]["stopped"], true, "{first}");
+    assert_eq!(once(&records(&c, "events")), (0..1500).collect());
 }

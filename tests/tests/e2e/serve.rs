@@ -139,6 +139,28 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends SIGTERM and waits for the server to exit, for at most
+    /// `within`; whether it exited successfully.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve did not exit within {within:?} of SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sends a request with `token` (if any) and `body` (if any).
     pub fn call(
         &self,
