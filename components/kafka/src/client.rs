@@ -9,11 +9,15 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, RequestHeader,
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-    TopicName,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{
     Decodable, Encodable, HeaderVersion, Message, StrBytes, encode_request_header_into_buffer,
@@ -52,6 +56,8 @@ requests! {
     MetadataRequest => MetadataResponse, Metadata;
     ListOffsetsRequest => ListOffsetsResponse, ListOffsets;
     FetchRequest => FetchResponse, Fetch;
+    FindCoordinatorRequest => FindCoordinatorResponse, FindCoordinator;
+    OffsetCommitRequest => OffsetCommitResponse, OffsetCommit;
 }
 
 /// A topic partition.
@@ -449,4 +455,72 @@ pub fn fetch(
         }
     }
     Ok(out)
+}
+
+/// The broker that coordinates consumer group `group`, asked of `broker`.
+pub fn find_coordinator(broker: &mut Broker, group: &str) -> Result<i32, Error> {
+    // Versions up to 3 name one group (4 and later a list).
+    let request = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0);
+    let response = broker.call(&request, 3)?;
+    if let Some(e) = response.error_code.err() {
+        return Err(io(
+            broker.address(),
+            "FindCoordinator",
+            format!("consumer group '{group}': {e}"),
+        ));
+    }
+    Ok(response.node_id.0)
+}
+
+/// Commits `offsets` (the next offset to read, per partition) to consumer
+/// group `group` at its coordinator `broker`, as a consumer outside the
+/// group's membership does (generation -1), the way lag tools read them.
+pub fn commit_offsets(
+    broker: &mut Broker,
+    group: &str,
+    offsets: &[(Partition, i64)],
+) -> Result<(), Error> {
+    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for (p, offset) in offsets {
+        topics.entry(&p.topic).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(p.partition)
+                .with_committed_offset(*offset)
+                .with_committed_metadata(Some(StrBytes::from_static_str("sluice"))),
+        );
+    }
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_member_id(StrBytes::from_static_str(""))
+        .with_retention_time_ms(-1)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
+    // Version 9 and later belong to the new consumer protocol.
+    let response = broker.call(&request, 8)?;
+    for t in response.topics {
+        for p in t.partitions {
+            if let Some(e) = p.error_code.err() {
+                return Err(io(
+                    broker.address(),
+                    "OffsetCommit",
+                    format!(
+                        "consumer group '{group}', topic '{}' partition {}: {e}",
+                        t.name.0, p.partition_index
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }

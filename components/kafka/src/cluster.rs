@@ -208,6 +208,27 @@ impl Cluster {
         Ok(out)
     }
 
+    /// Commits `offsets` to consumer group `group`.
+    pub fn commit(&mut self, group: &str, offsets: &Offsets) -> Result<(), Error> {
+        let bootstrap = self.bootstrap.as_mut().expect("kept while connected");
+        let coordinator = client::find_coordinator(bootstrap, group)?;
+        let offsets: Vec<(Partition, i64)> = offsets
+            .iter()
+            .flat_map(|(topic, ps)| {
+                ps.iter().map(move |(&partition, &offset)| {
+                    (
+                        Partition {
+                            topic: topic.clone(),
+                            partition,
+                        },
+                        offset,
+                    )
+                })
+            })
+            .collect();
+        client::commit_offsets(self.broker(coordinator)?, group, &offsets)
+    }
+
     /// The first offsets still kept.
     pub fn earliest(
         &mut self,

@@ -142,6 +142,57 @@ fn check_loss(
     Ok(())
 }
 
+/// The end offsets of `partitions` now, after checking that none is
+/// before where its next batch starts (`from`): such a partition was
+/// deleted and recreated, or truncated, and the offsets it hands out next
+/// were read already, so records would be skipped without a word.
+/// `failOnDataLoss=true` fails naming it; `false` reads it again from the
+/// first record the broker keeps.
+fn check_reset(
+    options: &Options,
+    cluster: &mut Cluster,
+    partitions: &[Partition],
+    from: &mut BTreeMap<Partition, i64>,
+) -> Result<Offsets, Error> {
+    let behind = |latest: &Offsets, from: &BTreeMap<Partition, i64>| -> Vec<Partition> {
+        from.iter()
+            .filter(|(p, start)| get(latest, p).is_some_and(|end| end < **start))
+            .map(|(p, _)| p.clone())
+            .collect()
+    };
+    let mut latest = cluster.latest(partitions)?;
+    if behind(&latest, from).is_empty() {
+        return Ok(latest);
+    }
+    // Asked again, with fresh metadata, before anything is declared lost.
+    cluster.refresh()?;
+    latest = cluster.latest(partitions)?;
+    let went_back = behind(&latest, from);
+    if went_back.is_empty() {
+        return Ok(latest);
+    }
+    let earliest = cluster.earliest(&went_back)?;
+    for p in went_back {
+        let (start, end) = (from[&p], get(&latest, &p).unwrap_or(0));
+        let what = format!(
+            "topic '{}' partition {}: its end offset went back from {start} to {end} (the topic was recreated or truncated), so records may have been missed",
+            p.topic, p.partition
+        );
+        if options.fail_on_data_loss {
+            return Err(Error::Data(format!(
+                "{what}; nothing was read. Set failOnDataLoss=false to read the partition again from its first record"
+            )));
+        }
+        warn(&format!(
+            "{what}; reading it again from its first record (failOnDataLoss=false)"
+        ));
+        let first = earliest.get(&p).copied().unwrap_or(0);
+        host::count("partitions-reset", 1);
+        from.insert(p, first);
+    }
+    Ok(latest)
+}
+
 /// Offsets `from..to` of `p` are gone.
 fn lost(options: &Options, p: &Partition, from: i64, to: i64) -> Result<(), Error> {
     let what = format!(
@@ -300,7 +351,7 @@ impl Planner for Kafka {
             }
         };
         check_loss(&options, &mut cluster, &mut from)?;
-        let latest = cluster.latest(&partitions)?;
+        let latest = check_reset(&options, &mut cluster, &partitions, &mut from)?;
 
         // Where each ends: the end now, no further than the run's bound
         // (a partition the bound does not know was not there when the run
@@ -345,10 +396,17 @@ impl Planner for Kafka {
             .map_err(|e| Error::Other(e.to_string()))
     }
 
-    fn committed(_config: String, stream_name: String, _plan: String) -> Result<(), Error> {
-        // The checkpoint holds the offsets; nothing on the brokers waits
-        // for them.
-        stream_named(&stream_name)
+    fn committed(config: String, stream_name: String, plan: String) -> Result<(), Error> {
+        // The checkpoint holds the offsets; a consumer group, if named,
+        // hears of them so that lag tools see the stream.
+        stream_named(&stream_name)?;
+        let options = parse(&config)?;
+        let Some(group) = &options.group_id else {
+            return Ok(());
+        };
+        let plan: Plan = serde_json::from_str(&plan)
+            .map_err(|e| Error::Config(format!("the plan is not this connector's: {e}")))?;
+        Cluster::connect(&options)?.commit(group, &plan.until)
     }
 }
 
@@ -521,7 +579,8 @@ const CONFIG_SCHEMA: &str = r#"{
     "kafka.sasl.password": {"type": "string", "description": "${secret:NAME}"},
     "valueFormat": {"type": "string", "enum": ["raw", "text"]},
     "kafka.fetch.max.bytes": {"type": "string"},
-    "kafka.fetch.max.wait.ms": {"type": "string"}
+    "kafka.fetch.max.wait.ms": {"type": "string"},
+    "kafka.group.id": {"type": "string", "description": "A consumer group each committed batch's end offsets are committed to, for lag tools (the stream resumes from its checkpoint)"}
   }
 }"#;
 

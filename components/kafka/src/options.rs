@@ -109,6 +109,10 @@ pub struct Options {
     pub sasl: Option<Sasl>,
     /// How values become columns.
     pub value_format: ValueFormat,
+    /// The consumer group each committed batch's end offsets are committed
+    /// to (`kafka.group.id`), so that lag tools see the stream; the
+    /// checkpoint, not the group, is where the stream resumes.
+    pub group_id: Option<String>,
     /// Bytes one fetch asks for.
     pub fetch_max_bytes: i32,
     /// How long a fetch waits for new records, in ms.
@@ -135,6 +139,7 @@ pub const KNOWN: &[&str] = &[
     "valueFormat",
     "kafka.fetch.max.bytes",
     "kafka.fetch.max.wait.ms",
+    "kafka.group.id",
 ];
 
 fn config(message: impl Into<String>) -> Error {
@@ -419,6 +424,14 @@ impl Options {
                 Some(v) => flag("failOnDataLoss", v)?,
                 None => true,
             },
+            group_id: match o.get("kafka.group.id").map(|g| g.trim()) {
+                Some("") => {
+                    return Err(config(
+                        "kafka.group.id is empty: name the group, or leave the option out",
+                    ));
+                }
+                g => g.map(str::to_string),
+            },
             include_headers: match o.get("includeHeaders") {
                 Some(v) => flag("includeHeaders", v)?,
                 None => false,
@@ -478,6 +491,10 @@ mod tests {
         );
         assert!(e(r#"{"kafka.bootstrap.servers":"a:1","subscribe":"x","kafka.security.protocol":"SASL_SSL"}"#)
             .contains("needs credentials"));
+        assert!(
+            e(r#"{"kafka.bootstrap.servers":"a:1","subscribe":"x","kafka.group.id":" "}"#)
+                .contains("kafka.group.id is empty")
+        );
     }
 
     #[test]

@@ -369,6 +369,8 @@ pub struct Kafka {
     /// `127.0.0.1:PORT`.
     pub bootstrap: String,
     tansu: PathBuf,
+    advertise: String,
+    port: u16,
 }
 
 impl Kafka {
@@ -402,26 +404,46 @@ impl Kafka {
     pub fn start(advertised: Option<&str>) -> Kafka {
         let port = free_port();
         let tansu = Self::tansu();
-        let listen = format!("tcp://127.0.0.1:{port}");
         let advertise = format!("tcp://{}:{port}", advertised.unwrap_or("127.0.0.1"));
+        Kafka {
+            child: Self::broker(&tansu, port, &advertise),
+            bootstrap: format!("127.0.0.1:{port}"),
+            tansu,
+            advertise,
+            port,
+        }
+    }
+
+    /// Starts tansu on `port` and waits until it accepts connections.
+    fn broker(tansu: &Path, port: u16, advertise: &str) -> std::process::Child {
+        let listen = format!("tcp://127.0.0.1:{port}");
         let child = watched(
-            &tansu,
+            tansu,
             &[
                 "broker",
                 "--listener-url",
                 &listen,
                 "--advertised-listener-url",
-                &advertise,
+                advertise,
                 "--storage-engine",
                 "memory://tansu/",
             ],
         );
         wait_for(port, "tansu", 60);
-        Kafka {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-            tansu,
+        child
+    }
+
+    /// Stops the broker and starts a new one at the same address: its
+    /// storage is memory, so every topic and record is gone.
+    pub fn restart(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "tansu did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        self.child = Self::broker(&self.tansu, self.port, &self.advertise);
     }
 
     /// Creates `topic` with `partitions` partitions.

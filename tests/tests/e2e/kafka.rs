@@ -504,3 +504,110 @@ fn serve_keeps_a_kafka_stream_running_and_stops_it_between_batches() {
     assert_eq!(first["report"]["stopped"], true, "{first}");
     assert_eq!(once(&records(&c, "events")), (0..1500).collect());
 }
+
+#[test]
+fn a_timestamp_starts_a_stream_and_a_named_group_sees_its_offsets() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("timed", 2);
+    k.produce(&c, "timed", 2, 0..60, "none", "early");
+    std::thread::sleep(Duration::from_millis(1500));
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    std::thread::sleep(Duration::from_millis(500));
+    k.produce(&c, "timed", 2, 60..100, "none", "late");
+
+    let args = [
+        "-o".to_string(),
+        format!("startingTimestamp={since}"),
+        "-o".to_string(),
+        "kafka.group.id=sluice-lag".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&c, &stream_args(k, "timed", &args));
+    assert_eq!(once(&records(&c, "events")), (60..100).collect());
+
+    // Each committed batch's end offsets are the group's, as lag tools
+    // read them (the stream itself resumes from its checkpoint).
+    let out = c.python(&format!(
+        "from kafka import KafkaAdminClient\n\
+         import json\n\
+         a = KafkaAdminClient(bootstrap_servers={:?})\n\
+         got = a.list_group_offsets('sluice-lag')['sluice-lag']\n\
+         print(json.dumps(sorted([[tp.topic, tp.partition, o.offset] for tp, o in got.items()])))\n",
+        k.bootstrap
+    ));
+    let committed: Vec<(String, i64, i64)> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        committed,
+        vec![("timed".to_string(), 0, 50), ("timed".to_string(), 1, 50)]
+    );
+}
+
+#[test]
+fn a_topic_that_appears_under_a_pattern_is_read_from_its_start() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("grows-a", 2);
+    k.produce(&c, "grows-a", 2, 0..50, "none", "a");
+    let args = [
+        "stream",
+        "--connector",
+        "kafka",
+        "-o",
+        &format!("kafka.bootstrap.servers={}", k.bootstrap),
+        "-o",
+        "subscribePattern=grows-.*",
+        "-t",
+        "./events",
+        "--trigger",
+        "available-now",
+    ];
+    let out = c.ok(&args);
+    assert!(out.contains("0 rows"), "a stream starts at the end: {out}");
+    k.produce(&c, "grows-a", 2, 50..60, "none", "a");
+    // A topic new since the last batch is read from its first record
+    // (Spark's rule for partitions that appear), whatever startingOffsets said.
+    k.create("grows-b", 3);
+    k.produce(&c, "grows-b", 3, 60..90, "snappy", "b");
+    let out = c.ok(&args);
+    assert!(out.contains("40 rows"), "{out}");
+    assert_eq!(once(&records(&c, "events")), (50..90).collect());
+}
+
+#[test]
+fn a_recreated_topic_fails_the_stream_unless_fail_on_data_loss_is_false() {
+    let c = Case::new();
+    let mut k = Kafka::start(None);
+    k.create("reset", 1);
+    k.produce(&c, "reset", 1, 0..100, "none", "first");
+    let earliest = ["-o", "startingOffsets=earliest"];
+    run(&c, &stream_args(&k, "reset", &earliest));
+
+    // The broker loses the topic; it comes back with fewer records than
+    // the stream had read: the offsets it will hand out next were read
+    // already, so records would be skipped without a word.
+    k.restart();
+    k.create("reset", 1);
+    k.produce(&c, "reset", 1, 1000..1010, "none", "second");
+    let e = fails(&c, &stream_args(&k, "reset", &earliest));
+    assert!(
+        e.contains("topic 'reset' partition 0") && e.contains("went back from 100 to 10"),
+        "{e}"
+    );
+    assert!(e.contains("failOnDataLoss=false"), "{e}");
+
+    // failOnDataLoss=false reads it again from its first record.
+    let skip = [
+        "-o",
+        "startingOffsets=earliest",
+        "-o",
+        "failOnDataLoss=false",
+    ];
+    let out = run(&c, &stream_args(&k, "reset", &skip));
+    assert!(out.contains("10 rows"), "{out}");
+    let ids: Vec<i64> = records(&c, "events").iter().map(|r| r.2).collect();
+    let unique: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a record is in the table twice");
+    assert_eq!(unique, (0..100).chain(1000..1010).collect());
+}
