@@ -269,7 +269,7 @@ fn free_port() -> u16 {
 /// Runs `program` with `args` under a watchdog that stops it once our end
 /// of the watchdog's stdin closes, which happens when this process ends,
 /// however it ends.
-fn watched(program: &Path, args: &[&str]) -> std::process::Child {
+fn watched(program: &Path, args: &[&str], env: &[(String, String)]) -> std::process::Child {
     let watchdog = "import subprocess, sys\n\
          p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
          sys.stdin.read()\n\
@@ -279,6 +279,7 @@ fn watched(program: &Path, args: &[&str]) -> std::process::Child {
         .arg(watchdog)
         .arg(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()))
@@ -319,7 +320,7 @@ impl S3 {
             "{} is missing (tests/setup installs it)",
             server.display()
         );
-        let child = watched(&server, &["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let child = watched(&server, &["-H", "127.0.0.1", "-p", &port.to_string()], &[]);
         wait_for(port, "moto_server", 120);
         S3 {
             child,
@@ -362,8 +363,9 @@ impl Drop for S3 {
     }
 }
 
-/// A Kafka-protocol broker (tansu, memory storage) on a free loopback port,
-/// advertising that same address; stopped when the test process ends.
+/// A Kafka-protocol broker (tansu) on a free loopback port, advertising
+/// that same address; stopped when the test process ends. Its storage is
+/// memory, or an S3 bucket (moto) where it must outlive the broker.
 pub struct Kafka {
     child: std::process::Child,
     /// `127.0.0.1:PORT`.
@@ -371,6 +373,8 @@ pub struct Kafka {
     tansu: PathBuf,
     advertise: String,
     port: u16,
+    storage: String,
+    env: Vec<(String, String)>,
 }
 
 impl Kafka {
@@ -398,24 +402,49 @@ impl Kafka {
         PathBuf::from(String::from_utf8_lossy(&found.stdout).trim())
     }
 
-    /// Starts a broker of its own, advertising `advertised` (host) instead
-    /// of its own address when given, and waits until it accepts
-    /// connections.
+    /// Starts a broker of its own on memory, advertising `advertised`
+    /// (host) instead of its own address when given, and waits until it
+    /// accepts connections.
     pub fn start(advertised: Option<&str>) -> Kafka {
+        Kafka::start_with(advertised, "memory://tansu/".into(), vec![])
+    }
+
+    /// Starts a broker of its own that keeps its topics in a new bucket of
+    /// `s3`, so that they outlive the broker ([`Kafka::stop`],
+    /// [`Kafka::start_again`]).
+    pub fn start_on_s3(case: &Case, s3: &S3) -> Kafka {
+        let bucket = format!("tansu-{}", free_port());
+        s3.put(case, &bucket, &[]);
+        let mut env = s3.env();
+        // tansu reads the endpoint from AWS_ENDPOINT.
+        env.push(("AWS_ENDPOINT".into(), s3.endpoint.clone()));
+        env.push(("AWS_DEFAULT_REGION".into(), "us-east-1".into()));
+        Kafka::start_with(None, format!("s3://{bucket}/"), env)
+    }
+
+    fn start_with(advertised: Option<&str>, storage: String, env: Vec<(String, String)>) -> Kafka {
         let port = free_port();
         let tansu = Self::tansu();
         let advertise = format!("tcp://{}:{port}", advertised.unwrap_or("127.0.0.1"));
         Kafka {
-            child: Self::broker(&tansu, port, &advertise),
+            child: Self::broker(&tansu, port, &advertise, &storage, &env),
             bootstrap: format!("127.0.0.1:{port}"),
             tansu,
             advertise,
             port,
+            storage,
+            env,
         }
     }
 
     /// Starts tansu on `port` and waits until it accepts connections.
-    fn broker(tansu: &Path, port: u16, advertise: &str) -> std::process::Child {
+    fn broker(
+        tansu: &Path,
+        port: u16,
+        advertise: &str,
+        storage: &str,
+        env: &[(String, String)],
+    ) -> std::process::Child {
         let listen = format!("tcp://127.0.0.1:{port}");
         let child = watched(
             tansu,
@@ -426,16 +455,16 @@ impl Kafka {
                 "--advertised-listener-url",
                 advertise,
                 "--storage-engine",
-                "memory://tansu/",
+                storage,
             ],
+            env,
         );
         wait_for(port, "tansu", 60);
         child
     }
 
-    /// Stops the broker and starts a new one at the same address: its
-    /// storage is memory, so every topic and record is gone.
-    pub fn restart(&mut self) {
+    /// Kills the broker and waits until its port is closed.
+    pub fn stop(&mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -443,7 +472,24 @@ impl Kafka {
             assert!(std::time::Instant::now() < deadline, "tansu did not stop");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        self.child = Self::broker(&self.tansu, self.port, &self.advertise);
+    }
+
+    /// Starts a new broker at the same address on the same storage (on
+    /// memory: empty).
+    pub fn start_again(&mut self) {
+        self.child = Self::broker(
+            &self.tansu,
+            self.port,
+            &self.advertise,
+            &self.storage,
+            &self.env,
+        );
+    }
+
+    /// Stops the broker and starts a new one at the same address.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
     }
 
     /// Creates `topic` with `partitions` partitions.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Case, Kafka};
+use crate::harness::{Case, Kafka, S3};
 use crate::serve::{ADMIN, Server};
 
 /// The records of the Delta table at `table`, read with Python `deltalake`:
@@ -610,4 +610,62 @@ fn a_recreated_topic_fails_the_stream_unless_fail_on_data_loss_is_false() {
     let unique: BTreeSet<i64> = ids.iter().copied().collect();
     assert_eq!(unique.len(), ids.len(), "a record is in the table twice");
     assert_eq!(unique, (0..100).chain(1000..1010).collect());
+}
+
+#[test]
+fn a_broker_that_dies_mid_stream_loses_and_duplicates_nothing() {
+    let c = Case::new();
+    // Its topics live in S3 (moto), so they outlive the broker.
+    let mut k = Kafka::start_on_s3(&c, S3::shared());
+    k.create("dies", 3);
+    k.produce(&c, "dies", 3, 0..6000, "gzip", "x");
+    let args = stream_args(
+        &k,
+        "dies",
+        &[
+            "-o",
+            "startingOffsets=earliest",
+            "-o",
+            "maxOffsetsPerTrigger=300",
+        ],
+    );
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = c
+        .command(&argv, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The broker goes away once a few batches are in the table.
+    let log = c.path("events/_delta_log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let commits = || {
+        std::fs::read_dir(&log).map_or(0, |d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            })
+            .count()
+        })
+    };
+    while commits() < 3 {
+        assert!(Instant::now() < deadline, "the stream never committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    k.stop();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the stream outlived its broker");
+    assert!(
+        (stderr.contains(&k.bootstrap) && stderr.contains("Kafka broker"))
+            || stderr.contains("no bootstrap server answered"),
+        "{stderr}"
+    );
+    let before = once(&records(&c, "events")).len();
+    assert!(before < 6000, "everything was read before the broker died");
+
+    // Back, on the same storage: the batch in flight is redone exactly.
+    k.start_again();
+    run(&c, &args);
+    assert_eq!(once(&records(&c, "events")), (0..6000).collect());
 }
