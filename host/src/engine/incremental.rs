@@ -275,6 +275,47 @@ pub(crate) async fn in_table(target: &Target, app_id: &str, plan: &Plan) -> Resu
         .is_some_and(|v| v >= plan.batch as i64))
 }
 
+/// What committing a batch did.
+pub(crate) struct Committed {
+    /// The table held the batch already (an earlier attempt committed it).
+    pub replayed: bool,
+    /// Rows this commit added (none when replayed).
+    pub rows: u64,
+    /// Bytes of data files written.
+    pub bytes: u64,
+    /// The table version that holds the batch, where known.
+    pub version: Option<u64>,
+}
+
+/// Commits the data files `written` as batch `plan` of `app_id` (step 3),
+/// with `txn(app_id, batch)` in the same commit, so that a table that holds
+/// the batch already is left as it is.
+pub(crate) async fn commit(
+    target: &Target,
+    schema: &Schema,
+    written: Vec<Written>,
+    app_id: &str,
+    plan: &Plan,
+    change: SchemaChange,
+) -> Result<Committed> {
+    let txn = Txn {
+        app_id: app_id.to_string(),
+        version: plan.batch as i64,
+    };
+    phase("commit", plan.batch);
+    let done = target
+        .commit_once(schema, written, &txn, change)
+        .await
+        .with_context(|| format!("committing batch {}", plan.batch))?;
+    let replayed = matches!(done.outcome, Outcome::AlreadyCommitted { .. });
+    Ok(Committed {
+        replayed,
+        rows: if replayed { 0 } else { done.written.rows },
+        bytes: done.written.bytes,
+        version: done.written.version,
+    })
+}
+
 /// Records in `checkpoint` that `plan` is in the table (step 4): with
 /// `version` of it, `rows` and `bytes` written.
 pub(crate) async fn record(
@@ -596,33 +637,25 @@ impl Runner {
             }
             _ => SchemaChange::None,
         };
-        let txn = Txn {
-            app_id: self.app_id.clone(),
-            version: plan.batch as i64,
-        };
-        phase("commit", plan.batch);
-        let done = self
-            .config
-            .target
-            .commit_once(
-                &*self.reader.table_schema(&schema, &self.config.target)?,
-                wrote.written,
-                &txn,
-                change,
-            )
-            .await
-            .with_context(|| format!("committing batch {}", plan.batch))?;
-        let replayed = matches!(done.outcome, Outcome::AlreadyCommitted { .. });
-        let rows = if replayed { 0 } else { done.written.rows };
-        self.record(plan, done.written.version, rows, done.written.bytes)
+        let table_schema = self.reader.table_schema(&schema, &self.config.target)?;
+        let done = commit(
+            &self.config.target,
+            &table_schema,
+            wrote.written,
+            &self.app_id,
+            plan,
+            change,
+        )
+        .await?;
+        self.record(plan, done.version, done.rows, done.bytes)
             .await?;
         Ok(BatchReport {
             batch: plan.batch,
             files: plan.files.len(),
             bytes: plan.files.iter().map(|f| f.size).sum(),
-            rows,
-            version: done.written.version,
-            replayed,
+            rows: done.rows,
+            version: done.version,
+            replayed: done.replayed,
             skipped: false,
             added_columns: added,
             elapsed: Duration::ZERO,

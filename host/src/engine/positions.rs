@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use sluice_checkpoint::{Checkpoint, Plan, State};
-use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn};
+use sluice_sink::{Location, SchemaChange, Target};
 
 use crate::engine::incremental::{self, BatchReport, now_ms, phase};
 use crate::engine::read::Reading;
@@ -130,30 +130,23 @@ impl Positions {
             .write(&[], &self.stream, &self.target)
             .await
             .with_context(|| format!("batch {} was not committed", plan.batch))?;
-        let txn = Txn {
-            app_id: self.app_id.clone(),
-            version: plan.batch as i64,
-        };
-        phase("commit", plan.batch);
-        let done = self
-            .target
-            .commit_once(
-                &*reading.table_schema(&self.stream, &self.target)?,
-                wrote.written,
-                &txn,
-                SchemaChange::None,
-            )
-            .await
-            .with_context(|| format!("committing batch {}", plan.batch))?;
-        let replayed = matches!(done.outcome, Outcome::AlreadyCommitted { .. });
-        let rows = if replayed { 0 } else { done.written.rows };
-        self.record(plan, done.written.version, rows, done.written.bytes)
+        let table_schema = reading.table_schema(&self.stream, &self.target)?;
+        let done = incremental::commit(
+            &self.target,
+            &table_schema,
+            wrote.written,
+            &self.app_id,
+            plan,
+            SchemaChange::None,
+        )
+        .await?;
+        self.record(plan, done.version, done.rows, done.bytes)
             .await?;
         Ok(BatchReport {
-            rows,
+            rows: done.rows,
             bytes: counters.get("network-bytes-in"),
-            version: done.written.version,
-            replayed,
+            version: done.version,
+            replayed: done.replayed,
             ..report(plan)
         })
     }
