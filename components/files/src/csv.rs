@@ -504,7 +504,7 @@ impl CsvFile {
             }
             malformed = bad.iter().filter(|b| b.is_some()).count();
         }
-        let rescued = rescue.map(|r| r.finish(&self.file));
+        let rescued = rescue.map(|r| crate::shape::rescued(r, &self.file));
         let mut batch = shape.assemble(columns, rescued, &self.file, rows)?;
         if malformed > 0 {
             host::count("rows-dropped", malformed as u64);

@@ -15,15 +15,18 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch};
-use arrow_json::reader::{Decoder, ReaderBuilder, infer_json_schema_from_iterator};
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
-use serde_json::{Map, Value};
+use arrow_json::reader::{Decoder, ReaderBuilder};
+use arrow_schema::{Field, Fields, Schema, SchemaRef};
+use serde_json::Value;
 use sluice_connector_sdk::{Error, host};
 
 use crate::input::{first_record_at, io_error, open, open_at};
 use crate::options::{FileRef, Mode, Options};
-use crate::shape::{Rescue, Shape};
+use crate::shape::Shape;
 use sluice_formats::json::{Checker, surrogate_escape};
+use sluice_formats::objects::{
+    FAILFAST_ADVICE, Record, decode_objects, infer_fields, unnamable_key,
+};
 
 /// Records sampled per file when inferring a schema.
 pub const SAMPLE_RECORDS: usize = 10_000;
@@ -171,52 +174,7 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
             n += 1;
         }
     }
-    let schema = infer_json_schema_from_iterator(values.iter().map(|v| Ok(v.clone())))?;
-    Ok(schema
-        .fields()
-        .iter()
-        .map(|f| {
-            let ty = settle(f.data_type(), opts.infer_column_types);
-            Field::new(f.name(), ty, true)
-        })
-        .collect())
-}
-
-/// A key of `v` (nested too) that cannot name a column: empty, or holding a
-/// control character.
-fn unnamable_key(v: &Value) -> Option<&str> {
-    match v {
-        Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.is_empty() || k.chars().any(char::is_control) {
-                Some(k.as_str())
-            } else {
-                unnamable_key(v)
-            }
-        }),
-        Value::Array(items) => items.iter().find_map(unnamable_key),
-        _ => None,
-    }
-}
-
-/// Replaces types Delta cannot store (all-null columns) with strings and,
-/// without type inference, every leaf type with strings.
-fn settle(t: &DataType, infer: bool) -> DataType {
-    match t {
-        DataType::Null => DataType::Utf8,
-        DataType::Struct(fields) => DataType::Struct(Fields::from(
-            fields
-                .iter()
-                .map(|f| Field::new(f.name(), settle(f.data_type(), infer), true))
-                .collect::<Vec<_>>(),
-        )),
-        DataType::List(item) => DataType::List(Arc::new(Field::new(
-            item.name(),
-            settle(item.data_type(), infer),
-            true,
-        ))),
-        _ if !infer => DataType::Utf8,
-        other => other.clone(),
-    }
+    Ok(infer_fields(&values, opts.infer_column_types)?)
 }
 
 /// Reads one JSON file, batch by batch.
@@ -238,8 +196,6 @@ pub struct JsonFile {
     reported_new_columns: bool,
     /// The strict check of every byte the fast path decodes.
     check: Checker,
-    /// The data columns' names, to tell unknown keys at once.
-    names: std::collections::HashSet<String>,
     /// The next batch takes the careful path (its bytes hold a surrogate
     /// escape).
     careful_next: bool,
@@ -279,7 +235,6 @@ impl JsonFile {
             reported_new_columns: false,
             check: Checker::default(),
             careful_next: false,
-            names: shape.data.iter().map(|f| f.name().clone()).collect(),
         })
     }
 
@@ -509,7 +464,7 @@ impl JsonFile {
                 Ok(_) => "a JSON record must be an object".to_string(),
             };
             return Error::Data(format!(
-                "{}: {}: {reason} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
+                "{}: {}: {reason} ({FAILFAST_ADVICE})",
                 self.file.location,
                 self.place(lineno)
             ));
@@ -521,36 +476,25 @@ impl JsonFile {
         ))
     }
 
-    /// Decodes parsed records into a batch of the data columns.
-    fn decode_rows(
-        &self,
-        rows: &[Map<String, Value>],
-        opts: &Options,
-    ) -> Result<RecordBatch, Error> {
-        let mut decoder = self.decoder(opts)?;
-        decoder.serialize(rows)?;
-        Ok(decoder
-            .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
-    }
-
     /// Reads up to a batch of records one by one, with per-record handling.
     fn careful_batch(
         &mut self,
         shape: &Shape,
         opts: &Options,
     ) -> Result<Option<RecordBatch>, Error> {
-        let mut rows: Vec<Map<String, Value>> = Vec::new();
+        let mut records: Vec<Record> = Vec::new();
         let mut where_: Vec<String> = Vec::new();
-        let mut bad: Vec<Option<String>> = Vec::new();
-        let mut raw_bad: Vec<Option<String>> = Vec::new();
         let mut line = Vec::new();
-        while rows.len() < opts.batch_size {
-            let (value, at) = if let Some(array) = self.array.as_mut() {
+        while records.len() < opts.batch_size {
+            let record = if let Some(array) = self.array.as_mut() {
                 match array.next() {
                     Some(v) => {
                         self.line += 1;
-                        (Ok(v), format!("element {}", self.line))
+                        where_.push(format!("element {}", self.line));
+                        Record {
+                            text: v.to_string(),
+                            value: Ok(v),
+                        }
                     }
                     None => {
                         self.done = true;
@@ -566,108 +510,41 @@ impl JsonFile {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                (
-                    serde_json::from_slice::<Value>(&line),
-                    self.place(self.line),
-                )
+                where_.push(self.place(self.line));
+                Record {
+                    value: serde_json::from_slice::<Value>(&line).map_err(|e| e.to_string()),
+                    text: String::from_utf8_lossy(&line).trim_end().to_string(),
+                }
             };
-            let (map, reason) = match value {
-                Ok(Value::Object(map)) => (map, None),
-                Ok(_) => (
-                    Map::new(),
-                    Some("a JSON record must be an object".to_string()),
-                ),
-                Err(e) => (Map::new(), Some(format!("invalid JSON: {e}"))),
-            };
-            raw_bad.push(
-                reason
-                    .as_ref()
-                    .map(|_| String::from_utf8_lossy(&line).trim_end().to_string()),
-            );
-            bad.push(reason);
-            rows.push(map);
-            where_.push(at);
+            records.push(record);
         }
-        if rows.is_empty() {
+        if records.is_empty() {
             return Ok(None);
         }
-        let mut rescue = shape.rescue.as_ref().map(|_| Rescue::new(rows.len()));
-
-        // Fields not in the schema are rescued (or ignored without rescue).
-        for (r, row) in rows.iter_mut().enumerate() {
-            let unknown: Vec<String> = row
-                .keys()
-                .filter(|k| !self.names.contains(k.as_str()))
-                .cloned()
-                .collect();
-            if !unknown.is_empty() && !self.reported_new_columns {
-                self.reported_new_columns = true;
-                crate::shape::report_new_columns();
-            }
-            for k in unknown {
-                if let Some(v) = row.remove(&k)
-                    && let Some(rescue) = rescue.as_mut()
-                {
-                    rescue.put(r, &k, v);
-                }
-            }
+        let decoded = decode_objects(
+            &self.schema,
+            !opts.infer_column_types,
+            shape.rescue.is_some(),
+            opts.mode,
+            records,
+        )?;
+        if decoded.with_new_columns > 0 && !self.reported_new_columns {
+            self.reported_new_columns = true;
+            crate::shape::report_new_columns();
         }
-
-        let data = match self.decode_rows(&rows, opts) {
-            Ok(data) => data,
-            Err(_) => {
-                // Find, per row and then per field, what does not fit the schema.
-                for (r, row) in rows.iter_mut().enumerate() {
-                    if self.decode_rows(std::slice::from_ref(row), opts).is_ok() {
-                        continue;
-                    }
-                    let keys: Vec<String> = row.keys().cloned().collect();
-                    for k in keys {
-                        let mut one = Map::new();
-                        one.insert(k.clone(), row[&k].clone());
-                        if let Err(e) = self.decode_rows(&[one], opts) {
-                            let v = row.remove(&k).unwrap_or(Value::Null);
-                            match rescue.as_mut() {
-                                Some(rescue) => rescue.put(r, &k, v),
-                                None => {
-                                    if bad[r].is_none() {
-                                        bad[r] = Some(format!("column '{k}': {e}"));
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                self.decode_rows(&rows, opts)?
-            }
-        };
+        let (data, bad) = (decoded.data, decoded.bad);
         let n = data.num_rows();
-
         let malformed = bad.iter().filter(|b| b.is_some()).count();
-        if malformed > 0 {
-            match opts.mode {
-                Mode::FailFast => {
-                    let r = bad.iter().position(|b| b.is_some()).unwrap_or(0);
-                    return Err(Error::Data(format!(
-                        "{}: {}: {} (mode=FAILFAST; use mode=PERMISSIVE to rescue such values or mode=DROPMALFORMED to drop such rows)",
-                        self.file.location,
-                        where_[r],
-                        bad[r].as_deref().unwrap_or("malformed record")
-                    )));
-                }
-                Mode::Permissive => {
-                    if let Some(rescue) = rescue.as_mut() {
-                        for (r, text) in raw_bad.into_iter().enumerate() {
-                            if let Some(text) = text {
-                                rescue.put(r, "_malformed_record", Value::String(text));
-                            }
-                        }
-                    }
-                }
-                Mode::DropMalformed => {}
-            }
+        if malformed > 0 && opts.mode == Mode::FailFast {
+            let r = bad.iter().position(|b| b.is_some()).unwrap_or(0);
+            return Err(Error::Data(format!(
+                "{}: {}: {} ({FAILFAST_ADVICE})",
+                self.file.location,
+                where_[r],
+                bad[r].as_deref().unwrap_or("malformed record")
+            )));
         }
-        let rescued = rescue.map(|r| r.finish(&self.file));
+        let rescued = decoded.rescue.map(|r| crate::shape::rescued(r, &self.file));
         let mut batch = shape.assemble(data.columns().to_vec(), rescued, &self.file, n)?;
         if malformed > 0 && opts.mode == Mode::DropMalformed {
             host::count("rows-dropped", malformed as u64);

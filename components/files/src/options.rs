@@ -7,21 +7,13 @@
 
 use std::collections::BTreeMap;
 
-use arrow_schema::{DataType, TimeUnit};
+use arrow_schema::DataType;
 use sluice_connector_sdk::Error;
 
 pub use sluice_files_contract::{Config, FileRef, Format};
+use sluice_formats::hints::parse_schema_hints;
 
-/// What to do with a record that does not parse or does not fit the schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Fail the read, naming the file, line and reason.
-    FailFast,
-    /// Keep the record; what does not fit goes to the rescued data column.
-    Permissive,
-    /// Drop the record and count it.
-    DropMalformed,
-}
+pub use sluice_formats::objects::Mode;
 
 /// Validated reader options.
 #[derive(Debug, Clone)]
@@ -114,19 +106,10 @@ impl Options {
                 "inferColumnTypes" | "inferSchema" => {
                     o.infer_column_types = parse_bool(key, value)?
                 }
-                "schemaHints" => o.schema_hints = parse_schema_hints(value)?,
-                "mode" => {
-                    o.mode = match value.to_ascii_uppercase().as_str() {
-                        "FAILFAST" => Mode::FailFast,
-                        "PERMISSIVE" => Mode::Permissive,
-                        "DROPMALFORMED" => Mode::DropMalformed,
-                        _ => {
-                            return Err(Error::Config(format!(
-                                "option '{key}' must be FAILFAST, PERMISSIVE or DROPMALFORMED, got '{value}'"
-                            )));
-                        }
-                    }
+                "schemaHints" => {
+                    o.schema_hints = parse_schema_hints(value).map_err(Error::Config)?
                 }
+                "mode" => o.mode = Mode::parse(key, value).map_err(Error::Config)?,
                 "rescuedDataColumn" => {
                     if value.is_empty() {
                         return Err(Error::Config(format!("option '{key}' needs a column name")));
@@ -217,84 +200,6 @@ fn suggest(name: &str) -> Option<&'static str> {
         .find(|k| k.to_ascii_lowercase() == lower)
 }
 
-/// Parses a schema hint list such as `id bigint, price decimal(10,2), ts timestamp`.
-pub fn parse_schema_hints(text: &str) -> Result<Vec<(String, DataType)>, Error> {
-    let mut out = Vec::new();
-    for part in split_top_level(text) {
-        let part = part.trim();
-        if part.is_empty() {
-            continue;
-        }
-        let (name, ty) = part.split_once(char::is_whitespace).ok_or_else(|| {
-            Error::Config(format!(
-                "schemaHints: '{part}' needs a column name and a type, e.g. 'id bigint'"
-            ))
-        })?;
-        let name = name.trim_matches('`').to_string();
-        out.push((name, parse_sql_type(ty.trim())?));
-    }
-    Ok(out)
-}
-
-fn split_top_level(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
-    for (i, c) in text.char_indices() {
-        match c {
-            '(' | '<' => depth += 1,
-            ')' | '>' => depth -= 1,
-            ',' if depth == 0 => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
-}
-
-/// Maps a Spark SQL type name to the Arrow type Sluice writes for it.
-pub fn parse_sql_type(ty: &str) -> Result<DataType, Error> {
-    let lower = ty.to_ascii_lowercase();
-    let t = match lower.as_str() {
-        "string" | "varchar" | "text" => DataType::Utf8,
-        "bigint" | "long" => DataType::Int64,
-        "int" | "integer" => DataType::Int32,
-        "smallint" | "short" => DataType::Int16,
-        "tinyint" | "byte" => DataType::Int8,
-        "double" => DataType::Float64,
-        "float" | "real" => DataType::Float32,
-        "boolean" | "bool" => DataType::Boolean,
-        "date" => DataType::Date32,
-        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        "timestamp_ntz" => DataType::Timestamp(TimeUnit::Microsecond, None),
-        "binary" => DataType::Binary,
-        _ if lower.starts_with("decimal") => {
-            let inner = lower
-                .trim_start_matches("decimal")
-                .trim()
-                .trim_start_matches('(')
-                .trim_end_matches(')');
-            let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
-            let p: u8 = p.trim().parse().unwrap_or(10);
-            let s: i8 = s.trim().parse().unwrap_or(0);
-            if p == 0 || p > 38 || s < 0 || s as u8 > p {
-                return Err(Error::Config(format!(
-                    "schemaHints: bad decimal '{ty}': precision 1..=38, scale 0..=precision"
-                )));
-            }
-            DataType::Decimal128(p, s)
-        }
-        _ => {
-            return Err(Error::Config(format!(
-                "schemaHints: unknown type '{ty}'; use string, bigint, int, smallint, tinyint, double, float, boolean, date, timestamp, timestamp_ntz, binary or decimal(p,s)"
-            )));
-        }
-    };
-    Ok(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,15 +224,6 @@ mod tests {
         let o = opts(&[("mode", "permissive")]).unwrap();
         assert_eq!(o.rescued_data_column.as_deref(), Some("_rescued_data"));
         assert_eq!(opts(&[]).unwrap().rescued_data_column, None);
-    }
-
-    #[test]
-    fn schema_hints_parse_nested_commas() {
-        let h = parse_schema_hints("id bigint, price decimal(10, 2),ts timestamp").unwrap();
-        assert_eq!(h[1], ("price".to_string(), DataType::Decimal128(10, 2)));
-        assert_eq!(h.len(), 3);
-        assert!(parse_schema_hints("id").is_err());
-        assert!(parse_schema_hints("id whatever").is_err());
     }
 
     #[test]

@@ -11,8 +11,10 @@ use arrow_array::{
     TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sluice_connector_sdk::Error;
+use sluice_formats::hints::apply_hints;
+pub use sluice_formats::objects::Rescue;
 
 use crate::options::{FileRef, Options};
 
@@ -59,7 +61,7 @@ pub struct Shape {
 impl Shape {
     /// Builds the output shape from inferred or given data columns.
     pub fn from_data(data: Vec<Field>, opts: &Options) -> Result<Self, Error> {
-        let data = apply_hints(data, opts);
+        let data = apply_hints(data, &opts.schema_hints);
         let mut fields: Vec<Field> = data.clone();
         if let Some(name) = &opts.rescued_data_column {
             if data.iter().any(|f| f.name() == name) {
@@ -132,18 +134,6 @@ impl Shape {
     }
 }
 
-/// Overrides inferred column types with `schemaHints`; a hinted column absent
-/// from the data is added (all null), as Auto Loader does.
-fn apply_hints(mut data: Vec<Field>, opts: &Options) -> Vec<Field> {
-    for (name, ty) in &opts.schema_hints {
-        match data.iter_mut().find(|f| f.name() == name) {
-            Some(f) => *f = Field::new(name, ty.clone(), true),
-            None => data.push(Field::new(name, ty.clone(), true)),
-        }
-    }
-    data
-}
-
 fn metadata_column(file: &FileRef, rows: usize) -> ArrayRef {
     let fields = metadata_fields();
     let constant = |value: &str| -> ArrayRef {
@@ -164,43 +154,13 @@ fn metadata_column(file: &FileRef, rows: usize) -> ArrayRef {
     Arc::new(StructArray::new(fields, columns, None))
 }
 
-/// Collects per-row rescued values and turns them into the rescued column.
-#[derive(Default)]
-pub struct Rescue {
-    rows: Vec<Option<Map<String, Value>>>,
-    count: u64,
-}
-
-impl Rescue {
-    /// Starts a column of `rows` rows, all null.
-    pub fn new(rows: usize) -> Self {
-        Rescue {
-            rows: vec![None; rows],
-            count: 0,
-        }
+/// The rescued column of a file's rows: each rescued object also names
+/// the file. Reports the rows rescued to the host's `rows-rescued` counter.
+pub fn rescued(rescue: Rescue, file: &FileRef) -> ArrayRef {
+    if rescue.count() > 0 {
+        sluice_connector_sdk::host::count("rows-rescued", rescue.count());
     }
-
-    /// Records `value` of `column` for `row`.
-    pub fn put(&mut self, row: usize, column: &str, value: Value) {
-        let entry = self.rows[row].get_or_insert_with(|| {
-            self.count += 1;
-            Map::new()
-        });
-        entry.insert(column.to_string(), value);
-    }
-
-    /// The rescued column: JSON objects that also name the source file.
-    /// Reports the rows rescued to the host's `rows-rescued` counter.
-    pub fn finish(self, file: &FileRef) -> ArrayRef {
-        if self.count > 0 {
-            sluice_connector_sdk::host::count("rows-rescued", self.count);
-        }
-        let values = self.rows.into_iter().map(|row| {
-            row.map(|mut m| {
-                m.insert("_file_path".into(), Value::String(file.location.clone()));
-                Value::Object(m).to_string()
-            })
-        });
-        Arc::new(StringArray::from_iter(values))
-    }
+    rescue.finish(|_, m| {
+        m.insert("_file_path".into(), Value::String(file.location.clone()));
+    })
 }

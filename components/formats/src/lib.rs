@@ -1,6 +1,7 @@
-//! The files connector's pure parsing pieces: what reads bytes into records
-//! and judges their syntax, with no host imports, so the same code runs in
-//! the component, in native tests and fuzz targets (`tests/fuzz`).
+//! The connectors' pure parsing pieces: what reads bytes into records and
+//! judges their syntax, with no host imports, so the same code runs in the
+//! files and Kafka components, in native tests and fuzz targets
+//! (`tests/fuzz`).
 //!
 //! ```
 //! use sluice_formats::json::Checker;
@@ -10,4 +11,6 @@
 //! ```
 
 pub mod csv;
+pub mod hints;
 pub mod json;
+pub mod objects;
