@@ -28,6 +28,7 @@ mod bindings {
 
 mod client;
 mod cluster;
+mod infer;
 mod options;
 mod records;
 mod sasl;
@@ -230,9 +231,20 @@ impl Guest for Kafka {
 
     fn discover(config: String) -> Result<Vec<StreamInfo>, Error> {
         let options = parse(&config)?;
+        let data = match &options.json {
+            None => vec![],
+            Some(json) => {
+                let sampled = match &json.sample {
+                    Some(None) => vec![],
+                    Some(Some(plan)) => sample(&options, Some(plan))?,
+                    None => sample(&options, None)?,
+                };
+                infer::fields(json, &sampled)?
+            }
+        };
         Ok(vec![StreamInfo {
             name: STREAM.into(),
-            arrow_schema: ipc::encode_schema(&records::schema(&options))?,
+            arrow_schema: ipc::encode_schema(&*records::schema(&options, &data)?)?,
             cursor_fields: vec!["offset".into()],
             primary_key: vec!["topic".into(), "partition".into(), "offset".into()],
         }])
@@ -242,53 +254,10 @@ impl Guest for Kafka {
         stream_named(&stream_name)?;
         let options = parse(&config)?;
         let mut cluster = Cluster::connect(&options)?;
-        let (from, until) = match state {
-            Some(text) => {
-                let plan: Plan = serde_json::from_str(&text).map_err(|e| {
-                    Error::Config(format!("the state is not a plan of this connector: {e}"))
-                })?;
-                let mut from = BTreeMap::new();
-                for (topic, ps) in &plan.from {
-                    for (&partition, &offset) in ps {
-                        from.insert(
-                            Partition {
-                                topic: topic.clone(),
-                                partition,
-                            },
-                            offset,
-                        );
-                    }
-                }
-                (from, plan.until)
-            }
-            None => {
-                // A batch load: startingOffsets (earliest) to endingOffsets.
-                let partitions = cluster.partitions()?;
-                let starting = options.starting.clone().unwrap_or(Bound::Earliest);
-                let from = resolve(&mut cluster, &partitions, &starting, &Bound::Earliest)?;
-                let ends = resolve(&mut cluster, &partitions, &options.ending, &Bound::Latest)?;
-                let mut until = Offsets::new();
-                for (p, o) in ends {
-                    set(&mut until, &p, o);
-                }
-                (from, until)
-            }
-        };
-        let ranges = from
-            .into_iter()
-            .filter_map(|(p, next)| {
-                let end = get(&until, &p)?;
-                (next < end).then_some(Range {
-                    partition: p,
-                    next,
-                    until: end,
-                    empty: 0,
-                })
-            })
-            .collect();
+        let ranges = ranges(&options, &mut cluster, state.as_deref())?;
         Ok(Reader::new(KafkaReader {
             state: RefCell::new(Reading {
-                rows: Rows::new(&options),
+                rows: Rows::new(&options)?,
                 options,
                 cluster,
                 ranges,
@@ -296,6 +265,88 @@ impl Guest for Kafka {
             }),
         }))
     }
+}
+
+/// What a read reads: the ranges of `plan` (a stream's batch), or without
+/// one a batch load's, from `startingOffsets` (earliest) to
+/// `endingOffsets` (latest).
+fn ranges(
+    options: &Options,
+    cluster: &mut Cluster,
+    plan: Option<&str>,
+) -> Result<Vec<Range>, Error> {
+    let (from, until) = match plan {
+        Some(text) => {
+            let plan: Plan = serde_json::from_str(text).map_err(|e| {
+                Error::Config(format!("the state is not a plan of this connector: {e}"))
+            })?;
+            let mut from = BTreeMap::new();
+            for (topic, ps) in &plan.from {
+                for (&partition, &offset) in ps {
+                    from.insert(
+                        Partition {
+                            topic: topic.clone(),
+                            partition,
+                        },
+                        offset,
+                    );
+                }
+            }
+            (from, plan.until)
+        }
+        None => {
+            let partitions = cluster.partitions()?;
+            let starting = options.starting.clone().unwrap_or(Bound::Earliest);
+            let from = resolve(cluster, &partitions, &starting, &Bound::Earliest)?;
+            let ends = resolve(cluster, &partitions, &options.ending, &Bound::Latest)?;
+            let mut until = Offsets::new();
+            for (p, o) in ends {
+                set(&mut until, &p, o);
+            }
+            (from, until)
+        }
+    };
+    Ok(from
+        .into_iter()
+        .filter_map(|(p, next)| {
+            let end = get(&until, &p)?;
+            (next < end).then_some(Range {
+                partition: p,
+                next,
+                until: end,
+                empty: 0,
+            })
+        })
+        .collect())
+}
+
+/// Up to [`infer::SAMPLE_RECORDS`] values of what a read of `plan` (or,
+/// without one, a batch load) reads, with where each is: what
+/// `valueFormat=json` infers its columns from.
+fn sample(options: &Options, plan: Option<&str>) -> Result<Vec<infer::Sampled>, Error> {
+    let raw = Options {
+        value_format: options::ValueFormat::Raw,
+        json: None,
+        ..options.clone()
+    };
+    let mut cluster = Cluster::connect(&raw)?;
+    let ranges = ranges(&raw, &mut cluster, plan)?;
+    let mut reading = Reading {
+        rows: Rows::new(&raw)?,
+        options: raw,
+        cluster,
+        ranges,
+        turn: 0,
+    };
+    let mut out = Vec::new();
+    while out.len() < infer::SAMPLE_RECORDS && reading.ranges.iter().any(|r| r.next < r.until) {
+        reading.fetch_once()?;
+        if reading.rows.len() > 0 {
+            infer::collect(&reading.rows.finish()?, &mut out);
+        }
+    }
+    out.truncate(infer::SAMPLE_RECORDS);
+    Ok(out)
 }
 
 impl Planner for Kafka {
@@ -577,7 +628,12 @@ const CONFIG_SCHEMA: &str = r#"{
     "kafka.sasl.jaas.config": {"type": "string"},
     "kafka.sasl.username": {"type": "string"},
     "kafka.sasl.password": {"type": "string", "description": "${secret:NAME}"},
-    "valueFormat": {"type": "string", "enum": ["raw", "text"]},
+    "valueFormat": {"type": "string", "enum": ["raw", "text", "json"]},
+    "inferColumnTypes": {"type": "string", "enum": ["true", "false"], "description": "valueFormat=json: infer column types (else every leaf is a string)"},
+    "schemaHints": {"type": "string", "description": "valueFormat=json: column types over inferred ones, e.g. 'id bigint, ts timestamp'"},
+    "mode": {"type": "string", "enum": ["FAILFAST", "PERMISSIVE", "DROPMALFORMED"], "description": "valueFormat=json: a value that is not a JSON object fails the batch, is rescued, or is dropped"},
+    "rescuedDataColumn": {"type": "string", "description": "valueFormat=json: the rescued data column (default _rescued_data)"},
+    "schemaEvolutionMode": {"type": "string", "enum": ["addNewColumns", "rescue", "failOnNewColumns", "none"], "description": "valueFormat=json streams: what keys the table lacks do"},
     "kafka.fetch.max.bytes": {"type": "string"},
     "kafka.fetch.max.wait.ms": {"type": "string"},
     "kafka.group.id": {"type": "string", "description": "A consumer group each committed batch's end offsets are committed to, for lag tools (the stream resumes from its checkpoint)"}

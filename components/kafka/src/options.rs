@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use arrow_schema::{DataType, FieldRef, Schema};
 use regex::Regex;
 use sluice_connector_sdk::Error;
+use sluice_formats::hints::parse_schema_hints;
+pub use sluice_formats::objects::Mode;
 
 use crate::client::Address;
 
@@ -83,6 +86,30 @@ pub enum ValueFormat {
     Raw,
     /// `value` as UTF-8 text.
     Text,
+    /// `value` as a JSON object whose keys become columns.
+    Json,
+}
+
+/// How JSON values become columns (`valueFormat=json`): the files
+/// connector's reader options, by the same names.
+#[derive(Debug, Clone)]
+pub struct JsonOptions {
+    /// `inferColumnTypes`: infer types; otherwise every leaf is a string.
+    pub infer_types: bool,
+    /// `schemaHints`: types over inferred ones, by column name.
+    pub hints: Vec<(String, DataType)>,
+    /// `mode`: what a value that is not a JSON object does.
+    pub mode: Mode,
+    /// `rescuedDataColumn` (default `_rescued_data`): where keys the schema
+    /// lacks, values of the wrong type and (PERMISSIVE) malformed values go.
+    pub rescue: String,
+    /// The data columns to read with: the schema the host gives a read
+    /// (`schema`), without the columns the connector appends.
+    pub data: Option<Vec<FieldRef>>,
+    /// The records `discover` infers the data columns from (`plan`, which
+    /// the host adds): a plan's, none (`null`), or without it the records a
+    /// batch read would read.
+    pub sample: Option<Option<String>>,
 }
 
 /// Everything the options say.
@@ -109,6 +136,8 @@ pub struct Options {
     pub sasl: Option<Sasl>,
     /// How values become columns.
     pub value_format: ValueFormat,
+    /// With `valueFormat=json`, how.
+    pub json: Option<JsonOptions>,
     /// The consumer group each committed batch's end offsets are committed
     /// to (`kafka.group.id`), so that lag tools see the stream; the
     /// checkpoint, not the group, is where the stream resumes.
@@ -140,6 +169,20 @@ pub const KNOWN: &[&str] = &[
     "kafka.fetch.max.bytes",
     "kafka.fetch.max.wait.ms",
     "kafka.group.id",
+    "inferColumnTypes",
+    "schemaHints",
+    "mode",
+    "rescuedDataColumn",
+    "schemaEvolutionMode",
+];
+
+/// Options that apply only with `valueFormat=json`.
+const JSON_ONLY: &[&str] = &[
+    "inferColumnTypes",
+    "schemaHints",
+    "mode",
+    "rescuedDataColumn",
+    "schemaEvolutionMode",
 ];
 
 fn config(message: impl Into<String>) -> Error {
@@ -239,9 +282,78 @@ fn jaas(text: &str) -> Result<(String, String), Error> {
     }
 }
 
+/// The JSON options from the options `o` and the config `object` (where
+/// the host puts `schema` and `plan`).
+fn json_options(
+    o: &BTreeMap<&str, String>,
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> Result<JsonOptions, Error> {
+    let rescue = match o.get("rescuedDataColumn").map(|r| r.trim()) {
+        None => "_rescued_data".to_string(),
+        Some("") => return Err(config("rescuedDataColumn needs a column name")),
+        Some(r) => r.to_string(),
+    };
+    if let Some(mode) = o.get("schemaEvolutionMode") {
+        // The host's schema log applies it; checked here so that a typo
+        // fails before anything is read.
+        const MODES: &[&str] = &[
+            "addNewColumns",
+            "addNewColumnsWithTypeWidening",
+            "rescue",
+            "failOnNewColumns",
+            "none",
+        ];
+        if !MODES.iter().any(|m| m.eq_ignore_ascii_case(mode)) {
+            return Err(config(format!(
+                "schemaEvolutionMode={mode}: use {}",
+                MODES.join(", ")
+            )));
+        }
+    }
+    let data = match object.get("schema") {
+        None => None,
+        Some(s) => {
+            let schema: Schema = serde_json::from_value(s.clone())
+                .map_err(|e| config(format!("the schema the host gave is not a schema: {e}")))?;
+            let appended = sluice_files_contract::appended(&schema);
+            Some(
+                schema
+                    .fields()
+                    .iter()
+                    .filter(|f| !appended.contains(&f.name().as_str()))
+                    .cloned()
+                    .collect(),
+            )
+        }
+    };
+    let sample = match object.get("plan") {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(serde_json::Value::String(p)) => Some(Some(p.clone())),
+        Some(other) => Some(Some(other.to_string())),
+    };
+    Ok(JsonOptions {
+        infer_types: match o.get("inferColumnTypes") {
+            Some(v) => flag("inferColumnTypes", v)?,
+            None => true,
+        },
+        hints: match o.get("schemaHints") {
+            Some(h) => parse_schema_hints(h).map_err(config)?,
+            None => vec![],
+        },
+        mode: match o.get("mode") {
+            Some(m) => Mode::parse("mode", m).map_err(config)?,
+            None => Mode::FailFast,
+        },
+        rescue,
+        data,
+        sample,
+    })
+}
+
 impl Options {
-    /// Parses the config: a JSON object of options (`schema`, which the
-    /// host adds, is ignored).
+    /// Parses the config: a JSON object of options, and what the host adds
+    /// (`schema`, `plan`), which only `valueFormat=json` uses.
     pub fn parse(text: &str) -> Result<Self, Error> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| config(format!("the config is not JSON: {e}")))?;
@@ -250,7 +362,7 @@ impl Options {
             .ok_or_else(|| config("the config must be a JSON object of options"))?;
         let mut o: BTreeMap<&str, String> = BTreeMap::new();
         for (k, v) in object {
-            if k == "schema" {
+            if k == "schema" || k == "plan" {
                 continue;
             }
             if !KNOWN.contains(&k.as_str()) {
@@ -405,14 +517,27 @@ impl Options {
         {
             None | Some("raw") => ValueFormat::Raw,
             Some("text") => ValueFormat::Text,
-            Some(other @ ("json" | "csv")) => {
-                return Err(config(format!(
-                    "valueFormat={other} is not built yet: read valueFormat=text and parse it in the select list, or valueFormat=raw"
-                )));
+            Some("json") => ValueFormat::Json,
+            Some("csv") => {
+                return Err(config(
+                    "valueFormat=csv is not built yet: read valueFormat=text and split it in the select list, or use valueFormat=json",
+                ));
             }
             Some(other) => {
-                return Err(config(format!("valueFormat={other}: use raw or text")));
+                return Err(config(format!(
+                    "valueFormat={other}: use raw, text or json"
+                )));
             }
+        };
+        let json = if value_format == ValueFormat::Json {
+            Some(json_options(&o, object)?)
+        } else {
+            if let Some(k) = JSON_ONLY.iter().find(|k| o.contains_key(**k)) {
+                return Err(config(format!(
+                    "{k} applies to values read as JSON: add valueFormat=json"
+                )));
+            }
+            None
         };
         Ok(Options {
             bootstrap,
@@ -439,6 +564,7 @@ impl Options {
             tls,
             sasl,
             value_format,
+            json,
             fetch_max_bytes: match o.get("kafka.fetch.max.bytes") {
                 Some(v) => number("kafka.fetch.max.bytes", v)?,
                 None => 16 << 20,
@@ -495,6 +621,30 @@ mod tests {
             e(r#"{"kafka.bootstrap.servers":"a:1","subscribe":"x","kafka.group.id":" "}"#)
                 .contains("kafka.group.id is empty")
         );
+    }
+
+    #[test]
+    fn json_options_need_value_format_json_and_check_their_values() {
+        let base = r#""kafka.bootstrap.servers":"a:1","subscribe":"x""#;
+        let parse = |extra: &str| Options::parse(&format!("{{{base},{extra}}}"));
+        let e = |extra: &str| match parse(extra) {
+            Err(Error::Config(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(e(r#""schemaHints":"id int""#).contains("add valueFormat=json"));
+        assert!(
+            e(r#""valueFormat":"json","schemaEvolutionMode":"addColumns""#)
+                .contains("schemaEvolutionMode=addColumns: use addNewColumns")
+        );
+        assert!(e(r#""valueFormat":"json","mode":"lenient""#).contains("FAILFAST"));
+        assert!(e(r#""valueFormat":"json","schemaHints":"id""#).contains("schemaHints"));
+        let o = parse(r#""valueFormat":"JSON","schemaHints":"id int","plan":null"#).unwrap();
+        let json = o.json.unwrap();
+        assert_eq!(json.rescue, "_rescued_data");
+        assert_eq!(json.mode, Mode::FailFast);
+        assert_eq!(json.hints, vec![("id".to_string(), DataType::Int32)]);
+        assert!(matches!(json.sample, Some(None)));
+        assert!(json.data.is_none());
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Kafka record batches (every compression Kafka uses) into Arrow rows, as
 //! Spark's Kafka source gives them: `key`, `value`, `topic`, `partition`,
 //! `offset`, `timestamp`, `timestampType`, and `headers` when asked.
+//!
+//! With `valueFormat=json` each value's keys become the data columns (as
+//! the files connector reads a JSON line, by the same code), followed by
+//! the rescued data column and a `_metadata` struct of the record's other
+//! fields (key, topic, partition, offset, timestamp, ...).
 
 use std::sync::Arc;
 
@@ -8,14 +13,18 @@ use arrow_array::builder::{
     BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, StructBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow_array::{
+    ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, StringArray, StructArray,
+};
+use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::{Buf, Bytes};
 use kafka_protocol::compression::{Decompressor, Gzip, Snappy, Zstd};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, TimestampType};
-use sluice_connector_sdk::Error;
+use kafka_protocol::records::{Compression, Record as Message, RecordBatchDecoder, TimestampType};
+use serde_json::Value;
+use sluice_connector_sdk::{Error, host};
+use sluice_formats::objects::{FAILFAST_ADVICE, Record, decode_objects};
 
-use crate::options::{Options, ValueFormat};
+use crate::options::{JsonOptions, Mode, Options, ValueFormat};
 
 fn header_fields() -> Fields {
     Fields::from(vec![
@@ -24,15 +33,17 @@ fn header_fields() -> Fields {
     ])
 }
 
-/// The rows' schema for `options`.
-pub fn schema(options: &Options) -> SchemaRef {
-    let value = match options.value_format {
-        ValueFormat::Raw => DataType::Binary,
-        ValueFormat::Text => DataType::Utf8,
-    };
-    let mut fields = vec![
-        Field::new("key", DataType::Binary, true),
-        Field::new("value", value, true),
+/// Name of the struct of the record's own fields with `valueFormat=json`.
+pub const METADATA: &str = "_metadata";
+
+/// The record's own fields: `key`, then the value's column when `value` is
+/// given (Spark's layout), then the rest.
+fn record_fields(options: &Options, value: Option<DataType>) -> Vec<Field> {
+    let mut fields = vec![Field::new("key", DataType::Binary, true)];
+    if let Some(value) = value {
+        fields.push(Field::new("value", value, true));
+    }
+    fields.extend([
         Field::new("topic", DataType::Utf8, false),
         Field::new("partition", DataType::Int32, false),
         Field::new("offset", DataType::Int64, false),
@@ -42,7 +53,7 @@ pub fn schema(options: &Options) -> SchemaRef {
             false,
         ),
         Field::new("timestampType", DataType::Int32, false),
-    ];
+    ]);
     if options.include_headers {
         fields.push(Field::new(
             "headers",
@@ -54,7 +65,51 @@ pub fn schema(options: &Options) -> SchemaRef {
             true,
         ));
     }
-    Arc::new(Schema::new(fields))
+    fields
+}
+
+/// The rows' schema for `options`; with `valueFormat=json`, `data` are the
+/// value's columns.
+pub fn schema(options: &Options, data: &[FieldRef]) -> Result<SchemaRef, Error> {
+    let value = match options.value_format {
+        ValueFormat::Raw => DataType::Binary,
+        ValueFormat::Text => DataType::Utf8,
+        ValueFormat::Json => return json_schema(options, data),
+    };
+    Ok(Arc::new(Schema::new(record_fields(options, Some(value)))))
+}
+
+/// The data columns, the rescued data column and `_metadata` (unless the
+/// data has a column of that name), with the appended ones marked as the
+/// host's schema log expects.
+fn json_schema(options: &Options, data: &[FieldRef]) -> Result<SchemaRef, Error> {
+    let json = options
+        .json
+        .as_ref()
+        .expect("JSON options with valueFormat=json");
+    if data.iter().any(|f| f.name() == &json.rescue) {
+        return Err(Error::Config(format!(
+            "the values have a key '{}', the rescued data column's name: pick another with rescuedDataColumn",
+            json.rescue
+        )));
+    }
+    let mut fields: Vec<FieldRef> = data.to_vec();
+    fields.push(Arc::new(Field::new(&json.rescue, DataType::Utf8, true)));
+    let mut appended = vec![json.rescue.as_str()];
+    if !data.iter().any(|f| f.name() == METADATA) {
+        fields.push(Arc::new(Field::new(
+            METADATA,
+            DataType::Struct(Fields::from(record_fields(options, None))),
+            false,
+        )));
+        appended.push(METADATA);
+    }
+    let metadata = [(
+        sluice_files_contract::APPENDED.to_string(),
+        appended.join(","),
+    )]
+    .into();
+    Ok(Arc::new(Schema::new_with_metadata(fields, metadata)))
 }
 
 /// Decompresses one batch's records: Kafka's LZ4 is the LZ4 frame format
@@ -81,7 +136,7 @@ fn decompress(buf: &mut Bytes, compression: Compression) -> anyhow::Result<Bytes
 /// The record batches in `records` (a fetch's bytes for one partition).
 /// A batch the broker cut short at the end is left out: it is fetched
 /// again from its first offset.
-pub fn decode(mut records: Bytes) -> Result<Vec<Record>, Error> {
+pub fn decode(mut records: Bytes) -> Result<Vec<Message>, Error> {
     let mut out = Vec::new();
     // Base offset (8) and batch length (4) lead every batch.
     while records.len() >= 12 {
@@ -110,14 +165,46 @@ pub struct Rows {
     timestamp_type: Int32Builder,
     headers: Option<ListBuilder<StructBuilder>>,
     format: ValueFormat,
+    /// With `valueFormat=json`: the values, where each came from, and the
+    /// data columns they are decoded into.
+    values: Vec<(Option<Bytes>, Place)>,
+    json: Option<(JsonOptions, SchemaRef)>,
     rows: usize,
 }
 
+/// Where a record is: topic, partition and offset.
+#[derive(Debug, Clone)]
+pub struct Place {
+    topic: Arc<str>,
+    partition: i32,
+    offset: i64,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "topic '{}' partition {} offset {}",
+            self.topic, self.partition, self.offset
+        )
+    }
+}
+
 impl Rows {
-    /// Empty rows for `options`.
-    pub fn new(options: &Options) -> Self {
-        Rows {
-            schema: schema(options),
+    /// Empty rows for `options`; with `valueFormat=json`, decoded into the
+    /// data columns the host gave.
+    pub fn new(options: &Options) -> Result<Self, Error> {
+        let data: Vec<FieldRef> = match &options.json {
+            None => vec![],
+            Some(j) => j.data.clone().ok_or_else(|| {
+                Error::Config(
+                    "valueFormat=json reads with the schema discover gave, which the host passes as `schema`"
+                        .into(),
+                )
+            })?,
+        };
+        Ok(Rows {
+            schema: schema(options, &data)?,
             key: BinaryBuilder::new(),
             value_raw: BinaryBuilder::new(),
             value_text: StringBuilder::new(),
@@ -132,8 +219,13 @@ impl Rows {
                 )
             }),
             format: options.value_format,
+            values: Vec::new(),
+            json: options
+                .json
+                .clone()
+                .map(|j| (j, Arc::new(Schema::new(data)))),
             rows: 0,
-        }
+        })
     }
 
     /// Rows so far.
@@ -142,7 +234,7 @@ impl Rows {
     }
 
     /// Adds `record` of `topic` / `partition`.
-    pub fn push(&mut self, topic: &str, partition: i32, r: &Record) -> Result<(), Error> {
+    pub fn push(&mut self, topic: &str, partition: i32, r: &Message) -> Result<(), Error> {
         self.key.append_option(r.key.as_deref());
         match self.format {
             ValueFormat::Raw => self.value_raw.append_option(r.value.as_deref()),
@@ -156,6 +248,17 @@ impl Rows {
                     )));
                 }
             },
+            ValueFormat::Json => self.values.push((
+                r.value.clone(),
+                Place {
+                    topic: match self.values.last() {
+                        Some((_, last)) if &*last.topic == topic => last.topic.clone(),
+                        _ => topic.into(),
+                    },
+                    partition,
+                    offset: r.offset,
+                },
+            )),
         }
         self.topic.append_value(topic);
         self.partition.append_value(partition);
@@ -187,23 +290,112 @@ impl Rows {
 
     /// The rows as a batch; the builders start over.
     pub fn finish(&mut self) -> Result<RecordBatch, Error> {
-        let value: ArrayRef = match self.format {
-            ValueFormat::Raw => Arc::new(self.value_raw.finish()),
-            ValueFormat::Text => Arc::new(self.value_text.finish()),
+        let rows = std::mem::take(&mut self.rows);
+        let mut record: Vec<ArrayRef> = vec![Arc::new(self.key.finish())];
+        let value: Option<ArrayRef> = match self.format {
+            ValueFormat::Raw => Some(Arc::new(self.value_raw.finish())),
+            ValueFormat::Text => Some(Arc::new(self.value_text.finish())),
+            ValueFormat::Json => None,
         };
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(self.key.finish()),
-            value,
-            Arc::new(self.topic.finish()),
+        record.extend(value);
+        record.extend([
+            Arc::new(self.topic.finish()) as ArrayRef,
             Arc::new(self.partition.finish()),
             Arc::new(self.offset.finish()),
             Arc::new(self.timestamp.finish()),
             Arc::new(self.timestamp_type.finish()),
-        ];
+        ]);
         if let Some(h) = &mut self.headers {
-            columns.push(Arc::new(h.finish()));
+            record.push(Arc::new(h.finish()));
         }
-        self.rows = 0;
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        match &self.json {
+            None => Ok(RecordBatch::try_new(self.schema.clone(), record)?),
+            Some((json, data)) => {
+                let values = std::mem::take(&mut self.values);
+                decode_json(json, data, &self.schema, values, record, rows)
+            }
+        }
     }
+}
+
+/// Parses one value: a missing or empty value (a tombstone) is a record
+/// with no keys, so its data columns are null.
+fn parse_value(value: Option<&[u8]>) -> Record {
+    match value {
+        None | Some(b"") => Record {
+            value: Ok(Value::Object(Default::default())),
+            text: String::new(),
+        },
+        Some(bytes) => Record {
+            value: serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            text: String::from_utf8_lossy(bytes).into_owned(),
+        },
+    }
+}
+
+/// Decodes the values of a batch into `data`'s columns and assembles the
+/// rows of `schema`: data, rescued data, `_metadata` (the record's columns
+/// `record`). FAILFAST fails on the first malformed value, naming it;
+/// DROPMALFORMED drops and counts them.
+fn decode_json(
+    json: &JsonOptions,
+    data: &SchemaRef,
+    schema: &SchemaRef,
+    values: Vec<(Option<Bytes>, Place)>,
+    record: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch, Error> {
+    let (records, places): (Vec<Record>, Vec<Place>) = values
+        .into_iter()
+        .map(|(v, place)| (parse_value(v.as_deref()), place))
+        .unzip();
+    let decoded = decode_objects(data, !json.infer_types, true, json.mode, records)?;
+    if decoded.with_new_columns > 0 {
+        host::count("records-with-new-columns", decoded.with_new_columns as u64);
+    }
+    let bad = decoded.bad;
+    if json.mode == Mode::FailFast
+        && let Some(r) = bad.iter().position(Option::is_some)
+    {
+        return Err(Error::Data(format!(
+            "{}: {} ({FAILFAST_ADVICE})",
+            places[r],
+            bad[r].as_deref().unwrap_or("malformed value")
+        )));
+    }
+    let rescue = decoded.rescue.unwrap_or_default();
+    if rescue.count() > 0 {
+        host::count("rows-rescued", rescue.count());
+    }
+    let rescued = if rescue.count() > 0 {
+        rescue.finish(|r, m| {
+            let p = &places[r];
+            m.insert("_topic".into(), Value::from(&*p.topic));
+            m.insert("_partition".into(), Value::from(p.partition));
+            m.insert("_offset".into(), Value::from(p.offset));
+        })
+    } else {
+        Arc::new(StringArray::new_null(rows))
+    };
+    let mut columns = decoded.data.columns().to_vec();
+    columns.push(rescued);
+    if sluice_files_contract::appended(schema).contains(&METADATA) {
+        let DataType::Struct(fields) = schema.field_with_name(METADATA)?.data_type() else {
+            unreachable!("_metadata is a struct");
+        };
+        columns.push(Arc::new(StructArray::try_new(
+            fields.clone(),
+            record,
+            None,
+        )?));
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    let mut batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+    let malformed = bad.iter().filter(|b| b.is_some()).count();
+    if malformed > 0 && json.mode == Mode::DropMalformed {
+        host::count("rows-dropped", malformed as u64);
+        let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
+        batch = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+    }
+    Ok(batch)
 }

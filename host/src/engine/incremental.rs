@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
+use arrow_schema::{FieldRef, Schema, SchemaRef};
 use futures::future::BoxFuture;
 use object_store::ObjectStoreExt;
-use sluice_checkpoint::{BatchKind, Checkpoint, Commit, Plan, SchemaLog, SourceFile, State};
-use sluice_pipeline::schema::{Drift, drift, evolve};
+use sluice_checkpoint::{BatchKind, Checkpoint, Commit, Plan, SourceFile, State};
+use sluice_pipeline::schema::drift;
 use sluice_pipeline::{
     CleanSource, Evolution, FileRef, Format, Projection, Source, StreamOptions, list_files,
     notified_files,
@@ -31,6 +31,7 @@ use sluice_pipeline::{
 use sluice_sink::{Location, Outcome, SchemaChange, Target, Txn, Written};
 
 use crate::engine::read::{Configured, Reading};
+use crate::engine::schemas::{Evolved, Schemas, split_schema};
 use crate::wasm::capability::Counters;
 use crate::wasm::grants::Grants;
 use crate::wasm::runtime::{Loaded, Runtime};
@@ -236,10 +237,9 @@ pub struct Runner {
     config: Config,
     reader: Box<dyn FileReader>,
     checkpoint: Checkpoint,
-    schemas: SchemaLog,
+    schemas: Schemas,
     state: State,
     app_id: String,
-    evolution: Evolution,
     /// Listed files not yet planned, in order.
     queue: VecDeque<FileRef>,
     /// Files seen in the source but left alone (already loaded).
@@ -365,23 +365,6 @@ fn to_file(f: &SourceFile) -> FileRef {
     FileRef::whole(&f.location, f.size, f.last_modified_ms)
 }
 
-/// A connector schema's data fields and the fields it appends.
-fn split_schema(schema: &Schema) -> (Vec<FieldRef>, Vec<FieldRef>) {
-    let appended = sluice_files_contract::appended(schema);
-    schema
-        .fields()
-        .iter()
-        .cloned()
-        .partition(|f| !appended.contains(&f.name().as_str()))
-}
-
-/// `like` with its data fields replaced by `data`.
-fn with_data(like: &Schema, data: Vec<FieldRef>) -> Schema {
-    let (_, appended) = split_schema(like);
-    let fields: Vec<FieldRef> = data.into_iter().chain(appended).collect();
-    Schema::new_with_metadata(fields, like.metadata().clone())
-}
-
 impl Runner {
     /// Opens the checkpoint and settles a batch an earlier run left pending.
     pub async fn open(
@@ -399,7 +382,7 @@ impl Runner {
             );
         }
         let (checkpoint, state, app_id) = open_checkpoint(&config.checkpoint).await?;
-        let schemas = SchemaLog::open(&config.schema_location)?;
+        let schemas = Schemas::open(&config.schema_location, evolution)?;
         let mut runner = Runner {
             config,
             reader,
@@ -407,7 +390,6 @@ impl Runner {
             schemas,
             state,
             app_id,
-            evolution,
             queue: VecDeque::new(),
             already_loaded: 0,
         };
@@ -617,12 +599,12 @@ impl Runner {
             // evolves the schema, read again with the new one (the data
             // files of the first read are never committed).
             let counters = &read.counters;
-            let suspect = counters.get("files-with-new-columns") > 0
-                || (self.evolution == Evolution::AddNewColumnsWithTypeWidening
-                    && counters.get("rows-rescued") > 0);
+            let suspect = self.schemas.suspect(
+                counters.get("files-with-new-columns"),
+                counters.get("rows-rescued"),
+            );
             if added.is_empty()
                 && suspect
-                && self.evolution.inspects_batches()
                 && let Some((evolved, names)) = self.evolve_for(&files, &schema, plan.batch).await?
             {
                 schema = Arc::new(evolved);
@@ -631,12 +613,7 @@ impl Runner {
             }
             break read;
         };
-        let change = match self.evolution {
-            Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
-                SchemaChange::AddColumns
-            }
-            _ => SchemaChange::None,
-        };
+        let change = self.schemas.change();
         let table_schema = self.reader.table_schema(&schema, &self.config.target)?;
         let done = commit(
             &self.config.target,
@@ -728,11 +705,11 @@ impl Runner {
             return Ok(current.id);
         }
         let inferred = self.reader.infer(files).await?;
-        let schema = self.align_with_table(&inferred).await?;
         let batch = self.state.next_batch;
+        let advice = self.how_to_add_columns();
         let v = self
             .schemas
-            .append(schema, batch, "inferred".into(), now_ms())
+            .first(&inferred, &self.config.target, batch, ("the files", advice))
             .await?;
         Ok(v.id)
     }
@@ -748,35 +725,20 @@ impl Runner {
         batch: u64,
     ) -> Result<Option<(Schema, Vec<String>)>> {
         let inferred = self.reader.infer(files).await?;
-        let (stored_data, _) = split_schema(current);
-        let (inferred_data, _) = split_schema(&inferred);
-        let mut d: Drift = drift(&stored_data, &inferred_data);
-        if self.evolution != Evolution::AddNewColumnsWithTypeWidening {
-            // Types never change: values that do not fit are rescued.
-            d.widened.clear();
+        match self.schemas.evolve(&inferred, current, batch).await? {
+            Evolved::Same => Ok(None),
+            Evolved::Added(schema, names) => Ok(Some((schema, names))),
+            Evolved::Refused(d) => {
+                let (stored_data, _) = split_schema(current);
+                let culprits = self.files_with_new_columns(files, &stored_data).await;
+                bail!(
+                    "new column(s) {} in {}: nothing was committed; {}",
+                    d.added_names(),
+                    culprits,
+                    self.how_to_add_columns()
+                )
+            }
         }
-        if d.is_empty() {
-            return Ok(None);
-        }
-        if self.evolution == Evolution::FailOnNewColumns {
-            let culprits = self.files_with_new_columns(files, &stored_data).await;
-            bail!(
-                "new column(s) {} in {}: nothing was committed; {}",
-                d.added_names(),
-                culprits,
-                self.how_to_add_columns()
-            );
-        }
-        if let Some((name, from, to)) = d.widened.first() {
-            bail!(
-                "column '{name}' widens from {from} to {to} (schemaEvolutionMode=addNewColumnsWithTypeWidening): widening a column of an existing Delta table needs the typeWidening table feature, which the Delta library Sluice uses cannot write yet; nothing was committed. Use schemaEvolutionMode=addNewColumns to keep the column's type (values that do not fit go to the rescued data column)"
-            );
-        }
-        let added: Vec<String> = d.added.iter().map(|f| f.name().clone()).collect();
-        let schema = with_data(current, evolve(&stored_data, &d));
-        let reason = format!("added column(s) {}", d.added_names());
-        let v = self.schemas.append(schema, batch, reason, now_ms()).await?;
-        Ok(Some((v.schema, added)))
     }
 
     /// What to do about new columns the mode refuses.
@@ -809,45 +771,6 @@ impl Runner {
         } else {
             found.join(", ")
         }
-    }
-
-    /// An inferred connector schema made to fit an existing table: the
-    /// table's columns keep their types (a missing one reads as null), and
-    /// new ones stay only where the mode may add them.
-    async fn align_with_table(&self, inferred: &SchemaRef) -> Result<Schema> {
-        let Some(table) = self.config.target.schema().await? else {
-            return Ok(inferred.as_ref().clone());
-        };
-        let (inferred_data, appended) = split_schema(inferred);
-        let appended: Vec<&str> = appended.iter().map(|f| f.name().as_str()).collect();
-        let mut data: Vec<FieldRef> = table
-            .fields()
-            .iter()
-            .filter(|f| !appended.contains(&f.name().as_str()))
-            .map(|f| Arc::new(Field::new(f.name(), f.data_type().clone(), true)))
-            .collect();
-        let new: Vec<FieldRef> = inferred_data
-            .into_iter()
-            .filter(|f| table.field_with_name(f.name()).is_err())
-            .collect();
-        if !new.is_empty() {
-            match self.evolution {
-                Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
-                    data.extend(new)
-                }
-                Evolution::FailOnNewColumns => bail!(
-                    "the files have column(s) {} that table {} lacks: nothing was committed; {}",
-                    new.iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    self.config.target.location().display(),
-                    self.how_to_add_columns()
-                ),
-                Evolution::Rescue | Evolution::None => {}
-            }
-        }
-        Ok(with_data(inferred, data))
     }
 
     /// Deletes or moves the source files of batches committed longer than

@@ -7,7 +7,8 @@
 //! - batch loads (replace, append) read in parallel lanes and commit once
 //!   ([`ingest`], [`read`], [`split`]);
 //! - COPY INTO and streams load exactly once through a checkpoint
-//!   ([`incremental`]);
+//!   ([`incremental`] for files, [`positions`] for connectors that plan
+//!   their batches), with a schema history that evolves ([`schemas`]);
 //! - uploads commit Arrow batches or an uploaded file (`upload`);
 //! - a failure is typed by who has to act and told with secrets redacted
 //!   ([`failure`], [`redact`]).
@@ -19,6 +20,7 @@ pub mod ingest;
 pub mod positions;
 pub mod read;
 pub mod redact;
+pub mod schemas;
 mod secrets;
 pub mod split;
 mod stop;
@@ -34,7 +36,7 @@ use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 use sluice_pipeline::pipeline::{PipelineGrants, TableFormatName, resolve_secrets};
 use sluice_pipeline::{
-    CleanSource, Format, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
+    CleanSource, Evolution, Format, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
 };
 use sluice_sink::{Location, TableFormat, Target, WriteMode};
 
@@ -505,7 +507,20 @@ impl Engine {
             observer.batch(r);
             report.add(r);
         };
-        let mut positions = Positions::open(reading, target, &checkpoint, &mut on_batch).await?;
+        // The schema history sits beside the offsets, as a files stream's
+        // does by default; its mode is Auto Loader's option.
+        let evolution = match load.pipeline.options.get("schemaEvolutionMode") {
+            Some(mode) => mode.parse()?,
+            None => Evolution::AddNewColumns,
+        };
+        let mut positions = Positions::open(
+            reading,
+            target,
+            (&checkpoint, &checkpoint),
+            evolution,
+            &mut on_batch,
+        )
+        .await?;
         match trigger {
             Trigger::AvailableNow => {
                 positions.bound().await?;

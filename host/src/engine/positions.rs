@@ -13,50 +13,71 @@
 //!
 //! A batch planned but not committed is redone from its plan on restart,
 //! unless the table already holds it.
+//!
+//! The table's schema is the stream's schema history ([`schemas`]): the
+//! first batch's is discovered from its plan, and a batch whose records
+//! bring keys the schema lacks evolves it as `schemaEvolutionMode` says,
+//! as a files stream's does.
+//!
+//! [`schemas`]: crate::engine::schemas
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use arrow_schema::SchemaRef;
 use sluice_checkpoint::{Checkpoint, Plan, State};
-use sluice_sink::{Location, SchemaChange, Target};
+use sluice_pipeline::Evolution;
+use sluice_sink::{Location, Target};
 
 use crate::engine::incremental::{self, BatchReport, now_ms, phase};
-use crate::engine::read::Reading;
+use crate::engine::read::{Configured, Reading};
+use crate::engine::schemas::{Evolved, Schemas};
 use crate::wasm::capability::Counters;
 use crate::wasm::session::Stream;
+
+/// What to do about new keys the mode refuses.
+const ADVICE: &str = "schemaEvolutionMode=failOnNewColumns stops here: change the mode (addNewColumns adds them; rescue keeps them in the rescued data column)";
 
 /// A running stream of planned batches.
 pub struct Positions {
     reading: Reading,
-    stream: Stream,
+    /// The stream's name.
+    name: String,
     target: Target,
     checkpoint: Checkpoint,
     state: State,
     app_id: String,
+    schemas: Schemas,
     /// Where an available-now run stops: the input's end when it started.
     until: Option<String>,
 }
 
 impl Positions {
-    /// Discovers the stream, opens the checkpoint and settles a batch an
-    /// earlier run left pending.
+    /// Opens the checkpoint and its schema history (at `schemas`) and
+    /// settles a batch an earlier run left pending.
     pub async fn open(
         reading: Reading,
         target: Target,
-        checkpoint: &Location,
+        (checkpoint, schemas): (&Location, &Location),
+        evolution: Evolution,
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> Result<Self> {
         incremental::require_delta(&target)?;
-        let stream = reading.discover(&[]).await?;
+        // The stream's name, from a description of no records.
+        let name = match &reading.stream {
+            Some(name) => name.clone(),
+            None => with_plan(&reading, None)?.discover(&[]).await?.info.name,
+        };
         let (checkpoint, state, app_id) = incremental::open_checkpoint(checkpoint).await?;
         let mut positions = Positions {
             reading,
-            stream,
+            name,
             target,
             checkpoint,
             state,
             app_id,
+            schemas: Schemas::open(schemas, evolution)?,
             until: None,
         };
         if let Some(plan) = positions.state.pending().cloned() {
@@ -80,7 +101,7 @@ impl Positions {
     /// Bounds the run by the input there is now: an available-now run reads
     /// up to it and then ends.
     pub async fn bound(&mut self) -> Result<()> {
-        let (config, name) = (self.reading.config_text()?, self.stream.info.name.clone());
+        let (config, name) = (self.reading.config_text()?, self.name.clone());
         self.until = Some(
             self.reading
                 .call("latest", move |s| s.latest(&config, &name))
@@ -92,7 +113,7 @@ impl Positions {
     /// Plans and runs the next batch; `None` when there is nothing new.
     pub async fn next(&mut self) -> Result<Option<BatchReport>> {
         let started = Instant::now();
-        let (config, name) = (self.reading.config_text()?, self.stream.info.name.clone());
+        let (config, name) = (self.reading.config_text()?, self.name.clone());
         let (after, until) = (self.state.last_position.clone(), self.until.clone());
         let Some(position) = self
             .reading
@@ -119,36 +140,100 @@ impl Positions {
             .position
             .clone()
             .with_context(|| format!("batch {} was planned without a position", plan.batch))?;
-        let counters = Arc::new(Counters::default());
-        let reading = Reading {
-            state: Some(position.clone()),
-            counters: counters.clone(),
-            ..self.reading.clone()
+        let mut schema = self.schema_for(plan, &position).await?;
+        let mut added = Vec::new();
+        let (reading, wrote) = loop {
+            let counters = Arc::new(Counters::default());
+            let reading = Reading {
+                state: Some(position.clone()),
+                counters: counters.clone(),
+                ..self.reading.clone()
+            };
+            phase("write", plan.batch);
+            let wrote = reading
+                .write(&[], &self.stream(&schema), &self.target)
+                .await
+                .with_context(|| format!("batch {} was not committed", plan.batch))?;
+            // Records with keys the schema lacks: the batch is inferred
+            // again and, if the mode evolves the schema, read again with
+            // the new one (the first read's data files are never
+            // committed).
+            let suspect = self.schemas.suspect(
+                counters.get("records-with-new-columns"),
+                counters.get("rows-rescued"),
+            );
+            if added.is_empty() && suspect {
+                let inferred = self.discover(Some(&position)).await?;
+                match self.schemas.evolve(&inferred, &schema, plan.batch).await? {
+                    Evolved::Same => {}
+                    Evolved::Added(evolved, names) => {
+                        schema = Arc::new(evolved);
+                        added = names;
+                        continue;
+                    }
+                    Evolved::Refused(d) => bail!(
+                        "batch {}: new column(s) {} in the records: nothing was committed; {ADVICE}",
+                        plan.batch,
+                        d.added_names()
+                    ),
+                }
+            }
+            break (reading, wrote);
         };
-        phase("write", plan.batch);
-        let wrote = reading
-            .write(&[], &self.stream, &self.target)
-            .await
-            .with_context(|| format!("batch {} was not committed", plan.batch))?;
-        let table_schema = reading.table_schema(&self.stream, &self.target)?;
+        let table_schema = reading.table_schema(&self.stream(&schema), &self.target)?;
         let done = incremental::commit(
             &self.target,
             &table_schema,
             wrote.written,
             &self.app_id,
             plan,
-            SchemaChange::None,
+            self.schemas.change(),
         )
         .await?;
         self.record(plan, done.version, done.rows, done.bytes)
             .await?;
         Ok(BatchReport {
             rows: done.rows,
-            bytes: counters.get("network-bytes-in"),
+            bytes: reading.counters.get("network-bytes-in"),
             version: done.version,
             replayed: done.replayed,
+            added_columns: added,
             ..report(plan)
         })
+    }
+
+    /// The schema batch `plan` reads with: the history's latest, or, for
+    /// the first batch, what the connector discovers from the plan's
+    /// records, made to fit the table.
+    async fn schema_for(&mut self, plan: &Plan, position: &str) -> Result<SchemaRef> {
+        if let Some(current) = self.schemas.latest().await? {
+            return Ok(Arc::new(current.schema));
+        }
+        let inferred = self.discover(Some(position)).await?;
+        let v = self
+            .schemas
+            .first(&inferred, &self.target, plan.batch, ("the records", ADVICE))
+            .await?;
+        Ok(Arc::new(v.schema))
+    }
+
+    /// The stream's schema as the connector discovers it from the records
+    /// of `plan`.
+    async fn discover(&self, plan: Option<&str>) -> Result<SchemaRef> {
+        Ok(with_plan(&self.reading, plan)?.discover(&[]).await?.schema)
+    }
+
+    /// The stream, read with `schema`.
+    fn stream(&self, schema: &SchemaRef) -> Stream {
+        Stream {
+            info: crate::wasm::bindings::StreamInfo {
+                name: self.name.clone(),
+                arrow_schema: vec![],
+                cursor_fields: vec![],
+                primary_key: vec![],
+            },
+            schema: schema.clone(),
+        }
     }
 
     /// Records that `plan` is done (step 4) and tells the connector.
@@ -169,7 +254,7 @@ impl Positions {
         )
         .await?;
         if let Some(position) = plan.position.clone() {
-            let (config, name) = (self.reading.config_text()?, self.stream.info.name.clone());
+            let (config, name) = (self.reading.config_text()?, self.name.clone());
             if let Err(e) = self
                 .reading
                 .call("committed", move |s| s.committed(&config, &name, &position))
@@ -185,6 +270,20 @@ impl Positions {
         }
         Ok(())
     }
+}
+
+/// `reading` whose `discover` describes the records of `plan` (none when
+/// `None`): the config's `plan` key, as the planner contract says.
+fn with_plan(reading: &Reading, plan: Option<&str>) -> Result<Reading> {
+    let Configured::Connector(config) = &reading.config else {
+        bail!("the files connector does not plan its batches");
+    };
+    let mut config = config.clone();
+    config["plan"] = plan.map_or(serde_json::Value::Null, |p| p.into());
+    Ok(Reading {
+        config: Configured::Connector(config),
+        ..reading.clone()
+    })
 }
 
 /// A report of `plan` with nothing read yet.

@@ -536,6 +536,24 @@ impl Kafka {
             bootstrap = self.bootstrap,
         ));
     }
+
+    /// Produces `values` to partition 0 of `topic`, in order, uncompressed,
+    /// key `k<i>`; `None` is a tombstone (a record without a value).
+    pub fn produce_values(&self, case: &Case, topic: &str, values: &[Option<&str>]) {
+        let values: Vec<String> = values
+            .iter()
+            .map(|v| v.map_or("None".to_string(), |v| format!("{v:?}.encode()")))
+            .collect();
+        case.python(&format!(
+            "from kafka import KafkaProducer\n\
+             p = KafkaProducer(bootstrap_servers={bootstrap:?})\n\
+             for i, v in enumerate([{values}]):\n    \
+                 p.send({topic:?}, key=b'k%d' % i, value=v, partition=0).get(timeout=30)\n\
+             p.flush()\n",
+            bootstrap = self.bootstrap,
+            values = values.join(", "),
+        ));
+    }
 }
 
 impl Drop for Kafka {

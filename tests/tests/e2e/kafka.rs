@@ -669,3 +669,180 @@ fn a_broker_that_dies_mid_stream_loses_and_duplicates_nothing() {
     run(&c, &args);
     assert_eq!(once(&records(&c, "events")), (0..6000).collect());
 }
+
+/// The table at `table` as JSON rows sorted by offset, read with Python
+/// `deltalake`, with its columns' names and types.
+fn json_table(c: &Case, table: &str) -> Value {
+    let out = c.python(&format!(
+        "import deltalake, json\n\
+         t = deltalake.DeltaTable({table:?}).to_pyarrow_table()\n\
+         rows = sorted(t.to_pylist(), key=lambda r: r['_metadata']['offset'])\n\
+         for r in rows:\n    \
+             r['_metadata'] = {{k: (v.decode() if isinstance(v, bytes) else v) for k, v in r['_metadata'].items() if k != 'timestamp'}}\n\
+         print(json.dumps({{'schema': [[f.name, str(f.type)] for f in t.schema], 'rows': rows}}, default=str))\n"
+    ));
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+#[test]
+fn json_values_become_columns_that_evolve_and_rescue_what_does_not_fit() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("json-evolve", 1);
+    k.produce_values(
+        &c,
+        "json-evolve",
+        &[
+            Some(r#"{"id": 1, "name": "a"}"#),
+            Some(r#"{"id": 2, "name": "b"}"#),
+        ],
+    );
+    let args = stream_args(
+        k,
+        "json-evolve",
+        &["-o", "startingOffsets=earliest", "-o", "valueFormat=json"],
+    );
+    let out = run(&c, &args);
+    assert!(out.contains("2 rows"), "{out}");
+    let t = json_table(&c, "events");
+    let names: Vec<&str> = t["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["id", "name", "_rescued_data", "_metadata"]);
+    assert_eq!(t["schema"][0][1], "int64");
+    assert_eq!(t["rows"][1]["name"], "b");
+    assert_eq!(t["rows"][1]["_metadata"]["topic"], "json-evolve");
+    assert_eq!(t["rows"][1]["_metadata"]["offset"], 1);
+    assert_eq!(t["rows"][1]["_metadata"]["key"], "k1");
+
+    // A new key adds a column (schemaEvolutionMode=addNewColumns, the
+    // default); a value of the wrong type is rescued, naming its offset; a
+    // tombstone is a row of nulls.
+    k.produce_values(
+        &c,
+        "json-evolve",
+        &[
+            Some(r#"{"id": 3, "name": "c", "score": 1.5}"#),
+            Some(r#"{"id": "four", "name": "d"}"#),
+            None,
+        ],
+    );
+    let out = run(&c, &args);
+    assert!(out.contains("3 rows"), "{out}");
+    assert!(out.contains("added column(s) score"), "{out}");
+    let t = json_table(&c, "events");
+    let rows = t["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert_eq!(rows[2]["score"], 1.5);
+    assert!(rows[0]["score"].is_null());
+    assert!(rows[3]["id"].is_null());
+    let rescued: Value = serde_json::from_str(rows[3]["_rescued_data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        rescued,
+        serde_json::json!({"id": "four", "_topic": "json-evolve", "_partition": 0, "_offset": 3})
+    );
+    assert!(rows[4]["id"].is_null() && rows[4]["_rescued_data"].is_null());
+
+    // A value that is not JSON fails the batch under FAILFAST (the
+    // default), naming where it is; nothing is committed.
+    k.produce_values(&c, "json-evolve", &[Some("not json"), Some(r#"{"id": 6}"#)]);
+    let e = fails(&c, &args);
+    assert!(
+        e.contains("topic 'json-evolve' partition 0 offset 5") && e.contains("invalid JSON"),
+        "{e}"
+    );
+    assert!(e.contains("mode=PERMISSIVE"), "{e}");
+    assert_eq!(
+        json_table(&c, "events")["rows"].as_array().unwrap().len(),
+        5
+    );
+
+    // Rerun with PERMISSIVE: the same batch loads, the bad value rescued.
+    let mut permissive = args.clone();
+    permissive.extend(["-o".to_string(), "mode=PERMISSIVE".to_string()]);
+    let out = run(&c, &permissive);
+    assert!(out.contains("2 rows"), "{out}");
+    let t = json_table(&c, "events");
+    let rows = t["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    let rescued: Value = serde_json::from_str(rows[5]["_rescued_data"].as_str().unwrap()).unwrap();
+    assert_eq!(rescued["_malformed_record"], "not json");
+    assert_eq!(rescued["_offset"], 5);
+    assert_eq!(rows[6]["id"], 6);
+}
+
+#[test]
+fn json_values_take_hints_drop_malformed_and_refuse_new_keys_when_told() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("json-modes", 1);
+    k.produce_values(
+        &c,
+        "json-modes",
+        &[
+            Some(r#"{"id": 1, "at": "2026-01-02"}"#),
+            Some("oops"),
+            Some(r#"{"id": 2}"#),
+        ],
+    );
+    // A batch read: hints over inferred types, malformed values dropped.
+    let out = c.ok(&[
+        "ingest",
+        "--connector",
+        "kafka",
+        "-o",
+        &format!("kafka.bootstrap.servers={}", k.bootstrap),
+        "-o",
+        "subscribe=json-modes",
+        "-o",
+        "valueFormat=json",
+        "-o",
+        "schemaHints=id int, at date",
+        "-o",
+        "mode=DROPMALFORMED",
+        "-t",
+        "./batch",
+    ]);
+    assert!(out.contains("2 rows"), "{out}");
+    let t = json_table(&c, "batch");
+    let schema = t["schema"].as_array().unwrap();
+    assert!(schema.contains(&serde_json::json!(["id", "int32"])), "{t}");
+    assert!(
+        schema.contains(&serde_json::json!(["at", "date32[day]"])),
+        "{t}"
+    );
+    assert_eq!(t["rows"][0]["at"], "2026-01-02");
+
+    // A stream that refuses new keys fails naming them, commits nothing.
+    let args = stream_args(
+        k,
+        "json-modes",
+        &[
+            "-o",
+            "startingOffsets=earliest",
+            "-o",
+            "valueFormat=json",
+            "-o",
+            "mode=DROPMALFORMED",
+            "-o",
+            "schemaEvolutionMode=failOnNewColumns",
+        ],
+    );
+    let out = run(&c, &args);
+    assert!(out.contains("2 rows"), "{out}");
+    k.produce_values(&c, "json-modes", &[Some(r#"{"id": 3, "extra": true}"#)]);
+    let e = fails(&c, &args);
+    assert!(e.contains("new column(s) extra"), "{e}");
+    assert_eq!(
+        json_table(&c, "events")["rows"].as_array().unwrap().len(),
+        2
+    );
+
+    // Options that only JSON values take say so.
+    let e = fails(
+        &c,
+        &stream_args(k, "json-modes", &["-o", "schemaHints=id int"]),
+    );
+    assert!(e.contains("add valueFormat=json"), "{e}");
+}

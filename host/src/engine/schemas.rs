@@ -1,0 +1,193 @@
+//! A stream's schema history and how it evolves, for every runner that
+//! infers its schema from the data: the files runner ([`incremental`]) and
+//! the planned-batch runner ([`positions`]) with a connector whose columns
+//! come from its records (Kafka's `valueFormat=json`).
+//!
+//! The first batch's schema is inferred and made to fit the table; later
+//! batches read with the latest one. A batch whose connector reports keys
+//! the schema lacks is inferred again and, as the mode says
+//! (`schemaEvolutionMode`), the schema gains them (a new version, kept
+//! before the batch commits), the batch fails naming them, or they are
+//! rescued or dropped.
+//!
+//! [`incremental`]: crate::engine::incremental
+//! [`positions`]: crate::engine::positions
+
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
+use sluice_checkpoint::{SchemaLog, SchemaVersion};
+use sluice_pipeline::Evolution;
+use sluice_pipeline::schema::{Drift, drift, evolve};
+use sluice_sink::{Location, SchemaChange, Target};
+
+use crate::engine::incremental::now_ms;
+
+/// A stream's schema history under its evolution mode.
+pub struct Schemas {
+    log: SchemaLog,
+    evolution: Evolution,
+}
+
+/// What a batch's inferred schema does to the current one.
+pub enum Evolved {
+    /// Nothing new after all.
+    Same,
+    /// The schema gained columns: the new version and the columns' names.
+    Added(Schema, Vec<String>),
+    /// The mode refuses the columns (failOnNewColumns); nothing was kept.
+    Refused(Drift),
+}
+
+impl Schemas {
+    /// Opens the history at `location`, under `evolution`.
+    pub fn open(location: &Location, evolution: Evolution) -> Result<Self> {
+        Ok(Schemas {
+            log: SchemaLog::open(location)?,
+            evolution,
+        })
+    }
+
+    /// The evolution mode.
+    pub fn evolution(&self) -> Evolution {
+        self.evolution
+    }
+
+    /// The latest schema, if any batch was planned with one.
+    pub async fn latest(&self) -> Result<Option<SchemaVersion>> {
+        Ok(self.log.latest().await?)
+    }
+
+    /// Whether a read's counters call for the batch to be inferred again:
+    /// it met keys the schema lacks (`new_columns`) or, with type widening,
+    /// values it had to rescue.
+    pub fn suspect(&self, new_columns: u64, rescued: u64) -> bool {
+        self.evolution.inspects_batches()
+            && (new_columns > 0
+                || (self.evolution == Evolution::AddNewColumnsWithTypeWidening && rescued > 0))
+    }
+
+    /// How a commit may change the table's schema under this mode.
+    pub fn change(&self) -> SchemaChange {
+        match self.evolution {
+            Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
+                SchemaChange::AddColumns
+            }
+            _ => SchemaChange::None,
+        }
+    }
+
+    /// Keeps the first schema, inferred from batch `batch`'s input and
+    /// made to fit `target` (see [`Schemas::align`]); `input` names what
+    /// was inferred and `advice` says how to let new columns in when the
+    /// mode refuses them.
+    pub async fn first(
+        &mut self,
+        inferred: &SchemaRef,
+        target: &Target,
+        batch: u64,
+        (input, advice): (&str, &str),
+    ) -> Result<SchemaVersion> {
+        let schema = self.align(inferred, target, input, advice).await?;
+        Ok(self
+            .log
+            .append(schema, batch, "inferred".into(), now_ms())
+            .await?)
+    }
+
+    /// Evolves `current` for batch `batch`, whose input infers as
+    /// `inferred`, as the mode says.
+    pub async fn evolve(
+        &mut self,
+        inferred: &Schema,
+        current: &Schema,
+        batch: u64,
+    ) -> Result<Evolved> {
+        let (stored_data, _) = split_schema(current);
+        let (inferred_data, _) = split_schema(inferred);
+        let mut d: Drift = drift(&stored_data, &inferred_data);
+        if self.evolution != Evolution::AddNewColumnsWithTypeWidening {
+            // Types never change: values that do not fit are rescued.
+            d.widened.clear();
+        }
+        if d.is_empty() {
+            return Ok(Evolved::Same);
+        }
+        if self.evolution == Evolution::FailOnNewColumns {
+            return Ok(Evolved::Refused(d));
+        }
+        if let Some((name, from, to)) = d.widened.first() {
+            bail!(
+                "column '{name}' widens from {from} to {to} (schemaEvolutionMode=addNewColumnsWithTypeWidening): widening a column of an existing Delta table needs the typeWidening table feature, which the Delta library Sluice uses cannot write yet; nothing was committed. Use schemaEvolutionMode=addNewColumns to keep the column's type (values that do not fit go to the rescued data column)"
+            );
+        }
+        let added: Vec<String> = d.added.iter().map(|f| f.name().clone()).collect();
+        let schema = with_data(current, evolve(&stored_data, &d));
+        let reason = format!("added column(s) {}", d.added_names());
+        let v = self.log.append(schema, batch, reason, now_ms()).await?;
+        Ok(Evolved::Added(v.schema, added))
+    }
+
+    /// An inferred connector schema made to fit an existing table: the
+    /// table's columns keep their types (a missing one reads as null), and
+    /// new ones stay only where the mode may add them.
+    async fn align(
+        &self,
+        inferred: &SchemaRef,
+        target: &Target,
+        input: &str,
+        advice: &str,
+    ) -> Result<Schema> {
+        let Some(table) = target.schema().await? else {
+            return Ok(inferred.as_ref().clone());
+        };
+        let (inferred_data, appended) = split_schema(inferred);
+        let appended: Vec<&str> = appended.iter().map(|f| f.name().as_str()).collect();
+        let mut data: Vec<FieldRef> = table
+            .fields()
+            .iter()
+            .filter(|f| !appended.contains(&f.name().as_str()))
+            .map(|f| Arc::new(Field::new(f.name(), f.data_type().clone(), true)))
+            .collect();
+        let new: Vec<FieldRef> = inferred_data
+            .into_iter()
+            .filter(|f| table.field_with_name(f.name()).is_err())
+            .collect();
+        if !new.is_empty() {
+            match self.evolution {
+                Evolution::AddNewColumns | Evolution::AddNewColumnsWithTypeWidening => {
+                    data.extend(new)
+                }
+                Evolution::FailOnNewColumns => bail!(
+                    "{input} have column(s) {} that table {} lacks: nothing was committed; {advice}",
+                    new.iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    target.location().display(),
+                ),
+                Evolution::Rescue | Evolution::None => {}
+            }
+        }
+        Ok(with_data(inferred, data))
+    }
+}
+
+/// A connector schema's data fields and the fields it appends (listed
+/// under [`sluice_files_contract::APPENDED`]).
+pub fn split_schema(schema: &Schema) -> (Vec<FieldRef>, Vec<FieldRef>) {
+    let appended = sluice_files_contract::appended(schema);
+    schema
+        .fields()
+        .iter()
+        .cloned()
+        .partition(|f| !appended.contains(&f.name().as_str()))
+}
+
+/// `like` with its data fields replaced by `data`.
+fn with_data(like: &Schema, data: Vec<FieldRef>) -> Schema {
+    let (_, appended) = split_schema(like);
+    let fields: Vec<FieldRef> = data.into_iter().chain(appended).collect();
+    Schema::new_with_metadata(fields, like.metadata().clone())
+}
