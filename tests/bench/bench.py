@@ -484,6 +484,17 @@ flush()
 print(n)
 """
 
+# As KAFKA_CONSUME with an output path, but each value's JSON keys become
+# columns (json.loads per record, pyarrow infers the types), with the
+# record's own fields beside them: what valueFormat=json does.
+KAFKA_CONSUME_JSON = KAFKA_CONSUME.replace(
+    'rows.extend((r.key, r.value, r.topic, r.partition, r.offset, r.timestamp) for r in recs)',
+    'rows.extend(dict(json.loads(r.value), _key=r.key, _topic=r.topic, _partition=r.partition, _offset=r.offset, _timestamp=r.timestamp) for r in recs)',
+).replace(
+    't = pa.table({k: [r[i] for r in rows] for i, k in enumerate(["key", "value", "topic", "partition", "offset", "timestamp"])})',
+    't = pa.Table.from_pylist(rows)',
+).replace("import sys\n", "import sys, json\n", 1)
+
 
 def kafka_case(a, env: dict):
     """Kafka -> Delta: Sluice's Kafka connector (a batch read of the whole
@@ -520,16 +531,21 @@ def kafka_case(a, env: dict):
         t0 = time.perf_counter()
         subprocess.run([PY, "-c", KAFKA_PRODUCE, bootstrap, "bench", str(a.kafka_records)], check=True)
         print(f"produced in {time.perf_counter() - t0:.1f} s")
+        sluice = [str(SLUICE), "ingest", "--connector", "kafka", "-o", f"kafka.bootstrap.servers={bootstrap}",
+                  "-o", "subscribe=bench", "--table"]
+        # (case, tool, command): each case's peers are compared with its
+        # first tool, Sluice.
         tools = [
-            ("sluice", lambda o: [str(SLUICE), "ingest", "--connector", "kafka", "-o", f"kafka.bootstrap.servers={bootstrap}",
-                                  "-o", "subscribe=bench", "--table", str(o)]),
-            ("python", lambda o: [PY, "-c", KAFKA_CONSUME, bootstrap, "bench", str(o)]),
-            ("consume", lambda o: [PY, "-c", KAFKA_CONSUME, bootstrap, "bench"]),
+            ("Kafka -> table", "sluice", lambda o: sluice + [str(o)]),
+            ("Kafka -> table", "python", lambda o: [PY, "-c", KAFKA_CONSUME, bootstrap, "bench", str(o)]),
+            ("Kafka -> table", "consume", lambda o: [PY, "-c", KAFKA_CONSUME, bootstrap, "bench"]),
+            ("Kafka JSON -> columns", "sluice", lambda o: sluice + [str(o), "-o", "valueFormat=json"]),
+            ("Kafka JSON -> columns", "python", lambda o: [PY, "-c", KAFKA_CONSUME_JSON, bootstrap, "bench", str(o)]),
         ]
         print(f"{'case':28} {'tool':8} {'median s':>9} {'records/s':>11} {'MB/s':>8} {'peak MiB':>9} {'peer/sluice':>11}")
         base = None
         size = None
-        for tool, make in tools:
+        for case, tool, make in tools:
             times, peaks = [], []
             for _ in range(a.runs):
                 if out.exists():
@@ -546,9 +562,10 @@ def kafka_case(a, env: dict):
                 base = med
             ratio = "" if tool == "sluice" else f"{med / base:10.2f}x"
             mbs = f"{size / med / 1e6:8.1f}" if size else f"{'':>8}"
-            print(f"{'Kafka -> table':28} {tool:8} {med:9.2f} {rate:11.0f} {mbs} {max(peaks):9.0f} {ratio:>11}", flush=True)
+            print(f"{case:28} {tool:8} {med:9.2f} {rate:11.0f} {mbs} {max(peaks):9.0f} {ratio:>11}", flush=True)
         print("ratios: how many times Sluice's speed the peer's is (above 1.0x: Sluice is faster); "
-              "'consume' only reads, with the same client library as 'python'")
+              "'consume' only reads, with the same client library as 'python'; the JSON case decodes each "
+              "value's keys into columns (Sluice: valueFormat=json; Python: json.loads and pyarrow)")
         kafka_latency(tansu, bootstrap, out, env)
     finally:
         broker.kill()

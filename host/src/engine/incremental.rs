@@ -863,7 +863,7 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use arrow_array::{Int64Array, RecordBatch};
-    use arrow_schema::DataType;
+    use arrow_schema::{DataType, Field};
     use sluice_sink::{TableFormat, WriteOptions};
 
     use super::*;
