@@ -24,6 +24,7 @@ use serde_json::Value;
 use sluice_connector_sdk::{Error, host};
 
 use sluice_formats::csv::Tokenizer;
+use sluice_formats::kinds::{Kind, classify, kind_type, merge};
 
 use crate::input::{first_record_at, io_error, open, open_at};
 use crate::options::{FileRef, Mode, Options};
@@ -65,59 +66,6 @@ fn header_names(tok: &Tokenizer) -> Result<Vec<String>, String> {
 
 fn positional_names(width: usize) -> Vec<String> {
     (0..width).map(|i| format!("_c{i}")).collect()
-}
-
-/// The type lattice of inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Null,
-    Int,
-    Float,
-    Bool,
-    Date,
-    Timestamp,
-    Text,
-}
-
-fn classify(s: &str) -> Kind {
-    if s.parse::<i64>().is_ok() {
-        Kind::Int
-    } else if s.parse::<f64>().is_ok() && s.bytes().any(|b| b.is_ascii_digit()) {
-        Kind::Float
-    } else if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") {
-        Kind::Bool
-    } else if s.len() == 10 && chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() {
-        Kind::Date
-    } else if s.len() >= 16
-        && s.as_bytes()[4] == b'-'
-        && arrow_cast::parse::string_to_timestamp_nanos(s).is_ok()
-    {
-        Kind::Timestamp
-    } else {
-        Kind::Text
-    }
-}
-
-fn merge(a: Kind, b: Kind) -> Kind {
-    match (a, b) {
-        (x, y) if x == y => x,
-        (Kind::Null, y) => y,
-        (x, Kind::Null) => x,
-        (Kind::Int, Kind::Float) | (Kind::Float, Kind::Int) => Kind::Float,
-        (Kind::Date, Kind::Timestamp) | (Kind::Timestamp, Kind::Date) => Kind::Timestamp,
-        _ => Kind::Text,
-    }
-}
-
-fn kind_type(k: Kind) -> DataType {
-    match k {
-        Kind::Int => DataType::Int64,
-        Kind::Float => DataType::Float64,
-        Kind::Bool => DataType::Boolean,
-        Kind::Date => DataType::Date32,
-        Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        Kind::Null | Kind::Text => DataType::Utf8,
-    }
 }
 
 /// Records sampled per file, and files sampled, when inferring a schema.
@@ -925,20 +873,5 @@ mod tests {
             let want = want_bool.is_valid(k).then(|| want_bool.value(k));
             assert_eq!(parse_bool(v.as_bytes()), want, "bool {v:?}");
         }
-    }
-
-    /// Every record as (line, start offset, fields).
-    #[test]
-    fn inference_lattice() {
-        assert_eq!(classify("12"), Kind::Int);
-        assert_eq!(classify("1.5"), Kind::Float);
-        assert_eq!(classify("TRUE"), Kind::Bool);
-        assert_eq!(classify("2024-02-29"), Kind::Date);
-        assert_eq!(classify("2024-02-29T10:00:00Z"), Kind::Timestamp);
-        assert_eq!(classify("2024-02-29 10:00:00"), Kind::Timestamp);
-        assert_eq!(classify("NaN-ish"), Kind::Text);
-        assert_eq!(merge(Kind::Int, Kind::Float), Kind::Float);
-        assert_eq!(merge(Kind::Int, Kind::Bool), Kind::Text);
-        assert_eq!(merge(Kind::Null, Kind::Date), Kind::Date);
     }
 }

@@ -512,7 +512,8 @@ impl JsonFile {
                 }
                 where_.push(self.place(self.line));
                 Record {
-                    value: serde_json::from_slice::<Value>(&line).map_err(|e| e.to_string()),
+                    value: serde_json::from_slice::<Value>(&line)
+                        .map_err(|e| format!("invalid JSON: {e}")),
                     text: String::from_utf8_lossy(&line).trim_end().to_string(),
                 }
             };

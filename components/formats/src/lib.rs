@@ -13,4 +13,5 @@
 pub mod csv;
 pub mod hints;
 pub mod json;
+pub mod kinds;
 pub mod objects;

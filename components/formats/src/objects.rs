@@ -144,7 +144,8 @@ pub fn depth(v: &Value) -> usize {
 
 /// One record to decode.
 pub struct Record {
-    /// The parsed value, or why the record is not valid JSON.
+    /// The parsed value, or why the record could not be parsed (the whole
+    /// reason, e.g. "invalid JSON: ...").
     pub value: Result<Value, String>,
     /// Its text, kept for the rescued column if it is malformed.
     pub text: String,
@@ -203,7 +204,7 @@ pub fn decode_objects(
                 Map::new(),
                 Some("a JSON record must be an object".to_string()),
             ),
-            Err(e) => (Map::new(), Some(format!("invalid JSON: {e}"))),
+            Err(e) => (Map::new(), Some(e)),
         };
         texts.push(reason.as_ref().map(|_| r.text));
         bad.push(reason);
@@ -284,7 +285,7 @@ mod tests {
 
     fn record(text: &str) -> Record {
         Record {
-            value: serde_json::from_str(text).map_err(|e| e.to_string()),
+            value: serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}")),
             text: text.to_string(),
         }
     }

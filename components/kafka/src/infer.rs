@@ -1,21 +1,25 @@
-//! The data columns of `valueFormat=json`, inferred from a sample of the
-//! values a batch reads, by the files connector's rules (the shared
-//! `sluice_formats::objects`): types from up to [`SAMPLE_RECORDS`] values,
-//! all-null columns as strings, `schemaHints` over inferred types.
+//! The data columns of values parsed into columns, inferred from a sample
+//! of the values a batch reads by the files connector's rules (the shared
+//! `sluice_formats`): types from up to [`SAMPLE_RECORDS`] values, JSON's as
+//! for JSON files, CSV's by the same lattice as CSV files, all-null columns
+//! as strings, `schemaHints` over inferred types.
 
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::FieldRef;
+use arrow_schema::{DataType, Field, FieldRef};
+use bytes::Bytes;
 use serde_json::Value;
 use sluice_connector_sdk::Error;
 use sluice_formats::hints::apply_hints;
 use sluice_formats::json::MAX_DEPTH;
+use sluice_formats::kinds::{Kind, classify, kind_type, merge};
 use sluice_formats::objects::{FAILFAST_ADVICE, depth, infer_fields, unnamable_key};
 
-use crate::options::{JsonOptions, Mode};
+use crate::options::{CsvValues, Mode, ValueOptions};
+use crate::records::csv_cells;
 
 /// Values sampled when inferring the columns (as the files connector
 /// samples per file).
@@ -23,7 +27,7 @@ pub const SAMPLE_RECORDS: usize = 10_000;
 
 /// A sampled value and where it is.
 pub struct Sampled {
-    value: Option<Vec<u8>>,
+    value: Option<Bytes>,
     place: String,
 }
 
@@ -36,7 +40,9 @@ pub fn collect(batch: &RecordBatch, out: &mut Vec<Sampled>) {
     let offset = batch.column(4).as_primitive::<Int64Type>();
     for r in 0..batch.num_rows() {
         out.push(Sampled {
-            value: value.is_valid(r).then(|| value.value(r).to_vec()),
+            value: value
+                .is_valid(r)
+                .then(|| Bytes::copy_from_slice(value.value(r))),
             place: format!(
                 "topic '{}' partition {} offset {}",
                 topic.value(r),
@@ -47,10 +53,74 @@ pub fn collect(batch: &RecordBatch, out: &mut Vec<Sampled>) {
     }
 }
 
-/// The data columns of `sampled`. Under FAILFAST a value that is not a
-/// JSON object (or could not make columns) fails, naming it; otherwise it
-/// is left out of the sample and judged by the read.
-pub fn fields(json: &JsonOptions, sampled: &[Sampled]) -> Result<Vec<FieldRef>, Error> {
+/// The data columns of `sampled`. Under FAILFAST a value that does not
+/// parse (or could not make columns) fails, naming it; otherwise it is
+/// left out of the sample and judged by the read.
+pub fn fields(json: &ValueOptions, sampled: &[Sampled]) -> Result<Vec<FieldRef>, Error> {
+    let inferred = match &json.csv {
+        None => json_fields(json, sampled)?,
+        Some(csv) => csv_fields(json, csv, sampled)?,
+    };
+    Ok(apply_hints(inferred, &json.hints)
+        .into_iter()
+        .map(Arc::new)
+        .collect())
+}
+
+/// Fails under FAILFAST: `s` does not parse, for reason `why`.
+fn judge(json: &ValueOptions, s: &Sampled, why: String) -> Result<(), Error> {
+    if json.mode == Mode::FailFast {
+        return Err(Error::Data(format!(
+            "{}: {why} ({FAILFAST_ADVICE})",
+            s.place
+        )));
+    }
+    Ok(())
+}
+
+/// CSV values' columns `_c0`, `_c1`, ..., as wide as the widest value.
+fn csv_fields(
+    json: &ValueOptions,
+    csv: &CsvValues,
+    sampled: &[Sampled],
+) -> Result<Vec<Field>, Error> {
+    let mut kinds: Vec<Kind> = Vec::new();
+    for s in sampled {
+        let Some(bytes) = s.value.as_ref().filter(|b| !b.is_empty()) else {
+            continue;
+        };
+        let cells = match csv_cells(bytes, csv) {
+            Ok(cells) => cells,
+            Err(why) => {
+                judge(json, s, why)?;
+                continue;
+            }
+        };
+        if kinds.len() < cells.len() {
+            kinds.resize(cells.len(), Kind::Null);
+        }
+        for (kind, cell) in kinds.iter_mut().zip(cells) {
+            if let Some(cell) = cell {
+                *kind = merge(*kind, classify(&cell));
+            }
+        }
+    }
+    Ok(kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let ty = if json.infer_types {
+                kind_type(k)
+            } else {
+                DataType::Utf8
+            };
+            Field::new(format!("_c{i}"), ty, true)
+        })
+        .collect())
+}
+
+/// JSON values' columns, as JSON files infer them.
+fn json_fields(json: &ValueOptions, sampled: &[Sampled]) -> Result<Vec<Field>, Error> {
     let mut values = Vec::with_capacity(sampled.len());
     for s in sampled {
         let Some(bytes) = s.value.as_deref().filter(|b| !b.is_empty()) else {
@@ -73,18 +143,9 @@ pub fn fields(json: &JsonOptions, sampled: &[Sampled]) -> Result<Vec<FieldRef>, 
             }
             Ok(_) => Some("a JSON record must be an object".to_string()),
         };
-        if let Some(why) = why
-            && json.mode == Mode::FailFast
-        {
-            return Err(Error::Data(format!(
-                "{}: {why} ({FAILFAST_ADVICE})",
-                s.place
-            )));
+        if let Some(why) = why {
+            judge(json, s, why)?;
         }
     }
-    let inferred = infer_fields(&values, json.infer_types)?;
-    Ok(apply_hints(inferred, &json.hints)
-        .into_iter()
-        .map(Arc::new)
-        .collect())
+    Ok(infer_fields(&values, json.infer_types)?)
 }

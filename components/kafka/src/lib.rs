@@ -231,7 +231,7 @@ impl Guest for Kafka {
 
     fn discover(config: String) -> Result<Vec<StreamInfo>, Error> {
         let options = parse(&config)?;
-        let data = match &options.json {
+        let data = match &options.values {
             None => vec![],
             Some(json) => {
                 let sampled = match &json.sample {
@@ -322,11 +322,12 @@ fn ranges(
 
 /// Up to [`infer::SAMPLE_RECORDS`] values of what a read of `plan` (or,
 /// without one, a batch load) reads, with where each is: what
-/// `valueFormat=json` infers its columns from.
+/// values parsed into columns (`valueFormat` json or csv) infer their
+/// columns from.
 fn sample(options: &Options, plan: Option<&str>) -> Result<Vec<infer::Sampled>, Error> {
     let raw = Options {
         value_format: options::ValueFormat::Raw,
-        json: None,
+        values: None,
         ..options.clone()
     };
     let mut cluster = Cluster::connect(&raw)?;
@@ -628,12 +629,17 @@ const CONFIG_SCHEMA: &str = r#"{
     "kafka.sasl.jaas.config": {"type": "string"},
     "kafka.sasl.username": {"type": "string"},
     "kafka.sasl.password": {"type": "string", "description": "${secret:NAME}"},
-    "valueFormat": {"type": "string", "enum": ["raw", "text", "json"]},
-    "inferColumnTypes": {"type": "string", "enum": ["true", "false"], "description": "valueFormat=json: infer column types (else every leaf is a string)"},
-    "schemaHints": {"type": "string", "description": "valueFormat=json: column types over inferred ones, e.g. 'id bigint, ts timestamp'"},
-    "mode": {"type": "string", "enum": ["FAILFAST", "PERMISSIVE", "DROPMALFORMED"], "description": "valueFormat=json: a value that is not a JSON object fails the batch, is rescued, or is dropped"},
-    "rescuedDataColumn": {"type": "string", "description": "valueFormat=json: the rescued data column (default _rescued_data)"},
-    "schemaEvolutionMode": {"type": "string", "enum": ["addNewColumns", "rescue", "failOnNewColumns", "none"], "description": "valueFormat=json streams: what keys the table lacks do"},
+    "valueFormat": {"type": "string", "enum": ["raw", "text", "json", "csv"]},
+    "inferColumnTypes": {"type": "string", "enum": ["true", "false"], "description": "valueFormat json or csv: infer column types (else every leaf is a string)"},
+    "schemaHints": {"type": "string", "description": "valueFormat json or csv: column types over inferred ones, e.g. 'id bigint, ts timestamp' (CSV columns are _c0, _c1, ...)"},
+    "mode": {"type": "string", "enum": ["FAILFAST", "PERMISSIVE", "DROPMALFORMED"], "description": "valueFormat json or csv: a value that does not parse fails the batch, is rescued, or is dropped"},
+    "rescuedDataColumn": {"type": "string", "description": "valueFormat json or csv: the rescued data column (default _rescued_data)"},
+    "schemaEvolutionMode": {"type": "string", "enum": ["addNewColumns", "addNewColumnsWithTypeWidening", "rescue", "failOnNewColumns", "none"], "description": "valueFormat json or csv, streams: what columns the table lacks do"},
+    "sep": {"type": "string", "description": "valueFormat=csv: the field delimiter (default ,); also 'delimiter'"},
+    "delimiter": {"type": "string"},
+    "quote": {"type": "string", "description": "valueFormat=csv: the quote character (default \")"},
+    "escape": {"type": "string", "description": "valueFormat=csv: the escape character inside quotes (default: doubled quotes)"},
+    "nullValue": {"type": "string", "description": "valueFormat=csv: a field equal to this is null (default: empty)"},
     "kafka.fetch.max.bytes": {"type": "string"},
     "kafka.fetch.max.wait.ms": {"type": "string"},
     "kafka.group.id": {"type": "string", "description": "A consumer group each committed batch's end offsets are committed to, for lag tools (the stream resumes from its checkpoint)"}

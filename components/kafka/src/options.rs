@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use arrow_schema::{DataType, FieldRef, Schema};
 use regex::Regex;
 use sluice_connector_sdk::Error;
+use sluice_formats::csv::Syntax;
 use sluice_formats::hints::parse_schema_hints;
 pub use sluice_formats::objects::Mode;
 
@@ -88,12 +89,27 @@ pub enum ValueFormat {
     Text,
     /// `value` as a JSON object whose keys become columns.
     Json,
+    /// `value` as one CSV record whose fields become columns `_c0`, `_c1`,
+    /// ... (as Spark names a headerless file's).
+    Csv,
 }
 
-/// How JSON values become columns (`valueFormat=json`): the files
-/// connector's reader options, by the same names.
+/// How CSV values are split (`valueFormat=csv`), by the files connector's
+/// option names.
 #[derive(Debug, Clone)]
-pub struct JsonOptions {
+pub struct CsvValues {
+    /// `sep` / `delimiter`, `quote`, `escape`.
+    pub syntax: Syntax,
+    /// `nullValue`: a field equal to it is null (default: empty).
+    pub null_value: String,
+}
+
+/// How JSON or CSV values become columns (`valueFormat=json|csv`): the
+/// files connector's reader options, by the same names.
+#[derive(Debug, Clone)]
+pub struct ValueOptions {
+    /// With `valueFormat=csv`, how values are split.
+    pub csv: Option<CsvValues>,
     /// `inferColumnTypes`: infer types; otherwise every leaf is a string.
     pub infer_types: bool,
     /// `schemaHints`: types over inferred ones, by column name.
@@ -136,8 +152,8 @@ pub struct Options {
     pub sasl: Option<Sasl>,
     /// How values become columns.
     pub value_format: ValueFormat,
-    /// With `valueFormat=json`, how.
-    pub json: Option<JsonOptions>,
+    /// With `valueFormat` json or csv, how.
+    pub values: Option<ValueOptions>,
     /// The consumer group each committed batch's end offsets are committed
     /// to (`kafka.group.id`), so that lag tools see the stream; the
     /// checkpoint, not the group, is where the stream resumes.
@@ -174,10 +190,19 @@ pub const KNOWN: &[&str] = &[
     "mode",
     "rescuedDataColumn",
     "schemaEvolutionMode",
+    "sep",
+    "delimiter",
+    "quote",
+    "escape",
+    "nullValue",
 ];
 
-/// Options that apply only with `valueFormat=json`.
-const JSON_ONLY: &[&str] = &[
+/// Options that apply only with `valueFormat=csv`.
+const CSV_ONLY: &[&str] = &["sep", "delimiter", "quote", "escape", "nullValue"];
+
+/// Options that apply only to values parsed into columns (`valueFormat`
+/// json or csv).
+const PARSED_ONLY: &[&str] = &[
     "inferColumnTypes",
     "schemaHints",
     "mode",
@@ -282,12 +307,45 @@ fn jaas(text: &str) -> Result<(String, String), Error> {
     }
 }
 
-/// The JSON options from the options `o` and the config `object` (where
-/// the host puts `schema` and `plan`).
-fn json_options(
+/// One ASCII character, for a CSV option.
+fn character(name: &str, value: &str) -> Result<u8, Error> {
+    let value = if value == "\\t" { "\t" } else { value };
+    match value.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(config(format!("{name}={value}: give one ASCII character"))),
+    }
+}
+
+/// How CSV values are split, from the options `o`.
+fn csv_values(o: &BTreeMap<&str, String>) -> Result<CsvValues, Error> {
+    let mut syntax = Syntax::default();
+    if let Some((k, v)) = ["sep", "delimiter"]
+        .into_iter()
+        .find_map(|k| o.get(k).map(|v| (k, v)))
+    {
+        syntax.delimiter = character(k, v)?;
+    }
+    if let Some(v) = o.get("quote") {
+        syntax.quote = character("quote", v)?;
+    }
+    if let Some(v) = o.get("escape") {
+        let escape = character("escape", v)?;
+        // Equal to the quote: the doubled-quote convention.
+        syntax.escape = (escape != syntax.quote).then_some(escape);
+    }
+    Ok(CsvValues {
+        syntax,
+        null_value: o.get("nullValue").cloned().unwrap_or_default(),
+    })
+}
+
+/// The options of values parsed into columns, from the options `o` and
+/// the config `object` (where the host puts `schema` and `plan`).
+fn value_options(
     o: &BTreeMap<&str, String>,
     object: &serde_json::Map<String, serde_json::Value>,
-) -> Result<JsonOptions, Error> {
+    format: ValueFormat,
+) -> Result<ValueOptions, Error> {
     let rescue = match o.get("rescuedDataColumn").map(|r| r.trim()) {
         None => "_rescued_data".to_string(),
         Some("") => return Err(config("rescuedDataColumn needs a column name")),
@@ -332,7 +390,11 @@ fn json_options(
         Some(serde_json::Value::String(p)) => Some(Some(p.clone())),
         Some(other) => Some(Some(other.to_string())),
     };
-    Ok(JsonOptions {
+    Ok(ValueOptions {
+        csv: match format {
+            ValueFormat::Csv => Some(csv_values(o)?),
+            _ => None,
+        },
         infer_types: match o.get("inferColumnTypes") {
             Some(v) => flag("inferColumnTypes", v)?,
             None => true,
@@ -518,26 +580,30 @@ impl Options {
             None | Some("raw") => ValueFormat::Raw,
             Some("text") => ValueFormat::Text,
             Some("json") => ValueFormat::Json,
-            Some("csv") => {
-                return Err(config(
-                    "valueFormat=csv is not built yet: read valueFormat=text and split it in the select list, or use valueFormat=json",
-                ));
-            }
+            Some("csv") => ValueFormat::Csv,
             Some(other) => {
                 return Err(config(format!(
-                    "valueFormat={other}: use raw, text or json"
+                    "valueFormat={other}: use raw, text, json or csv"
                 )));
             }
         };
-        let json = if value_format == ValueFormat::Json {
-            Some(json_options(&o, object)?)
-        } else {
-            if let Some(k) = JSON_ONLY.iter().find(|k| o.contains_key(**k)) {
-                return Err(config(format!(
-                    "{k} applies to values read as JSON: add valueFormat=json"
-                )));
+        if value_format != ValueFormat::Csv
+            && let Some(k) = CSV_ONLY.iter().find(|k| o.contains_key(**k))
+        {
+            return Err(config(format!(
+                "{k} applies to values read as CSV: add valueFormat=csv"
+            )));
+        }
+        let values = match value_format {
+            ValueFormat::Json | ValueFormat::Csv => Some(value_options(&o, object, value_format)?),
+            ValueFormat::Raw | ValueFormat::Text => {
+                if let Some(k) = PARSED_ONLY.iter().find(|k| o.contains_key(**k)) {
+                    return Err(config(format!(
+                        "{k} applies to values parsed into columns: add valueFormat=json or valueFormat=csv"
+                    )));
+                }
+                None
             }
-            None
         };
         Ok(Options {
             bootstrap,
@@ -564,7 +630,7 @@ impl Options {
             tls,
             sasl,
             value_format,
-            json,
+            values,
             fetch_max_bytes: match o.get("kafka.fetch.max.bytes") {
                 Some(v) => number("kafka.fetch.max.bytes", v)?,
                 None => 16 << 20,
@@ -639,12 +705,27 @@ mod tests {
         assert!(e(r#""valueFormat":"json","mode":"lenient""#).contains("FAILFAST"));
         assert!(e(r#""valueFormat":"json","schemaHints":"id""#).contains("schemaHints"));
         let o = parse(r#""valueFormat":"JSON","schemaHints":"id int","plan":null"#).unwrap();
-        let json = o.json.unwrap();
+        let json = o.values.unwrap();
         assert_eq!(json.rescue, "_rescued_data");
         assert_eq!(json.mode, Mode::FailFast);
         assert_eq!(json.hints, vec![("id".to_string(), DataType::Int32)]);
         assert!(matches!(json.sample, Some(None)));
         assert!(json.data.is_none());
+    }
+
+    #[test]
+    fn csv_options_split_values() {
+        let base = r#""kafka.bootstrap.servers":"a:1","subscribe":"x""#;
+        let o = Options::parse(&format!(
+            r#"{{{base},"valueFormat":"csv","sep":"|","nullValue":"NA","escape":"\\"}}"#
+        ))
+        .unwrap();
+        let csv = o.values.unwrap().csv.unwrap();
+        assert_eq!(csv.syntax.delimiter, b'|');
+        assert_eq!(csv.syntax.escape, Some(b'\\'));
+        assert_eq!(csv.null_value, "NA");
+        let e = Options::parse(&format!(r#"{{{base},"valueFormat":"json","sep":";"}}"#));
+        assert!(matches!(e, Err(Error::Config(m)) if m.contains("add valueFormat=csv")));
     }
 
     #[test]

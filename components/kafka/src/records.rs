@@ -3,9 +3,10 @@
 //! `offset`, `timestamp`, `timestampType`, and `headers` when asked.
 //!
 //! With `valueFormat=json` each value's keys become the data columns (as
-//! the files connector reads a JSON line, by the same code), followed by
-//! the rescued data column and a `_metadata` struct of the record's other
-//! fields (key, topic, partition, offset, timestamp, ...).
+//! the files connector reads a JSON line, by the same code), and with
+//! `valueFormat=csv` each value's fields (`_c0`, `_c1`, ...); the rescued
+//! data column and a `_metadata` struct of the record's other fields (key,
+//! topic, partition, offset, timestamp, ...) follow.
 
 use std::sync::Arc;
 
@@ -22,9 +23,11 @@ use kafka_protocol::compression::{Decompressor, Gzip, Snappy, Zstd};
 use kafka_protocol::records::{Compression, Record as Message, RecordBatchDecoder, TimestampType};
 use serde_json::Value;
 use sluice_connector_sdk::{Error, host};
+use sluice_formats::csv::Tokenizer;
+use sluice_formats::kinds::{Kind, classify};
 use sluice_formats::objects::{FAILFAST_ADVICE, Record, decode_objects};
 
-use crate::options::{JsonOptions, Mode, Options, ValueFormat};
+use crate::options::{CsvValues, Mode, Options, ValueFormat, ValueOptions};
 
 fn header_fields() -> Fields {
     Fields::from(vec![
@@ -33,7 +36,8 @@ fn header_fields() -> Fields {
     ])
 }
 
-/// Name of the struct of the record's own fields with `valueFormat=json`.
+/// Name of the struct of the record's own fields when values are parsed
+/// into columns.
 pub const METADATA: &str = "_metadata";
 
 /// The record's own fields: `key`, then the value's column when `value` is
@@ -68,13 +72,13 @@ fn record_fields(options: &Options, value: Option<DataType>) -> Vec<Field> {
     fields
 }
 
-/// The rows' schema for `options`; with `valueFormat=json`, `data` are the
-/// value's columns.
+/// The rows' schema for `options`; with values parsed into columns, `data`
+/// are the value's columns.
 pub fn schema(options: &Options, data: &[FieldRef]) -> Result<SchemaRef, Error> {
     let value = match options.value_format {
         ValueFormat::Raw => DataType::Binary,
         ValueFormat::Text => DataType::Utf8,
-        ValueFormat::Json => return json_schema(options, data),
+        ValueFormat::Json | ValueFormat::Csv => return parsed_schema(options, data),
     };
     Ok(Arc::new(Schema::new(record_fields(options, Some(value)))))
 }
@@ -82,11 +86,11 @@ pub fn schema(options: &Options, data: &[FieldRef]) -> Result<SchemaRef, Error> 
 /// The data columns, the rescued data column and `_metadata` (unless the
 /// data has a column of that name), with the appended ones marked as the
 /// host's schema log expects.
-fn json_schema(options: &Options, data: &[FieldRef]) -> Result<SchemaRef, Error> {
+fn parsed_schema(options: &Options, data: &[FieldRef]) -> Result<SchemaRef, Error> {
     let json = options
-        .json
+        .values
         .as_ref()
-        .expect("JSON options with valueFormat=json");
+        .expect("value options with valueFormat json or csv");
     if data.iter().any(|f| f.name() == &json.rescue) {
         return Err(Error::Config(format!(
             "the values have a key '{}', the rescued data column's name: pick another with rescuedDataColumn",
@@ -165,10 +169,10 @@ pub struct Rows {
     timestamp_type: Int32Builder,
     headers: Option<ListBuilder<StructBuilder>>,
     format: ValueFormat,
-    /// With `valueFormat=json`: the values, where each came from, and the
-    /// data columns they are decoded into.
+    /// With values parsed into columns: the values, where each came from,
+    /// and the data columns they are decoded into.
     values: Vec<(Option<Bytes>, Place)>,
-    json: Option<(JsonOptions, SchemaRef)>,
+    json: Option<(ValueOptions, SchemaRef)>,
     rows: usize,
 }
 
@@ -191,14 +195,14 @@ impl std::fmt::Display for Place {
 }
 
 impl Rows {
-    /// Empty rows for `options`; with `valueFormat=json`, decoded into the
-    /// data columns the host gave.
+    /// Empty rows for `options`; with values parsed into columns, decoded
+    /// into the data columns the host gave.
     pub fn new(options: &Options) -> Result<Self, Error> {
-        let data: Vec<FieldRef> = match &options.json {
+        let data: Vec<FieldRef> = match &options.values {
             None => vec![],
             Some(j) => j.data.clone().ok_or_else(|| {
                 Error::Config(
-                    "valueFormat=json reads with the schema discover gave, which the host passes as `schema`"
+                    "values parsed into columns are read with the schema discover gave, which the host passes as `schema`"
                         .into(),
                 )
             })?,
@@ -221,7 +225,7 @@ impl Rows {
             format: options.value_format,
             values: Vec::new(),
             json: options
-                .json
+                .values
                 .clone()
                 .map(|j| (j, Arc::new(Schema::new(data)))),
             rows: 0,
@@ -248,7 +252,7 @@ impl Rows {
                     )));
                 }
             },
-            ValueFormat::Json => self.values.push((
+            ValueFormat::Json | ValueFormat::Csv => self.values.push((
                 r.value.clone(),
                 Place {
                     topic: match self.values.last() {
@@ -295,7 +299,7 @@ impl Rows {
         let value: Option<ArrayRef> = match self.format {
             ValueFormat::Raw => Some(Arc::new(self.value_raw.finish())),
             ValueFormat::Text => Some(Arc::new(self.value_text.finish())),
-            ValueFormat::Json => None,
+            ValueFormat::Json | ValueFormat::Csv => None,
         };
         record.extend(value);
         record.extend([
@@ -312,7 +316,7 @@ impl Rows {
             None => Ok(RecordBatch::try_new(self.schema.clone(), record)?),
             Some((json, data)) => {
                 let values = std::mem::take(&mut self.values);
-                decode_json(json, data, &self.schema, values, record, rows)
+                decode_values(json, data, &self.schema, values, record, rows)
             }
         }
     }
@@ -320,16 +324,69 @@ impl Rows {
 
 /// Parses one value: a missing or empty value (a tombstone) is a record
 /// with no keys, so its data columns are null.
-fn parse_value(value: Option<&[u8]>) -> Record {
-    match value {
-        None | Some(b"") => Record {
+fn parse_value(value: Option<&Bytes>, options: &ValueOptions) -> Record {
+    let Some(bytes) = value.filter(|b| !b.is_empty()) else {
+        return Record {
             value: Ok(Value::Object(Default::default())),
             text: String::new(),
-        },
-        Some(bytes) => Record {
-            value: serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-            text: String::from_utf8_lossy(bytes).into_owned(),
-        },
+        };
+    };
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let value = match &options.csv {
+        None => serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}")),
+        Some(csv) => csv_cells(bytes, csv).map(|cells| {
+            Value::Object(
+                cells
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, cell)| (format!("_c{i}"), cell_value(cell, options.infer_types)))
+                    .collect(),
+            )
+        }),
+    };
+    Record { value, text }
+}
+
+/// The fields of a CSV value, `None` where null (`nullValue`); an error
+/// says why the value is not one CSV record.
+pub fn csv_cells(bytes: &Bytes, csv: &CsvValues) -> Result<Vec<Option<String>>, String> {
+    let mut tok = Tokenizer::new(Box::new(std::io::Cursor::new(bytes.clone())), &csv.syntax);
+    let malformed = |e: std::io::Error| format!("malformed CSV: {e}");
+    if !tok.read_record().map_err(malformed)? {
+        return Ok(vec![]);
+    }
+    if let Some(fault) = tok.fault(0) {
+        return Err(format!("malformed CSV: {fault}"));
+    }
+    let mut cells = Vec::with_capacity(tok.width(0));
+    for i in 0..tok.width(0) {
+        let raw = tok.field(0, i).unwrap_or_default();
+        if raw == csv.null_value.as_bytes() {
+            cells.push(None);
+            continue;
+        }
+        let cell = std::str::from_utf8(raw)
+            .map_err(|_| format!("malformed CSV: field {} is not UTF-8 text", i + 1))?;
+        cells.push(Some(cell.to_string()));
+    }
+    if tok.read_record().map_err(malformed)? {
+        return Err(
+            "malformed CSV: the value holds more than one record (a line break outside quotes)"
+                .into(),
+        );
+    }
+    Ok(cells)
+}
+
+/// A CSV cell as the JSON value it is decoded from: text the columns'
+/// types parse (numbers, dates, times), a boolean where inference says so.
+fn cell_value(cell: Option<String>, infer_types: bool) -> Value {
+    match cell {
+        None => Value::Null,
+        Some(c) if infer_types && classify(&c) == Kind::Bool => {
+            Value::Bool(c.eq_ignore_ascii_case("true"))
+        }
+        Some(c) => Value::String(c),
     }
 }
 
@@ -337,8 +394,8 @@ fn parse_value(value: Option<&[u8]>) -> Record {
 /// rows of `schema`: data, rescued data, `_metadata` (the record's columns
 /// `record`). FAILFAST fails on the first malformed value, naming it;
 /// DROPMALFORMED drops and counts them.
-fn decode_json(
-    json: &JsonOptions,
+fn decode_values(
+    json: &ValueOptions,
     data: &SchemaRef,
     schema: &SchemaRef,
     values: Vec<(Option<Bytes>, Place)>,
@@ -347,9 +404,11 @@ fn decode_json(
 ) -> Result<RecordBatch, Error> {
     let (records, places): (Vec<Record>, Vec<Place>) = values
         .into_iter()
-        .map(|(v, place)| (parse_value(v.as_deref()), place))
+        .map(|(v, place)| (parse_value(v.as_ref(), json), place))
         .unzip();
-    let decoded = decode_objects(data, !json.infer_types, true, json.mode, records)?;
+    // CSV cells are text that the columns' types parse.
+    let coerce = !json.infer_types || json.csv.is_some();
+    let decoded = decode_objects(data, coerce, true, json.mode, records)?;
     if decoded.with_new_columns > 0 {
         host::count("records-with-new-columns", decoded.with_new_columns as u64);
     }

@@ -846,3 +846,73 @@ fn json_values_take_hints_drop_malformed_and_refuse_new_keys_when_told() {
     );
     assert!(e.contains("add valueFormat=json"), "{e}");
 }
+
+#[test]
+fn csv_values_become_positional_columns_typed_and_evolved_like_csv_files() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("csv-values", 1);
+    k.produce_values(
+        &c,
+        "csv-values",
+        &[
+            Some("1,alice,2026-01-02,true"),
+            Some(r#"2,"bob, jr",NA,false"#),
+        ],
+    );
+    let args = stream_args(
+        k,
+        "csv-values",
+        &[
+            "-o",
+            "startingOffsets=earliest",
+            "-o",
+            "valueFormat=csv",
+            "-o",
+            "nullValue=NA",
+            "-o",
+            "schemaHints=_c0 int",
+        ],
+    );
+    let out = run(&c, &args);
+    assert!(out.contains("2 rows"), "{out}");
+    let t = json_table(&c, "events");
+    let schema = t["schema"].as_array().unwrap();
+    for want in [
+        ["_c0", "int32"],
+        ["_c1", "string"],
+        ["_c2", "date32[day]"],
+        ["_c3", "bool"],
+    ] {
+        assert!(schema.contains(&serde_json::json!(want)), "{t}");
+    }
+    assert_eq!(t["rows"][1]["_c1"], "bob, jr");
+    assert!(t["rows"][1]["_c2"].is_null());
+    assert_eq!(t["rows"][0]["_c3"], true);
+
+    // A wider record adds a column; a field of the wrong type is rescued.
+    k.produce_values(
+        &c,
+        "csv-values",
+        &[Some("3,carol,2026-01-03,true,9.5"), Some("four,dan,,false")],
+    );
+    let out = run(&c, &args);
+    assert!(out.contains("added column(s) _c4"), "{out}");
+    let t = json_table(&c, "events");
+    let rows = t["rows"].as_array().unwrap();
+    assert_eq!(rows[2]["_c4"], 9.5);
+    let rescued: Value = serde_json::from_str(rows[3]["_rescued_data"].as_str().unwrap()).unwrap();
+    assert_eq!(rescued["_c0"], "four");
+    assert_eq!(rescued["_offset"], 3);
+
+    // A value that is not one CSV record fails under FAILFAST, naming it.
+    k.produce_values(&c, "csv-values", &[Some("5,\"open quote")]);
+    let e = fails(&c, &args);
+    assert!(
+        e.contains("topic 'csv-values' partition 0 offset 4") && e.contains("malformed CSV"),
+        "{e}"
+    );
+    assert_eq!(
+        json_table(&c, "events")["rows"].as_array().unwrap().len(),
+        4
+    );
+}
