@@ -351,6 +351,29 @@ fn sql_and_pipeline_files_read_kafka_through_the_same_engine() {
     assert_eq!(v[2], "string");
     assert_eq!(v[3], serde_json::json!((0..50).collect::<Vec<_>>()));
 
+    // The values' keys as columns, selected by name.
+    let table = c.path("sql_json");
+    c.ok(&[
+        "sql",
+        &format!(
+            "CREATE OR REFRESH STREAMING TABLE delta.`{}` AS \
+             SELECT id, tag \
+             FROM STREAM read_kafka(bootstrapServers => '{}', subscribe => 'faces', startingOffsets => 'earliest', valueFormat => 'json')",
+            table.display(),
+            k.bootstrap
+        ),
+    ]);
+    let out = c.python(&format!(
+        "import deltalake, json\n\
+         t = deltalake.DeltaTable({:?}).to_pyarrow_table()\n\
+         print(json.dumps([[f.name for f in t.schema], str(t.schema.field('id').type), sorted(t['id'].to_pylist())]))\n",
+        table.display().to_string()
+    ));
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v[0], serde_json::json!(["id", "tag"]));
+    assert_eq!(v[1], "int64");
+    assert_eq!(v[2], serde_json::json!((0..50).collect::<Vec<_>>()));
+
     // A pipeline file: `connector = "kafka"`, the options under [options].
     c.write(
         "faces.toml",
