@@ -180,6 +180,47 @@ fn decode_rows(
         .unwrap_or_else(|| RecordBatch::new_empty(schema.clone())))
 }
 
+/// Decodes JSON `values` (one object each) into the data columns `schema`
+/// in one pass of arrow-json's tape decoder, checked strictly
+/// ([`crate::json::Checker`]) on the way: the fast path for a batch where
+/// nothing needs handling. `None` when anything would: a value that is
+/// missing, malformed, not an object or spread over lines, a key the
+/// schema lacks, a value of the wrong type, a surrogate escape (which
+/// arrow-json 59 decodes wrongly); [`decode_objects`] then reads the batch
+/// record by record and says what and where. `coerce` as there.
+pub fn decode_whole(
+    schema: &SchemaRef,
+    coerce: bool,
+    values: &[Option<&[u8]>],
+) -> Option<RecordBatch> {
+    let size: usize = values.iter().map(|v| v.map_or(0, <[u8]>::len) + 1).sum();
+    let mut buf = Vec::with_capacity(size);
+    for v in values {
+        let v = (*v).filter(|v| !v.is_empty())?;
+        if memchr::memchr2(b'\n', b'\r', v).is_some() {
+            return None;
+        }
+        buf.extend_from_slice(v);
+        buf.push(b'\n');
+    }
+    if crate::json::surrogate_escape(&buf) {
+        return None;
+    }
+    let mut check = crate::json::Checker::default();
+    check.feed(&buf).and_then(|()| check.finish()).ok()?;
+    let mut decoder = ReaderBuilder::new(schema.clone())
+        .with_batch_size(values.len().max(1))
+        .with_strict_mode(true)
+        .with_coerce_primitive(coerce)
+        .build_decoder()
+        .ok()?;
+    if decoder.decode(&buf).ok()? != buf.len() {
+        return None;
+    }
+    let data = decoder.flush().ok()??;
+    (data.num_rows() == values.len()).then_some(data)
+}
+
 /// Decodes `records` into the data columns `schema`, record by record: keys
 /// the schema lacks and values that do not fit are rescued (with `rescue`)
 /// or left out, and a record that is not a JSON object is marked bad (and
@@ -317,6 +358,28 @@ mod tests {
         assert_eq!(one, serde_json::json!({"a": "x", "b": true, "_row": 1}));
         let two: Value = serde_json::from_str(rescued.value(2)).unwrap();
         assert_eq!(two[MALFORMED_RECORD], "{nope");
+    }
+
+    #[test]
+    fn the_whole_batch_decodes_at_once_only_when_nothing_needs_handling() {
+        let whole = |values: &[Option<&str>]| {
+            let values: Vec<Option<&[u8]>> = values.iter().map(|v| v.map(str::as_bytes)).collect();
+            decode_whole(&schema(), false, &values)
+        };
+        let data = whole(&[Some(r#"{"a": 1}"#), Some(r#"{"a": null}"#)]).unwrap();
+        assert_eq!(data.num_rows(), 2);
+        for bad in [
+            r#"{"a": 1, "b": 2}"#,
+            r#"{"a": "x"}"#,
+            r#"{"a": 01}"#,
+            "[1]",
+            "{\"a\":\n1}",
+            r#"{"a": 1} {"a": 2}"#,
+            "",
+        ] {
+            assert!(whole(&[Some(r#"{"a": 1}"#), Some(bad)]).is_none(), "{bad}");
+        }
+        assert!(whole(&[Some(r#"{"a": 1}"#), None]).is_none());
     }
 
     #[test]

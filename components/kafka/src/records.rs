@@ -25,7 +25,7 @@ use serde_json::Value;
 use sluice_connector_sdk::{Error, host};
 use sluice_formats::csv::Tokenizer;
 use sluice_formats::kinds::{Kind, classify};
-use sluice_formats::objects::{FAILFAST_ADVICE, Record, decode_objects};
+use sluice_formats::objects::{FAILFAST_ADVICE, Record, decode_objects, decode_whole};
 
 use crate::options::{CsvValues, Mode, Options, ValueFormat, ValueOptions};
 
@@ -402,12 +402,20 @@ fn decode_values(
     record: Vec<ArrayRef>,
     rows: usize,
 ) -> Result<RecordBatch, Error> {
+    // CSV cells are text that the columns' types parse.
+    let coerce = !json.infer_types || json.csv.is_some();
+    // JSON values that need no handling decode in one pass.
+    if json.csv.is_none() {
+        let whole: Vec<Option<&[u8]>> = values.iter().map(|(v, _)| v.as_deref()).collect();
+        if let Some(data) = decode_whole(data, coerce, &whole) {
+            let rescued = Arc::new(StringArray::new_null(rows));
+            return assemble(schema, data.columns().to_vec(), rescued, record, rows);
+        }
+    }
     let (records, places): (Vec<Record>, Vec<Place>) = values
         .into_iter()
         .map(|(v, place)| (parse_value(v.as_ref(), json), place))
         .unzip();
-    // CSV cells are text that the columns' types parse.
-    let coerce = !json.infer_types || json.csv.is_some();
     let decoded = decode_objects(data, coerce, true, json.mode, records)?;
     if decoded.with_new_columns > 0 {
         host::count("records-with-new-columns", decoded.with_new_columns as u64);
@@ -436,7 +444,32 @@ fn decode_values(
     } else {
         Arc::new(StringArray::new_null(rows))
     };
-    let mut columns = decoded.data.columns().to_vec();
+    let mut batch = assemble(
+        schema,
+        decoded.data.columns().to_vec(),
+        rescued,
+        record,
+        rows,
+    )?;
+    let malformed = bad.iter().filter(|b| b.is_some()).count();
+    if malformed > 0 && json.mode == Mode::DropMalformed {
+        host::count("rows-dropped", malformed as u64);
+        let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
+        batch = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+    }
+    Ok(batch)
+}
+
+/// The rows of `schema`: the data `columns`, the `rescued` column and
+/// `_metadata` (the record's own columns `record`, unless the data has a
+/// column of that name).
+fn assemble(
+    schema: &SchemaRef,
+    mut columns: Vec<ArrayRef>,
+    rescued: ArrayRef,
+    record: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch, Error> {
     columns.push(rescued);
     if sluice_files_contract::appended(schema).contains(&METADATA) {
         let DataType::Struct(fields) = schema.field_with_name(METADATA)?.data_type() else {
@@ -449,12 +482,9 @@ fn decode_values(
         )?));
     }
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    let mut batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
-    let malformed = bad.iter().filter(|b| b.is_some()).count();
-    if malformed > 0 && json.mode == Mode::DropMalformed {
-        host::count("rows-dropped", malformed as u64);
-        let keep = BooleanArray::from(bad.iter().map(|b| b.is_none()).collect::<Vec<_>>());
-        batch = arrow_select::filter::filter_record_batch(&batch, &keep)?;
-    }
-    Ok(batch)
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &options,
+    )?)
 }
