@@ -1,7 +1,8 @@
 //! Hands the host the built-in connectors to embed, each with its machine code
 //! compiled ahead of time for the engine configuration the binary runs
 //! components under, so that no run, not even the first on a new machine,
-//! waits for Cranelift. The components themselves are built by
+//! waits for Cranelift; and the edge function's machine code (not the
+//! component, which users configure as a file), for the same reason. The components themselves are built by
 //! `sluice-components`, whose build script starts with the build rather than
 //! after wasmtime.
 
@@ -12,10 +13,12 @@ use sha2::{Digest, Sha256};
 fn main() {
     precompile(Path::new(sluice_components::FILES_WASM), "SLUICE_FILES");
     precompile(Path::new(sluice_components::KAFKA_WASM), "SLUICE_KAFKA");
+    precompile(Path::new(sluice_components::EDGE_WASM), "SLUICE_EDGE");
     for (name, path) in [
         ("SLUICE_FILES_WASM", sluice_components::FILES_WASM),
         ("SLUICE_KAFKA_WASM", sluice_components::KAFKA_WASM),
         ("SLUICE_MISBEHAVE_WASM", sluice_components::MISBEHAVE_WASM),
+        ("SLUICE_EDGE_WASM", sluice_components::EDGE_WASM),
     ] {
         println!("cargo:rerun-if-changed={path}");
         println!("cargo:rustc-env={name}={path}");

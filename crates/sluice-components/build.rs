@@ -77,6 +77,7 @@ fn main() {
         ("SLUICE_FILES_WASM", "sluice_files.wasm"),
         ("SLUICE_KAFKA_WASM", "sluice_kafka.wasm"),
         ("SLUICE_MISBEHAVE_WASM", "sluice_misbehave.wasm"),
+        ("SLUICE_EDGE_WASM", "sluice_edge.wasm"),
     ] {
         let path = out.join(file);
         assert!(path.exists(), "{} was not built", path.display());

@@ -233,6 +233,7 @@ def coldstart(a, env: dict):
         ("upload, compiled component cached", False, False),
         ("upload, empty component cache", True, False),
         ("edge function push, cached", False, True),
+        ("edge function push, empty component cache", True, True),
     )
     # `sluice ingest` of a one-row CSV, from exec to exit (the row committed).
     for label, fresh_cache in (("CLI ingest, compiled component cached", False),
@@ -289,6 +290,76 @@ def coldstart(a, env: dict):
                     reply = json.loads(r.read())
                 times.append(time.perf_counter() - t0)
                 assert reply["rows"] == 2 if through_edge else reply["report"]["rows"] == 2, reply
+            finally:
+                proc.terminate()
+                proc.wait()
+        times.sort()
+        print(f"cold start to first committed row ({label}): median {statistics.median(times) * 1000:.0f} ms, "
+              f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {len(times)} starts")
+    uploaded_coldstart(a, env, out, token)
+
+
+def uploaded_coldstart(a, env: dict, out: Path, token: str):
+    """A new instance of `sluice serve` (an empty component cache, the
+    service's state as an earlier instance left it) running a pipeline of an
+    uploaded connector, from exec to the run's rows committed: with the
+    code the service kept at upload, and with that code removed (the
+    instance compiles the upload)."""
+    import socket
+    import urllib.request
+    sequence = ROOT / "target/components/wasm32-wasip2/release/sluice_sequence.wasm"
+    config = ('state = "state"\nwarehouse = "warehouse"\n'
+              '[[tokens]]\nname = "bench"\ntoken_env = "BENCH_TOKEN"\nrole = "admin"\n')
+    penv = dict(env, BENCH_TOKEN=token)
+
+    def start(cwd: Path, cache: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([str(SLUICE), "serve", "--config", "sluice.toml", "--listen", f"127.0.0.1:{port}"],
+                                cwd=cwd, env=dict(penv, SLUICE_CACHE_DIR=str(cache)),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return proc, proc.stdout.readline().strip().removeprefix("listening on ")
+
+    def call(url, method, path, body=None, ctype=None):
+        headers = {"Authorization": f"Bearer {token}"}
+        if ctype:
+            headers["Content-Type"] = ctype
+        req = urllib.request.Request(f"{url}{path}", data=body, method=method, headers=headers)
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
+    seed = out.parent / "coldstart-seed"
+    if seed.exists():
+        shutil.rmtree(seed)
+    seed.mkdir(parents=True)
+    (seed / "sluice.toml").write_text(config)
+    proc, url = start(seed, seed / "cache")
+    try:
+        info = call(url, "POST", "/connectors", sequence.read_bytes(), "application/wasm")
+        call(url, "PUT", "/pipelines/numbers",
+             f'mode = "replace"\ntable = "numbers"\n[connector]\nid = "{info["id"]}"\n'
+             'config = { count = 1000, label = "x" }\n'.encode())
+    finally:
+        proc.terminate()
+        proc.wait()
+    for label, keep in (("uploaded connector, new instance, code kept at upload", True),
+                        ("uploaded connector, new instance, compiled on first use", False)):
+        times = []
+        for _ in range(max(a.runs, 5)):
+            if out.exists():
+                shutil.rmtree(out)
+            shutil.copytree(seed / "state", out / "state")
+            (out / "sluice.toml").write_text(config)
+            if not keep:
+                for f in (out / "state/connectors").glob("*.cwasm"):
+                    f.unlink()
+            t0 = time.perf_counter()
+            proc, url = start(out, out / "cache")
+            try:
+                reply = call(url, "POST", "/pipelines/numbers/runs?wait=true")
+                times.append(time.perf_counter() - t0)
+                assert reply["report"]["rows"] == 1000, reply
             finally:
                 proc.terminate()
                 proc.wait()

@@ -8,6 +8,10 @@ pub const FILES_WASM: &str = env!("SLUICE_FILES_WASM");
 /// The Kafka connector (`components/kafka`), built in to the host.
 pub const KAFKA_WASM: &str = env!("SLUICE_KAFKA_WASM");
 
+/// The edge function (`components/edge`), a `wasi:http` component that
+/// `sluice serve` hosts when configured; the host carries its compiled code.
+pub const EDGE_WASM: &str = env!("SLUICE_EDGE_WASM");
+
 /// A component that misbehaves on request (`components/testing`), for the
 /// host's tests of what a guest cannot do to it.
 pub const MISBEHAVE_WASM: &str = env!("SLUICE_MISBEHAVE_WASM");

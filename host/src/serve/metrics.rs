@@ -1,7 +1,7 @@
 //! The service's Prometheus metrics: rows, files and bytes per pipeline and
 //! table, runs by outcome, time since the last success, HTTP requests by
-//! status class, and hosted functions' requests and latency. `GET /metrics`
-//! shows a caller only the labels it is granted.
+//! status class, hosted functions' requests and latency, and components
+//! compiled. `GET /metrics` shows a caller only the labels it is granted.
 
 use std::sync::atomic::AtomicU64;
 
@@ -28,6 +28,7 @@ pub struct Metrics {
     pub uploaded_bytes: Counter,
     function_requests: Family<Vec<(String, String)>, Counter>,
     function_seconds: Histograms,
+    components_compiled: Gauge,
 }
 
 /// Histograms by label set, each made by [`latency_histogram`].
@@ -49,6 +50,7 @@ impl Default for Metrics {
         let uploaded_bytes = Counter::default();
         let function_requests = Family::<Vec<(String, String)>, Counter>::default();
         let function_seconds = Histograms::new_with_constructor(latency_histogram);
+        let components_compiled = Gauge::default();
         let mut registry = Registry::with_prefix("sluice");
         registry.register("rows", "Rows committed", rows.clone());
         registry.register("files", "Input files loaded", files.clone());
@@ -79,6 +81,11 @@ impl Default for Metrics {
             "Time to answer a request to a hosted function (instantiation included)",
             function_seconds.clone(),
         );
+        registry.register(
+            "components_compiled",
+            "Components this process compiled (seconds of CPU each; code from the cache, the service's state or the binary is not counted)",
+            components_compiled.clone(),
+        );
         Metrics {
             registry,
             rows,
@@ -90,6 +97,7 @@ impl Default for Metrics {
             uploaded_bytes,
             function_requests,
             function_seconds,
+            components_compiled,
         }
     }
 }
@@ -97,6 +105,8 @@ impl Default for Metrics {
 impl Metrics {
     /// The metrics in Prometheus' text format.
     pub fn render(&self) -> String {
+        self.components_compiled
+            .set(crate::wasm::runtime::components_compiled() as i64);
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -34,6 +34,15 @@ pub static KAFKA: Builtin = Builtin {
     compiled: include_bytes!(env!("SLUICE_KAFKA_CWASM")),
 };
 
+/// The edge function (`components/edge`) as the build compiled it: a
+/// configured function whose component is that file (its sha256 is
+/// `EDGE_SHA256`) starts from this code instead of compiling. The binary
+/// does not carry the component itself.
+pub static EDGE_CODE: &[u8] = include_bytes!(env!("SLUICE_EDGE_CWASM"));
+
+/// Hex sha256 of the edge function the build compiled into [`EDGE_CODE`].
+pub const EDGE_SHA256: &str = env!("SLUICE_EDGE_SHA256");
+
 /// The built-in connectors.
 pub fn all() -> [&'static Builtin; 2] {
     [&FILES, &KAFKA]

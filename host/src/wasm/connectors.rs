@@ -4,11 +4,18 @@
 //! implements the `sluice:connector` world with the capabilities Sluice
 //! offers: a core module, a component of another world or a malformed
 //! binary is refused with a message that says which. Sluice compiles what
-//! it accepts itself (one compilation at a time) and caches the compiled
-//! form; precompiled artifacts are never taken from outside.
+//! it accepts itself (one compilation at a time); compiled code is never
+//! taken from outside.
 //!
-//! Layout under the store's root: `<sha256>.wasm` (the bytes as uploaded)
-//! and `<sha256>.json` (what [`ConnectorInfo`] says of it).
+//! What it compiled it keeps beside the upload, so that a new instance of
+//! the service (a serverless one starts with an empty disk) loads it
+//! instead of compiling for seconds; the engine checks it before use and
+//! a machine whose engine refuses it compiles the upload again.
+//!
+//! Layout under the store's root: `<sha256>.wasm` (the bytes as uploaded),
+//! `<sha256>.json` (what [`ConnectorInfo`] says of it) and
+//! `<sha256>-<engine>.cwasm` (its code compiled by an engine of that
+//! configuration, [`Runtime::compiled_name`]).
 
 use std::sync::Arc;
 
@@ -137,6 +144,59 @@ impl ConnectorStore {
         self.root.clone().join(format!("{hex}.json"))
     }
 
+    fn compiled_path(&self, runtime: &Runtime, hex: &str) -> Path {
+        self.root.clone().join(runtime.compiled_name(hex))
+    }
+
+    /// Keeps the code `runtime` compiled for `loaded`, for the next
+    /// instance; a failure costs that instance a compilation, no more.
+    async fn keep_compiled(&self, runtime: &Runtime, loaded: &Loaded) {
+        let path = self.compiled_path(runtime, &loaded.sha256);
+        let (r, l) = (runtime.clone(), loaded.clone());
+        let kept = async {
+            let compiled = tokio::task::spawn_blocking(move || r.compiled(&l)).await??;
+            self.store
+                .put(&path, PutPayload::from(compiled))
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        if let Err(e) = kept.await {
+            tracing::warn!("could not keep the compiled connector at {path}: {e:#}");
+        }
+    }
+
+    /// The connector whose hex sha256 is `hex` from the code a service kept,
+    /// if there is some and this engine accepts it.
+    async fn load_kept(&self, runtime: &Runtime, hex: &str) -> Option<Loaded> {
+        let path = self.compiled_path(runtime, hex);
+        let compiled = match self.store.get(&path).await {
+            Ok(r) => r.bytes().await,
+            Err(e) => Err(e),
+        };
+        let compiled = match compiled {
+            Ok(c) => c,
+            Err(object_store::Error::NotFound { .. }) => return None,
+            Err(e) => {
+                tracing::warn!("could not read the compiled connector at {path}: {e}");
+                return None;
+            }
+        };
+        let (r, h) = (runtime.clone(), hex.to_string());
+        match tokio::task::spawn_blocking(move || r.load_kept(&h, &compiled)).await {
+            Ok(Ok(loaded)) => Some(loaded),
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    "compiling connector sha256:{hex}: its kept code does not fit this engine: {e:#}"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!("loading the compiled connector at {path}: {e}");
+                None
+            }
+        }
+    }
+
     /// Validates, compiles and stores an upload; an upload already stored
     /// is accepted again without compiling. `Refused` errors are the
     /// uploader's to fix.
@@ -169,6 +229,7 @@ impl ConnectorStore {
             )
             .await
             .context("storing the component's description")?;
+        self.keep_compiled(runtime, &loaded).await;
         Ok(info)
     }
 
@@ -195,18 +256,36 @@ impl ConnectorStore {
         Ok(out)
     }
 
-    /// Loads connector `id` (`sha256:<hex>`), compiled from the cache.
+    /// Loads connector `id` (`sha256:<hex>`): from this machine's cache,
+    /// else from the code the service kept, else compiled (and kept).
     pub async fn load(&self, runtime: &Runtime, id: &str) -> Result<Loaded> {
         let hex = id.strip_prefix("sha256:").unwrap_or(id);
+        anyhow::ensure!(
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "'{id}' is not a connector id: they read sha256:<64 hex digits>"
+        );
+        let missing =
+            || anyhow::anyhow!("no uploaded connector {id}; upload it with POST /connectors");
+        match self.store.head(&self.wasm_path(hex)).await {
+            Err(object_store::Error::NotFound { .. }) => return Err(missing()),
+            r => r?,
+        };
+        let (r, h) = (runtime.clone(), hex.to_string());
+        if let Some(loaded) = tokio::task::spawn_blocking(move || r.load_cached(&h)).await? {
+            return Ok(loaded);
+        }
+        if let Some(loaded) = self.load_kept(runtime, hex).await {
+            return Ok(loaded);
+        }
         let wasm = match self.store.get(&self.wasm_path(hex)).await {
             Ok(r) => r.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => {
-                anyhow::bail!("no uploaded connector {id}; upload it with POST /connectors")
-            }
+            Err(object_store::Error::NotFound { .. }) => return Err(missing()),
             Err(e) => return Err(e.into()),
         };
         let r = runtime.clone();
-        tokio::task::spawn_blocking(move || r.load(&wasm)).await?
+        let loaded = tokio::task::spawn_blocking(move || r.load(&wasm)).await??;
+        self.keep_compiled(runtime, &loaded).await;
+        Ok(loaded)
     }
 }
 

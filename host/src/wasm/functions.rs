@@ -38,8 +38,9 @@ use wasmtime_wasi_http::{
 
 use crate::engine::Secrets;
 use crate::engine::redact::Redactor;
+use crate::wasm::builtin;
 use crate::wasm::outbound::AllowList;
-use crate::wasm::runtime::{Ticker, compile_cached, pooling};
+use crate::wasm::runtime::{Ticker, compile_cached, pooling, precompiled};
 
 /// Resources (requests, bodies, streams, fields) one request's instance may
 /// hold at once.
@@ -218,8 +219,17 @@ fn load_one(
     let path = base.join(&c.component);
     let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let sha256 = hex::encode(Sha256::digest(&wasm));
-    let component = compile_cached(engine, cache_dir, &wasm, &sha256)
-        .with_context(|| format!("{} is not a valid component", path.display()))?;
+    let shipped = (sha256 == builtin::EDGE_SHA256)
+        .then(|| precompiled(engine, builtin::EDGE_CODE))
+        .and_then(|c| {
+            c.inspect_err(|e| tracing::debug!("compiling the edge function: {e:#}"))
+                .ok()
+        });
+    let component = match shipped {
+        Some(c) => c,
+        None => compile_cached(engine, cache_dir, &wasm, &sha256)
+            .with_context(|| format!("{} is not a valid component", path.display()))?,
+    };
     let pre = linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
@@ -451,5 +461,20 @@ impl WasiHttpHooks for Outbound {
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped edge function starts without compiling only while the
+    /// functions' engine accepts the code the build compiled for it.
+    #[test]
+    fn the_edge_function_loads_from_the_code_the_build_compiled() {
+        let engine = engine(4, 64 << 20).unwrap();
+        precompiled(&engine, builtin::EDGE_CODE).unwrap();
+        let wasm = std::fs::read(env!("SLUICE_EDGE_WASM")).unwrap();
+        assert_eq!(hex::encode(Sha256::digest(&wasm)), builtin::EDGE_SHA256);
     }
 }

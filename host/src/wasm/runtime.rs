@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -405,7 +405,7 @@ impl Runtime {
         {
             return Ok(l);
         }
-        let component = match precompiled(&self.engine, builtin) {
+        let component = match precompiled(&self.engine, builtin.compiled) {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(
@@ -424,6 +424,51 @@ impl Runtime {
 
     fn compile_cached(&self, wasm: &[u8], sha256: &str) -> Result<Component> {
         compile_cached(&self.engine, self.cache_dir.as_deref(), wasm, sha256)
+    }
+
+    /// The name the compiled form of the component whose hex sha256 is
+    /// `sha256` goes by, in the cache and in a service's state: its content
+    /// and this engine's configuration, so that code another wasmtime or
+    /// other settings compiled is never looked up.
+    pub fn compiled_name(&self, sha256: &str) -> String {
+        compiled_name(&self.engine, sha256)
+    }
+
+    /// The component whose hex sha256 is `sha256`, from the cache, if it is
+    /// there and this engine accepts it.
+    pub fn load_cached(&self, sha256: &str) -> Option<Loaded> {
+        let path = self.cache_dir.as_ref()?.join(self.compiled_name(sha256));
+        if !path.exists() {
+            return None;
+        }
+        let component = deserialize(&self.engine, &path)
+            .inspect_err(|e| {
+                tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display())
+            })
+            .ok()?;
+        self.link(component, sha256.to_string()).ok()
+    }
+
+    /// The component whose hex sha256 is `sha256` from `compiled`, code a
+    /// Sluice service compiled and kept in its own state (see
+    /// [`crate::wasm::connectors`]) under [`Runtime::compiled_name`]; it is
+    /// cached as if compiled here. An error when this engine refuses it
+    /// (another CPU, say): the caller compiles the component instead.
+    pub fn load_kept(&self, sha256: &str, compiled: &[u8]) -> Result<Loaded> {
+        let component = match &self.cache_dir {
+            Some(dir) => {
+                let path = dir.join(self.compiled_name(sha256));
+                write_atomically(dir, &path, compiled)?;
+                deserialize(&self.engine, &path)
+            }
+            None => deserialize_kept(&self.engine, compiled),
+        };
+        self.link(component?, sha256.to_string())
+    }
+
+    /// The compiled form of `loaded`, for [`Runtime::load_kept`].
+    pub fn compiled(&self, loaded: &Loaded) -> Result<Vec<u8>> {
+        Ok(loaded.pre.component().serialize()?)
     }
 
     /// Where compiled components are cached, if anywhere.
@@ -508,6 +553,31 @@ pub(crate) fn pooling(slots: u32, max_memory: usize) -> InstanceAllocationStrate
     InstanceAllocationStrategy::Pooling(pool)
 }
 
+/// Components this process compiled: each is seconds of CPU, which loads
+/// from the cache, from a service's state or from the binary avoid.
+static COMPILED: AtomicU64 = AtomicU64::new(0);
+
+/// How many components this process has compiled.
+pub fn components_compiled() -> u64 {
+    COMPILED.load(Ordering::Relaxed)
+}
+
+fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
+    let component = Component::new(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the component")?;
+    COMPILED.fetch_add(1, Ordering::Relaxed);
+    Ok(component)
+}
+
+/// See [`Runtime::compiled_name`].
+fn compiled_name(engine: &Engine, sha256: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{sha256}-{:016x}.cwasm", h.finish())
+}
+
 /// Compiles `wasm` (whose hex sha256 is `sha256`) for `engine`, or loads
 /// the compiled form from `cache_dir`, where it is cached by content and
 /// engine configuration.
@@ -517,24 +587,17 @@ pub(crate) fn compile_cached(
     wasm: &[u8],
     sha256: &str,
 ) -> Result<Component> {
-    use std::hash::{Hash, Hasher};
     let Some(dir) = cache_dir else {
-        return Component::new(engine, wasm)
-            .map_err(anyhow::Error::from)
-            .context("compiling the component");
+        return compile(engine, wasm);
     };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    let path = dir.join(format!("{sha256}-{:016x}.cwasm", h.finish()));
+    let path = dir.join(compiled_name(engine, sha256));
     if path.exists() {
         match deserialize(engine, &path) {
             Ok(c) => return Ok(c),
             Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
         }
     }
-    let component = Component::new(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("compiling the component")?;
+    let component = compile(engine, wasm)?;
     if let Err(e) = write_atomically(dir, &path, &component.serialize()?) {
         tracing::warn!(
             "could not cache the compiled component in {}: {e:#}",
@@ -544,15 +607,15 @@ pub(crate) fn compile_cached(
     Ok(component)
 }
 
-/// The built-in connector's code as this binary's build compiled it, if
-/// `engine` accepts it.
+/// A component's code as this binary's build compiled it (a built-in's
+/// `compiled`), if `engine` accepts it.
 #[expect(
     unsafe_code,
     reason = "deserializing compiled code is unsafe; only code built into this binary is read"
 )]
-pub(crate) fn precompiled(engine: &Engine, builtin: &Builtin) -> Result<Component> {
+pub(crate) fn precompiled(engine: &Engine, compiled: &'static [u8]) -> Result<Component> {
     anyhow::ensure!(
-        !builtin.compiled.is_empty(),
+        !compiled.is_empty(),
         "this binary was built without it (a cross build)"
     );
     // SAFETY: the bytes were produced by `Engine::precompile_component` in
@@ -560,7 +623,7 @@ pub(crate) fn precompiled(engine: &Engine, builtin: &Builtin) -> Result<Componen
     // are part of the binary itself. `deserialize` checks them against this
     // engine (wasmtime version, settings, CPU features) and refuses a
     // mismatch, which the caller answers by compiling.
-    unsafe { Ok(Component::deserialize(engine, builtin.compiled)?) }
+    unsafe { Ok(Component::deserialize(engine, compiled)?) }
 }
 
 /// Loads a compiled component this process wrote to its own cache.
@@ -573,6 +636,21 @@ fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
     // configuration (its name carries the engine's compatibility hash) and is
     // written atomically into a cache directory only Sluice writes to.
     unsafe { Ok(Component::deserialize_file(engine, path)?) }
+}
+
+/// Loads compiled code a Sluice service kept in its state.
+#[expect(
+    unsafe_code,
+    reason = "deserializing compiled code is unsafe; only code Sluice compiled and kept in its own state is read"
+)]
+fn deserialize_kept(engine: &Engine, compiled: &[u8]) -> Result<Component> {
+    // SAFETY: as for `deserialize`: the bytes are `Component::serialize` of
+    // this engine configuration (their name carries its compatibility
+    // hash), written by `ConnectorStore` into the service's state, which
+    // only the service writes (uploads are WebAssembly, never compiled
+    // code). `deserialize` refuses code for another wasmtime, other
+    // settings or missing CPU features.
+    unsafe { Ok(Component::deserialize(engine, compiled)?) }
 }
 
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -606,7 +684,7 @@ mod tests {
             )
             .unwrap();
             for b in crate::wasm::builtin::all() {
-                precompiled(&runtime.engine, b)
+                precompiled(&runtime.engine, b.compiled)
                     .unwrap_or_else(|e| panic!("'{}' (pool {pool:?}): {e:#}", b.name));
                 runtime.load_builtin(b).unwrap();
             }

@@ -93,9 +93,9 @@ impl Case {
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .env_remove("SLUICE_LOG")
+            .env("SLUICE_CACHE_DIR", root().join("target/test-cache"))
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .current_dir(self.dir.path())
-            .env("SLUICE_CACHE_DIR", root().join("target/test-cache"));
+            .current_dir(self.dir.path());
         cmd
     }
 

@@ -547,6 +547,111 @@ fn a_pipeline_runs_on_http_triggers_webhooks_and_its_schedule() {
     );
 }
 
+/// The service's `sluice_components_compiled` gauge.
+fn components_compiled(s: &Server) -> u64 {
+    let metrics = s.get("/metrics", ADMIN);
+    let text = metrics.body.as_str().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("sluice_components_compiled "))
+        .unwrap_or_else(|| panic!("no sluice_components_compiled in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// A serverless instance starts with an empty disk: an uploaded connector
+/// is compiled once, at upload, and every later instance of the service
+/// loads the code it kept in the state store, checked by the engine; code
+/// the engine refuses is compiled again and replaced.
+#[test]
+fn an_uploaded_connector_is_compiled_once_for_every_instance_of_the_service() {
+    let c = Case::new();
+    let instance = |cache: &str| {
+        let cache = c.path(cache);
+        Server::start_with(
+            &c,
+            "",
+            "127.0.0.1:0",
+            &[("SLUICE_CACHE_DIR", cache.to_str().unwrap())],
+        )
+    };
+    let kept = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(c.path("state/connectors"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect()
+    };
+    let first = instance("cache-1");
+    let wasm = std::fs::read(component("sluice_sequence")).unwrap();
+    let r = first.call(
+        "POST",
+        "/connectors",
+        Some(ADMIN),
+        Some("application/wasm"),
+        Some(wasm),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let def = format!(
+        "mode = \"append\"\ntable = \"numbers\"\n[connector]\nid = \"{id}\"\nconfig = {{ count = 10, label = \"x\" }}\n"
+    );
+    first.define("numbers", &def);
+    assert_eq!(
+        first.run_and_wait("numbers", ADMIN).body["report"]["rows"],
+        10
+    );
+    assert_eq!(
+        components_compiled(&first),
+        1,
+        "compiled at upload, then from the cache"
+    );
+    let [code] = &kept()[..] else {
+        panic!("one compiled form kept: {:?}", kept())
+    };
+    let code = code.clone();
+    assert!(
+        code.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(id.strip_prefix("sha256:").unwrap())
+    );
+    drop(first);
+
+    // A new instance, its cache empty: the kept code, no compiling.
+    let second = instance("cache-2");
+    assert_eq!(
+        second.run_and_wait("numbers", ADMIN).body["report"]["rows"],
+        10
+    );
+    assert_eq!(components_compiled(&second), 0);
+    let cached = c.path("cache-2").join(code.file_name().unwrap());
+    assert_eq!(
+        std::fs::read(&cached).unwrap(),
+        std::fs::read(&code).unwrap()
+    );
+    drop(second);
+
+    // Kept code the engine refuses is compiled again, and replaced.
+    std::fs::write(&code, b"\x7fELF not really").unwrap();
+    let third = instance("cache-3");
+    let r = third.run_and_wait("numbers", ADMIN);
+    assert_eq!(r.body["report"]["rows"], 10, "{}", r.body);
+    assert_eq!(components_compiled(&third), 1);
+    assert!(
+        third.log().contains("does not fit this engine"),
+        "{}",
+        third.log()
+    );
+    assert_eq!(
+        std::fs::read(&code).unwrap(),
+        std::fs::read(c.path("cache-3").join(code.file_name().unwrap())).unwrap()
+    );
+    drop(third);
+    assert_eq!(read_delta(&c.path("warehouse/numbers")).rows.len(), 30);
+}
+
 fn wait_for(s: &Server, run: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
