@@ -35,6 +35,9 @@ pub enum Error {
         #[source]
         source: DeltaTableError,
     },
+    /// The input cannot be written as asked; the message says what to fix.
+    #[error("{0}")]
+    InvalidInput(String),
     /// The operation is not available for this table.
     #[error("{0}")]
     Unsupported(String),

@@ -29,6 +29,7 @@ use parquet::basic::{Compression, ZstdLevel};
 pub mod dataset;
 pub mod delta;
 mod error;
+pub mod keyed;
 mod location;
 pub mod storable;
 

@@ -1,0 +1,608 @@
+//! Applying change rows by key (Databricks' AUTO CDC, formerly APPLY
+//! CHANGES): the merge itself, in memory, over the rows of the table that
+//! a batch of changes touches.
+//!
+//! A change is a row of the table's columns with a key, a sequence (which
+//! orders changes to one key: a commit position, a timestamp) and whether
+//! it deletes the key. A batch is applied by key:
+//!
+//! - **SCD type 1**: the table holds the current row per key. The change of
+//!   a key with the highest sequence in the batch wins; it replaces the
+//!   stored row, or removes it if it is a delete, unless the stored row (or
+//!   the key's delete, kept as a tombstone) is as new or newer: a late
+//!   change never overwrites a newer one, and a batch applied twice changes
+//!   nothing the second time.
+//! - **SCD type 2**: the table holds every version of a key, each with
+//!   `__START_AT` (the sequence of the change that made it) and `__END_AT`
+//!   (the sequence of the change that ended it; null for the current one).
+//!   A change is put in its place in the key's history, wherever its
+//!   sequence falls; a delete ends the current version without starting
+//!   another.
+//!
+//! Keys and sequences are compared in arrow's row format, so any column
+//! types arrow can order work. A null key or sequence is an error naming
+//! the row: the change could not be placed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
+use arrow_row::{RowConverter, Rows, SortField};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_select::interleave::interleave;
+
+use crate::error::{Error, Result};
+
+/// SCD type 2's column: the sequence of the change that made the version.
+pub const START_AT: &str = "__START_AT";
+/// SCD type 2's column: the sequence of the change that ended the version;
+/// null for a key's current version.
+pub const END_AT: &str = "__END_AT";
+
+/// How a table keeps the changes applied to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scd {
+    /// The current row per key.
+    One,
+    /// Every version per key, with [`START_AT`] and [`END_AT`].
+    Two,
+}
+
+/// What applying by key needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedApply {
+    /// The columns that identify a row.
+    pub keys: Vec<String>,
+    /// The column that orders the changes of one key.
+    pub sequence: String,
+    /// How the table keeps them.
+    pub scd: Scd,
+}
+
+/// A batch of changes: rows of the table's columns (SCD type 2's own
+/// columns aside) and, per row, whether it deletes its key.
+#[derive(Debug, Clone)]
+pub struct Changes {
+    /// The change rows.
+    pub rows: RecordBatch,
+    /// Whether each row is a delete.
+    pub deletes: BooleanArray,
+}
+
+/// What a merge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeCounts {
+    /// Keys inserted or updated (SCD 2: versions started).
+    pub upserted: u64,
+    /// Keys deleted (SCD 2: current versions ended by a delete).
+    pub deleted: u64,
+    /// Changes left out: older than what the table holds for their key,
+    /// superseded in their batch, or already applied.
+    pub ignored: u64,
+}
+
+/// The outcome of a merge.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The rows that replace `existing`: what it kept, and what the changes
+    /// made.
+    pub rows: RecordBatch,
+    /// SCD type 1's deletes still remembered, as [`KeyedApply::tombstones`]
+    /// rows: the keys deleted and the sequence of their delete.
+    pub tombstones: RecordBatch,
+    /// What it did.
+    pub counts: MergeCounts,
+}
+
+impl KeyedApply {
+    /// The schema of a table these changes are applied to: the changes'
+    /// columns, and for SCD type 2 [`START_AT`] and [`END_AT`] typed like
+    /// the sequence.
+    pub fn table_schema(&self, changes: &Schema) -> Result<SchemaRef> {
+        self.check(changes)?;
+        let mut fields: Vec<Field> = changes
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        if self.scd == Scd::Two {
+            let sequence = changes.field_with_name(&self.sequence)?.data_type().clone();
+            fields.push(Field::new(START_AT, sequence.clone(), true));
+            fields.push(Field::new(END_AT, sequence, true));
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// The schema of SCD type 1's tombstones: the keys, and `__SEQUENCE`.
+    pub fn tombstones(&self, changes: &Schema) -> Result<SchemaRef> {
+        let mut fields = Vec::new();
+        for k in &self.keys {
+            fields.push(changes.field_with_name(k)?.clone());
+        }
+        let sequence = changes.field_with_name(&self.sequence)?.data_type().clone();
+        fields.push(Field::new(TOMBSTONE_SEQUENCE, sequence, false));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    fn check(&self, changes: &Schema) -> Result<()> {
+        let invalid = |reason: String| Error::InvalidInput(reason);
+        if self.keys.is_empty() {
+            return Err(invalid(
+                "applying changes by key needs at least one key column (KEYS (...))".into(),
+            ));
+        }
+        for c in self.keys.iter().chain([&self.sequence]) {
+            if changes.field_with_name(c).is_err() {
+                return Err(invalid(format!(
+                    "the changes have no column '{c}' (their columns: {})",
+                    names(changes)
+                )));
+            }
+        }
+        if self.keys.contains(&self.sequence) {
+            return Err(invalid(format!(
+                "'{}' cannot be both a key and the sequence",
+                self.sequence
+            )));
+        }
+        if self.scd == Scd::Two {
+            for c in [START_AT, END_AT] {
+                if changes.field_with_name(c).is_ok() {
+                    return Err(invalid(format!(
+                        "the changes have a column '{c}', which SCD type 2 keeps itself: rename or drop it"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `changes` to `existing`, rows of the table (of
+    /// [`KeyedApply::table_schema`]) that hold every stored row of the keys
+    /// the changes name, and possibly others, which are kept as they are.
+    /// `tombstones` are the deletes SCD type 1 remembers (of
+    /// [`KeyedApply::tombstones`]).
+    pub fn merge(
+        &self,
+        existing: &RecordBatch,
+        changes: &Changes,
+        tombstones: &RecordBatch,
+    ) -> Result<Merged> {
+        let schema = changes.rows.schema();
+        let table = self.table_schema(&schema)?;
+        if existing.schema().fields() != table.fields() {
+            return Err(Error::SchemaMismatch {
+                table: String::new(),
+                reason: format!(
+                    "the table has columns [{}], the changes make [{}]",
+                    names(&existing.schema()),
+                    names(&table)
+                ),
+            });
+        }
+        let data = data_columns(existing, schema.fields().len());
+        let keys = Keys::new(self, &schema, existing, changes, tombstones)?;
+        match self.scd {
+            Scd::One => self.merge_one(&table, &data, existing, changes, tombstones, &keys),
+            Scd::Two => self.merge_two(&table, &data, existing, changes, tombstones, &keys),
+        }
+    }
+
+    fn merge_one(
+        &self,
+        table: &SchemaRef,
+        data: &RecordBatch,
+        existing: &RecordBatch,
+        changes: &Changes,
+        tombstones: &RecordBatch,
+        k: &Keys,
+    ) -> Result<Merged> {
+        let mut counts = MergeCounts::default();
+        // The winning change of each key in the batch.
+        let mut winners: HashMap<&[u8], usize> = HashMap::new();
+        for i in 0..changes.rows.num_rows() {
+            let key = k.changes.row(i);
+            match winners.entry(key.data()) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    counts.ignored += 1;
+                    if k.change_seq.row(i) >= k.change_seq.row(*o.get()) {
+                        o.insert(i);
+                    }
+                }
+            }
+        }
+        // What the table holds of those keys: its newest row and tombstone.
+        let mut stored: HashMap<&[u8], (Option<usize>, Option<usize>)> = HashMap::new();
+        for j in 0..existing.num_rows() {
+            let key = k.existing.row(j).data();
+            if winners.contains_key(key) {
+                let e = stored.entry(key).or_default();
+                if e.0
+                    .is_none_or(|o| k.existing_seq.row(j) > k.existing_seq.row(o))
+                {
+                    e.0 = Some(j);
+                }
+            }
+        }
+        for t in 0..tombstones.num_rows() {
+            let key = k.tombstones.row(t).data();
+            if winners.contains_key(key) {
+                stored.entry(key).or_default().1 = Some(t);
+            }
+        }
+        let mut replaced = vec![false; existing.num_rows()];
+        let mut forgotten = vec![false; tombstones.num_rows()];
+        let mut added = Vec::new();
+        let mut deleted = Vec::new();
+        for (key, &i) in &winners {
+            let (row, tomb) = stored.get(key).copied().unwrap_or_default();
+            let seq = k.change_seq.row(i);
+            let newest = [
+                row.map(|j| k.existing_seq.row(j)),
+                tomb.map(|t| k.tombstone_seq.row(t)),
+            ]
+            .into_iter()
+            .flatten()
+            .max();
+            if newest.is_some_and(|n| seq <= n) {
+                counts.ignored += 1;
+                continue;
+            }
+            if row.is_some() {
+                // Every stored row of the key goes (there is one, unless
+                // the table was written by something else).
+                for (j, r) in replaced.iter_mut().enumerate() {
+                    *r |= k.existing.row(j).data() == *key;
+                }
+            }
+            if let Some(t) = tomb {
+                forgotten[t] = true;
+            }
+            if changes.deletes.value(i) && changes.deletes.is_valid(i) {
+                counts.deleted += u64::from(row.is_some());
+                deleted.push(i);
+            } else {
+                counts.upserted += 1;
+                added.push(i);
+            }
+        }
+        added.sort_unstable();
+        deleted.sort_unstable();
+        let indices: Vec<(usize, usize)> = (0..existing.num_rows())
+            .filter(|&j| !replaced[j])
+            .map(|j| (0, j))
+            .chain(added.iter().map(|&i| (1, i)))
+            .collect();
+        let rows = take_rows(table, &[data, &changes.rows], &indices)?;
+        // Tombstones: the ones kept, and the new deletes.
+        let tomb_schema = tombstones.schema();
+        let new_tombs = tomb_rows(self, &tomb_schema, &changes.rows)?;
+        let indices: Vec<(usize, usize)> = (0..tombstones.num_rows())
+            .filter(|&t| !forgotten[t])
+            .map(|t| (0, t))
+            .chain(deleted.iter().map(|&i| (1, i)))
+            .collect();
+        let tombstones = take_rows(&tomb_schema, &[tombstones, &new_tombs], &indices)?;
+        Ok(Merged {
+            rows,
+            tombstones,
+            counts,
+        })
+    }
+
+    fn merge_two(
+        &self,
+        table: &SchemaRef,
+        data: &RecordBatch,
+        existing: &RecordBatch,
+        changes: &Changes,
+        tombstones: &RecordBatch,
+        k: &Keys,
+    ) -> Result<Merged> {
+        let mut counts = MergeCounts::default();
+        let n = existing.num_rows();
+        let changed: std::collections::HashSet<&[u8]> = (0..changes.rows.num_rows())
+            .map(|i| k.changes.row(i).data())
+            .collect();
+        // Per changed key, its events: the stored versions (each an upsert
+        // at its start, and a delete at its end when no version starts
+        // there) and the changes.
+        let mut events: HashMap<&[u8], Vec<Event>> = HashMap::new();
+        let mut replaced = vec![false; n];
+        let start = existing.column(existing.num_columns() - 2);
+        let end = existing.column(existing.num_columns() - 1);
+        for (j, r) in replaced.iter_mut().enumerate() {
+            let key = k.existing.row(j).data();
+            if changed.contains(key) {
+                *r = true;
+                let e = events.entry(key).or_default();
+                e.push(Event::stored_upsert(j));
+                if end.is_valid(j) {
+                    e.push(Event::stored_delete(j));
+                }
+            }
+        }
+        for i in 0..changes.rows.num_rows() {
+            let delete = changes.deletes.value(i) && changes.deletes.is_valid(i);
+            events
+                .entry(k.changes.row(i).data())
+                .or_default()
+                .push(Event::change(i, delete));
+        }
+        // Rows: (data source, start source, end source); sources index
+        // [existing, changes] for data, [existing start, change sequence,
+        // existing end, null] for the sequences.
+        let mut out: Vec<Version> = (0..n)
+            .filter(|&j| !replaced[j])
+            .map(|j| ((0, j), (0, j), (2, j)))
+            .collect();
+        for (_, mut evs) in events {
+            let seq = |e: &Event| match e.at {
+                At::StoredStart(j) => k.existing_seq.row(j),
+                At::StoredEnd(j) => k.existing_end.row(j),
+                At::Change(i) => k.change_seq.row(i),
+            };
+            // Stored events first among equals (a change at the same
+            // sequence was applied before), then batch order.
+            evs.sort_by(|a, b| seq(a).cmp(&seq(b)).then(a.rank().cmp(&b.rank())));
+            // One event per sequence: a stored version's start outranks the
+            // stored end at the same point (the end was that start).
+            let mut kept: Vec<Event> = Vec::with_capacity(evs.len());
+            for e in evs {
+                match kept.last() {
+                    Some(last) if seq(last) == seq(&e) => {
+                        let stored_start = matches!(last.at, At::StoredStart(_));
+                        let both_changes =
+                            matches!((last.at, e.at), (At::Change(_), At::Change(_)));
+                        if both_changes {
+                            // The later of one batch's changes at a sequence wins.
+                            counts.ignored += 1;
+                            *kept.last_mut().expect("checked") = e;
+                        } else if matches!(e.at, At::StoredStart(_)) && !stored_start {
+                            *kept.last_mut().expect("checked") = e;
+                        } else if matches!(e.at, At::Change(_)) {
+                            counts.ignored += 1;
+                        }
+                    }
+                    _ => kept.push(e),
+                }
+            }
+            // The key's history, rebuilt.
+            let mut open: Option<(Source, Source)> = None;
+            let source = |e: &Event| match e.at {
+                At::StoredStart(j) => (0, j),
+                At::StoredEnd(j) => (2, j),
+                At::Change(i) => (1, i),
+            };
+            for e in &kept {
+                let was_open = open.is_some();
+                if let Some((row, started)) = open.take() {
+                    out.push((row, started, source(e)));
+                }
+                match (e.at, e.delete) {
+                    (At::Change(_), true) => counts.deleted += u64::from(was_open),
+                    (At::Change(i), false) => {
+                        counts.upserted += 1;
+                        open = Some(((1, i), (1, i)));
+                    }
+                    (At::StoredStart(j), _) => open = Some(((0, j), (0, j))),
+                    (At::StoredEnd(_), _) => {}
+                }
+            }
+            if let Some((row, started)) = open {
+                out.push((row, started, (3, 0)));
+            }
+        }
+        out.sort_unstable();
+        let data_rows: Vec<(usize, usize)> = out.iter().map(|o| o.0).collect();
+        let data_schema = changes.rows.schema();
+        let rows = take_rows(&data_schema, &[data, &changes.rows], &data_rows)?;
+        let sequence = changes
+            .rows
+            .column_by_name(&self.sequence)
+            .expect("checked");
+        let null = new_null_array(sequence.data_type(), 1);
+        let starts: Vec<(usize, usize)> = out.iter().map(|o| o.1).collect();
+        let ends: Vec<(usize, usize)> = out.iter().map(|o| o.2).collect();
+        let sources = [
+            start.as_ref(),
+            sequence.as_ref(),
+            end.as_ref(),
+            null.as_ref(),
+        ];
+        let mut columns = rows.columns().to_vec();
+        columns.push(interleave(&sources, &starts)?);
+        columns.push(interleave(&sources, &ends)?);
+        Ok(Merged {
+            rows: RecordBatch::try_new(table.clone(), columns)?,
+            tombstones: tombstones.clone(),
+            counts,
+        })
+    }
+}
+
+/// A row of the sources: (source, row).
+type Source = (usize, usize);
+
+/// An SCD type 2 row to write: where its data, start and end come from.
+type Version = (Source, Source, Source);
+
+/// SCD type 1's tombstone column: the sequence of the key's delete.
+pub const TOMBSTONE_SEQUENCE: &str = "__SEQUENCE";
+
+#[derive(Debug, Clone, Copy)]
+enum At {
+    StoredStart(usize),
+    StoredEnd(usize),
+    Change(usize),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    at: At,
+    delete: bool,
+}
+
+impl Event {
+    fn stored_upsert(j: usize) -> Self {
+        Event {
+            at: At::StoredStart(j),
+            delete: false,
+        }
+    }
+    fn stored_delete(j: usize) -> Self {
+        Event {
+            at: At::StoredEnd(j),
+            delete: true,
+        }
+    }
+    fn change(i: usize, delete: bool) -> Self {
+        Event {
+            at: At::Change(i),
+            delete,
+        }
+    }
+    fn rank(&self) -> (u8, usize) {
+        match self.at {
+            At::StoredStart(j) => (0, j),
+            At::StoredEnd(j) => (1, j),
+            At::Change(i) => (2, i),
+        }
+    }
+}
+
+/// Keys and sequences of everything a merge compares, in arrow's row
+/// format (comparable as bytes).
+struct Keys {
+    existing: Rows,
+    changes: Rows,
+    tombstones: Rows,
+    existing_seq: Rows,
+    existing_end: Rows,
+    change_seq: Rows,
+    tombstone_seq: Rows,
+}
+
+impl Keys {
+    fn new(
+        spec: &KeyedApply,
+        schema: &Schema,
+        existing: &RecordBatch,
+        changes: &Changes,
+        tombstones: &RecordBatch,
+    ) -> Result<Self> {
+        let fields = spec
+            .keys
+            .iter()
+            .map(|k| {
+                Ok(SortField::new(
+                    schema.field_with_name(k)?.data_type().clone(),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let keys = RowConverter::new(fields)?;
+        let sequence_type = schema.field_with_name(&spec.sequence)?.data_type().clone();
+        let seqs = RowConverter::new(vec![SortField::new(sequence_type)])?;
+        let columns = |b: &RecordBatch, names: &[String]| -> Vec<ArrayRef> {
+            names
+                .iter()
+                .map(|n| b.column_by_name(n).expect("checked").clone())
+                .collect()
+        };
+        let change_keys = columns(&changes.rows, &spec.keys);
+        let change_seq = columns(&changes.rows, std::slice::from_ref(&spec.sequence));
+        for (name, c) in spec
+            .keys
+            .iter()
+            .zip(&change_keys)
+            .chain([(&spec.sequence, &change_seq[0])])
+        {
+            if let Some(i) = (0..c.len()).find(|&i| c.is_null(i)) {
+                return Err(Error::InvalidInput(format!(
+                    "change {} has no value for '{name}': every change needs its key and sequence",
+                    i + 1
+                )));
+            }
+        }
+        let (existing_seq, existing_end) = match spec.scd {
+            Scd::One => {
+                let s = columns(existing, std::slice::from_ref(&spec.sequence));
+                (s.clone(), s)
+            }
+            Scd::Two => (
+                vec![existing.column(existing.num_columns() - 2).clone()],
+                vec![existing.column(existing.num_columns() - 1).clone()],
+            ),
+        };
+        let tomb_keys = columns(tombstones, &spec.keys);
+        let tomb_seq = columns(tombstones, &[TOMBSTONE_SEQUENCE.to_string()]);
+        Ok(Keys {
+            existing: keys.convert_columns(&columns(existing, &spec.keys))?,
+            changes: keys.convert_columns(&change_keys)?,
+            tombstones: keys.convert_columns(&tomb_keys)?,
+            existing_seq: seqs.convert_columns(&existing_seq)?,
+            existing_end: seqs.convert_columns(&existing_end)?,
+            change_seq: seqs.convert_columns(&change_seq)?,
+            tombstone_seq: seqs.convert_columns(&tomb_seq)?,
+        })
+    }
+}
+
+/// `batch`'s first `n` columns (SCD type 2's own columns follow them).
+fn data_columns(batch: &RecordBatch, n: usize) -> RecordBatch {
+    batch
+        .project(&(0..n).collect::<Vec<_>>())
+        .expect("n columns")
+}
+
+/// The rows at `indices` ((source, row)) of `sources`, as `schema`.
+fn take_rows(
+    schema: &SchemaRef,
+    sources: &[&RecordBatch],
+    indices: &[(usize, usize)],
+) -> Result<RecordBatch> {
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = sources.iter().map(|s| s.column(c).as_ref()).collect();
+            interleave(&arrays, indices)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = arrow_array::RecordBatchOptions::new().with_row_count(Some(indices.len()));
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &options,
+    )?)
+}
+
+/// The tombstone columns of change rows `rows`.
+fn tomb_rows(spec: &KeyedApply, schema: &SchemaRef, rows: &RecordBatch) -> Result<RecordBatch> {
+    let columns = spec
+        .keys
+        .iter()
+        .chain([&spec.sequence])
+        .map(|c| rows.column_by_name(c).expect("checked").clone())
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+fn names(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `t` is a type a sequence can have: any type arrow orders in
+/// its row format.
+pub fn orderable(t: &DataType) -> bool {
+    RowConverter::supports_fields(&[SortField::new(t.clone())])
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Int64Array, StringArray};
+use arrow_schema::DataType;
+
+use super::*;
+
+fn spec(scd: Scd) -> KeyedApply {
+    KeyedApply {
+        keys: vec!["id".into()],
+        sequence: "ts".into(),
+        scd,
+    }
+}
+
+/// Changes `(id, name, ts, delete)`.
+fn changes(rows: &[(i64, &str, i64, bool)]) -> Changes {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, true),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("ts", DataType::Int64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .unwrap();
+    Changes {
+        rows: batch,
+        deletes: BooleanArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+    }
+}
+
+/// A table and its tombstones, merged batch after batch.
+struct Table {
+    spec: KeyedApply,
+    rows: RecordBatch,
+    tombstones: RecordBatch,
+}
+
+impl Table {
+    fn new(scd: Scd) -> Self {
+        let spec = spec(scd);
+        let schema = changes(&[]).rows.schema();
+        Table {
+            rows: RecordBatch::new_empty(spec.table_schema(&schema).unwrap()),
+            tombstones: RecordBatch::new_empty(spec.tombstones(&schema).unwrap()),
+            spec,
+        }
+    }
+
+    fn apply(&mut self, batch: &[(i64, &str, i64, bool)]) -> MergeCounts {
+        let merged = self
+            .spec
+            .merge(&self.rows, &changes(batch), &self.tombstones)
+            .unwrap();
+        self.rows = merged.rows;
+        self.tombstones = merged.tombstones;
+        merged.counts
+    }
+
+    /// Rows as `(id, name, ts)`, sorted.
+    fn current(&self) -> Vec<(i64, String, i64)> {
+        let r = &self.rows;
+        let mut out: Vec<_> = (0..r.num_rows())
+            .map(|i| {
+                (
+                    r.column(0).as_primitive::<Int64Type>().value(i),
+                    r.column(1).as_string::<i32>().value(i).to_string(),
+                    r.column(2).as_primitive::<Int64Type>().value(i),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// SCD 2 rows as `(id, name, start, end)`, sorted.
+    fn history(&self) -> Vec<(i64, String, i64, Option<i64>)> {
+        let r = &self.rows;
+        let start = r
+            .column_by_name(START_AT)
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let end = r
+            .column_by_name(END_AT)
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let mut out: Vec<_> = (0..r.num_rows())
+            .map(|i| {
+                (
+                    r.column(0).as_primitive::<Int64Type>().value(i),
+                    r.column(1).as_string::<i32>().value(i).to_string(),
+                    start.value(i),
+                    end.is_valid(i).then(|| end.value(i)),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn rows(v: &[(i64, &str, i64)]) -> Vec<(i64, String, i64)> {
+    v.iter().map(|(a, b, c)| (*a, b.to_string(), *c)).collect()
+}
+
+fn versions(v: &[(i64, &str, i64, Option<i64>)]) -> Vec<(i64, String, i64, Option<i64>)> {
+    v.iter()
+        .map(|(a, b, c, d)| (*a, b.to_string(), *c, *d))
+        .collect()
+}
+
+#[test]
+fn scd1_keeps_the_newest_row_per_key() {
+    let mut t = Table::new(Scd::One);
+    let c = t.apply(&[
+        (1, "a", 1, false),
+        (2, "b", 1, false),
+        (1, "a2", 3, false),
+        (1, "a1", 2, false),
+    ]);
+    assert_eq!(t.current(), rows(&[(1, "a2", 3), (2, "b", 1)]));
+    assert_eq!((c.upserted, c.ignored), (2, 2));
+    // An update, a delete, an insert; key 2 is kept as it was.
+    let c = t.apply(&[(1, "a4", 4, false), (2, "", 5, true), (3, "c", 1, false)]);
+    assert_eq!(t.current(), rows(&[(1, "a4", 4), (3, "c", 1)]));
+    assert_eq!((c.upserted, c.deleted, c.ignored), (2, 1, 0));
+}
+
+#[test]
+fn scd1_never_lets_a_late_change_overwrite_a_newer_one() {
+    let mut t = Table::new(Scd::One);
+    t.apply(&[(1, "new", 10, false), (2, "b", 1, false)]);
+    t.apply(&[(2, "", 10, true)]);
+    // Older than the stored row, and older than the delete.
+    let c = t.apply(&[(1, "old", 5, false), (2, "resurrected", 7, false)]);
+    assert_eq!(t.current(), rows(&[(1, "new", 10)]));
+    assert_eq!(c.ignored, 2);
+    // Newer than the delete: the key is back, and its tombstone gone.
+    t.apply(&[(2, "back", 11, false)]);
+    assert_eq!(t.current(), rows(&[(1, "new", 10), (2, "back", 11)]));
+    assert_eq!(t.tombstones.num_rows(), 0);
+}
+
+#[test]
+fn a_batch_applied_twice_changes_nothing_the_second_time() {
+    let batch = [
+        (1, "a", 1, false),
+        (2, "b", 2, false),
+        (1, "a2", 3, false),
+        (2, "", 4, true),
+    ];
+    for scd in [Scd::One, Scd::Two] {
+        let mut t = Table::new(scd);
+        t.apply(&batch);
+        let (rows, tombs) = (t.rows.clone(), t.tombstones.clone());
+        let c = t.apply(&batch);
+        assert_eq!(t.rows, rows, "{scd:?}");
+        assert_eq!(t.tombstones, tombs, "{scd:?}");
+        assert_eq!((c.upserted, c.deleted), (0, 0), "{scd:?}");
+    }
+}
+
+#[test]
+fn scd2_keeps_every_version_and_a_delete_ends_the_current_one() {
+    let mut t = Table::new(Scd::Two);
+    t.apply(&[(1, "a", 1, false), (2, "b", 1, false), (1, "a2", 3, false)]);
+    assert_eq!(
+        t.history(),
+        versions(&[(1, "a", 1, Some(3)), (1, "a2", 3, None), (2, "b", 1, None)])
+    );
+    let c = t.apply(&[(2, "", 5, true), (1, "a3", 6, false)]);
+    assert_eq!((c.upserted, c.deleted), (1, 1));
+    assert_eq!(
+        t.history(),
+        versions(&[
+            (1, "a", 1, Some(3)),
+            (1, "a2", 3, Some(6)),
+            (1, "a3", 6, None),
+            (2, "b", 1, Some(5)),
+        ])
+    );
+    // A key deleted comes back as a new version.
+    t.apply(&[(2, "b2", 8, false)]);
+    assert_eq!(t.history().last().unwrap(), &(2, "b2".to_string(), 8, None));
+}
+
+#[test]
+fn scd2_puts_a_late_change_in_its_place_in_the_history() {
+    let mut t = Table::new(Scd::Two);
+    t.apply(&[(1, "a", 10, false), (1, "c", 30, false)]);
+    t.apply(&[(1, "b", 20, false)]);
+    assert_eq!(
+        t.history(),
+        versions(&[
+            (1, "a", 10, Some(20)),
+            (1, "b", 20, Some(30)),
+            (1, "c", 30, None)
+        ])
+    );
+    // A late delete ends the version it falls in; later ones stay.
+    t.apply(&[(1, "", 25, true)]);
+    assert_eq!(
+        t.history(),
+        versions(&[
+            (1, "a", 10, Some(20)),
+            (1, "b", 20, Some(25)),
+            (1, "c", 30, None)
+        ])
+    );
+    // Earlier than everything: the first version.
+    t.apply(&[(1, "z", 5, false)]);
+    assert_eq!(
+        t.history()[0..2],
+        versions(&[(1, "a", 10, Some(20)), (1, "b", 20, Some(25))])[..]
+    );
+    assert!(t.history().contains(&(1, "z".to_string(), 5, Some(10))));
+}
+
+#[test]
+fn a_change_without_key_or_sequence_is_refused_by_row() {
+    let mut c = changes(&[(1, "a", 1, false), (2, "b", 2, false)]);
+    let ts = Int64Array::from(vec![Some(1), None]);
+    c.rows = RecordBatch::try_new(
+        c.rows.schema(),
+        vec![
+            c.rows.column(0).clone(),
+            c.rows.column(1).clone(),
+            Arc::new(ts),
+        ],
+    )
+    .unwrap();
+    let t = Table::new(Scd::One);
+    let e = t
+        .spec
+        .merge(&t.rows, &c, &t.tombstones)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("change 2 has no value for 'ts'"), "{e}");
+
+    let mut wrong = spec(Scd::One);
+    wrong.keys = vec!["customer".into()];
+    let e = wrong
+        .table_schema(&c.rows.schema())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no column 'customer'") && e.contains("id, name, ts"),
+        "{e}"
+    );
+}
