@@ -375,7 +375,7 @@ pub async fn txn_version(location: &Location, app_id: &str) -> Result<Option<i64
     }
 }
 
-async fn txn_of(table: &DeltaTable, name: &str, app_id: &str) -> Result<Option<i64>> {
+pub(crate) async fn txn_of(table: &DeltaTable, name: &str, app_id: &str) -> Result<Option<i64>> {
     table
         .snapshot()
         .map_err(|e| Error::delta(name, e))?
@@ -460,10 +460,50 @@ pub async fn commit_once(
     txn: &Txn,
     change: SchemaChange,
 ) -> Result<Outcome> {
+    let actions = adds.into_iter().map(Action::Add).collect();
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    batch_once(location, schema, actions, txn, change, operation).await
+}
+
+/// [`commit_once`] of `actions` (removes of rewritten files and their
+/// replacements), recorded in the log as an update by `predicate`.
+pub(crate) async fn commit_actions_once(
+    location: &Location,
+    schema: &Schema,
+    actions: Vec<Action>,
+    txn: &Txn,
+    predicate: &str,
+) -> Result<Outcome> {
+    let operation = DeltaOperation::Update {
+        predicate: Some(predicate.to_string()),
+    };
+    batch_once(
+        location,
+        schema,
+        actions,
+        txn,
+        SchemaChange::None,
+        operation,
+    )
+    .await
+}
+
+async fn batch_once(
+    location: &Location,
+    schema: &Schema,
+    mut actions: Vec<Action>,
+    txn: &Txn,
+    change: SchemaChange,
+    operation: DeltaOperation,
+) -> Result<Outcome> {
     let name = location.display();
     let table = match load(location).await? {
         Some(table) => table,
-        None => match create_once(location, schema, adds.clone(), txn).await {
+        None => match create_once(location, schema, actions.clone(), txn).await {
             Ok(version) => return Ok(Outcome::Committed { version }),
             // Another writer created the table first: append to it.
             Err(e) => match load(location).await? {
@@ -480,28 +520,18 @@ pub async fn commit_once(
     }
     let snapshot = table.snapshot().map_err(|e| Error::delta(&name, e))?;
     let read_version = snapshot.version();
-    let mut actions: Vec<Action> = Vec::with_capacity(adds.len() + 1);
     if let Some(evolved) = evolved_schema(&name, snapshot.schema().as_ref(), schema, change)? {
         let metadata = MetadataExt::with_schema(snapshot.metadata().clone(), &evolved)
             .map_err(|e| Error::delta(&name, e.into()))?;
-        actions.push(Action::Metadata(metadata));
+        actions.insert(0, Action::Metadata(metadata));
     }
-    actions.extend(adds.into_iter().map(Action::Add));
     let commit_id = uuid::Uuid::new_v4().to_string();
     let properties = CommitProperties::default()
         .with_application_transaction(Transaction::new(txn.app_id.clone(), txn.version))
         .with_metadata([(COMMIT_ID.to_string(), serde_json::json!(commit_id))]);
     let result = CommitBuilder::from(properties)
         .with_actions(actions)
-        .build(
-            Some(snapshot),
-            table.log_store(),
-            DeltaOperation::Write {
-                mode: SaveMode::Append,
-                partition_by: None,
-                predicate: None,
-            },
-        )
+        .build(Some(snapshot), table.log_store(), operation)
         .await;
     match result {
         Ok(done) => Ok(Outcome::Committed {
@@ -518,7 +548,7 @@ pub async fn commit_once(
 async fn create_once(
     location: &Location,
     schema: &Schema,
-    adds: Vec<Add>,
+    actions: Vec<Action>,
     txn: &Txn,
 ) -> Result<u64> {
     let name = location.display();
@@ -533,7 +563,7 @@ async fn create_once(
         .with_storage_options(location.options().clone())
         .with_columns(columns.fields().cloned())
         .with_save_mode(SaveMode::ErrorIfExists)
-        .with_actions(adds.into_iter().map(Action::Add))
+        .with_actions(actions)
         .with_commit_properties(properties)
         .await
         .map_err(|e| Error::delta(&name, e))?;

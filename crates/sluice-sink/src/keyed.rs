@@ -589,6 +589,11 @@ fn tomb_rows(spec: &KeyedApply, schema: &SchemaRef, rows: &RecordBatch) -> Resul
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// `batches` as one batch of `schema`.
+fn concat(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch> {
+    Ok(arrow_select::concat::concat_batches(schema, batches)?)
+}
+
 fn names(schema: &Schema) -> String {
     schema
         .fields()
@@ -604,5 +609,8 @@ pub fn orderable(t: &DataType) -> bool {
     RowConverter::supports_fields(&[SortField::new(t.clone())])
 }
 
+mod delta;
 #[cfg(test)]
 mod tests;
+
+pub use delta::{Applied, apply};

@@ -254,3 +254,99 @@ fn a_change_without_key_or_sequence_is_refused_by_row() {
         "{e}"
     );
 }
+
+mod on_delta {
+    use super::*;
+    use crate::delta::{Outcome, Txn, load};
+    use crate::{Location, WriteOptions};
+    use futures::TryStreamExt;
+
+    fn txn(batch: i64) -> Txn {
+        Txn {
+            app_id: "sluice-test".into(),
+            version: batch,
+        }
+    }
+
+    async fn rows_of(location: &Location) -> RecordBatch {
+        let t = load(location).await.unwrap().unwrap();
+        let files: Vec<_> = t
+            .get_active_add_actions_by_predicate(None)
+            .try_collect()
+            .await
+            .unwrap();
+        let (store, root) = location.store().unwrap();
+        let schema = spec(Scd::One)
+            .table_schema(&changes(&[]).rows.schema())
+            .unwrap();
+        let mut batches = Vec::new();
+        for f in files {
+            let path = delta::under(&root, f.object_store_path().as_ref());
+            batches.extend(
+                delta::read_parquet(&store, path, f.size() as u64, &schema)
+                    .await
+                    .unwrap(),
+            );
+        }
+        concat(&schema, &batches).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_rewrites_only_the_files_its_keys_may_be_in_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let s = spec(Scd::One);
+        let options = WriteOptions::default();
+        let low: Vec<_> = (1..=100).map(|i| (i, "low", 1, false)).collect();
+        let high: Vec<_> = (1000..=1100).map(|i| (i, "high", 1, false)).collect();
+        let a = apply(&location, &s, &changes(&low), &txn(1), &options)
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.files_rewritten, a.files_added, a.counts.upserted),
+            (0, 1, 100)
+        );
+        let b = apply(&location, &s, &changes(&high), &txn(2), &options)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.files_rewritten, 0,
+            "no key of the batch is in the first file"
+        );
+        // An update and a delete among the low keys: only that file.
+        let batch = [(50, "changed", 2, false), (7, "", 2, true)];
+        let c = apply(&location, &s, &changes(&batch), &txn(3), &options)
+            .await
+            .unwrap();
+        assert!(matches!(c.outcome, Outcome::Committed { .. }));
+        assert_eq!(
+            (c.files_rewritten, c.counts.upserted, c.counts.deleted),
+            (1, 1, 1)
+        );
+        // Applied again: already in the table.
+        let again = apply(&location, &s, &changes(&batch), &txn(3), &options)
+            .await
+            .unwrap();
+        assert!(matches!(again.outcome, Outcome::AlreadyCommitted { .. }));
+        // A late insert of the deleted key (its tombstone is read back).
+        let late = apply(
+            &location,
+            &s,
+            &changes(&[(7, "late", 1, false)]),
+            &txn(4),
+            &options,
+        )
+        .await
+        .unwrap();
+        assert_eq!(late.counts.ignored, 1);
+        let t = Table {
+            spec: s,
+            rows: rows_of(&location).await,
+            tombstones: RecordBatch::new_empty(Arc::new(Schema::empty())),
+        };
+        let current = t.current();
+        assert_eq!(current.len(), 200);
+        assert!(!current.iter().any(|r| r.0 == 7));
+        assert!(current.contains(&(50, "changed".to_string(), 2)));
+    }
+}
