@@ -144,11 +144,20 @@ impl Schemas {
         };
         let (inferred_data, appended) = split_schema(inferred);
         let appended: Vec<&str> = appended.iter().map(|f| f.name().as_str()).collect();
+        // The table's columns, in its order; a column the connector sends
+        // as it is keeps the connector's field (a required one stays
+        // required: its batches are checked against this schema).
         let mut data: Vec<FieldRef> = table
             .fields()
             .iter()
             .filter(|f| !appended.contains(&f.name().as_str()))
-            .map(|f| Arc::new(Field::new(f.name(), f.data_type().clone(), true)))
+            .map(|f| {
+                inferred_data
+                    .iter()
+                    .find(|i| i.name() == f.name() && i.data_type() == f.data_type())
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(Field::new(f.name(), f.data_type().clone(), true)))
+            })
             .collect();
         let new: Vec<FieldRef> = inferred_data
             .into_iter()

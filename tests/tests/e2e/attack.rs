@@ -180,16 +180,10 @@ fn assert_no_secret(what: &str, text: &str) {
 fn a_secret_planted_in_a_connector_error_never_leaves_the_run() {
     let c = Case::new();
     let s = Server::start_with(&c, "", "127.0.0.1:0", &[("SLUICE_SECRET_TOKEN", SECRET)]);
-    let wasm = std::fs::read(component("sluice_misbehave")).unwrap();
-    let r = s.call(
-        "POST",
-        "/connectors",
-        Some(ADMIN),
-        Some("application/wasm"),
-        Some(wasm),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let id = s.upload_connector("sluice_misbehave")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // The connector logs its config, asks the host for a URL carrying the
     // secret (the denial quotes it) and fails quoting the config raw,
     // JSON-escaped and percent-encoded.
@@ -431,16 +425,8 @@ fn every_connector_slot_busy_answers_503_with_retry_after() {
         format!("state = \"state\"\nconnector_slots = 1\nconnector_slot_wait = \"1s\"\n\n{TOKENS}");
     let s = Server::start_toml(&c, &config, "127.0.0.1:0", &[], None);
     // A connector that spins holds the only slot (until its call deadline).
-    let wasm = std::fs::read(component("sluice_misbehave")).unwrap();
-    let r = s.call(
-        "POST",
-        "/connectors",
-        Some(ADMIN),
-        Some("application/wasm"),
-        Some(wasm),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap();
+    let info = s.upload_connector("sluice_misbehave");
+    let id = info["id"].as_str().unwrap();
     s.define(
         "events",
         &format!("mode = \"append\"\ntable = \"spin\"\n[connector]\nid = \"{id}\"\nconfig = {{ do = \"loop\" }}\n"),

@@ -207,6 +207,20 @@ impl Server {
         assert_eq!(r.status, 200, "{}", r.body);
     }
 
+    /// Uploads the test component `name` as the admin; its description.
+    pub fn upload_connector(&self, name: &str) -> Value {
+        let wasm = std::fs::read(component(name)).unwrap();
+        let r = self.call(
+            "POST",
+            "/connectors",
+            Some(ADMIN),
+            Some("application/wasm"),
+            Some(wasm),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body
+    }
+
     /// Runs pipeline `name` with `token` and waits for the run to end.
     pub fn run_and_wait(&self, name: &str, token: &str) -> Reply {
         self.call(
@@ -583,16 +597,10 @@ fn an_uploaded_connector_is_compiled_once_for_every_instance_of_the_service() {
             .collect()
     };
     let first = instance("cache-1");
-    let wasm = std::fs::read(component("sluice_sequence")).unwrap();
-    let r = first.call(
-        "POST",
-        "/connectors",
-        Some(ADMIN),
-        Some("application/wasm"),
-        Some(wasm),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let id = first.upload_connector("sluice_sequence")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let def = format!(
         "mode = \"append\"\ntable = \"numbers\"\n[connector]\nid = \"{id}\"\nconfig = {{ count = 10, label = \"x\" }}\n"
     );
@@ -704,18 +712,10 @@ fn an_uploaded_connector_is_checked_listed_and_run_with_its_secret() {
     );
     assert_eq!(r.status, 415);
 
-    let wasm = std::fs::read(component("sluice_sequence")).unwrap();
-    let r = s.call(
-        "POST",
-        "/connectors",
-        Some(ADMIN),
-        Some("application/wasm"),
-        Some(wasm),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let info = s.upload_connector("sluice_sequence");
+    let id = info["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("sha256:"));
-    let imports: Vec<&str> = r.body["imports"]
+    let imports: Vec<&str> = info["imports"]
         .as_array()
         .unwrap()
         .iter()
