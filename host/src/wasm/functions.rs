@@ -428,6 +428,11 @@ impl WasiHttpHooks for Outbound {
                         redactor.text(&request.uri().to_string()),
                         redactor.text(&refusal.reason)
                     );
+                    // Read what the guest is still sending first: dropped
+                    // unread, the body's stream would close under it, and
+                    // it would see "stream closed" instead of the refusal.
+                    let rest = http_body_util::Limited::new(request.into_body(), 16 << 20);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), rest.collect()).await;
                     return Err(refusal.http_code());
                 }
             };
