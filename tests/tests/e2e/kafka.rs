@@ -95,6 +95,29 @@ fn a_topic_streams_into_a_delta_table_exactly_once_across_runs() {
     assert_eq!(rows.iter().filter(|r| r.3 == "second").count(), 1000);
 }
 
+/// A stream whose table another stream created (a second process, a reset
+/// checkpoint) starts from the table's columns, and still takes the
+/// connector's batches as they come.
+#[test]
+fn a_new_stream_appends_to_a_table_another_stream_made() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("stream-again", 2);
+    k.produce(&c, "stream-again", 2, 0..500, "none", "first");
+    let earliest = ["-o", "startingOffsets=earliest"];
+    run(&c, &stream_args(k, "stream-again", &earliest));
+    let mut again = stream_args(k, "stream-again", &earliest);
+    again.extend(["--checkpoint".to_string(), "./cp-again".to_string()]);
+    let out = run(&c, &again);
+    assert!(out.contains("500 rows"), "{out}");
+    // Two streams, two applications: each loaded every record once.
+    let mut seen = std::collections::BTreeMap::new();
+    for r in records(&c, "events") {
+        *seen.entry(r.2).or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 500);
+    assert!(seen.values().all(|&n| n == 2), "{seen:?}");
+}
+
 #[test]
 fn every_compression_kafka_uses_is_read() {
     let (k, c) = (Kafka::shared(), Case::new());
