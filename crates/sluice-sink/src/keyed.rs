@@ -180,23 +180,46 @@ impl KeyedApply {
                 ),
             });
         }
-        let data = data_columns(existing, schema.fields().len());
-        let keys = Keys::new(self, &schema, existing, changes, tombstones)?;
+        let merge = Merge {
+            spec: self,
+            data: data_columns(existing, schema.fields().len()),
+            k: Keys::new(self, &schema, existing, changes, tombstones)?,
+            table,
+            existing,
+            changes,
+            tombstones,
+        };
         match self.scd {
-            Scd::One => self.merge_one(&table, &data, existing, changes, tombstones, &keys),
-            Scd::Two => self.merge_two(&table, &data, existing, changes, tombstones, &keys),
+            Scd::One => merge.one(),
+            Scd::Two => merge.two(),
         }
     }
+}
 
-    fn merge_one(
-        &self,
-        table: &SchemaRef,
-        data: &RecordBatch,
-        existing: &RecordBatch,
-        changes: &Changes,
-        tombstones: &RecordBatch,
-        k: &Keys,
-    ) -> Result<Merged> {
+/// One merge's inputs.
+struct Merge<'a> {
+    spec: &'a KeyedApply,
+    /// The table's schema.
+    table: SchemaRef,
+    /// `existing` without SCD type 2's columns.
+    data: RecordBatch,
+    existing: &'a RecordBatch,
+    changes: &'a Changes,
+    tombstones: &'a RecordBatch,
+    k: Keys,
+}
+
+impl Merge<'_> {
+    fn one(&self) -> Result<Merged> {
+        let Merge {
+            spec,
+            table,
+            data,
+            existing,
+            changes,
+            tombstones,
+            k,
+        } = self;
         let mut counts = MergeCounts::default();
         // The winning change of each key in the batch.
         let mut winners: HashMap<&[u8], usize> = HashMap::new();
@@ -279,7 +302,7 @@ impl KeyedApply {
         let rows = take_rows(table, &[data, &changes.rows], &indices)?;
         // Tombstones: the ones kept, and the new deletes.
         let tomb_schema = tombstones.schema();
-        let new_tombs = tomb_rows(self, &tomb_schema, &changes.rows)?;
+        let new_tombs = tomb_rows(spec, &tomb_schema, &changes.rows)?;
         let indices: Vec<(usize, usize)> = (0..tombstones.num_rows())
             .filter(|&t| !forgotten[t])
             .map(|t| (0, t))
@@ -293,15 +316,16 @@ impl KeyedApply {
         })
     }
 
-    fn merge_two(
-        &self,
-        table: &SchemaRef,
-        data: &RecordBatch,
-        existing: &RecordBatch,
-        changes: &Changes,
-        tombstones: &RecordBatch,
-        k: &Keys,
-    ) -> Result<Merged> {
+    fn two(&self) -> Result<Merged> {
+        let Merge {
+            spec,
+            table,
+            data,
+            existing,
+            changes,
+            tombstones,
+            k,
+        } = self;
         let mut counts = MergeCounts::default();
         let n = existing.num_rows();
         let changed: std::collections::HashSet<&[u8]> = (0..changes.rows.num_rows())
@@ -402,7 +426,7 @@ impl KeyedApply {
         let rows = take_rows(&data_schema, &[data, &changes.rows], &data_rows)?;
         let sequence = changes
             .rows
-            .column_by_name(&self.sequence)
+            .column_by_name(&spec.sequence)
             .expect("checked");
         let null = new_null_array(sequence.data_type(), 1);
         let starts: Vec<(usize, usize)> = out.iter().map(|o| o.1).collect();
@@ -418,7 +442,7 @@ impl KeyedApply {
         columns.push(interleave(&sources, &ends)?);
         Ok(Merged {
             rows: RecordBatch::try_new(table.clone(), columns)?,
-            tombstones: tombstones.clone(),
+            tombstones: (*tombstones).clone(),
             counts,
         })
     }
