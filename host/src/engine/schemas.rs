@@ -200,3 +200,119 @@ fn with_data(like: &Schema, data: Vec<FieldRef>) -> Schema {
     let fields: Vec<FieldRef> = data.into_iter().chain(appended).collect();
     Schema::new_with_metadata(fields, like.metadata().clone())
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::{Int64Array, RecordBatch, StringArray};
+    use arrow_schema::DataType;
+    use sluice_sink::{TableFormat, WriteMode, WriteOptions};
+
+    use super::*;
+
+    fn location(dir: &std::path::Path, name: &str) -> Location {
+        Location::parse(dir.join(name).to_str().unwrap(), Default::default()).unwrap()
+    }
+
+    /// A Delta table at `name` under `dir` with columns `id` and `name`.
+    async fn table(dir: &std::path::Path) -> Target {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(StringArray::from(vec!["a"])),
+            ],
+        )
+        .unwrap();
+        let target = Target::new(
+            location(dir, "t"),
+            TableFormat::Delta,
+            WriteOptions::default(),
+        );
+        let mut lane = target.lane(schema.clone()).unwrap();
+        lane.write(batch).await.unwrap();
+        let written = lane.finish().await.unwrap();
+        target
+            .commit(&schema, vec![written], WriteMode::Overwrite, None)
+            .await
+            .unwrap();
+        target
+    }
+
+    #[tokio::test]
+    async fn the_first_schema_takes_the_tables_columns_and_keeps_the_connectors_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = table(dir.path()).await;
+        // The connector sends `id` required and `name` as the table has
+        // it, and a column the table lacks.
+        let inferred = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("id", DataType::Int64, false),
+            Field::new("extra", DataType::Utf8, true),
+        ]));
+        let mut schemas =
+            Schemas::open(&location(dir.path(), "schemas"), Evolution::AddNewColumns).unwrap();
+        let first = schemas
+            .first(&inferred, &target, 0, ("the records", "advice"))
+            .await
+            .unwrap()
+            .schema;
+        let fields: Vec<(&str, bool)> = first
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.is_nullable()))
+            .collect();
+        // The table's order, the connector's own `id` (required), the new
+        // column last.
+        assert_eq!(fields, [("id", false), ("name", true), ("extra", true)]);
+        assert_eq!(schemas.latest().await.unwrap().unwrap().schema, first);
+
+        let mut refusing = Schemas::open(
+            &location(dir.path(), "refusing"),
+            Evolution::FailOnNewColumns,
+        )
+        .unwrap();
+        let e = refusing
+            .first(&inferred, &target, 0, ("the records", "let them in"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("extra") && e.contains("let them in"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_with_new_columns_evolves_as_the_mode_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let current = Schema::new(vec![Field::new("id", DataType::Int64, true)]);
+        let inferred = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("new", DataType::Utf8, true),
+        ]);
+        let mut adding =
+            Schemas::open(&location(dir.path(), "a"), Evolution::AddNewColumns).unwrap();
+        match adding.evolve(&inferred, &current, 3).await.unwrap() {
+            Evolved::Added(schema, names) => {
+                assert_eq!(names, ["new"]);
+                assert!(schema.field_with_name("new").is_ok());
+                assert_eq!(adding.latest().await.unwrap().unwrap().schema, schema);
+            }
+            _ => panic!("addNewColumns adds"),
+        }
+        let mut failing =
+            Schemas::open(&location(dir.path(), "f"), Evolution::FailOnNewColumns).unwrap();
+        assert!(matches!(
+            failing.evolve(&inferred, &current, 3).await.unwrap(),
+            Evolved::Refused(_)
+        ));
+        assert!(failing.latest().await.unwrap().is_none(), "nothing kept");
+        let mut same = Schemas::open(&location(dir.path(), "s"), Evolution::AddNewColumns).unwrap();
+        assert!(matches!(
+            same.evolve(&current, &current, 3).await.unwrap(),
+            Evolved::Same
+        ));
+        assert!(!adding.suspect(0, 5) && adding.suspect(1, 0));
+    }
+}
