@@ -30,7 +30,7 @@ pub mod trigger;
 pub use error::{Error, Result};
 pub use incremental::{CleanSource, StreamOptions};
 pub use load::Load;
-pub use pipeline::{LoadMode, Pipeline};
+pub use pipeline::{ApplyChanges, LoadMode, Pipeline};
 pub use plan::{FileRef, Source, list_files, notified_files, plan_files};
 pub use projection::Projection;
 pub use schema::Evolution;

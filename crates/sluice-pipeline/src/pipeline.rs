@@ -219,6 +219,124 @@ pub struct Pipeline {
     /// COPY INTO's `FILES`: only these files, relative to the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// AUTO CDC: the stream's rows are changes applied to the table by key
+    /// instead of appended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplyChanges>,
+}
+
+/// Databricks' AUTO CDC (`APPLY CHANGES`) in a pipeline file:
+///
+/// ```toml
+/// [apply]
+/// keys = ["id"]                   # KEYS (id)
+/// sequence_by = "ts"              # SEQUENCE BY ts
+/// scd_type = 2                    # STORED AS SCD TYPE 2 (default 1)
+/// delete_when = "op = 'DELETE'"   # APPLY AS DELETE WHEN ...; or op IN ('D', 'X')
+/// except_columns = ["op"]         # COLUMNS * EXCEPT (op)
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyChanges {
+    /// The columns that identify a row.
+    pub keys: Vec<String>,
+    /// The column that orders a key's changes.
+    pub sequence_by: String,
+    /// 1: the current row per key; 2: every version.
+    #[serde(default = "scd_one")]
+    pub scd_type: u8,
+    /// Which rows are deletes: `column = 'value'` or `column IN ('a', 'b')`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_when: Option<String>,
+    /// Input columns the table does not keep.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except_columns: Vec<String>,
+}
+
+fn scd_one() -> u8 {
+    1
+}
+
+impl ApplyChanges {
+    /// `delete_when` as its column and the values that mark a delete.
+    pub fn delete_condition(&self) -> Result<Option<(String, Vec<String>)>> {
+        let Some(text) = &self.delete_when else {
+            return Ok(None);
+        };
+        let bad = || {
+            Error::Invalid(format!(
+                "pipeline: apply.delete_when = {text:?}: write `column = 'value'` or `column IN ('a', 'b')`"
+            ))
+        };
+        let t = text.trim();
+        let upper = t.to_ascii_uppercase();
+        let (column, rest, list) = if let Some(i) = upper.find(" IN ") {
+            (&t[..i], &t[i + 4..], true)
+        } else if let Some(i) = t.find('=') {
+            (&t[..i], &t[i + 1..], false)
+        } else {
+            return Err(bad());
+        };
+        let column = column.trim();
+        if column.is_empty() || !column.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return Err(bad());
+        }
+        let rest = rest.trim();
+        let inner = if list {
+            rest.strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'))
+                .ok_or_else(bad)?
+        } else {
+            rest
+        };
+        let values = inner
+            .split(',')
+            .map(|v| {
+                let v = v.trim();
+                match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                    Some(quoted) => Ok(quoted.replace("''", "'")),
+                    None if !v.is_empty()
+                        && v.chars().all(|c| c.is_alphanumeric() || "-._".contains(c)) =>
+                    {
+                        Ok(v.to_string())
+                    }
+                    None => Err(bad()),
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if values.is_empty() || (!list && values.len() != 1) {
+            return Err(bad());
+        }
+        Ok(Some((column.to_string(), values)))
+    }
+
+    fn validate(&self, p: &Pipeline) -> Result<()> {
+        let invalid = |m: &str| Err(Error::Invalid(format!("pipeline: apply: {m}")));
+        if p.mode != LoadMode::Stream {
+            return invalid("changes are applied by key in a stream: set mode = \"stream\"");
+        }
+        if p.table_format != TableFormatName::Delta {
+            return invalid("changes are applied by key to a Delta table: drop table_format");
+        }
+        if self.keys.is_empty() || self.keys.iter().any(|k| k.trim().is_empty()) {
+            return invalid("give the key columns: keys = [\"id\"]");
+        }
+        if self.sequence_by.trim().is_empty() {
+            return invalid("give the column that orders a key's changes: sequence_by = \"ts\"");
+        }
+        if !matches!(self.scd_type, 1 | 2) {
+            return invalid("scd_type is 1 (the current row per key) or 2 (every version)");
+        }
+        for c in &self.except_columns {
+            if self.keys.contains(c) || *c == self.sequence_by {
+                return invalid(&format!(
+                    "except_columns drops '{c}', a key or the sequence, which the table keeps"
+                ));
+            }
+        }
+        self.delete_condition()?;
+        Ok(())
+    }
 }
 
 impl Pipeline {
@@ -238,6 +356,7 @@ impl Pipeline {
             connector: None,
             grants: PipelineGrants::default(),
             files: Vec::new(),
+            apply: None,
         }
     }
 
@@ -304,6 +423,9 @@ impl Pipeline {
                     "pipeline: trigger = \"{trigger}\" runs until stopped, so a `schedule` has nothing to start; drop one of them"
                 )));
             }
+        }
+        if let Some(a) = &self.apply {
+            a.validate(self)?;
         }
         if !self.files.is_empty() && self.mode != LoadMode::CopyInto {
             return Err(Error::Invalid(
@@ -447,6 +569,24 @@ mod tests {
         assert_eq!(t, j);
         assert_eq!(t.mode, LoadMode::Stream);
         assert!(!t.grants_capabilities());
+    }
+
+    #[test]
+    fn apply_changes_reads_as_auto_cdc_does_and_says_what_to_fix() {
+        let base = "mode = \"stream\"\nsource = \"in/\"\nformat = \"csv\"\ntable = \"t\"\n[apply]\nkeys = [\"id\"]\nsequence_by = \"ts\"\n";
+        let p =
+            Pipeline::parse(&format!("{base}delete_when = \"op IN ('D', 'x''y', 7)\"\n")).unwrap();
+        let a = p.apply.unwrap();
+        assert_eq!(a.scd_type, 1);
+        assert_eq!(
+            a.delete_condition().unwrap(),
+            Some(("op".to_string(), vec!["D".into(), "x'y".into(), "7".into()]))
+        );
+        let e = |s: &str| Pipeline::parse(s).unwrap_err().to_string();
+        assert!(e(&format!("{base}delete_when = \"op == \"\n")).contains("column = 'value'"));
+        assert!(e(&format!("{base}scd_type = 3\n")).contains("scd_type is 1"));
+        assert!(e(&format!("{base}except_columns = [\"ts\"]\n")).contains("'ts'"));
+        assert!(e(&base.replace("stream", "append")).contains("mode = \"stream\""));
     }
 
     #[test]

@@ -57,6 +57,21 @@ pub struct KeyedApply {
     pub sequence: String,
     /// How the table keeps them.
     pub scd: Scd,
+    /// Which input rows are deletes (`APPLY AS DELETE WHEN`); none if
+    /// `None`.
+    pub delete_when: Option<DeleteWhen>,
+    /// Input columns the table does not keep (`COLUMNS * EXCEPT (...)`).
+    pub except: Vec<String>,
+}
+
+/// `APPLY AS DELETE WHEN column = 'value'` (or `IN ('a', 'b')`): a row is
+/// a delete when its column, as text, is one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteWhen {
+    /// The column.
+    pub column: String,
+    /// The values that mark a delete.
+    pub values: Vec<String>,
 }
 
 /// A batch of changes: rows of the table's columns (SCD type 2's own
@@ -95,6 +110,45 @@ pub struct Merged {
 }
 
 impl KeyedApply {
+    /// The changes in input `rows`: which are deletes, and the columns the
+    /// table keeps.
+    pub fn changes(&self, rows: &RecordBatch) -> Result<Changes> {
+        let schema = rows.schema();
+        for c in self
+            .except
+            .iter()
+            .chain(self.delete_when.iter().map(|d| &d.column))
+        {
+            if schema.field_with_name(c).is_err() {
+                return Err(Error::InvalidInput(format!(
+                    "the input has no column '{c}' (its columns: {})",
+                    names(&schema)
+                )));
+            }
+        }
+        let deletes = match &self.delete_when {
+            None => BooleanArray::from(vec![false; rows.num_rows()]),
+            Some(d) => {
+                let column = rows.column_by_name(&d.column).expect("checked");
+                let text = arrow_cast::cast(column, &DataType::Utf8)?;
+                let text = text
+                    .as_any()
+                    .downcast_ref::<arrow_array::StringArray>()
+                    .expect("cast to Utf8");
+                text.iter()
+                    .map(|v| Some(v.is_some_and(|v| d.values.iter().any(|x| x == v))))
+                    .collect()
+            }
+        };
+        let keep: Vec<usize> = (0..schema.fields().len())
+            .filter(|&i| !self.except.contains(schema.field(i).name()))
+            .collect();
+        Ok(Changes {
+            rows: rows.project(&keep)?,
+            deletes,
+        })
+    }
+
     /// The schema of a table these changes are applied to: the changes'
     /// columns, and for SCD type 2 [`START_AT`] and [`END_AT`] typed like
     /// the sequence.

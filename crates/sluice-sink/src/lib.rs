@@ -84,6 +84,8 @@ pub struct Target {
     location: Location,
     format: TableFormat,
     options: WriteOptions,
+    /// Batches are changes applied by key, not rows appended.
+    keyed: Option<keyed::KeyedApply>,
 }
 
 /// What one lane wrote.
@@ -91,6 +93,8 @@ pub struct Target {
 pub struct Written {
     adds: Vec<Add>,
     files: Vec<dataset::DataFile>,
+    /// A keyed target's lane: the change rows, applied at the commit.
+    changes: Vec<RecordBatch>,
     rows: u64,
 }
 
@@ -144,6 +148,8 @@ pub struct Lane {
 enum LaneInner {
     Delta(Box<delta::DeltaLane>),
     Parquet(Box<dataset::ParquetLane>),
+    /// Changes are kept until the commit applies them by key.
+    Keyed(Vec<RecordBatch>),
 }
 
 impl Lane {
@@ -153,6 +159,10 @@ impl Lane {
         match &mut self.inner {
             LaneInner::Delta(l) => l.write(batch).await,
             LaneInner::Parquet(l) => l.write(batch).await,
+            LaneInner::Keyed(b) => {
+                b.push(batch);
+                Ok(())
+            }
         }
     }
 
@@ -162,13 +172,18 @@ impl Lane {
         Ok(match self.inner {
             LaneInner::Delta(l) => Written {
                 adds: l.finish().await?,
-                files: vec![],
                 rows,
+                ..Written::default()
             },
             LaneInner::Parquet(l) => Written {
-                adds: vec![],
                 files: l.finish().await?,
                 rows,
+                ..Written::default()
+            },
+            LaneInner::Keyed(changes) => Written {
+                changes,
+                rows,
+                ..Written::default()
             },
         })
     }
@@ -182,6 +197,16 @@ impl Target {
             location,
             format,
             options,
+            keyed: None,
+        }
+    }
+
+    /// This target with its batches applied as changes by key (AUTO CDC):
+    /// see [`keyed`].
+    pub fn keyed(self, spec: keyed::KeyedApply) -> Self {
+        Target {
+            keyed: Some(spec),
+            ..self
         }
     }
 
@@ -209,6 +234,7 @@ impl Target {
     /// Opens a lane that writes batches of `schema`.
     pub fn lane(&self, schema: SchemaRef) -> Result<Lane> {
         let inner = match self.format {
+            _ if self.keyed.is_some() => LaneInner::Keyed(Vec::new()),
             TableFormat::Delta => LaneInner::Delta(Box::new(delta::DeltaLane::new(
                 &self.location,
                 schema,
@@ -241,6 +267,9 @@ impl Target {
                 self.location.display()
             )));
         }
+        if let Some(spec) = &self.keyed {
+            return self.apply_once(spec, schema, written, txn).await;
+        }
         let stats = Committed {
             version: None,
             files: written.iter().map(Written::files).sum(),
@@ -256,6 +285,35 @@ impl Target {
         Ok(BatchCommitted {
             outcome,
             written: Committed { version, ..stats },
+        })
+    }
+
+    /// [`Target::commit_once`] of a keyed target: the lanes' changes
+    /// applied by key in one commit.
+    async fn apply_once(
+        &self,
+        spec: &keyed::KeyedApply,
+        schema: &Schema,
+        written: Vec<Written>,
+        txn: &Txn,
+    ) -> Result<BatchCommitted> {
+        let schema = std::sync::Arc::new(schema.clone());
+        let rows: Vec<RecordBatch> = written.into_iter().flat_map(|w| w.changes).collect();
+        let rows = arrow_select::concat::concat_batches(&schema, &rows)?;
+        let changes = spec.changes(&rows)?;
+        let applied = keyed::apply(&self.location, spec, &changes, txn, &self.options).await?;
+        let version = match applied.outcome {
+            Outcome::Committed { version } => Some(version),
+            Outcome::AlreadyCommitted { version } => version,
+        };
+        Ok(BatchCommitted {
+            outcome: applied.outcome,
+            written: Committed {
+                version,
+                files: applied.files_added,
+                bytes: applied.bytes_added,
+                rows: rows.num_rows() as u64,
+            },
         })
     }
 

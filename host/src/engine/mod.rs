@@ -164,6 +164,20 @@ pub fn parse_interval(text: &str) -> Result<Option<Duration>> {
     Ok((!d.is_zero()).then_some(d))
 }
 
+/// The sink's keyed apply for a pipeline's `[apply]` (AUTO CDC).
+fn keyed_apply(a: &sluice_pipeline::ApplyChanges) -> Result<sluice_sink::keyed::KeyedApply> {
+    use sluice_sink::keyed::{DeleteWhen, KeyedApply, Scd};
+    Ok(KeyedApply {
+        keys: a.keys.clone(),
+        sequence: a.sequence_by.clone(),
+        scd: if a.scd_type == 2 { Scd::Two } else { Scd::One },
+        delete_when: a
+            .delete_condition()?
+            .map(|(column, values)| DeleteWhen { column, values }),
+        except: a.except_columns.clone(),
+    })
+}
+
 /// The sink's format for a pipeline's table format.
 fn table_format(f: TableFormatName) -> TableFormat {
     match f {
@@ -303,11 +317,14 @@ impl Engine {
         p.validate()?;
         let started = Instant::now();
         let table = self.table(&p.table)?;
-        let target = Target::new(
+        let mut target = Target::new(
             table.clone(),
             table_format(p.table_format),
             self.write.clone(),
         );
+        if let Some(a) = &p.apply {
+            target = target.keyed(keyed_apply(a)?);
+        }
         let mut report = match p.mode {
             LoadMode::Replace | LoadMode::Append => {
                 self.batch(load, target, observer, redactor).await?

@@ -42,6 +42,8 @@ pub struct Applied {
     pub files_added: usize,
     /// Rows in the files the commit added.
     pub rows_written: u64,
+    /// Bytes of the files the commit added.
+    pub bytes_added: u64,
 }
 
 /// Applies `changes` to the Delta table at `location` by key, as batch
@@ -69,6 +71,7 @@ pub async fn apply(
                 files_rewritten: 0,
                 files_added: 0,
                 rows_written: 0,
+                bytes_added: 0,
             });
         }
         let snapshot = t.snapshot().map_err(|e| Error::delta(&name, e))?;
@@ -138,6 +141,7 @@ pub async fn apply(
     }
     let adds = lane.finish().await?;
     let files_added = adds.len();
+    let bytes_added = adds.iter().map(|a| a.size as u64).sum();
     let rows_written = merged.rows.num_rows() as u64;
     let files_rewritten = removes.len();
     let mut actions = removes;
@@ -149,6 +153,7 @@ pub async fn apply(
         files_rewritten,
         files_added,
         rows_written,
+        bytes_added,
     })
 }
 

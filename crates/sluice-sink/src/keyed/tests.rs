@@ -10,6 +10,8 @@ fn spec(scd: Scd) -> KeyedApply {
         keys: vec!["id".into()],
         sequence: "ts".into(),
         scd,
+        delete_when: None,
+        except: vec![],
     }
 }
 
@@ -251,6 +253,31 @@ fn a_change_without_key_or_sequence_is_refused_by_row() {
         .to_string();
     assert!(
         e.contains("no column 'customer'") && e.contains("id, name, ts"),
+        "{e}"
+    );
+}
+
+#[test]
+fn input_rows_become_changes_by_the_delete_condition_and_the_columns_kept() {
+    let mut s = spec(Scd::One);
+    s.delete_when = Some(DeleteWhen {
+        column: "name".into(),
+        values: vec!["DELETE".into(), "gone".into()],
+    });
+    s.except = vec!["name".into()];
+    let input = changes(&[
+        (1, "a", 1, false),
+        (2, "DELETE", 2, false),
+        (3, "gone", 3, false),
+    ])
+    .rows;
+    let c = s.changes(&input).unwrap();
+    assert_eq!(c.deletes, BooleanArray::from(vec![false, true, true]));
+    assert_eq!(names(&c.rows.schema()), "id, ts");
+    s.except = vec!["op".into()];
+    let e = s.changes(&input).unwrap_err().to_string();
+    assert!(
+        e.contains("no column 'op'") && e.contains("id, name, ts"),
         "{e}"
     );
 }
