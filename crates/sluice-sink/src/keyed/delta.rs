@@ -91,7 +91,8 @@ pub async fn apply(
     // The rows of the files the batch's keys may be in.
     let mut removes = Vec::new();
     let mut existing = Vec::new();
-    if let Some(t) = &table {
+    // A batch without changes touches no file (it still commits its txn).
+    if let Some(t) = table.as_ref().filter(|_| changes.rows.num_rows() > 0) {
         let bounds = key_bounds(spec, &changes.rows);
         let literals: Vec<_> = bounds
             .iter()

@@ -350,6 +350,12 @@ mod on_delta {
             (c.files_rewritten, c.counts.upserted, c.counts.deleted),
             (1, 1, 1)
         );
+        // A batch without changes reads and rewrites nothing.
+        let empty = apply(&location, &s, &changes(&[]), &txn(4), &options)
+            .await
+            .unwrap();
+        assert_eq!((empty.files_rewritten, empty.files_added), (0, 0));
+        assert!(matches!(empty.outcome, Outcome::Committed { .. }));
         // Applied again: already in the table.
         let again = apply(&location, &s, &changes(&batch), &txn(3), &options)
             .await
@@ -360,7 +366,7 @@ mod on_delta {
             &location,
             &s,
             &changes(&[(7, "late", 1, false)]),
-            &txn(4),
+            &txn(5),
             &options,
         )
         .await
