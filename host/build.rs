@@ -2,9 +2,9 @@
 //! compiled ahead of time for the engine configuration the binary runs
 //! components under, so that no run, not even the first on a new machine,
 //! waits for Cranelift; and the edge function's machine code (not the
-//! component, which users configure as a file), for the same reason. The components themselves are built by
-//! `sluice-components`, whose build script starts with the build rather than
-//! after wasmtime.
+//! component, which users configure as a file), for the same reason. The
+//! components themselves are built by `sluice-components`, whose build
+//! script starts with the build rather than after wasmtime.
 
 use std::path::{Path, PathBuf};
 

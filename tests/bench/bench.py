@@ -251,9 +251,7 @@ def coldstart(a, env: dict):
             subprocess.run([str(SLUICE), "ingest", "one.csv", "--format", "csv", "--table", "./t"],
                            cwd=out, env=penv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             times.append(time.perf_counter() - t0)
-        times.sort()
-        print(f"cold start to first committed row ({label}): median {statistics.median(times) * 1000:.0f} ms, "
-              f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {len(times)} starts")
+        print_starts(label, times)
     for label, fresh_cache, through_edge in cases:
         times = []
         for k in range(max(a.runs, 5)):
@@ -293,10 +291,15 @@ def coldstart(a, env: dict):
             finally:
                 proc.terminate()
                 proc.wait()
-        times.sort()
-        print(f"cold start to first committed row ({label}): median {statistics.median(times) * 1000:.0f} ms, "
-              f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {len(times)} starts")
+        print_starts(label, times)
     uploaded_coldstart(a, env, out, token)
+
+
+def print_starts(label: str, times: list):
+    """One cold-start case's line: median, min and max of `times`."""
+    times = sorted(times)
+    print(f"cold start to first committed row ({label}): median {statistics.median(times) * 1000:.0f} ms, "
+          f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {len(times)} starts")
 
 
 def uploaded_coldstart(a, env: dict, out: Path, token: str):
@@ -363,9 +366,7 @@ def uploaded_coldstart(a, env: dict, out: Path, token: str):
             finally:
                 proc.terminate()
                 proc.wait()
-        times.sort()
-        print(f"cold start to first committed row ({label}): median {statistics.median(times) * 1000:.0f} ms, "
-              f"min {times[0] * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms over {len(times)} starts")
+        print_starts(label, times)
 
 
 def requests_case(a, env: dict):

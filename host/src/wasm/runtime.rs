@@ -437,15 +437,7 @@ impl Runtime {
     /// The component whose hex sha256 is `sha256`, from the cache, if it is
     /// there and this engine accepts it.
     pub fn load_cached(&self, sha256: &str) -> Option<Loaded> {
-        let path = self.cache_dir.as_ref()?.join(self.compiled_name(sha256));
-        if !path.exists() {
-            return None;
-        }
-        let component = deserialize(&self.engine, &path)
-            .inspect_err(|e| {
-                tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display())
-            })
-            .ok()?;
+        let component = cached(&self.engine, self.cache_dir.as_deref()?, sha256)?;
         self.link(component, sha256.to_string()).ok()
     }
 
@@ -578,6 +570,18 @@ fn compiled_name(engine: &Engine, sha256: &str) -> String {
     format!("{sha256}-{:016x}.cwasm", h.finish())
 }
 
+/// The component whose hex sha256 is `sha256` from the cache in `dir`, if
+/// it is there and `engine` accepts it.
+fn cached(engine: &Engine, dir: &Path, sha256: &str) -> Option<Component> {
+    let path = dir.join(compiled_name(engine, sha256));
+    if !path.exists() {
+        return None;
+    }
+    deserialize(engine, &path)
+        .inspect_err(|e| tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()))
+        .ok()
+}
+
 /// Compiles `wasm` (whose hex sha256 is `sha256`) for `engine`, or loads
 /// the compiled form from `cache_dir`, where it is cached by content and
 /// engine configuration.
@@ -590,13 +594,10 @@ pub(crate) fn compile_cached(
     let Some(dir) = cache_dir else {
         return compile(engine, wasm);
     };
-    let path = dir.join(compiled_name(engine, sha256));
-    if path.exists() {
-        match deserialize(engine, &path) {
-            Ok(c) => return Ok(c),
-            Err(e) => tracing::warn!("ignoring unusable cache entry {}: {e:#}", path.display()),
-        }
+    if let Some(c) = cached(engine, dir, sha256) {
+        return Ok(c);
     }
+    let path = dir.join(compiled_name(engine, sha256));
     let component = compile(engine, wasm)?;
     if let Err(e) = write_atomically(dir, &path, &component.serialize()?) {
         tracing::warn!(
