@@ -13,10 +13,15 @@ use sha2::{Digest, Sha256};
 fn main() {
     precompile(Path::new(sluice_components::FILES_WASM), "SLUICE_FILES");
     precompile(Path::new(sluice_components::KAFKA_WASM), "SLUICE_KAFKA");
+    precompile(
+        Path::new(sluice_components::POSTGRES_WASM),
+        "SLUICE_POSTGRES",
+    );
     precompile(Path::new(sluice_components::EDGE_WASM), "SLUICE_EDGE");
     for (name, path) in [
         ("SLUICE_FILES_WASM", sluice_components::FILES_WASM),
         ("SLUICE_KAFKA_WASM", sluice_components::KAFKA_WASM),
+        ("SLUICE_POSTGRES_WASM", sluice_components::POSTGRES_WASM),
         ("SLUICE_MISBEHAVE_WASM", sluice_components::MISBEHAVE_WASM),
         ("SLUICE_EDGE_WASM", sluice_components::EDGE_WASM),
     ] {

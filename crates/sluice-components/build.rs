@@ -24,6 +24,7 @@ fn main() {
         "formats",
         "files",
         "kafka",
+        "postgres",
         "edge",
         "testing",
         "Cargo.toml",
@@ -76,6 +77,7 @@ fn main() {
     for (name, file) in [
         ("SLUICE_FILES_WASM", "sluice_files.wasm"),
         ("SLUICE_KAFKA_WASM", "sluice_kafka.wasm"),
+        ("SLUICE_POSTGRES_WASM", "sluice_postgres.wasm"),
         ("SLUICE_MISBEHAVE_WASM", "sluice_misbehave.wasm"),
         ("SLUICE_EDGE_WASM", "sluice_edge.wasm"),
     ] {

@@ -8,6 +8,9 @@ pub const FILES_WASM: &str = env!("SLUICE_FILES_WASM");
 /// The Kafka connector (`components/kafka`), built in to the host.
 pub const KAFKA_WASM: &str = env!("SLUICE_KAFKA_WASM");
 
+/// The PostgreSQL connector (`components/postgres`), built in to the host.
+pub const POSTGRES_WASM: &str = env!("SLUICE_POSTGRES_WASM");
+
 /// The edge function (`components/edge`), a `wasi:http` component that
 /// `sluice serve` hosts when configured; the host carries its compiled code.
 pub const EDGE_WASM: &str = env!("SLUICE_EDGE_WASM");

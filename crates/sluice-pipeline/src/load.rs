@@ -154,7 +154,7 @@ pub fn default_checkpoint(
         (LoadMode::CopyInto, _) => child("_sluice/copy_into"),
         (LoadMode::Stream, Some(name)) => child(&format!("_sluice/pipelines/{name}")),
         (LoadMode::Stream, None) => child("_sluice/streaming"),
-        (LoadMode::Replace | LoadMode::Append, _) => Ok(None),
+        (LoadMode::Replace | LoadMode::Append | LoadMode::Cdc, _) => Ok(None),
     }
 }
 

@@ -54,6 +54,9 @@ pub enum LoadMode {
     /// Auto Loader: new files in micro-batches; each run processes the
     /// backlog (available-now).
     Stream,
+    /// A database's tables, each a stream of its changes (after a
+    /// snapshot) applied by key to a table of its own under `table`.
+    Cdc,
 }
 
 /// The table format a pipeline writes.
@@ -71,7 +74,23 @@ pub enum TableFormatName {
 /// gives as its connector `id`. Their config is the pipeline's `options`
 /// (plus any `[connector] config`), under the option names the connector
 /// documents.
-pub const BUILTIN_CONNECTORS: &[&str] = &["kafka"];
+pub const BUILTIN_CONNECTORS: &[&str] = &["kafka", "postgres"];
+
+/// The built-in connectors that capture a database's changes
+/// (`mode = "cdc"`).
+pub const CDC_CONNECTORS: &[&str] = &["postgres"];
+
+/// The column a change stream orders each key's changes by.
+pub const CDC_SEQUENCE: &str = "_commit_lsn";
+
+/// What a change stream's rows say they were, and the values that delete a
+/// key (a delete, or the old key of an update that changed it).
+pub const CDC_CHANGE_TYPE: &str = "_change_type";
+const CDC_DELETE_WHEN: &str = "_change_type IN ('delete', 'update_preimage')";
+
+/// Change columns a CDC table does not keep (the commit's position and
+/// time it keeps).
+const CDC_DROPPED: [&str; 2] = ["_change_type", "_change_seq"];
 
 /// Whether `id` names a built-in connector rather than an upload.
 pub fn is_builtin_connector(id: &str) -> bool {
@@ -223,6 +242,13 @@ pub struct Pipeline {
     /// instead of appended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apply: Option<ApplyChanges>,
+    /// `mode = "cdc"`: the source tables, `schema.table` or `schema.*`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    /// `mode = "cdc"`: 1 keeps each key's current row, 2 every version
+    /// [default: 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scd_type: Option<u8>,
 }
 
 /// Databricks' AUTO CDC (`APPLY CHANGES`) in a pipeline file:
@@ -357,6 +383,8 @@ impl Pipeline {
             grants: PipelineGrants::default(),
             files: Vec::new(),
             apply: None,
+            tables: Vec::new(),
+            scd_type: None,
         }
     }
 
@@ -406,15 +434,22 @@ impl Pipeline {
             }
             _ => {}
         }
-        if self.checkpoint.is_some() && self.mode != LoadMode::Stream {
+        if self.mode == LoadMode::Cdc {
+            self.validate_cdc()?;
+        } else if !self.tables.is_empty() || self.scd_type.is_some() {
+            return Err(Error::Invalid(
+                "pipeline: `tables` and `scd_type` belong to mode = \"cdc\"".into(),
+            ));
+        }
+        if self.checkpoint.is_some() && !self.streams() {
             return Err(Error::Invalid(
                 "pipeline: `checkpoint` belongs to mode = \"stream\"".into(),
             ));
         }
         if let Some(trigger) = &self.trigger {
-            if self.mode != LoadMode::Stream {
+            if !self.streams() {
                 return Err(Error::Invalid(
-                    "pipeline: `trigger` belongs to mode = \"stream\"; a batch load runs once"
+                    "pipeline: `trigger` belongs to mode = \"stream\" or \"cdc\"; a batch load runs once"
                         .into(),
                 ));
             }
@@ -451,6 +486,110 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Whether it runs streams (mode `stream` or `cdc`), which keep a
+    /// checkpoint and follow a trigger.
+    pub fn streams(&self) -> bool {
+        matches!(self.mode, LoadMode::Stream | LoadMode::Cdc)
+    }
+
+    fn validate_cdc(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::Invalid(format!("pipeline: mode = \"cdc\": {m}")));
+        match &self.connector {
+            Some(c) if CDC_CONNECTORS.contains(&c.id.as_str()) => {}
+            _ => {
+                return invalid(format!(
+                    "name the database's connector: connector = \"{}\"",
+                    CDC_CONNECTORS[0]
+                ));
+            }
+        }
+        if self.source.is_none() {
+            return invalid(
+                "give the database as source = \"postgres://user@host:5432/database\"".into(),
+            );
+        }
+        if self.tables.is_empty() {
+            return invalid(
+                "list the tables: tables = [\"public.orders\"] (or [\"public.*\"])".into(),
+            );
+        }
+        if !matches!(self.scd_type, None | Some(1 | 2)) {
+            return invalid("scd_type is 1 (the current row per key) or 2 (every version)".into());
+        }
+        if self.apply.is_some() {
+            return invalid(
+                "the keys and order come from the database: drop [apply] and set scd_type".into(),
+            );
+        }
+        if self.table_format != TableFormatName::Delta {
+            return invalid("changes are applied by key to Delta tables: drop table_format".into());
+        }
+        Ok(())
+    }
+
+    /// The stream of source table `stream` of a `cdc` pipeline: its
+    /// changes applied by `keys` (the table's primary key) to the table
+    /// named after it under this pipeline's `table`, with its own
+    /// checkpoint under this one's when one is given.
+    pub fn cdc_stream(&self, stream: &str, keys: &[String]) -> Result<Pipeline> {
+        if keys.is_empty() {
+            return Err(Error::Invalid(format!(
+                "source table {stream} has no primary key, so its changes cannot be applied by key: add one, or set REPLICA IDENTITY FULL on it (every column is then the key)"
+            )));
+        }
+        let leaf = cdc_table_name(stream);
+        let mut options = self.options.clone();
+        options.insert("url".into(), self.source.clone().unwrap_or_default());
+        options.insert("tables".into(), stream.to_string());
+        let mut connector = self
+            .connector
+            .clone()
+            .unwrap_or_else(|| ConnectorRef::builtin(CDC_CONNECTORS[0]));
+        connector.stream = Some(stream.to_string());
+        let p = Pipeline {
+            mode: LoadMode::Stream,
+            source: None,
+            options,
+            table: format!("{}/{leaf}", self.table.trim_end_matches('/')),
+            checkpoint: self
+                .checkpoint
+                .as_ref()
+                .map(|c| format!("{}/{leaf}", c.trim_end_matches('/'))),
+            connector: Some(connector),
+            apply: Some(ApplyChanges {
+                keys: keys.to_vec(),
+                sequence_by: CDC_SEQUENCE.into(),
+                scd_type: self.scd_type.unwrap_or(1),
+                delete_when: Some(CDC_DELETE_WHEN.into()),
+                except_columns: CDC_DROPPED.iter().map(|c| c.to_string()).collect(),
+            }),
+            tables: Vec::new(),
+            scd_type: None,
+            ..self.clone()
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The pipeline that lists a `cdc` pipeline's streams: its connector
+    /// on its database and tables.
+    pub fn cdc_discovery(&self) -> Pipeline {
+        let mut options = self.options.clone();
+        options.insert("url".into(), self.source.clone().unwrap_or_default());
+        options.insert("tables".into(), self.tables.join(","));
+        Pipeline {
+            mode: LoadMode::Append,
+            source: None,
+            options,
+            checkpoint: None,
+            trigger: None,
+            schedule: None,
+            tables: Vec::new(),
+            scd_type: None,
+            ..self.clone()
+        }
+    }
+
     /// Whether the pipeline is a stream that runs until stopped (trigger
     /// `continuous` or `every=N`) rather than run by run.
     pub fn runs_until_stopped(&self) -> bool {
@@ -467,6 +606,21 @@ impl Pipeline {
             || !self.grants.secrets.is_empty()
             || !self.grants.network.is_empty()
     }
+}
+
+/// The table a source table `schema.table` lands in: its name, with its
+/// schema before it unless that is `public`.
+pub fn cdc_table_name(stream: &str) -> String {
+    let name = stream.strip_prefix("public.").unwrap_or(stream);
+    name.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// Whether `name` is a usable secret name.
@@ -658,5 +812,41 @@ mod tests {
         assert!(is_network_grant("tcp://*.example.com:*"));
         assert!(!is_network_grant("s3://bucket/in/"));
         assert!(!is_network_grant("/data/in"));
+    }
+
+    #[test]
+    fn a_cdc_pipeline_becomes_one_keyed_stream_per_table() {
+        let p = Pipeline::parse(
+            "mode = \"cdc\"\nconnector = \"postgres\"\nsource = \"postgres://r@db:5432/shop\"\n\
+             tables = [\"public.orders\", \"sales.orders\"]\ntable = \"lake/shop\"\nscd_type = 2\n\
+             [options]\npassword = \"${secret:PG}\"\n",
+        )
+        .unwrap();
+        let s = p.cdc_stream("sales.orders", &["id".into()]).unwrap();
+        assert_eq!(s.mode, LoadMode::Stream);
+        assert_eq!(s.table, "lake/shop/sales_orders");
+        assert_eq!(s.options["url"], "postgres://r@db:5432/shop");
+        assert_eq!(s.options["tables"], "sales.orders");
+        let apply = s.apply.unwrap();
+        assert_eq!(
+            (apply.scd_type, apply.sequence_by.as_str()),
+            (2, CDC_SEQUENCE)
+        );
+        assert_eq!(
+            apply.delete_condition().unwrap().unwrap().1,
+            ["delete", "update_preimage"]
+        );
+        assert_eq!(
+            p.cdc_stream("public.orders", &["id".into()]).unwrap().table,
+            "lake/shop/orders"
+        );
+        let e = p.cdc_stream("public.logs", &[]).unwrap_err().to_string();
+        assert!(e.contains("no primary key"), "{e}");
+
+        let bad = |text: &str| Pipeline::parse(text).unwrap_err().to_string();
+        let base = "mode = \"cdc\"\nconnector = \"postgres\"\nsource = \"postgres://r@db/shop\"\ntable = \"t\"\n";
+        assert!(bad(base).contains("list the tables"));
+        assert!(bad(&format!("{base}tables = [\"a\"]\nscd_type = 3\n")).contains("scd_type is 1"));
+        assert!(bad("mode = \"append\"\nsource = \"x\"\nformat = \"csv\"\ntable = \"t\"\ntables = [\"a\"]\n").contains("belong to mode = \"cdc\""));
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use sluice::engine::{Observer, Secrets, Stop, Trigger};
-use sluice_pipeline::{Load, LoadMode, Pipeline};
+use sluice_pipeline::{Load, Pipeline};
 
 use super::console::{Console, version};
 use super::ingest::Tuning;
@@ -68,7 +68,7 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
     }
     let trigger = pipeline.trigger.clone().unwrap_or(Trigger::AvailableNow);
     // A stream stops between batches; a batch load ends at once.
-    let stop = if pipeline.mode == LoadMode::Stream {
+    let stop = if pipeline.streams() {
         signals::listen()
     } else {
         Stop::new()

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
-use sluice_pipeline::pipeline::{PipelineGrants, TableFormatName, resolve_secrets};
+use sluice_pipeline::pipeline::{PipelineGrants, TableFormatName, resolve_secrets, secret_refs};
 use sluice_pipeline::{
     CleanSource, Evolution, Format, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
 };
@@ -97,6 +97,23 @@ pub trait Observer: Send {
 }
 
 impl Observer for () {}
+
+/// An observer several runs at once tell, one at a time.
+struct Shared<'a, 'o>(&'a std::sync::Mutex<&'o mut dyn Observer>);
+
+impl Observer for Shared<'_, '_> {
+    fn reading(&mut self, bytes: u64, progress: &Progress) {
+        if let Ok(mut o) = self.0.lock() {
+            o.reading(bytes, progress);
+        }
+    }
+
+    fn batch(&mut self, report: &BatchReport) {
+        if let Ok(mut o) = self.0.lock() {
+            o.batch(report);
+        }
+    }
+}
 
 /// How far a batch load's lanes have read.
 #[derive(Clone)]
@@ -315,6 +332,9 @@ impl Engine {
     ) -> Result<RunReport> {
         let p = &load.pipeline;
         p.validate()?;
+        if p.mode == LoadMode::Cdc {
+            return self.cdc(load, trigger, observer, stop, redactor).await;
+        }
         let started = Instant::now();
         let table = self.table(&p.table)?;
         let mut target = Target::new(
@@ -335,8 +355,86 @@ impl Engine {
                     .await?
             }
             LoadMode::Stream => self.stream(load, target, trigger, observer, stop).await?,
+            LoadMode::Cdc => unreachable!("a cdc pipeline runs as its streams"),
         };
         report.table = table.display();
+        report.seconds = started.elapsed().as_secs_f64();
+        report.stopped = stop.asked();
+        Ok(report)
+    }
+
+    /// A `cdc` pipeline: the connector lists the source tables (with their
+    /// keys), and each runs as a stream of its own, applied by key to its
+    /// own table under the pipeline's, all at once under `trigger`. The
+    /// report is their sum; the first to fail stops the others between
+    /// batches.
+    async fn cdc(
+        &self,
+        load: &Load,
+        trigger: &Trigger,
+        observer: &mut dyn Observer,
+        stop: &Stop,
+        redactor: &Redactor,
+    ) -> Result<RunReport> {
+        let p = &load.pipeline;
+        let started = Instant::now();
+        let discovery = Load::new(p.cdc_discovery());
+        let nowhere = Target::new(self.location(".")?, TableFormat::Delta, self.write.clone());
+        let (_, reading) = self
+            .job(&discovery, nowhere, redactor)
+            .await?
+            .plan()
+            .await?;
+        let mut loads = Vec::new();
+        for s in reading.streams(&[]).await? {
+            loads.push(Load {
+                name: load.name.clone(),
+                pipeline: p.cdc_stream(&s.info.name, &s.info.primary_key)?,
+                projection: None,
+                component_file: load.component_file.clone(),
+            });
+        }
+        let shared = std::sync::Mutex::new(observer);
+        // Asked when the run is asked to stop, or when one table fails.
+        let inner = Stop::new();
+        let runs = loads.iter().map(|l| {
+            let (shared, inner) = (&shared, &inner);
+            async move {
+                let mut observer = Shared(shared);
+                let run = Box::pin(self.run_redacted(l, trigger, &mut observer, inner, redactor));
+                let table = l.pipeline.connector.as_ref().and_then(|c| c.stream.clone());
+                run.await
+                    .inspect_err(|_| {
+                        inner.ask();
+                    })
+                    .with_context(|| format!("source table {}", table.unwrap_or_default()))
+            }
+        });
+        let all = futures::future::try_join_all(runs);
+        let forward = async {
+            while !stop.asked() {
+                stop.sleep(Duration::from_secs(60)).await;
+            }
+            inner.ask();
+        };
+        tokio::pin!(all, forward);
+        let reports = tokio::select! {
+            r = &mut all => r?,
+            () = &mut forward => all.await?,
+        };
+        let mut report = RunReport {
+            table: self.table(&p.table)?.display(),
+            ..RunReport::default()
+        };
+        for r in reports {
+            report.rows += r.rows;
+            report.batches += r.batches;
+            report.bytes += r.bytes;
+            report.added_columns.extend(r.added_columns);
+            for (k, v) in r.counters {
+                *report.counters.entry(k).or_default() += v;
+            }
+        }
         report.seconds = started.elapsed().as_secs_f64();
         report.stopped = stop.asked();
         Ok(report)
@@ -387,7 +485,14 @@ impl Engine {
                     }
                     network.extend(builtin::implicit_network(&c.id, &config));
                 }
-                let config = resolve_secrets(&config, &p.grants.secrets, &|n| self.secrets.get(n))?;
+                // A built-in connector is the binary's own code: the secrets
+                // the pipeline names in its options are granted by naming
+                // them there.
+                let mut secrets = p.grants.secrets.clone();
+                if builtin.is_some() {
+                    secrets.extend(secret_refs(&config));
+                }
+                let config = resolve_secrets(&config, &secrets, &|n| self.secrets.get(n))?;
                 let mut grants = p.grants.read.clone();
                 grants.extend(p.source.iter().cloned());
                 (

@@ -152,6 +152,22 @@ impl Reading {
     /// Checks the configuration and discovers the stream (for the files
     /// connector: the schema of `files`, or `schema` when given).
     pub async fn discover(&self, files: &[FileRef]) -> Result<Stream> {
+        let streams = self.streams(files).await?;
+        match &self.stream {
+            Some(name) => streams
+                .into_iter()
+                .find(|s| &s.info.name == name)
+                .ok_or_else(|| anyhow!("the connector offers no stream named '{name}'")),
+            None => streams
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow!("the connector offers no streams")),
+        }
+    }
+
+    /// Checks the configuration and discovers every stream the connector
+    /// offers.
+    pub async fn streams(&self, files: &[FileRef]) -> Result<Vec<Stream>> {
         let text = self.config.text(files, None)?;
         let (runtime, loaded, host) = (
             self.runtime.clone(),
@@ -164,16 +180,7 @@ impl Reading {
             session.discover(&text)
         })
         .await??;
-        match &self.stream {
-            Some(name) => streams
-                .into_iter()
-                .find(|s| &s.info.name == name)
-                .ok_or_else(|| anyhow!("the connector offers no stream named '{name}'")),
-            None => streams
-                .into_iter()
-                .next()
-                .ok_or_else(|| anyhow!("the connector offers no streams")),
-        }
+        Ok(streams)
     }
 
     /// Reads the first `limit` rows of `files` as `stream`, one connector

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Result;
-use sluice_pipeline::LoadMode;
 
 use super::App;
 use super::runs::{Entry, keep_running, start};
@@ -66,7 +65,7 @@ pub async fn scheduler(app: Arc<App>) {
                 continue;
             }
             if let Some(every) = app.backstop
-                && entry.pipeline.mode == LoadMode::Stream
+                && entry.pipeline.streams()
             {
                 let at = backstop_due
                     .entry(name.clone())

@@ -34,6 +34,14 @@ pub static KAFKA: Builtin = Builtin {
     compiled: include_bytes!(env!("SLUICE_KAFKA_CWASM")),
 };
 
+/// The built-in `postgres` connector.
+pub static POSTGRES: Builtin = Builtin {
+    name: "postgres",
+    wasm: include_bytes!(env!("SLUICE_POSTGRES_WASM")),
+    sha256: env!("SLUICE_POSTGRES_SHA256"),
+    compiled: include_bytes!(env!("SLUICE_POSTGRES_CWASM")),
+};
+
 /// The edge function (`components/edge`) as the build compiled it: a
 /// configured function whose component is that file (its sha256 is
 /// `EDGE_SHA256`) starts from this code instead of compiling. The binary
@@ -44,8 +52,8 @@ pub static EDGE_CODE: &[u8] = include_bytes!(env!("SLUICE_EDGE_CWASM"));
 pub const EDGE_SHA256: &str = env!("SLUICE_EDGE_SHA256");
 
 /// The built-in connectors.
-pub fn all() -> [&'static Builtin; 2] {
-    [&FILES, &KAFKA]
+pub fn all() -> [&'static Builtin; 3] {
+    [&FILES, &KAFKA, &POSTGRES]
 }
 
 /// The built-in connector called `name`.
@@ -54,16 +62,39 @@ pub fn named(name: &str) -> Option<&'static Builtin> {
 }
 
 /// The hosts a built-in connector's `config` names as its source, granted
-/// as the files connector's source prefix is: the Kafka bootstrap servers.
-/// Brokers the cluster advertises beyond them need their own grant.
+/// as the files connector's source prefix is: the Kafka bootstrap servers,
+/// the PostgreSQL server of `url`. Brokers a Kafka cluster advertises
+/// beyond them need their own grant.
 pub fn implicit_network(name: &str, config: &serde_json::Value) -> Vec<String> {
-    match (name, config["kafka.bootstrap.servers"].as_str()) {
-        ("kafka", Some(servers)) => servers
+    match name {
+        "kafka" => config["kafka.bootstrap.servers"]
+            .as_str()
+            .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|s| format!("tcp://{s}"))
             .collect(),
+        "postgres" => config["url"]
+            .as_str()
+            .and_then(postgres_server)
+            .map(|hostport| vec![format!("postgres://{hostport}")])
+            .unwrap_or_default(),
         _ => vec![],
     }
+}
+
+/// `host:port` of a `postgres://user@host:port/database` URL (port 5432
+/// when it names none).
+fn postgres_server(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let authority = rest.split(['/', '?']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(if hostport.ends_with(']') || !hostport.contains(':') {
+        format!("{hostport}:5432")
+    } else {
+        hostport.to_string()
+    })
 }

@@ -270,13 +270,27 @@ fn free_port() -> u16 {
 /// of the watchdog's stdin closes, which happens when this process ends,
 /// however it ends.
 fn watched(program: &Path, args: &[&str], env: &[(String, String)]) -> std::process::Child {
-    let watchdog = "import subprocess, sys\n\
-         p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+    watched_in(program, args, env, None)
+}
+
+/// [`watched`], and `dir` removed once the server is gone.
+fn watched_in(
+    program: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    dir: Option<&Path>,
+) -> std::process::Child {
+    let watchdog = "import shutil, subprocess, sys\n\
+         dir, argv = sys.argv[1], sys.argv[2:]\n\
+         p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
          sys.stdin.read()\n\
-         p.kill()\n";
+         p.kill()\n\
+         p.wait()\n\
+         dir and shutil.rmtree(dir, ignore_errors=True)\n";
     Command::new(python())
         .arg("-c")
         .arg(watchdog)
+        .arg(dir.map(|d| d.display().to_string()).unwrap_or_default())
         .arg(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -561,4 +575,192 @@ impl Drop for Kafka {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
+}
+
+/// A PostgreSQL server from Debian's packages (`tests/setup` installs
+/// them), initialised in a directory of its own with `wal_level=logical`
+/// and password (SCRAM) authentication, on a free loopback port; stopped
+/// when the test process ends. Tests keep to databases of their own.
+pub struct Postgres {
+    child: std::process::Child,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    bin: PathBuf,
+}
+
+/// The superuser's name and password.
+pub const PG_USER: &str = "sluice";
+/// See [`PG_USER`].
+pub const PG_PASSWORD: &str = "pg-secret-7f3a";
+
+impl Postgres {
+    /// The server this test process shares (started once).
+    pub fn shared() -> &'static Postgres {
+        static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Postgres::start)
+    }
+
+    /// The newest server version's programs.
+    fn bin() -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .collect();
+        found.sort_by_key(|b| {
+            b.parent()
+                .and_then(|v| v.file_name())
+                .and_then(|v| v.to_str())
+                .and_then(|v| v.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        found
+            .pop()
+            .expect("PostgreSQL is missing: tests/setup installs Debian's postgresql")
+    }
+
+    /// `program` as the user the server runs as: PostgreSQL refuses root,
+    /// so as root it runs as `postgres` (the package's user), by `setpriv`,
+    /// which execs it (a kill reaches the server itself).
+    fn command(program: &Path) -> (PathBuf, Vec<String>) {
+        if is_root() {
+            let args = [
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ];
+            let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            args.push(program.display().to_string());
+            (PathBuf::from("setpriv"), args)
+        } else {
+            (program.to_path_buf(), vec![])
+        }
+    }
+
+    fn start() -> Postgres {
+        let bin = Self::bin();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("sluice-pg-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, PG_PASSWORD).unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "chown {}", dir.display());
+        }
+        let data = dir.join("data");
+        let (program, prefix) = Self::command(&bin.join("initdb"));
+        let out = Command::new(program)
+            .args(prefix)
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                PG_USER,
+                "--auth=scram-sha-256",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port_text = port.to_string();
+        let dir_text = dir.display().to_string();
+        let data_text = data.display().to_string();
+        let (program, prefix) = Self::command(&bin.join("postgres"));
+        let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+        args.extend([
+            "-D",
+            &data_text,
+            "-p",
+            &port_text,
+            "-k",
+            &dir_text,
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "wal_level=logical",
+            "-c",
+            "max_replication_slots=64",
+            "-c",
+            "max_wal_senders=64",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+        let child = watched_in(&program, &args, &[], Some(&dir));
+        wait_for(port, "postgres", 60);
+        Postgres { child, port, bin }
+    }
+
+    /// `postgres://sluice@127.0.0.1:PORT/<database>`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://{PG_USER}@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs `sql` in `database` with psql as the superuser; its output
+    /// (unaligned, tuples only).
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+                "-d",
+                database,
+            ])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", PG_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Creates a database of its own for a test, named `name`.
+    pub fn database(&self, name: &str) -> String {
+        self.sql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        name.to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }

@@ -18,6 +18,7 @@ mod kafka;
 mod load;
 mod malformed;
 mod pipelines;
+mod postgres;
 mod s3;
 mod sandbox;
 mod serve;

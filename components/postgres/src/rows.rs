@@ -1,0 +1,138 @@
+//! Change rows being built into a record batch: the table's columns (as
+//! the host's schema for the stream has them) and the change columns.
+
+use std::collections::HashMap;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use crate::catalog::{CHANGE_SEQ, CHANGE_TYPE, COMMIT_LSN, COMMIT_TIMESTAMP};
+use crate::values::Column;
+
+/// What a change row was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeType {
+    Insert,
+    UpdatePreimage,
+    UpdatePostimage,
+    Delete,
+}
+
+impl ChangeType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::Insert => "insert",
+            ChangeType::UpdatePreimage => "update_preimage",
+            ChangeType::UpdatePostimage => "update_postimage",
+            ChangeType::Delete => "delete",
+        }
+    }
+}
+
+/// Where a change is: its transaction's commit and its place in it.
+#[derive(Debug, Clone, Copy)]
+pub struct Commit {
+    pub lsn: u64,
+    pub micros: Option<i64>,
+}
+
+/// Rows being built.
+pub struct Rows {
+    table: String,
+    schema: SchemaRef,
+    columns: Vec<Column>,
+    by_name: HashMap<String, usize>,
+    /// How many of the schema's fields are the table's own.
+    own: usize,
+    filled: Vec<bool>,
+}
+
+impl Rows {
+    /// Rows of `schema` (the stream's, as the host keeps it) for `table`.
+    pub fn new(table: &str, schema: SchemaRef) -> Result<Rows, String> {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| Column::new(f.data_type()).map_err(|e| format!("column '{}': {e}", f.name())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let by_name = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name().clone(), i))
+            .collect();
+        let own = schema
+            .fields()
+            .iter()
+            .filter(|f| !f.name().starts_with("_change_") && !f.name().starts_with("_commit_"))
+            .count();
+        Ok(Rows {
+            table: table.to_string(),
+            filled: vec![false; columns.len()],
+            schema,
+            columns,
+            by_name,
+            own,
+        })
+    }
+
+    /// Where the column `name` is, if the schema has it.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied().filter(|&i| i < self.own)
+    }
+
+    /// Sets column `at` of the row being built from its text.
+    pub fn set(&mut self, at: usize, text: Option<&str>) -> Result<(), String> {
+        self.columns[at].push(text).map_err(|e| {
+            let field = self.schema.field(at);
+            let pg = field
+                .metadata()
+                .get("postgres.type")
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            format!(
+                "{}.{}{pg}: {e}, which the table's column of type {} cannot hold",
+                self.table,
+                field.name(),
+                field.data_type()
+            )
+        })?;
+        self.filled[at] = true;
+        Ok(())
+    }
+
+    /// Ends the row: the columns not set are null, the change columns
+    /// say what and where it was.
+    pub fn end(&mut self, change: ChangeType, commit: Commit, seq: i64) -> Result<(), String> {
+        for i in 0..self.own {
+            if !std::mem::replace(&mut self.filled[i], false) {
+                self.columns[i].push_null();
+            }
+        }
+        if let Some(&i) = self.by_name.get(CHANGE_TYPE) {
+            self.columns[i].push(Some(change.as_str()))?;
+        }
+        let numbers = [
+            (COMMIT_LSN, Some(commit.lsn as i64)),
+            (COMMIT_TIMESTAMP, commit.micros),
+            (CHANGE_SEQ, Some(seq)),
+        ];
+        for (name, value) in numbers {
+            if let Some(&i) = self.by_name.get(name) {
+                self.columns[i].push_number(value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.columns.first().map_or(0, Column::len)
+    }
+
+    /// The rows so far as a batch; empty after.
+    pub fn finish(&mut self) -> Result<RecordBatch, String> {
+        let arrays = self.columns.iter_mut().map(Column::finish).collect();
+        RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,568 @@
+//! PostgreSQL values, as the server writes them in text (`COPY` and
+//! pgoutput alike, with the session's ISO dates, UTC and hex bytea), into
+//! Arrow columns: one parser per type, whichever way the value came.
+
+use std::sync::Arc;
+
+use arrow_array::ArrayRef;
+use arrow_array::ListArray;
+use arrow_array::builder::{
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
+use arrow_schema::{DataType, Field, FieldRef, TimeUnit};
+
+/// The Arrow type a column of PostgreSQL type `oid` (with `typmod`, and for
+/// an array its element type `elem`) is kept as. A type without a column
+/// type of its own (uuid, json, interval, ...) is kept as its text.
+pub fn arrow_type(oid: u32, typmod: i32, elem: u32) -> DataType {
+    match oid {
+        16 => DataType::Boolean,
+        21 => DataType::Int16,
+        23 => DataType::Int32,
+        20 | 26 => DataType::Int64,
+        700 => DataType::Float32,
+        701 => DataType::Float64,
+        1700 => decimal(typmod),
+        17 => DataType::Binary,
+        1082 => DataType::Date32,
+        1114 => DataType::Timestamp(TimeUnit::Microsecond, None),
+        1184 => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        // An array of things kept as text is a list of their texts.
+        _ if elem != 0 => DataType::List(Arc::new(Field::new(
+            "element",
+            arrow_type(elem, typmod, 0),
+            true,
+        ))),
+        _ => DataType::Utf8,
+    }
+}
+
+/// `numeric(p, s)` as a decimal when Arrow's can hold it; unconstrained
+/// `numeric` (any scale) as its exact text.
+fn decimal(typmod: i32) -> DataType {
+    if typmod < 4 {
+        return DataType::Utf8;
+    }
+    let m = typmod - 4;
+    let precision = (m >> 16) & 0xffff;
+    // The scale is an 11-bit signed number (negative scales since 15).
+    let scale = ((m & 0x7ff) ^ 0x400) - 0x400;
+    if (1..=38).contains(&precision) && (0..=precision).contains(&scale) {
+        DataType::Decimal128(precision as u8, scale as i8)
+    } else {
+        DataType::Utf8
+    }
+}
+
+/// One column being built.
+pub enum Column {
+    Bool(BooleanBuilder),
+    I16(Int16Builder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    F32(Float32Builder),
+    F64(Float64Builder),
+    Decimal(Decimal128Builder, u8, i8),
+    Text(StringBuilder),
+    Binary(BinaryBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder, Option<Arc<str>>),
+    List {
+        field: FieldRef,
+        inner: Box<Column>,
+        offsets: Vec<i32>,
+        nulls: NullBufferBuilder,
+    },
+}
+
+impl Column {
+    /// An empty column of `data_type` (one [`arrow_type`] makes; anything
+    /// else is refused).
+    pub fn new(data_type: &DataType) -> Result<Column, String> {
+        Ok(match data_type {
+            DataType::Boolean => Column::Bool(BooleanBuilder::new()),
+            DataType::Int16 => Column::I16(Int16Builder::new()),
+            DataType::Int32 => Column::I32(Int32Builder::new()),
+            DataType::Int64 => Column::I64(Int64Builder::new()),
+            DataType::Float32 => Column::F32(Float32Builder::new()),
+            DataType::Float64 => Column::F64(Float64Builder::new()),
+            DataType::Decimal128(p, s) => Column::Decimal(
+                Decimal128Builder::new()
+                    .with_precision_and_scale(*p, *s)
+                    .map_err(|e| e.to_string())?,
+                *p,
+                *s,
+            ),
+            DataType::Utf8 => Column::Text(StringBuilder::new()),
+            DataType::Binary => Column::Binary(BinaryBuilder::new()),
+            DataType::Date32 => Column::Date(Date32Builder::new()),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) => Column::Timestamp(
+                TimestampMicrosecondBuilder::new().with_timezone_opt(tz.clone()),
+                tz.clone(),
+            ),
+            DataType::List(field) => Column::List {
+                field: field.clone(),
+                inner: Box::new(Column::new(field.data_type())?),
+                offsets: vec![0],
+                nulls: NullBufferBuilder::new(0),
+            },
+            other => return Err(format!("no PostgreSQL value is read as {other}")),
+        })
+    }
+
+    /// Appends the value whose text is `text` (none: null).
+    pub fn push(&mut self, text: Option<&str>) -> Result<(), String> {
+        let Some(t) = text else {
+            self.push_null();
+            return Ok(());
+        };
+        match self {
+            Column::Bool(b) => b.append_value(match t {
+                "t" | "true" => true,
+                "f" | "false" => false,
+                _ => return Err(not_a(t, "boolean")),
+            }),
+            Column::I16(b) => b.append_value(t.parse().map_err(|_| not_a(t, "smallint"))?),
+            Column::I32(b) => b.append_value(t.parse().map_err(|_| not_a(t, "integer"))?),
+            Column::I64(b) => b.append_value(t.parse().map_err(|_| not_a(t, "bigint"))?),
+            Column::F32(b) => b.append_value(t.parse().map_err(|_| not_a(t, "real"))?),
+            Column::F64(b) => b.append_value(t.parse().map_err(|_| not_a(t, "double precision"))?),
+            Column::Decimal(b, p, s) => b.append_value(parse_decimal(t, *p, *s)?),
+            Column::Text(b) => b.append_value(t),
+            Column::Binary(b) => b.append_value(parse_bytea(t)?),
+            Column::Date(b) => b.append_value(parse_date(t)?),
+            Column::Timestamp(b, tz) => b.append_value(parse_timestamp(t, tz.is_some())?),
+            Column::List {
+                inner,
+                offsets,
+                nulls,
+                ..
+            } => {
+                let elements = split_array(t)?;
+                for e in &elements {
+                    inner.push(e.as_deref())?;
+                }
+                let last = *offsets.last().unwrap_or(&0);
+                offsets.push(last + elements.len() as i32);
+                nulls.append_non_null();
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends `value` (none: null) to a bigint or timestamp column.
+    pub fn push_number(&mut self, value: Option<i64>) -> Result<(), String> {
+        match (self, value) {
+            (Column::I64(b), v) => b.append_option(v),
+            (Column::Timestamp(b, _), v) => b.append_option(v),
+            _ => return Err("a change column of the wrong type".into()),
+        }
+        Ok(())
+    }
+
+    /// Appends a null.
+    pub fn push_null(&mut self) {
+        match self {
+            Column::Bool(b) => b.append_null(),
+            Column::I16(b) => b.append_null(),
+            Column::I32(b) => b.append_null(),
+            Column::I64(b) => b.append_null(),
+            Column::F32(b) => b.append_null(),
+            Column::F64(b) => b.append_null(),
+            Column::Decimal(b, ..) => b.append_null(),
+            Column::Text(b) => b.append_null(),
+            Column::Binary(b) => b.append_null(),
+            Column::Date(b) => b.append_null(),
+            Column::Timestamp(b, _) => b.append_null(),
+            Column::List { offsets, nulls, .. } => {
+                let last = *offsets.last().unwrap_or(&0);
+                offsets.push(last);
+                nulls.append_null();
+            }
+        }
+    }
+
+    /// The values so far, as an array; the column is empty after.
+    pub fn finish(&mut self) -> ArrayRef {
+        match self {
+            Column::Bool(b) => Arc::new(b.finish()),
+            Column::I16(b) => Arc::new(b.finish()),
+            Column::I32(b) => Arc::new(b.finish()),
+            Column::I64(b) => Arc::new(b.finish()),
+            Column::F32(b) => Arc::new(b.finish()),
+            Column::F64(b) => Arc::new(b.finish()),
+            Column::Decimal(b, ..) => Arc::new(b.finish()),
+            Column::Text(b) => Arc::new(b.finish()),
+            Column::Binary(b) => Arc::new(b.finish()),
+            Column::Date(b) => Arc::new(b.finish()),
+            Column::Timestamp(b, _) => Arc::new(b.finish()),
+            Column::List {
+                field,
+                inner,
+                offsets,
+                nulls,
+            } => {
+                let values = inner.finish();
+                let taken = std::mem::replace(offsets, vec![0]);
+                Arc::new(ListArray::new(
+                    field.clone(),
+                    OffsetBuffer::<i32>::new(taken.into()),
+                    values,
+                    nulls.finish(),
+                ))
+            }
+        }
+    }
+
+    /// How many values it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Bool(b) => b.len(),
+            Column::I16(b) => b.len(),
+            Column::I32(b) => b.len(),
+            Column::I64(b) => b.len(),
+            Column::F32(b) => b.len(),
+            Column::F64(b) => b.len(),
+            Column::Decimal(b, ..) => b.len(),
+            Column::Text(b) => b.len(),
+            Column::Binary(b) => b.len(),
+            Column::Date(b) => b.len(),
+            Column::Timestamp(b, _) => b.len(),
+            Column::List { offsets, .. } => offsets.len() - 1,
+        }
+    }
+}
+
+fn not_a(text: &str, what: &str) -> String {
+    let shown: String = text.chars().take(60).collect();
+    format!("'{shown}' is not a {what}")
+}
+
+/// `-123.45` as the integer of a decimal with scale `s`.
+fn parse_decimal(t: &str, p: u8, s: i8) -> Result<i128, String> {
+    let bad = || not_a(t, &format!("decimal({p},{s})"));
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+        || fraction.len() > s as usize
+    {
+        return Err(bad());
+    }
+    let mut v: i128 = 0;
+    for b in whole.bytes().chain(fraction.bytes()) {
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add((b - b'0') as i128))
+            .ok_or_else(bad)?;
+    }
+    for _ in fraction.len()..s as usize {
+        v = v.checked_mul(10).ok_or_else(bad)?;
+    }
+    if v >= 10i128.pow(p as u32) {
+        return Err(bad());
+    }
+    Ok(if negative { -v } else { v })
+}
+
+/// `\x0a1b...` (bytea_output = hex).
+fn parse_bytea(t: &str) -> Result<Vec<u8>, String> {
+    let hex = t.strip_prefix("\\x").ok_or_else(|| not_a(t, "hex bytea"))?;
+    hex::decode(hex).map_err(|_| not_a(t, "hex bytea"))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's
+/// algorithm); `year` is astronomical (1 BC is 0).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD[ BC]` at the start of `t`: days since the epoch and the rest.
+fn date_part(t: &str) -> Option<(i64, &str)> {
+    let (y, rest) = t.split_once('-')?;
+    let year: i64 = y.parse().ok()?;
+    let month: u32 = rest.get(0..2)?.parse().ok()?;
+    let day: u32 = rest.get(3..5)?.parse().ok()?;
+    if rest.as_bytes().get(2) != Some(&b'-')
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+    {
+        return None;
+    }
+    let rest = &rest[5..];
+    let bc = t.ends_with(" BC");
+    let year = if bc { 1 - year } else { year };
+    Some((days_from_civil(year, month, day), rest))
+}
+
+/// A date; `infinity` and `-infinity` as the largest and smallest.
+fn parse_date(t: &str) -> Result<i32, String> {
+    match t {
+        "infinity" => return Ok(i32::MAX),
+        "-infinity" => return Ok(i32::MIN),
+        _ => {}
+    }
+    let (days, _) = date_part(t).ok_or_else(|| not_a(t, "date"))?;
+    i32::try_from(days).map_err(|_| not_a(t, "date"))
+}
+
+/// A timestamp, `YYYY-MM-DD HH:MM:SS[.ffffff][+HH[:MM[:SS]]][ BC]`, as
+/// microseconds since the epoch in UTC; `infinity` and `-infinity` as the
+/// largest and smallest.
+fn parse_timestamp(t: &str, zoned: bool) -> Result<i64, String> {
+    match t {
+        "infinity" => return Ok(i64::MAX),
+        "-infinity" => return Ok(i64::MIN),
+        _ => {}
+    }
+    let what = if zoned {
+        "timestamp with time zone"
+    } else {
+        "timestamp"
+    };
+    let bad = || not_a(t, what);
+    let (days, rest) = date_part(t).ok_or_else(bad)?;
+    let rest = rest.strip_suffix(" BC").unwrap_or(rest);
+    let rest = rest.strip_prefix(' ').ok_or_else(bad)?;
+    let field = |s: &str, at: usize| -> Option<i64> { s.get(at..at + 2)?.parse().ok() };
+    let (h, m, s) = (
+        field(rest, 0).ok_or_else(bad)?,
+        field(rest, 3).ok_or_else(bad)?,
+        field(rest, 6).ok_or_else(bad)?,
+    );
+    let mut rest = rest.get(8..).ok_or_else(bad)?;
+    let mut micros = 0i64;
+    if let Some(f) = rest.strip_prefix('.') {
+        let n = f.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 || n > 6 {
+            return Err(bad());
+        }
+        micros = f[..n].parse::<i64>().map_err(|_| bad())? * 10i64.pow(6 - n as u32);
+        rest = &f[n..];
+    }
+    let mut offset = 0i64;
+    if !rest.is_empty() {
+        let sign = match rest.as_bytes()[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return Err(bad()),
+        };
+        let parts: Vec<i64> = rest[1..]
+            .split(':')
+            .map(|p| p.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        let seconds = parts.first().copied().unwrap_or(0) * 3600
+            + parts.get(1).copied().unwrap_or(0) * 60
+            + parts.get(2).copied().unwrap_or(0);
+        offset = sign * seconds;
+    }
+    Ok(((days * 86_400 + h * 3600 + m * 60 + s - offset) * 1_000_000) + micros)
+}
+
+/// The elements of a one-dimensional array's text, `{1,NULL,"a b"}`.
+fn split_array(t: &str) -> Result<Vec<Option<String>>, String> {
+    // `[0:2]={...}`: bounds other than 1.. are written before the value.
+    let body = match t.split_once("={") {
+        Some((bounds, _)) if bounds.starts_with('[') => &t[bounds.len() + 1..],
+        _ => t,
+    };
+    let inner = body
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .ok_or_else(|| not_a(t, "array"))?;
+    let mut out = Vec::new();
+    if inner.is_empty() {
+        return Ok(out);
+    }
+    let bytes = inner.as_bytes();
+    let mut i = 0;
+    loop {
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        if bytes.get(i) == Some(&b'{') {
+            return Err(format!(
+                "'{}' is a multi-dimensional array, which Sluice does not read yet",
+                t.chars().take(60).collect::<String>()
+            ));
+        }
+        if bytes.get(i) == Some(&b'"') {
+            let mut s = Vec::new();
+            i += 1;
+            loop {
+                match bytes.get(i) {
+                    None => return Err(not_a(t, "array")),
+                    Some(b'"') => break,
+                    Some(b'\\') => {
+                        s.push(*bytes.get(i + 1).ok_or_else(|| not_a(t, "array"))?);
+                        i += 2;
+                    }
+                    Some(&b) => {
+                        s.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            i += 1;
+            out.push(Some(String::from_utf8(s).map_err(|_| not_a(t, "array"))?));
+        } else {
+            let start = i;
+            while i < bytes.len() && bytes[i] != b',' {
+                i += 1;
+            }
+            let e = inner[start..i].trim();
+            out.push((!e.eq_ignore_ascii_case("NULL")).then(|| e.to_string()));
+        }
+        while i < bytes.len() && bytes[i] == b' ' {
+            i += 1;
+        }
+        match bytes.get(i) {
+            None => return Ok(out),
+            Some(b',') => i += 1,
+            Some(_) => return Err(not_a(t, "array")),
+        }
+    }
+}
+
+/// A field of `COPY ... TO STDOUT`'s text format with its backslash
+/// escapes undone; `\N` is null. Borrowed when nothing was escaped.
+pub fn copy_field(field: &[u8]) -> Result<Option<std::borrow::Cow<'_, str>>, String> {
+    use std::borrow::Cow;
+    if field == b"\\N" {
+        return Ok(None);
+    }
+    if !field.contains(&b'\\') {
+        return Ok(Some(Cow::Borrowed(
+            std::str::from_utf8(field).map_err(|e| format!("not UTF-8: {e}"))?,
+        )));
+    }
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let b = field[i];
+        if b != b'\\' || i + 1 == field.len() {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let c = field[i + 1];
+        i += 2;
+        out.push(match c {
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'v' => 11,
+            b'0'..=b'7' => {
+                let mut v = (c - b'0') as u32;
+                for _ in 0..2 {
+                    match field.get(i) {
+                        Some(d @ b'0'..=b'7') => {
+                            v = v * 8 + (d - b'0') as u32;
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                v as u8
+            }
+            b'x' => {
+                let n = field[i..]
+                    .iter()
+                    .take(2)
+                    .take_while(|d| d.is_ascii_hexdigit())
+                    .count();
+                let v =
+                    u8::from_str_radix(std::str::from_utf8(&field[i..i + n]).unwrap_or("0"), 16)
+                        .unwrap_or(0);
+                i += n;
+                v
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(out)
+        .map(|s| Some(Cow::Owned(s)))
+        .map_err(|e| format!("not UTF-8: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals() {
+        assert_eq!(parse_decimal("-12.5", 10, 2), Ok(-1250));
+        assert_eq!(parse_decimal("0.01", 3, 2), Ok(1));
+        assert!(parse_decimal("1000", 3, 0).is_err());
+        assert!(parse_decimal("NaN", 10, 2).is_err());
+        assert_eq!(decimal(((12 << 16) | 2) + 4), DataType::Decimal128(12, 2));
+        assert_eq!(decimal(-1), DataType::Utf8);
+    }
+
+    #[test]
+    fn dates_and_times() {
+        assert_eq!(parse_date("1970-01-02"), Ok(1));
+        assert_eq!(parse_date("1969-12-31"), Ok(-1));
+        assert_eq!(parse_date("2000-03-01"), Ok(11_017));
+        assert_eq!(parse_date("0001-01-01 BC"), Ok(-719_528));
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:01.5", false),
+            Ok(1_500_000)
+        );
+        assert_eq!(parse_timestamp("1970-01-01 01:00:00+01", true), Ok(0));
+        assert_eq!(
+            parse_timestamp("1970-01-01 00:00:00-05:30", true),
+            Ok(19_800_000_000)
+        );
+        assert!(parse_timestamp("1970-01-01", false).is_err());
+    }
+
+    #[test]
+    fn arrays() {
+        assert_eq!(
+            split_array(r#"{1,NULL,"a \"b\"","NULL"}"#).unwrap(),
+            vec![
+                Some("1".into()),
+                None,
+                Some("a \"b\"".into()),
+                Some("NULL".into())
+            ]
+        );
+        assert_eq!(split_array("{}").unwrap(), Vec::<Option<String>>::new());
+        assert_eq!(
+            split_array("[0:1]={7,8}").unwrap(),
+            vec![Some("7".into()), Some("8".into())]
+        );
+        assert!(
+            split_array("{{1,2},{3,4}}")
+                .unwrap_err()
+                .contains("multi-dimensional")
+        );
+    }
+
+    #[test]
+    fn copy_fields() {
+        assert_eq!(copy_field(b"\\N").unwrap(), None);
+        assert_eq!(
+            copy_field(b"a\\tb\\\\c\\012").unwrap().unwrap(),
+            "a\tb\\c\n"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! The PostgreSQL connector against a real server (Debian's, started once
+//! per test binary by the harness with `wal_level=logical`): a snapshot of
+//! each table, then its changes by logical replication, applied by key as
+//! SCD type 1 or 2; tables compared value by value with the source through
+//! psycopg.
+
+use crate::harness::{Case, PG_PASSWORD, Postgres, python, root};
+
+/// Every type the connector reads as its own column type, and some it
+/// keeps as text.
+const TYPES: &str = "CREATE TABLE orders (
+    id int PRIMARY KEY,
+    qty smallint,
+    big bigint,
+    amount numeric(12,2),
+    anynum numeric,
+    price real,
+    ratio double precision,
+    paid boolean,
+    note text,
+    code varchar(10),
+    letter char(3),
+    blob bytea,
+    day date,
+    at timestamp,
+    at_tz timestamptz,
+    uid uuid,
+    doc jsonb,
+    raw json,
+    tags text[],
+    nums int[],
+    span interval
+);
+CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL);";
+
+const ROWS: &str = "INSERT INTO orders VALUES
+  (1, 7, 9007199254740993, 12.50, 3.14159265358979323846, 1.5, 0.1, true,
+   'tab\there, newline\nhere, back\\slash', 'abc', 'x', '\\x00ff10', '2024-02-29',
+   '2024-02-29 23:59:59.123456', '2024-02-29 23:59:59.5+02', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+   '{\"a\": [1, 2], \"b\": null}', '{\"z\": 1}', ARRAY['x', NULL, 'y z', '\"q\"'], ARRAY[1, NULL, 3],
+   '1 day 02:03:04'),
+  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL),
+  (3, -32768, -9223372036854775808, -9999999999.99, 0, -0.25, 1e300, false, '', '', '',
+   '\\x', '0001-01-01', '1900-01-01 00:00:00', '1969-12-31 23:59:59.999999+00',
+   '00000000-0000-0000-0000-000000000000', '[]', '[]', '{}', '{}', '-3 hours');
+INSERT INTO customers SELECT i, 'customer ' || i FROM generate_series(1, 500) i;";
+
+/// A `cdc` pipeline file of `tables` in `database`, into `./lake/shop`.
+fn pipeline(pg: &Postgres, database: &str, tables: &[&str], scd: u8, extra: &str) -> String {
+    let tables: Vec<String> = tables.iter().map(|t| format!("{t:?}")).collect();
+    format!(
+        "mode = \"cdc\"\nconnector = \"postgres\"\nsource = \"{}\"\ntables = [{}]\ntable = \"./lake/shop\"\nscd_type = {scd}\n\n[options]\npassword = \"${{secret:PG_PASSWORD}}\"\n{extra}",
+        pg.url(database),
+        tables.join(", ")
+    )
+}
+
+fn secret() -> Vec<(String, String)> {
+    vec![("SLUICE_SECRET_PG_PASSWORD".into(), PG_PASSWORD.into())]
+}
+
+fn run(c: &Case, file: &str) -> String {
+    c.ok_env(&["run", file], &secret())
+}
+
+fn fails(c: &Case, file: &str) -> String {
+    let out = c.run_env(&["run", file], &secret());
+    assert!(
+        !out.status.success(),
+        "sluice run {file} should have failed; stdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// Compares source table `source` with the table at `./lake/shop/<name>`.
+fn same(c: &Case, pg: &Postgres, database: &str, source: &str, scd: u8, versions: Option<&str>) {
+    let name = source.rsplit('.').next().unwrap();
+    let mut cmd = std::process::Command::new(python());
+    cmd.arg(root().join("tests/interop/compare_postgres.py"))
+        .arg(pg.url(database))
+        .arg(PG_PASSWORD)
+        .arg(source)
+        .arg(c.path(&format!("lake/shop/{name}")))
+        .arg("id")
+        .args(["--scd", &scd.to_string()])
+        // An interval is kept as its ISO 8601 text, checked on its own.
+        .args(["--skip", "span"]);
+    if let Some(v) = versions {
+        cmd.args(["--versions", v]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{source} and its table differ: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The changes the tests make between runs, each its own transaction:
+/// inserts, updates, deletes, a key that comes back.
+const WORKLOAD: &[&str] = &[
+    "BEGIN;
+     INSERT INTO orders (id, qty, note) VALUES (4, 1, 'four'), (5, 2, 'five');
+     UPDATE orders SET qty = qty + 100, note = 'updated' WHERE id = 1;
+     DELETE FROM orders WHERE id = 3;
+     COMMIT",
+    "UPDATE orders SET amount = 1.01 WHERE id = 4",
+    "UPDATE orders SET amount = 2.02 WHERE id = 4",
+    "DELETE FROM orders WHERE id = 5",
+    "INSERT INTO orders (id, note) VALUES (5, 'five again')",
+    "UPDATE customers SET name = name || '!' WHERE id % 7 = 0",
+    "DELETE FROM customers WHERE id > 490",
+    "INSERT INTO customers SELECT i, 'late ' || i FROM generate_series(501, 520) i",
+];
+
+fn workload(pg: &Postgres, db: &str) {
+    for t in WORKLOAD {
+        pg.sql(db, t);
+    }
+}
+
+#[test]
+fn a_database_is_copied_then_its_changes_applied_as_scd_type_1() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_scd1");
+    pg.sql(&db, TYPES);
+    pg.sql(&db, ROWS);
+    c.write(
+        "shop.toml",
+        pipeline(pg, &db, &["public.orders", "public.customers"], 1, ""),
+    );
+    run(&c, "shop.toml");
+    same(&c, pg, &db, "orders", 1, None);
+    same(&c, pg, &db, "customers", 1, None);
+    let t = crate::harness::read_delta(&c.path("lake/shop/orders"));
+    let span: Vec<String> = t
+        .data_by("id")
+        .iter()
+        .map(|r| r["span"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(span, ["P1DT2H3M4S", "-", "PT-3H"]);
+    assert_eq!(t.type_of("amount"), "decimal128(12, 2)");
+    assert_eq!(
+        t.type_of("anynum"),
+        "string",
+        "unconstrained numeric is kept exact, as text"
+    );
+
+    // Nothing new: no batch, no new table version.
+    let before = crate::harness::read_delta(&c.path("lake/shop/orders")).version;
+    run(&c, "shop.toml");
+    assert_eq!(
+        crate::harness::read_delta(&c.path("lake/shop/orders")).version,
+        before
+    );
+
+    workload(pg, &db);
+    run(&c, "shop.toml");
+    same(&c, pg, &db, "orders", 1, None);
+    same(&c, pg, &db, "customers", 1, None);
+}
+
+#[test]
+fn scd_type_2_keeps_every_version_of_each_key() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_scd2");
+    pg.sql(&db, TYPES);
+    pg.sql(&db, ROWS);
+    c.write("shop.toml", pipeline(pg, &db, &["public.orders"], 2, ""));
+    run(&c, "shop.toml");
+    workload(pg, &db);
+    run(&c, "shop.toml");
+    // 1: copied, updated; 2: copied; 3: copied, deleted (closed); 4:
+    // inserted, updated twice; 5: inserted, deleted, inserted again.
+    same(
+        &c,
+        pg,
+        &db,
+        "orders",
+        2,
+        Some(r#"{"1": 2, "2": 1, "3": 1, "4": 3, "5": 2}"#),
+    );
+}
+
+#[test]
+fn a_tables_without_a_key_wrong_password_and_missing_publication_say_what_to_fix() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_bad");
+    pg.sql(
+        &db,
+        "CREATE TABLE nokey (a int, b text); CREATE TABLE k (id int PRIMARY KEY)",
+    );
+
+    c.write("nokey.toml", pipeline(pg, &db, &["public.nokey"], 1, ""));
+    let e = fails(&c, "nokey.toml");
+    assert!(
+        e.contains("public.nokey has no primary key") && e.contains("REPLICA IDENTITY FULL"),
+        "{e}"
+    );
+
+    // With REPLICA IDENTITY FULL every column is the key.
+    pg.sql(
+        &db,
+        "ALTER TABLE nokey REPLICA IDENTITY FULL; INSERT INTO nokey VALUES (1, 'x')",
+    );
+    run(&c, "nokey.toml");
+
+    let out = c.run_env(
+        &["run", "nokey.toml"],
+        &[("SLUICE_SECRET_PG_PASSWORD".into(), "wrong".into())],
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(
+        !e.contains("wrong"),
+        "the password is not in the error: {e}"
+    );
+
+    c.write(
+        "nopub.toml",
+        pipeline(pg, &db, &["public.k"], 1, "createPublication = \"false\"\n"),
+    );
+    let e = fails(&c, "nopub.toml");
+    assert!(
+        e.contains("CREATE PUBLICATION") && e.contains("FOR TABLE \"public\".\"k\""),
+        "{e}"
+    );
+
+    c.write(
+        "missing.toml",
+        pipeline(pg, &db, &["public.nothere"], 1, ""),
+    );
+    let e = fails(&c, "missing.toml");
+    assert!(e.contains("table public.nothere does not exist"), "{e}");
+}
