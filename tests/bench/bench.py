@@ -132,15 +132,31 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka",
-                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka")
+    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka,postgres",
+                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka, postgres")
     ap.add_argument("--kafka-records", type=int, default=2_000_000,
                     help="JSON records in the Kafka case's topic (6 partitions)")
+    ap.add_argument("--pg-rows", type=int, default=5_000_000,
+                    help="rows of the PostgreSQL case's table")
+    ap.add_argument("--pg-changes", type=int, default=200_000,
+                    help="rows the PostgreSQL case updates (in transactions of 1000) before each change run")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
     if a.generate_only:
         print(json.dumps(generate(a.data / "data", a.gib, a.small_files)))
+        return
+    wanted = set(a.cases.split(","))
+    env = dict(os.environ, SLUICE_LOG="sluice=info", SLUICE_CACHE_DIR=str(a.data / "cache"))
+    if not wanted & {"csv", "ndjson", "small", "incremental"}:
+        if "coldstart" in wanted:
+            coldstart(a, env)
+        if "requests" in wanted:
+            requests_case(a, env)
+        if "kafka" in wanted:
+            kafka_case(a, env)
+        if "postgres" in wanted:
+            postgres_case(a, env)
         return
     print(f"generating data in {a.data} ...", flush=True)
     # In a child process: Linux keeps a parent's peak RSS in its children's
@@ -169,9 +185,7 @@ def main():
             ("pyarrow", lambda o: pyarrow_cmd("dir", small, o)),
         ]),
     ]
-    wanted = set(a.cases.split(","))
     cases = [c for c, key in zip(cases, ["csv", "ndjson", "small"]) if key in wanted]
-    env = dict(os.environ, SLUICE_LOG="sluice=info", SLUICE_CACHE_DIR=str(a.data / "cache"))
     # Warm the compiled-component cache so runs measure ingestion.
     run([str(SLUICE), "connectors"], env)
     print(f"{os.cpu_count()} cores; Sluice, DuckDB and pyarrow all write zstd Parquet")
@@ -211,6 +225,8 @@ def main():
         requests_case(a, env)
     if "kafka" in wanted:
         kafka_case(a, env)
+    if "postgres" in wanted:
+        postgres_case(a, env)
 
 
 def coldstart(a, env: dict):
@@ -693,6 +709,119 @@ def kafka_latency(tansu: str, bootstrap: str, out: Path, env: dict):
     p50, p95 = lat[len(lat) // 2], lat[int(len(lat) * 0.95)]
     print(f"Kafka continuous stream, produce -> committed: p50 {p50 / 1000:.2f} s, p95 {p95 / 1000:.2f} s "
           f"({records} records, 100 ms polling)")
+
+
+
+PG_PASSWORD = "bench-secret"
+
+
+def postgres_case(a, env: dict):
+    """PostgreSQL -> Delta: the snapshot of a --pg-rows table by Sluice's
+    cdc pipeline (slot, exported snapshot, COPY, keyed table), against what
+    a user would do instead (COPY ... TO STDOUT as CSV with psql, loaded by
+    DuckDB into Parquet or by pyarrow + deltalake into Delta), and against
+    COPY alone (the limit); then the rate changes are applied at: the
+    pipeline run after --pg-changes updated rows. Debian's PostgreSQL,
+    started here on loopback with wal_level=logical."""
+    import glob
+    import socket
+    print()
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda b: int(b.split("/")[-2]))
+    if not bins:
+        raise SystemExit("PostgreSQL is missing: tests/setup installs Debian's postgresql")
+    pg_bin = bins[-1]
+    as_pg = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"] if os.getuid() == 0 else []
+    pgdir = a.data / "pg"
+    shutil.rmtree(pgdir, ignore_errors=True)
+    pgdir.mkdir(parents=True)
+    (pgdir / "pw").write_text(PG_PASSWORD)
+    if as_pg:
+        subprocess.run(["chown", "-R", "postgres:postgres", str(pgdir)], check=True)
+    subprocess.run(as_pg + [f"{pg_bin}/initdb", "-D", str(pgdir / "data"), "-U", "bench", "--auth=scram-sha-256",
+                            f"--pwfile={pgdir / 'pw'}", "--no-sync", "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(as_pg + [f"{pg_bin}/postgres", "-D", str(pgdir / "data"), "-p", str(port), "-k", str(pgdir),
+                                       "-c", "listen_addresses=127.0.0.1", "-c", "wal_level=logical", "-c", "fsync=off",
+                                       "-c", "max_wal_size=8GB", "-c", "shared_buffers=1GB"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pg_env = dict(env, PGPASSWORD=PG_PASSWORD, SLUICE_SECRET_PG_PASSWORD=PG_PASSWORD)
+    psql = ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    out = a.data / "out" / "pg"
+    try:
+        deadline = time.time() + 30
+        while subprocess.run(psql + ["-c", "SELECT 1"], env=pg_env, capture_output=True).returncode != 0:
+            if time.time() > deadline:
+                raise SystemExit("postgres did not start")
+            time.sleep(0.2)
+        print(f"filling a table of {a.pg_rows} rows ...", flush=True)
+        subprocess.run(psql + ["-c", f"""
+            CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount numeric(12,2),
+                                 status text, created timestamptz, note text);
+            INSERT INTO orders SELECT i, i % 100000, (i % 1000000) / 100.0,
+                   CASE WHEN i % 3 = 0 THEN 'shipped' ELSE 'open' END,
+                   timestamptz '2024-01-01' + i * interval '1 second', 'note ' || md5(i::text)
+            FROM generate_series(1, {a.pg_rows}) i;"""], env=pg_env, check=True)
+        subprocess.run(psql + ["-c", "VACUUM ANALYZE orders"], env=pg_env, check=True)
+        pipeline = a.data / "out" / "pg.toml"
+        pipeline.parent.mkdir(parents=True, exist_ok=True)
+        pipeline.write_text(
+            f'mode = "cdc"\nconnector = "postgres"\nsource = "postgres://bench@127.0.0.1:{port}/postgres"\n'
+            f'tables = ["public.orders"]\ntable = "{out}"\n\n[options]\npassword = "${{secret:PG_PASSWORD}}"\n')
+        csv = a.data / "out" / "orders.csv"
+        copy_csv = f"{' '.join(psql)} -c '\\copy orders TO STDOUT WITH (FORMAT csv, HEADER)' > {csv}"
+        duck = f"SET threads TO 2; COPY (SELECT * FROM read_csv('{csv}')) TO '{out}.parquet' (FORMAT parquet, COMPRESSION zstd)"
+        arrow = ("import pyarrow.csv as c, deltalake, sys; "
+                 f"deltalake.write_deltalake({str(out)!r}, c.read_csv({str(csv)!r}), mode='overwrite')")
+        tools = [
+            ("sluice", [str(SLUICE), "run", str(pipeline)]),
+            ("duckdb", ["bash", "-c", f"{copy_csv} && {PY} -c {json.dumps('import duckdb; duckdb.sql(' + repr(duck) + ')')}"]),
+            ("pyarrow", ["bash", "-c", f"{copy_csv} && {PY} -c {json.dumps(arrow)}"]),
+            ("copy", ["bash", "-c", f"{' '.join(psql)} -c 'COPY orders TO STDOUT' > /dev/null"]),
+        ]
+        print(f"{'case':28} {'tool':8} {'median s':>9} {'rows/s':>11} {'peak MiB':>9} {'peer/sluice':>11}")
+        base = None
+        for tool, cmd in tools:
+            times, peaks = [], []
+            for _ in range(a.runs):
+                for leftover in (out, out.with_suffix(".parquet"), csv):
+                    if leftover.is_dir():
+                        shutil.rmtree(leftover)
+                    elif leftover.exists():
+                        leftover.unlink()
+                t, peak, _, _, _ = run(cmd, pg_env)
+                times.append(t)
+                peaks.append(peak)
+            med = statistics.median(times)
+            if tool == "sluice":
+                base = med
+            ratio = "" if tool == "sluice" else f"{med / base:10.2f}x"
+            print(f"{'PostgreSQL snapshot':28} {tool:8} {med:9.2f} {a.pg_rows / med:11.0f} {max(peaks):9.0f} {ratio:>11}", flush=True)
+        print("ratios: how many times Sluice's speed the peer's is; duckdb and pyarrow include the COPY to CSV "
+              "(duckdb writes Parquet, pyarrow a Delta table); 'copy' only reads (the limit); peak MiB is the "
+              "largest process's (for the routes, the loader's)")
+
+        # Changes: the table Sluice made is the base; each run applies one
+        # set of updates in transactions of 1000 rows.
+        shutil.rmtree(out, ignore_errors=True)
+        run([str(SLUICE), "run", str(pipeline)], pg_env)
+        times, peaks = [], []
+        txns = max(1, a.pg_changes // 1000)
+        for r in range(a.runs):
+            subprocess.run(psql + ["-c", f"""DO $$ BEGIN FOR i IN 0..{txns - 1} LOOP
+                UPDATE orders SET amount = amount + 1, status = 'changed {r}'
+                WHERE id > {r} * 7919 + i * 1000 AND id <= {r} * 7919 + (i + 1) * 1000; COMMIT; END LOOP; END $$"""],
+                           env=pg_env, check=True)
+            t, peak, _, _, _ = run([str(SLUICE), "run", str(pipeline)], pg_env)
+            times.append(t)
+            peaks.append(peak)
+        med = statistics.median(times)
+        print(f"{'PostgreSQL changes applied':28} {'sluice':8} {med:9.2f} {txns * 1000 / med:11.0f} {max(peaks):9.0f}"
+              f"   ({txns * 1000} updates in {txns} transactions, SCD 1, per run)", flush=True)
+    finally:
+        server.kill()
+        server.wait()
 
 
 if __name__ == "__main__":

@@ -310,7 +310,9 @@ impl Merge<'_> {
                 stored.entry(key).or_default().1 = Some(t);
             }
         }
-        let mut replaced = vec![false; existing.num_rows()];
+        // Keys whose stored rows go (every stored row of such a key: there
+        // is one, unless the table was written by something else).
+        let mut goes: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         let mut forgotten = vec![false; tombstones.num_rows()];
         let mut added = Vec::new();
         let mut deleted = Vec::new();
@@ -329,11 +331,7 @@ impl Merge<'_> {
                 continue;
             }
             if row.is_some() {
-                // Every stored row of the key goes (there is one, unless
-                // the table was written by something else).
-                for (j, r) in replaced.iter_mut().enumerate() {
-                    *r |= k.existing.row(j).data() == *key;
-                }
+                goes.insert(key);
             }
             if let Some(t) = tomb {
                 forgotten[t] = true;
@@ -349,7 +347,7 @@ impl Merge<'_> {
         added.sort_unstable();
         deleted.sort_unstable();
         let indices: Vec<(usize, usize)> = (0..existing.num_rows())
-            .filter(|&j| !replaced[j])
+            .filter(|&j| !goes.contains(k.existing.row(j).data()))
             .map(|j| (0, j))
             .chain(added.iter().map(|&i| (1, i)))
             .collect();

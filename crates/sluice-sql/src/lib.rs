@@ -5,6 +5,10 @@
 //! - `COPY INTO t FROM 'path' FILEFORMAT = CSV [PATTERN = '...'] [FILES = (...)]
 //!   [FORMAT_OPTIONS (...)] [COPY_OPTIONS (...)]`
 //! - `CREATE OR REFRESH STREAMING TABLE t AS SELECT ... FROM STREAM read_files(...)`
+//! - `CREATE OR REFRESH STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t
+//!   FROM STREAM read_files(...) KEYS (id) APPLY AS DELETE WHEN op = 'D'
+//!   SEQUENCE BY ts COLUMNS * EXCEPT (op) STORED AS SCD TYPE 2` (or the
+//!   older `APPLY CHANGES INTO`)
 //!
 //! The dialect parses the first; the other two are Databricks statements it
 //! does not know, read here with the parser's own building blocks (keywords,
@@ -27,7 +31,7 @@ use arrow_schema::{DataType as Arrow, TimeUnit};
 use sluice_pipeline::load::CopyInto;
 use sluice_pipeline::pipeline::{ConnectorRef, TableFormatName};
 use sluice_pipeline::projection::{Expr as PExpr, Item, Projection};
-use sluice_pipeline::{Format, Load, LoadMode, Pipeline};
+use sluice_pipeline::{ApplyChanges, Format, Load, LoadMode, Pipeline};
 use sqlparser::ast::{
     self, CastKind, DataType, ExactNumberInfo, Expr, FunctionArg, FunctionArgExpr, GroupByExpr,
     ObjectName, Query, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor, Value,
@@ -144,6 +148,27 @@ pub enum Statement {
         /// `COPY_OPTIONS`.
         copy_options: BTreeMap<String, String>,
     },
+    /// `CREATE [OR REFRESH] STREAMING TABLE t` without a query: the
+    /// target a flow (`AUTO CDC INTO t`) writes.
+    DeclareStreamingTable {
+        /// The table.
+        table: TableName,
+    },
+    /// `CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files(...) KEYS
+    /// (...) [APPLY AS DELETE WHEN ...] SEQUENCE BY c [COLUMNS * EXCEPT
+    /// (...)] [STORED AS SCD TYPE 1|2]`, or `APPLY CHANGES INTO` (the older
+    /// spelling, with or without `CREATE FLOW`): a stream applied by key.
+    AutoCdc {
+        /// The flow's name, where it has one.
+        flow: Option<String>,
+        /// The target, declared before by `CREATE OR REFRESH STREAMING
+        /// TABLE t`.
+        table: TableName,
+        /// The change stream.
+        select: Select,
+        /// How its changes apply.
+        apply: ApplyChanges,
+    },
     /// `CREATE [OR REFRESH] STREAMING TABLE t AS SELECT ... FROM STREAM read_files(...)`.
     StreamingTable {
         /// The table.
@@ -200,6 +225,8 @@ impl Statement {
         match self {
             Statement::CreateTableAs { table, .. }
             | Statement::CopyInto { table, .. }
+            | Statement::DeclareStreamingTable { table }
+            | Statement::AutoCdc { table, .. }
             | Statement::StreamingTable { table, .. } => table,
         }
     }
@@ -245,6 +272,20 @@ impl Statement {
             Statement::StreamingTable {
                 table, select: s, ..
             } => select(LoadMode::Stream, table, s),
+            Statement::DeclareStreamingTable { table } => Err(Error::Syntax(format!(
+                "CREATE OR REFRESH STREAMING TABLE {table} only declares a flow's target: it loads nothing by itself"
+            ))),
+            Statement::AutoCdc {
+                table,
+                select: s,
+                apply,
+                ..
+            } => {
+                let mut load = select(LoadMode::Stream, table, s)?;
+                load.pipeline.apply = Some(apply.clone());
+                load.pipeline.validate().map_err(invalid)?;
+                Ok(load)
+            }
             Statement::CopyInto {
                 table,
                 from,
@@ -294,6 +335,18 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     if out.is_empty() {
         return Err(Error::Syntax("no statement to run".into()));
     }
+    for (i, s) in out.iter().enumerate() {
+        if let Statement::AutoCdc { table, .. } = s {
+            let declared = out[..i]
+                .iter()
+                .any(|d| matches!(d, Statement::DeclareStreamingTable { table: t } if t == table));
+            if !declared {
+                return Err(Error::Syntax(format!(
+                    "declare the flow's target first, in the same statements: CREATE OR REFRESH STREAMING TABLE {table};"
+                )));
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -335,6 +388,9 @@ fn statement(p: &mut Parser, streams: &HashSet<(u64, u64)>) -> Result<Statement>
         p.expect_keyword_is(Keyword::TABLE)?;
         let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let table = table_name(&p.parse_object_name(false)?)?;
+        if matches!(p.peek_token_ref().token, Token::SemiColon | Token::EOF) {
+            return Ok(Statement::DeclareStreamingTable { table });
+        }
         if !p.peek_keyword(Keyword::AS) {
             return Err(Error::Unsupported(format!(
                 "streaming table clauses before AS (column definitions, constraints, SCHEDULE, TBLPROPERTIES); found {}",
@@ -354,6 +410,16 @@ fn statement(p: &mut Parser, streams: &HashSet<(u64, u64)>) -> Result<Statement>
             if_not_exists,
             select,
         });
+    }
+    if is_word(&t0, "CREATE") && is_word(&t1, "FLOW") {
+        p.advance_token();
+        p.advance_token();
+        let flow = p.parse_identifier()?.value;
+        p.expect_keyword_is(Keyword::AS)?;
+        return flow_body(p, streams, Some(flow));
+    }
+    if is_word(&t0, "APPLY") && is_word(&t1, "CHANGES") {
+        return flow_body(p, streams, None);
     }
     let parsed = p.parse_statement()?;
     if !matches!(p.peek_token_ref().token, Token::SemiColon | Token::EOF) {
@@ -390,6 +456,164 @@ fn statement(p: &mut Parser, streams: &HashSet<(u64, u64)>) -> Result<Statement>
             "{}: Sluice runs CREATE TABLE ... AS SELECT, COPY INTO and CREATE OR REFRESH STREAMING TABLE",
             first_words(&other.to_string())
         ))),
+    }
+}
+
+/// A flow from `AUTO CDC INTO` (or `APPLY CHANGES INTO`) on: its target,
+/// its change stream, and its clauses in any order.
+fn flow_body(
+    p: &mut Parser,
+    streams: &HashSet<(u64, u64)>,
+    flow: Option<String>,
+) -> Result<Statement> {
+    let auto = parse_word(p, "AUTO");
+    if auto {
+        expect_word(p, "CDC")?;
+    } else {
+        expect_word(p, "APPLY")?;
+        expect_word(p, "CHANGES")?;
+    }
+    p.expect_keyword_is(Keyword::INTO)?;
+    let table = table_name(&p.parse_object_name(false)?)?;
+    p.expect_keyword_is(Keyword::FROM)?;
+    let mut relation = p.parse_table_factor()?;
+    // The dialect reads `KEYS (a, b)` after the table function as its
+    // alias with column names.
+    let mut keys = None;
+    if let TableFactor::Table { alias, .. } = &mut relation
+        && let Some(a) = alias.take()
+    {
+        let word = a.name.value.to_ascii_uppercase();
+        if word != "KEYS"
+            && ["SEQUENCE", "APPLY", "COLUMNS", "STORED", "TRACK", "IGNORE"]
+                .contains(&word.as_str())
+        {
+            return Err(Error::Syntax(
+                "AUTO CDC needs KEYS (column, ...) right after its source".into(),
+            ));
+        }
+        if word != "KEYS" || a.columns.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "an alias ({}) on the change stream of AUTO CDC",
+                a.name
+            )));
+        }
+        keys = Some(a.columns.into_iter().map(|c| c.name.value).collect());
+    }
+    let select = source(&relation, streams, vec![Item::Wildcard])?;
+    if !select.stream {
+        return Err(Error::Syntax(
+            "AUTO CDC applies a stream of changes: write FROM STREAM read_files(...)".into(),
+        ));
+    }
+    let mut sequence_by = None;
+    let mut delete_when = None;
+    let mut except_columns = Vec::new();
+    let mut scd_type = 1;
+    let columns = |p: &mut Parser| -> Result<Vec<String>> {
+        p.expect_token(&Token::LParen)?;
+        let names = p.parse_comma_separated(|p| p.parse_identifier())?;
+        p.expect_token(&Token::RParen)?;
+        Ok(names.into_iter().map(|i| i.value).collect())
+    };
+    while !matches!(p.peek_token_ref().token, Token::SemiColon | Token::EOF) {
+        if parse_word(p, "KEYS") {
+            keys = Some(columns(p)?);
+        } else if parse_word(p, "SEQUENCE") {
+            p.expect_keyword_is(Keyword::BY)?;
+            sequence_by = Some(p.parse_identifier()?.value);
+        } else if parse_word(p, "APPLY") {
+            p.expect_keyword_is(Keyword::AS)?;
+            if parse_word(p, "TRUNCATE") {
+                return Err(Error::Unsupported("APPLY AS TRUNCATE WHEN".into()));
+            }
+            expect_word(p, "DELETE")?;
+            expect_word(p, "WHEN")?;
+            delete_when = Some(condition(&p.parse_expr()?)?);
+        } else if parse_word(p, "COLUMNS") {
+            p.expect_token(&Token::Mul)?;
+            if parse_word(p, "EXCEPT") {
+                except_columns = columns(p)?;
+            }
+        } else if parse_word(p, "STORED") {
+            p.expect_keyword_is(Keyword::AS)?;
+            expect_word(p, "SCD")?;
+            expect_word(p, "TYPE")?;
+            scd_type = match p.next_token().token {
+                Token::Number(n, _) if n == "1" || n == "2" => n.parse().unwrap_or(1),
+                other => {
+                    return Err(Error::Syntax(format!(
+                        "STORED AS SCD TYPE 1 or 2, not {other}"
+                    )));
+                }
+            };
+        } else if parse_word(p, "TRACK") || parse_word(p, "IGNORE") {
+            return Err(Error::Unsupported(
+                "TRACK HISTORY ON and IGNORE NULL UPDATES in AUTO CDC".into(),
+            ));
+        } else {
+            return Ok(p.expected_ref(
+                "KEYS, APPLY AS DELETE WHEN, SEQUENCE BY, COLUMNS or STORED AS SCD TYPE",
+                p.peek_token_ref(),
+            )?);
+        }
+    }
+    let keys = keys.ok_or_else(|| Error::Syntax("AUTO CDC needs KEYS (column, ...)".into()))?;
+    let sequence_by =
+        sequence_by.ok_or_else(|| Error::Syntax("AUTO CDC needs SEQUENCE BY column".into()))?;
+    Ok(Statement::AutoCdc {
+        flow,
+        table,
+        select,
+        apply: ApplyChanges {
+            keys,
+            sequence_by,
+            scd_type,
+            delete_when,
+            except_columns,
+        },
+    })
+}
+
+/// `op = 'DELETE'` or `op IN ('D', 'X')` as a pipeline's `delete_when`.
+fn condition(e: &Expr) -> Result<String> {
+    let unsupported = || {
+        Error::Unsupported(format!(
+            "APPLY AS DELETE WHEN {e}: write column = 'value' or column IN ('a', 'b')"
+        ))
+    };
+    let value = |v: &Expr| -> Result<String> {
+        match v {
+            Expr::Value(v) => Ok(format!("'{}'", literal(&v.value)?.replace('\'', "''"))),
+            _ => Err(unsupported()),
+        }
+    };
+    match e {
+        Expr::BinaryOp {
+            left,
+            op: ast::BinaryOperator::Eq,
+            right,
+        } => match left.as_ref() {
+            Expr::Identifier(c) => Ok(format!("{} = {}", c.value, value(right)?)),
+            _ => Err(unsupported()),
+        },
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } => match expr.as_ref() {
+            Expr::Identifier(c) => Ok(format!(
+                "{} IN ({})",
+                c.value,
+                list.iter()
+                    .map(value)
+                    .collect::<Result<Vec<_>>>()?
+                    .join(", ")
+            )),
+            _ => Err(unsupported()),
+        },
+        Expr::Nested(inner) => condition(inner),
+        _ => Err(unsupported()),
     }
 }
 
@@ -629,15 +853,25 @@ fn select(query: &Query, streams: &HashSet<(u64, u64)>) -> Result<Select> {
     if !from.joins.is_empty() {
         return Err(Error::Unsupported("JOIN".into()));
     }
+    let items = s.projection.iter().map(item).collect::<Result<Vec<_>>>()?;
+    source(&from.relation, streams, items)
+}
+
+/// What `FROM relation` reads (`[STREAM] read_files(...)` or
+/// `read_kafka(...)`), selected by `items`.
+fn source(
+    relation: &TableFactor,
+    streams: &HashSet<(u64, u64)>,
+    items: Vec<Item>,
+) -> Result<Select> {
     let TableFactor::Table {
         name,
         args: Some(args),
         ..
-    } = &from.relation
+    } = relation
     else {
         return Err(Error::Unsupported(format!(
-            "FROM {}: Sluice reads files with read_files('path', format => ...)",
-            from.relation
+            "FROM {relation}: Sluice reads files with read_files('path', format => ...)"
         )));
     };
     let function = name
@@ -686,7 +920,6 @@ fn select(query: &Query, streams: &HashSet<(u64, u64)>) -> Result<Select> {
             }
         }
     }
-    let items = s.projection.iter().map(item).collect::<Result<Vec<_>>>()?;
     if connector.is_some() {
         if let Some(p) = path {
             return Err(Error::Syntax(format!(

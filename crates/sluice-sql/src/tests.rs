@@ -217,3 +217,75 @@ fn streaming_tables_read_kafka_with_the_kafka_connector() {
     );
     assert!(err("CREATE TABLE t AS SELECT * FROM read_csv('x')").contains("read_kafka"));
 }
+
+#[test]
+fn auto_cdc_flows_apply_a_stream_by_key_into_a_declared_table() {
+    let all = parse(
+        "CREATE OR REFRESH STREAMING TABLE customers;
+         CREATE FLOW customers_cdc AS AUTO CDC INTO customers
+         FROM STREAM read_files('/landing/cdc', format => 'csv', header => 'true')
+         KEYS (id) APPLY AS DELETE WHEN op = 'DELETE' SEQUENCE BY ts
+         COLUMNS * EXCEPT (op) STORED AS SCD TYPE 2",
+    )
+    .unwrap();
+    assert!(matches!(&all[0], Statement::DeclareStreamingTable { .. }));
+    let Statement::AutoCdc { flow, apply, .. } = &all[1] else {
+        panic!("{:?}", all[1])
+    };
+    assert_eq!(flow.as_deref(), Some("customers_cdc"));
+    let load = all[1].load().unwrap();
+    let p = &load.pipeline;
+    assert_eq!(
+        (p.mode, p.source.as_deref()),
+        (LoadMode::Stream, Some("/landing/cdc"))
+    );
+    assert_eq!(p.apply.as_ref(), Some(apply));
+    assert_eq!(apply.keys, ["id"]);
+    assert_eq!((apply.sequence_by.as_str(), apply.scd_type), ("ts", 2));
+    assert_eq!(apply.except_columns, ["op"]);
+    assert_eq!(
+        apply.delete_condition().unwrap(),
+        Some(("op".into(), vec!["DELETE".into()]))
+    );
+
+    // The older spelling, an IN list, SCD type 1 by default.
+    let all = parse(
+        "CREATE STREAMING TABLE t; APPLY CHANGES INTO t FROM STREAM(read_files('/in', format => 'json')) \
+         KEYS (a, b) SEQUENCE BY seq APPLY AS DELETE WHEN kind IN ('d', 'x')",
+    )
+    .unwrap();
+    let Statement::AutoCdc { apply, flow, .. } = &all[1] else {
+        panic!()
+    };
+    assert_eq!((flow, apply.scd_type, apply.keys.len()), (&None, 1, 2));
+    assert_eq!(apply.delete_condition().unwrap().unwrap().1, ["d", "x"]);
+
+    for (sql, want) in [
+        (
+            "CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts",
+            "declare the flow's target first",
+        ),
+        (
+            "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts",
+            "FROM STREAM",
+        ),
+        (
+            "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') SEQUENCE BY ts",
+            "needs KEYS",
+        ),
+        (
+            "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts STORED AS SCD TYPE 3",
+            "SCD TYPE 1 or 2",
+        ),
+        (
+            "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts TRACK HISTORY ON (a)",
+            "TRACK HISTORY ON",
+        ),
+        (
+            "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts APPLY AS DELETE WHEN op > 3",
+            "column = 'value'",
+        ),
+    ] {
+        assert!(err(sql).contains(want), "{sql}: {}", err(sql));
+    }
+}

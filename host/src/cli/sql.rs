@@ -6,7 +6,10 @@
 //!   batch ingest (`sluice ingest`) with the select list applied;
 //! - `COPY INTO` is `sluice copy-into`;
 //! - `CREATE OR REFRESH STREAMING TABLE` runs one available-now stream
-//!   whose checkpoint is kept with the table (`<table>/_sluice/streaming`).
+//!   whose checkpoint is kept with the table (`<table>/_sluice/streaming`);
+//!   without a query it declares the target of a flow;
+//! - `CREATE FLOW ... AS AUTO CDC INTO` (or `APPLY CHANGES INTO`) runs one
+//!   available-now stream applied to its table by key.
 
 use anyhow::{Context, Result, bail};
 use sluice::engine::{Engine, Trigger};
@@ -46,9 +49,33 @@ pub async fn sql(env: &Env, args: SqlArgs) -> Result<()> {
 }
 
 async fn run(engine: &Engine, statement: Statement) -> Result<()> {
-    let load = statement.load()?;
     let table = statement.table();
+    if let Statement::DeclareStreamingTable { .. } = &statement {
+        println!("streaming table {table}: declared (a flow writes it)");
+        return Ok(());
+    }
+    let load = statement.load()?;
     match &statement {
+        Statement::DeclareStreamingTable { .. } => Ok(()),
+        Statement::AutoCdc { flow, .. } => {
+            let r = engine
+                .run(
+                    &load,
+                    &Trigger::AvailableNow,
+                    &mut Console::new(),
+                    &signals::listen(),
+                )
+                .await?;
+            let flow = flow
+                .as_deref()
+                .map(|f| format!("flow {f}: "))
+                .unwrap_or_default();
+            println!(
+                "{flow}applied {} changes by key to {table} in {:.2} s",
+                r.rows, r.seconds
+            );
+            Ok(())
+        }
         Statement::CreateTableAs {
             replace,
             if_not_exists,

@@ -155,3 +155,44 @@ fn unsupported_sql_says_so_and_changes_nothing() {
     }
     assert!(!c.path("warehouse/t/_delta_log").exists());
 }
+
+/// `CREATE FLOW ... AS AUTO CDC INTO` as Databricks writes it: a stream of
+/// change files applied by key to a declared streaming table, once per new
+/// file, a late change never winning over a newer one.
+#[test]
+fn an_auto_cdc_flow_applies_change_files_by_key() {
+    let c = Case::new();
+    c.write(
+        "cdc/1.csv",
+        "id,name,ts,op\n1,ann,10,U\n2,bob,11,U\n1,anne,12,U\n3,cy,13,U\n",
+    );
+    let sql = "CREATE OR REFRESH STREAMING TABLE delta.`people`;
+        CREATE FLOW people_cdc AS AUTO CDC INTO delta.`people`
+        FROM STREAM read_files('cdc', format => 'csv', header => 'true')
+        KEYS (id) APPLY AS DELETE WHEN op = 'D' SEQUENCE BY ts
+        COLUMNS * EXCEPT (op) STORED AS SCD TYPE 1";
+    let out = c.ok(&["sql", sql]);
+    assert!(out.contains("flow people_cdc: applied"), "{out}");
+    c.write("cdc/2.csv", "id,name,ts,op\n2,,14,D\n1,stale,9,U\n");
+    c.ok(&["sql", sql]);
+    let rows: Vec<(i64, String, i64)> = read_delta(&c.path("people"))
+        .data_by("id")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["name"].as_str().unwrap().to_string(),
+                r["ts"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(1, "anne".into(), 12), (3, "cy".into(), 13)]);
+    let e = c.fails(&[
+        "sql",
+        "CREATE FLOW f AS AUTO CDC INTO delta.`x` FROM STREAM read_files('cdc', format => 'csv') KEYS (id) SEQUENCE BY ts",
+    ]);
+    assert!(
+        e.contains("CREATE OR REFRESH STREAMING TABLE delta.`x`"),
+        "{e}"
+    );
+}
