@@ -347,21 +347,38 @@ impl Planner for Postgres {
         if end <= from {
             return Ok(None);
         }
-        // Nothing of this table committed in between: no batch (and no
-        // empty table version).
-        let found = catalog::one(
-            &mut conn,
-            &format!(
-                "SELECT count(*)::text FROM pg_logical_slot_peek_binary_changes({}, {}, 1, 'proto_version', '1', 'publication_names', {})",
+        // What the slot holds for this table up to `end`, decoded by the
+        // server as far as the first commit after maxChangesPerBatch
+        // messages: nothing (no batch, and no empty table version), all of
+        // it, or a batch that ends just after that commit's start (the
+        // rule a read and the slot's start both follow).
+        let peek = conn
+            .query(&format!(
+                "SELECT count(*)::text, max(lsn)::text FROM pg_logical_slot_peek_binary_changes({}, {}, {}, 'proto_version', '1', 'publication_names', {})",
                 escape_literal(&slot),
                 escape_literal(&lsn_text(end)),
+                options.max_changes_per_batch,
                 escape_literal(&options.publication(&stream_name))
-            ),
-        )?;
-        if found == "0" {
+            ))?
+            .pop()
+            .unwrap_or_default();
+        let messages: u64 = peek
+            .first()
+            .cloned()
+            .flatten()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if messages == 0 {
             return Ok(None);
         }
-        Ok(Some(json(&Plan::Changes { from, until: end })?))
+        let last_commit = peek.get(1).cloned().flatten().and_then(|l| parse_lsn(&l));
+        let until = match last_commit {
+            Some(c) if messages >= options.max_changes_per_batch && c + 1 > from && c < end => {
+                c + 1
+            }
+            _ => end,
+        };
+        Ok(Some(json(&Plan::Changes { from, until })?))
     }
 
     fn committed(config: String, stream_name: String, plan: String) -> Result<(), Error> {
@@ -759,7 +776,8 @@ const CONFIG_SCHEMA: &str = r#"{
     "createPublication": {"type": "string", "enum": ["true", "false"], "description": "Make a missing publication (needs the table's owner); default true"},
     "snapshot": {"type": "string", "enum": ["true", "false"], "description": "Start with a copy of the table (default), or only with the changes after the stream starts"},
     "sslmode": {"type": "string", "enum": ["disable", "prefer", "require", "verify-ca", "verify-full"]},
-    "rowsPerBatch": {"type": "string", "description": "Rows per record batch handed to the host (default 65536)"}
+    "rowsPerBatch": {"type": "string", "description": "Rows per record batch handed to the host (default 65536)"},
+    "maxChangesPerBatch": {"type": "string", "description": "A change batch ends at the first commit after about this many changes (default 500000)"}
   }
 }"#;
 

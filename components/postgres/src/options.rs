@@ -37,6 +37,9 @@ pub struct Options {
     pub snapshot: bool,
     /// Snapshot rows per batch the reader hands over.
     pub rows_per_batch: usize,
+    /// About how many changes a planned batch holds at most: it ends at
+    /// the first commit after this many (a backlog is several batches).
+    pub max_changes_per_batch: u64,
 }
 
 const KNOWN: &[&str] = &[
@@ -49,6 +52,7 @@ const KNOWN: &[&str] = &[
     "snapshot",
     "sslmode",
     "rowsPerBatch",
+    "maxChangesPerBatch",
     // Set by the host.
     "schema",
     "plan",
@@ -124,6 +128,11 @@ impl Options {
                 n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     Error::Config(format!("rowsPerBatch '{n}': a positive number"))
                 })?;
+        }
+        if let Some(n) = map.get("maxChangesPerBatch") {
+            o.max_changes_per_batch = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Config(format!("maxChangesPerBatch '{n}': a positive number"))
+            })?;
         }
         Ok(o)
     }
@@ -225,6 +234,7 @@ fn parse_url(url: &str) -> Result<Options, Error> {
         create_publication: true,
         snapshot: true,
         rows_per_batch: 65_536,
+        max_changes_per_batch: 500_000,
     })
 }
 

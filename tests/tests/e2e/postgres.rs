@@ -169,10 +169,25 @@ fn scd_type_2_keeps_every_version_of_each_key() {
     let db = pg.database("cdc_scd2");
     pg.sql(&db, TYPES);
     pg.sql(&db, ROWS);
-    c.write("shop.toml", pipeline(pg, &db, &["public.orders"], 2, ""));
+    // Small batches: the backlog of changes is several, each ending at a
+    // commit.
+    c.write(
+        "shop.toml",
+        pipeline(
+            pg,
+            &db,
+            &["public.orders"],
+            2,
+            "maxChangesPerBatch = \"4\"\n",
+        ),
+    );
     run(&c, "shop.toml");
     workload(pg, &db);
-    run(&c, "shop.toml");
+    let out = run(&c, "shop.toml");
+    assert!(
+        out.contains("batch 3:"),
+        "the changes came in several batches: {out}"
+    );
     // 1: copied, updated; 2: copied; 3: copied, deleted (closed); 4:
     // inserted, updated twice; 5: inserted, deleted, inserted again.
     same(
@@ -278,7 +293,10 @@ fn sigkill_during_snapshot_and_streaming_loses_and_doubles_no_change() {
         "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL, pad text);
          INSERT INTO t SELECT i, 0, repeat('x', 200) FROM generate_series(1, 100000) i",
     );
-    c.write("t.toml", pipeline(pg, &db, &["public.t"], 2, ""));
+    c.write(
+        "t.toml",
+        pipeline(pg, &db, &["public.t"], 2, "maxChangesPerBatch = \"3000\"\n"),
+    );
     let stop = c.path("stop-writer");
     let mut w = writer(pg, &db, &stop);
     let by_phase = crate::crash::crash(&c, &["run", "t.toml"], &secret(), 10, 1);
