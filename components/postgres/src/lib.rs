@@ -654,15 +654,11 @@ impl Streaming {
             }
             Logical::Delete { oid, old } => self.change(ChangeType::Delete, oid, old),
             Logical::Truncate { oids } => {
-                let ours = oids
+                if let Some(&oid) = oids
                     .iter()
-                    .any(|o| self.relations.get(o).is_some_and(|k| k.ours));
-                if ours && self.txn.as_ref().is_some_and(|t| t.keep) {
-                    return Err(Error::Data(format!(
-                        "{} was truncated (TRUNCATE) in the transaction before WAL position {}, and Sluice does not apply a TRUNCATE to the table yet: nothing of this batch was committed. To start the stream over with a new snapshot, remove the table and its checkpoint",
-                        self.table,
-                        lsn_text(self.until)
-                    )));
+                    .find(|o| self.relations.get(o).is_some_and(|k| k.ours))
+                {
+                    self.change(ChangeType::Truncate, oid, Vec::new());
                 }
             }
             Logical::Commit { end_lsn } => {

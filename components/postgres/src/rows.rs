@@ -16,6 +16,8 @@ pub enum ChangeType {
     UpdatePreimage,
     UpdatePostimage,
     Delete,
+    /// The table was emptied (TRUNCATE); the row's own columns are null.
+    Truncate,
 }
 
 impl ChangeType {
@@ -25,6 +27,7 @@ impl ChangeType {
             ChangeType::UpdatePreimage => "update_preimage",
             ChangeType::UpdatePostimage => "update_postimage",
             ChangeType::Delete => "delete",
+            ChangeType::Truncate => "truncate",
         }
     }
 }

@@ -87,6 +87,7 @@ pub const CDC_SEQUENCE: &str = "_commit_lsn";
 /// key (a delete, or the old key of an update that changed it).
 pub const CDC_CHANGE_TYPE: &str = "_change_type";
 const CDC_DELETE_WHEN: &str = "_change_type IN ('delete', 'update_preimage')";
+const CDC_TRUNCATE_WHEN: &str = "_change_type = 'truncate'";
 
 /// Change columns a CDC table does not keep (the commit's position and
 /// time it keeps).
@@ -277,6 +278,10 @@ pub struct ApplyChanges {
     /// Input columns the table does not keep.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub except_columns: Vec<String>,
+    /// `APPLY AS TRUNCATE WHEN`: rows that empty the table (SCD type 1;
+    /// SCD type 2 refuses them), written as `delete_when` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_when: Option<String>,
 }
 
 fn scd_one() -> u8 {
@@ -286,54 +291,12 @@ fn scd_one() -> u8 {
 impl ApplyChanges {
     /// `delete_when` as its column and the values that mark a delete.
     pub fn delete_condition(&self) -> Result<Option<(String, Vec<String>)>> {
-        let Some(text) = &self.delete_when else {
-            return Ok(None);
-        };
-        let bad = || {
-            Error::Invalid(format!(
-                "pipeline: apply.delete_when = {text:?}: write `column = 'value'` or `column IN ('a', 'b')`"
-            ))
-        };
-        let t = text.trim();
-        let upper = t.to_ascii_uppercase();
-        let (column, rest, list) = if let Some(i) = upper.find(" IN ") {
-            (&t[..i], &t[i + 4..], true)
-        } else if let Some(i) = t.find('=') {
-            (&t[..i], &t[i + 1..], false)
-        } else {
-            return Err(bad());
-        };
-        let column = column.trim();
-        if column.is_empty() || !column.chars().all(|c| c.is_alphanumeric() || c == '_') {
-            return Err(bad());
-        }
-        let rest = rest.trim();
-        let inner = if list {
-            rest.strip_prefix('(')
-                .and_then(|r| r.strip_suffix(')'))
-                .ok_or_else(bad)?
-        } else {
-            rest
-        };
-        let values = inner
-            .split(',')
-            .map(|v| {
-                let v = v.trim();
-                match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-                    Some(quoted) => Ok(quoted.replace("''", "'")),
-                    None if !v.is_empty()
-                        && v.chars().all(|c| c.is_alphanumeric() || "-._".contains(c)) =>
-                    {
-                        Ok(v.to_string())
-                    }
-                    None => Err(bad()),
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        if values.is_empty() || (!list && values.len() != 1) {
-            return Err(bad());
-        }
-        Ok(Some((column.to_string(), values)))
+        condition("delete_when", self.delete_when.as_deref())
+    }
+
+    /// [`ApplyChanges::delete_condition`] of `truncate_when`.
+    pub fn truncate_condition(&self) -> Result<Option<(String, Vec<String>)>> {
+        condition("truncate_when", self.truncate_when.as_deref())
     }
 
     fn validate(&self, p: &Pipeline) -> Result<()> {
@@ -361,8 +324,61 @@ impl ApplyChanges {
             }
         }
         self.delete_condition()?;
+        self.truncate_condition()?;
         Ok(())
     }
+}
+
+/// `column = 'value'` or `column IN ('a', 'b')` of apply option `what`.
+fn condition(what: &str, text: Option<&str>) -> Result<Option<(String, Vec<String>)>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let bad = || {
+        Error::Invalid(format!(
+            "pipeline: apply.{what} = {text:?}: write `column = 'value'` or `column IN ('a', 'b')`"
+        ))
+    };
+    let t = text.trim();
+    let upper = t.to_ascii_uppercase();
+    let (column, rest, list) = if let Some(i) = upper.find(" IN ") {
+        (&t[..i], &t[i + 4..], true)
+    } else if let Some(i) = t.find('=') {
+        (&t[..i], &t[i + 1..], false)
+    } else {
+        return Err(bad());
+    };
+    let column = column.trim();
+    if column.is_empty() || !column.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(bad());
+    }
+    let rest = rest.trim();
+    let inner = if list {
+        rest.strip_prefix('(')
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(bad)?
+    } else {
+        rest
+    };
+    let values = inner
+        .split(',')
+        .map(|v| {
+            let v = v.trim();
+            match v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+                Some(quoted) => Ok(quoted.replace("''", "'")),
+                None if !v.is_empty()
+                    && v.chars().all(|c| c.is_alphanumeric() || "-._".contains(c)) =>
+                {
+                    Ok(v.to_string())
+                }
+                None => Err(bad()),
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if values.is_empty() || (!list && values.len() != 1) {
+        return Err(bad());
+    }
+    Ok(Some((column.to_string(), values)))
 }
 
 impl Pipeline {
@@ -562,6 +578,7 @@ impl Pipeline {
                 scd_type: self.scd_type.unwrap_or(1),
                 delete_when: Some(CDC_DELETE_WHEN.into()),
                 except_columns: CDC_DROPPED.iter().map(|c| c.to_string()).collect(),
+                truncate_when: Some(CDC_TRUNCATE_WHEN.into()),
             }),
             tables: Vec::new(),
             scd_type: None,

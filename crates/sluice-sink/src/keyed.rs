@@ -62,6 +62,9 @@ pub struct KeyedApply {
     pub delete_when: Option<DeleteWhen>,
     /// Input columns the table does not keep (`COLUMNS * EXCEPT (...)`).
     pub except: Vec<String>,
+    /// Which input rows empty the table (`APPLY AS TRUNCATE WHEN`): a
+    /// source's TRUNCATE. Only SCD type 1 applies them.
+    pub truncate_when: Option<DeleteWhen>,
 }
 
 /// `APPLY AS DELETE WHEN column = 'value'` (or `IN ('a', 'b')`): a row is
@@ -82,6 +85,9 @@ pub struct Changes {
     pub rows: RecordBatch,
     /// Whether each row is a delete.
     pub deletes: BooleanArray,
+    /// The batch emptied the table (a truncate) before these rows: they
+    /// apply to an empty table.
+    pub truncated: bool,
 }
 
 /// What a merge did.
@@ -126,26 +132,47 @@ impl KeyedApply {
                 )));
             }
         }
+        let matches = |d: &DeleteWhen| -> Result<BooleanArray> {
+            let column = rows.column_by_name(&d.column).ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "the input has no column '{}' (its columns: {})",
+                    d.column,
+                    names(&schema)
+                ))
+            })?;
+            let text = arrow_cast::cast(column, &DataType::Utf8)?;
+            let text = text
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .expect("cast to Utf8");
+            Ok(text
+                .iter()
+                .map(|v| Some(v.is_some_and(|v| d.values.iter().any(|x| x == v))))
+                .collect())
+        };
         let deletes = match &self.delete_when {
             None => BooleanArray::from(vec![false; rows.num_rows()]),
-            Some(d) => {
-                let column = rows.column_by_name(&d.column).expect("checked");
-                let text = arrow_cast::cast(column, &DataType::Utf8)?;
-                let text = text
-                    .as_any()
-                    .downcast_ref::<arrow_array::StringArray>()
-                    .expect("cast to Utf8");
-                text.iter()
-                    .map(|v| Some(v.is_some_and(|v| d.values.iter().any(|x| x == v))))
-                    .collect()
-            }
+            Some(d) => matches(d)?,
         };
+        // After the last truncate, the rest applies to an empty table.
+        let last_truncate = match &self.truncate_when {
+            None => None,
+            Some(t) => matches(t)?.iter().rposition(|v| v == Some(true)),
+        };
+        if last_truncate.is_some() && self.scd == Scd::Two {
+            return Err(Error::InvalidInput(
+                "a truncate in changes applied as SCD type 2 (closing every version) is not supported yet; nothing was applied".into(),
+            ));
+        }
+        let from = last_truncate.map_or(0, |i| i + 1);
         let keep: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| !self.except.contains(schema.field(i).name()))
             .collect();
+        let rows = rows.project(&keep)?.slice(from, rows.num_rows() - from);
         Ok(Changes {
-            rows: rows.project(&keep)?,
-            deletes,
+            rows,
+            deletes: deletes.slice(from, deletes.len() - from),
+            truncated: last_truncate.is_some(),
         })
     }
 

@@ -571,6 +571,7 @@ fn flow_body(
             scd_type,
             delete_when,
             except_columns,
+            truncate_when: None,
         },
     })
 }

@@ -192,6 +192,9 @@ fn keyed_apply(a: &sluice_pipeline::ApplyChanges) -> Result<sluice_sink::keyed::
             .delete_condition()?
             .map(|(column, values)| DeleteWhen { column, values }),
         except: a.except_columns.clone(),
+        truncate_when: a
+            .truncate_condition()?
+            .map(|(column, values)| DeleteWhen { column, values }),
     })
 }
 

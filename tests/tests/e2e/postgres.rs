@@ -116,6 +116,12 @@ const WORKLOAD: &[&str] = &[
     "INSERT INTO customers SELECT i, 'late ' || i FROM generate_series(501, 520) i",
 ];
 
+/// A TRUNCATE and what comes after it, in one transaction and the next.
+const TRUNCATE: &[&str] = &[
+    "BEGIN; TRUNCATE customers; INSERT INTO customers VALUES (7, 'after truncate'); COMMIT",
+    "INSERT INTO customers VALUES (8, 'later')",
+];
+
 fn workload(pg: &Postgres, db: &str) {
     for t in WORKLOAD {
         pg.sql(db, t);
@@ -161,6 +167,14 @@ fn a_database_is_copied_then_its_changes_applied_as_scd_type_1() {
     run(&c, "shop.toml");
     same(&c, pg, &db, "orders", 1, None);
     same(&c, pg, &db, "customers", 1, None);
+
+    // A TRUNCATE empties the table; what follows it stays.
+    for t in TRUNCATE {
+        pg.sql(&db, t);
+    }
+    run(&c, "shop.toml");
+    same(&c, pg, &db, "customers", 1, None);
+    same(&c, pg, &db, "orders", 1, None);
 }
 
 #[test]

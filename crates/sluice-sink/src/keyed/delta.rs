@@ -91,8 +91,20 @@ pub async fn apply(
     // The rows of the files the batch's keys may be in.
     let mut removes = Vec::new();
     let mut existing = Vec::new();
+    // A truncate removes every file, read by nobody.
+    if let Some(t) = table.as_ref().filter(|_| changes.truncated) {
+        let files: Vec<_> = t
+            .get_active_add_actions_by_predicate(None)
+            .try_collect()
+            .await
+            .map_err(|e| Error::delta(&name, e))?;
+        removes.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));
+    }
     // A batch without changes touches no file (it still commits its txn).
-    if let Some(t) = table.as_ref().filter(|_| changes.rows.num_rows() > 0) {
+    if let Some(t) = table
+        .as_ref()
+        .filter(|_| changes.rows.num_rows() > 0 && !changes.truncated)
+    {
         let bounds = key_bounds(spec, &changes.rows);
         let literals: Vec<_> = bounds
             .iter()
@@ -123,8 +135,11 @@ pub async fn apply(
     }
     let existing = concat(&schema, &existing)?;
     let tomb_dir = under(&root, &format!("_sluice_keyed/tombstones/{}", txn.app_id));
+    // After a truncate every change is newer than any delete remembered.
     let tombstones = match (spec.scd, committed_batch) {
-        (Scd::One, Some(batch)) => read_tombstones(&store, &tomb_dir, batch, &tomb_schema).await?,
+        (Scd::One, Some(batch)) if !changes.truncated => {
+            read_tombstones(&store, &tomb_dir, batch, &tomb_schema).await?
+        }
         _ => RecordBatch::new_empty(tomb_schema.clone()),
     };
     let merged = spec.merge(&existing, changes, &tombstones)?;

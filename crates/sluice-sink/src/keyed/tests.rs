@@ -12,6 +12,7 @@ fn spec(scd: Scd) -> KeyedApply {
         scd,
         delete_when: None,
         except: vec![],
+        truncate_when: None,
     }
 }
 
@@ -34,6 +35,7 @@ fn changes(rows: &[(i64, &str, i64, bool)]) -> Changes {
     Changes {
         rows: batch,
         deletes: BooleanArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+        truncated: false,
     }
 }
 
@@ -278,6 +280,33 @@ fn input_rows_become_changes_by_the_delete_condition_and_the_columns_kept() {
     let e = s.changes(&input).unwrap_err().to_string();
     assert!(
         e.contains("no column 'op'") && e.contains("id, name, ts"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_rows_after_the_last_truncate_apply_to_an_empty_table() {
+    let mut s = spec(Scd::One);
+    s.truncate_when = Some(DeleteWhen {
+        column: "name".into(),
+        values: vec!["TRUNCATE".into()],
+    });
+    let input = changes(&[
+        (1, "a", 1, false),
+        (0, "TRUNCATE", 2, false),
+        (2, "b", 2, false),
+        (0, "TRUNCATE", 3, false),
+        (3, "c", 3, false),
+    ])
+    .rows;
+    let c = s.changes(&input).unwrap();
+    assert!(c.truncated);
+    assert_eq!(c.rows.num_rows(), 1);
+    assert!(!s.changes(&input.slice(0, 1)).unwrap().truncated);
+    s.scd = Scd::Two;
+    let e = s.changes(&input).unwrap_err().to_string();
+    assert!(
+        e.contains("SCD type 2") && e.contains("not supported yet"),
         "{e}"
     );
 }
