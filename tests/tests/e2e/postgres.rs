@@ -4,7 +4,10 @@
 //! SCD type 1 or 2; tables compared value by value with the source through
 //! psycopg.
 
+use std::time::{Duration, Instant};
+
 use crate::harness::{Case, PG_PASSWORD, Postgres, python, root};
+use crate::serve::Server;
 
 /// Every type the connector reads as its own column type, and some it
 /// keeps as text.
@@ -76,6 +79,20 @@ fn fails(c: &Case, file: &str) -> String {
 
 /// Compares source table `source` with the table at `./lake/shop/<name>`.
 fn same(c: &Case, pg: &Postgres, database: &str, source: &str, scd: u8, versions: Option<&str>) {
+    if let Err(e) = compare(c, pg, database, source, scd, versions) {
+        panic!("{source} and its table differ: {e}");
+    }
+}
+
+/// What [`same`] checks, as a result.
+fn compare(
+    c: &Case,
+    pg: &Postgres,
+    database: &str,
+    source: &str,
+    scd: u8,
+    versions: Option<&str>,
+) -> Result<(), String> {
     let name = source.rsplit('.').next().unwrap();
     let mut cmd = std::process::Command::new(python());
     cmd.arg(root().join("tests/interop/compare_postgres.py"))
@@ -91,12 +108,15 @@ fn same(c: &Case, pg: &Postgres, database: &str, source: &str, scd: u8, versions
         cmd.args(["--versions", v]);
     }
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{source} and its table differ: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// The changes the tests make between runs, each its own transaction:
@@ -339,4 +359,47 @@ fn sigkill_during_snapshot_and_streaming_loses_and_doubles_no_change() {
         parts[1].parse::<u64>().unwrap() > 100_000,
         "the writer's changes were applied: {gaps}"
     );
+}
+
+/// `sluice serve` keeps a `cdc` pipeline with `trigger = "continuous"`
+/// running: the snapshot, then changes as they commit, until the service
+/// stops between batches.
+#[test]
+fn serve_keeps_a_cdc_pipeline_running() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_serve");
+    pg.sql(
+        &db,
+        "CREATE TABLE items (id int PRIMARY KEY, v int); INSERT INTO items SELECT i, 0 FROM generate_series(1, 100) i",
+    );
+    let pipeline = format!(
+        "mode = \"cdc\"\nconnector = \"postgres\"\nsource = \"{}\"\ntables = [\"public.items\"]\n\
+         table = \"./lake/shop\"\ntrigger = \"continuous\"\n\n[options]\npassword = \"${{secret:PG_PASSWORD}}\"\n",
+        pg.url(&db)
+    );
+    let mut s = Server::start_with(
+        &c,
+        "",
+        "127.0.0.1:0",
+        &[("SLUICE_SECRET_PG_PASSWORD", PG_PASSWORD)],
+    );
+    s.define("shop", &pipeline);
+    let until_same = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            match compare(&c, pg, &db, "items", 1, None) {
+                Ok(()) => return,
+                Err(e) if Instant::now() > deadline => panic!("{what}: {e}\n{}", s.log()),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    };
+    until_same("the snapshot");
+    pg.sql(
+        &db,
+        "INSERT INTO items VALUES (101, 1); UPDATE items SET v = 7 WHERE id <= 10",
+    );
+    pg.sql(&db, "DELETE FROM items WHERE id BETWEEN 50 AND 59");
+    until_same("the changes");
+    assert!(s.terminate(Duration::from_secs(60)), "{}", s.log());
 }
