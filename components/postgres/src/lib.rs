@@ -149,13 +149,13 @@ impl Guest for Postgres {
             None => {
                 conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
                 let (lsn, micros) = snapshot_position(&mut conn)?;
-                Reading::Copy(Copying::start(
+                Reading::Copy(Box::new(Copying::start(
                     conn,
                     &table,
                     rows,
                     Commit { lsn, micros },
                     &options,
-                )?)
+                )?))
             }
             Some(Plan::Snapshot { copy }) => snapshot(&options, conn, &table, rows, copy)?,
             Some(Plan::Changes { from, until }) => Reading::Changes(Box::new(Streaming::start(
@@ -244,13 +244,13 @@ fn snapshot(
     let (_, micros) = snapshot_position(&mut conn)?;
     // The snapshot is imported: the connection that exported it may go.
     drop(replication);
-    Ok(Reading::Copy(Copying::start(
+    Ok(Reading::Copy(Box::new(Copying::start(
         conn,
         table,
         rows,
         Commit { lsn, micros },
         options,
-    )?))
+    )?)))
 }
 
 /// Makes the stream's publication when it is missing and the config
@@ -400,7 +400,7 @@ impl Planner for Postgres {
 
 /// What a reader does.
 enum Reading {
-    Copy(Copying),
+    Copy(Box<Copying>),
     Changes(Box<Streaming>),
     Done,
 }

@@ -48,6 +48,9 @@ pub struct Rows {
     /// How many of the schema's fields are the table's own.
     own: usize,
     filled: Vec<bool>,
+    /// Where the change columns are, if the schema has them:
+    /// [`CHANGE_TYPE`], [`COMMIT_LSN`], [`COMMIT_TIMESTAMP`], [`CHANGE_SEQ`].
+    meta: [Option<usize>; 4],
 }
 
 impl Rows {
@@ -69,7 +72,15 @@ impl Rows {
             .iter()
             .filter(|f| !f.name().starts_with("_change_") && !f.name().starts_with("_commit_"))
             .count();
+        let at = |name: &str| schema.index_of(name).ok();
+        let meta = [
+            at(CHANGE_TYPE),
+            at(COMMIT_LSN),
+            at(COMMIT_TIMESTAMP),
+            at(CHANGE_SEQ),
+        ];
         Ok(Rows {
+            meta,
             table: table.to_string(),
             filled: vec![false; columns.len()],
             schema,
@@ -112,16 +123,17 @@ impl Rows {
                 self.columns[i].push_null();
             }
         }
-        if let Some(&i) = self.by_name.get(CHANGE_TYPE) {
+        let [change_type, lsn, timestamp, sequence] = self.meta;
+        if let Some(i) = change_type {
             self.columns[i].push(Some(change.as_str()))?;
         }
         let numbers = [
-            (COMMIT_LSN, Some(commit.lsn as i64)),
-            (COMMIT_TIMESTAMP, commit.micros),
-            (CHANGE_SEQ, Some(seq)),
+            (lsn, Some(commit.lsn as i64)),
+            (timestamp, commit.micros),
+            (sequence, Some(seq)),
         ];
-        for (name, value) in numbers {
-            if let Some(&i) = self.by_name.get(name) {
+        for (at, value) in numbers {
+            if let Some(i) = at {
                 self.columns[i].push_number(value)?;
             }
         }
