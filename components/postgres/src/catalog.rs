@@ -234,15 +234,17 @@ pub fn check(conn: &mut Conn, options: &Options) -> Result<(), Error> {
             }
             _ => {}
         }
-        if let Some(pid) = slot_holder(conn, &options.slot(&t.name))? {
-            return Err(in_use(&options.slot(&t.name), &pid));
+        let slot = options.slot(&t.name);
+        if let Some(Some(pid)) = slot_state(conn, &slot)? {
+            return Err(in_use(&slot, &pid));
         }
     }
     Ok(())
 }
 
-/// The process that holds slot `slot`, if one does.
-pub fn slot_holder(conn: &mut Conn, slot: &str) -> Result<Option<String>, Error> {
+/// Slot `slot`: none when it does not exist, else the process that holds
+/// it, if one does.
+pub fn slot_state(conn: &mut Conn, slot: &str) -> Result<Option<Option<String>>, Error> {
     Ok(conn
         .query(&format!(
             "SELECT active_pid::text FROM pg_replication_slots WHERE slot_name = {}",
@@ -250,15 +252,19 @@ pub fn slot_holder(conn: &mut Conn, slot: &str) -> Result<Option<String>, Error>
         ))?
         .into_iter()
         .next()
-        .and_then(|mut r| r.swap_remove(0)))
+        .map(|mut r| r.swap_remove(0)))
 }
 
 /// A slot another process reads.
 pub fn in_use(slot: &str, pid: &str) -> Error {
     Error::Io(format!(
-        "replication slot '{slot}' is in use by server process {pid}: is another Sluice process running this stream? Stop it, or give this one its own slotPrefix"
+        "replication slot '{slot}' is in use by server process {pid}: {IN_USE_ADVICE}"
     ))
 }
+
+/// What to do about a slot another process reads.
+pub const IN_USE_ADVICE: &str =
+    "is another Sluice process running this stream? Stop it, or give this one its own slotPrefix";
 
 /// The one value a query returns.
 pub fn one(conn: &mut Conn, sql: &str) -> Result<String, Error> {

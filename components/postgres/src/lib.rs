@@ -194,20 +194,15 @@ fn snapshot(
 ) -> Result<Reading, Error> {
     ensure_publication(&mut conn, options, table)?;
     let slot = options.slot(&table.name);
-    let exists = conn.query(&format!(
-        "SELECT coalesce(active_pid::text, '') FROM pg_replication_slots WHERE slot_name = {}",
-        escape_literal(&slot)
-    ))?;
-    if let Some(row) = exists.first() {
-        match row.first().cloned().flatten().filter(|p| !p.is_empty()) {
-            Some(pid) => return Err(catalog::in_use(&slot, &pid)),
-            None => {
-                conn.query(&format!(
-                    "SELECT pg_drop_replication_slot({})",
-                    escape_literal(&slot)
-                ))?;
-            }
+    match catalog::slot_state(&mut conn, &slot)? {
+        Some(Some(pid)) => return Err(catalog::in_use(&slot, &pid)),
+        Some(None) => {
+            conn.query(&format!(
+                "SELECT pg_drop_replication_slot({})",
+                escape_literal(&slot)
+            ))?;
         }
+        None => {}
     }
     let mut replication = Conn::open(options, Purpose::Replication)?;
     let made = replication
@@ -471,18 +466,12 @@ impl Copying {
     fn next(&mut self) -> Result<Option<Batch>, Error> {
         while !self.done && self.rows.len() < self.per_batch {
             match self.conn.copy_data()? {
+                // A row cut between messages is joined with its rest.
+                Some(chunk) if self.partial.is_empty() => self.lines(&chunk)?,
                 Some(chunk) => {
-                    let mut data: &[u8] = &chunk;
-                    if !self.partial.is_empty() {
-                        self.partial.extend_from_slice(data);
-                        let whole = std::mem::take(&mut self.partial);
-                        return self.lines(&whole).and_then(|()| self.next());
-                    }
-                    while let Some(end) = data.iter().position(|&b| b == b'\n') {
-                        self.line(&data[..end])?;
-                        data = &data[end + 1..];
-                    }
-                    self.partial.extend_from_slice(data);
+                    let mut whole = std::mem::take(&mut self.partial);
+                    whole.extend_from_slice(&chunk);
+                    self.lines(&whole)?;
                 }
                 None => {
                     if !self.partial.is_empty() {
@@ -496,6 +485,8 @@ impl Copying {
         batch(&mut self.rows)
     }
 
+    /// The whole rows of `data`; what follows the last is kept for the
+    /// next message.
     fn lines(&mut self, mut data: &[u8]) -> Result<(), Error> {
         while let Some(end) = data.iter().position(|&b| b == b'\n') {
             self.line(&data[..end])?;
@@ -565,9 +556,9 @@ impl Streaming {
             escape_literal(&escape_identifier(&options.publication(&table.name)))
         ))
         .map_err(|e| match e {
-            Error::Io(m) if m.contains("is active for PID") => Error::Io(format!(
-                "{m}: is another Sluice process running this stream? Stop it, or give this one its own slotPrefix"
-            )),
+            Error::Io(m) if m.contains("is active for PID") => {
+                Error::Io(format!("{m}: {}", catalog::IN_USE_ADVICE))
+            }
             other => other,
         })?;
         Ok(Streaming {

@@ -124,6 +124,7 @@ impl KeyedApply {
             .except
             .iter()
             .chain(self.delete_when.iter().map(|d| &d.column))
+            .chain(self.truncate_when.iter().map(|d| &d.column))
         {
             if schema.field_with_name(c).is_err() {
                 return Err(Error::InvalidInput(format!(
@@ -133,13 +134,7 @@ impl KeyedApply {
             }
         }
         let matches = |d: &DeleteWhen| -> Result<BooleanArray> {
-            let column = rows.column_by_name(&d.column).ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "the input has no column '{}' (its columns: {})",
-                    d.column,
-                    names(&schema)
-                ))
-            })?;
+            let column = rows.column_by_name(&d.column).expect("checked");
             let text = arrow_cast::cast(column, &DataType::Utf8)?;
             let text = text
                 .as_any()
