@@ -149,14 +149,7 @@ def main():
     wanted = set(a.cases.split(","))
     env = dict(os.environ, SLUICE_LOG="sluice=info", SLUICE_CACHE_DIR=str(a.data / "cache"))
     if not wanted & {"csv", "ndjson", "small", "incremental"}:
-        if "coldstart" in wanted:
-            coldstart(a, env)
-        if "requests" in wanted:
-            requests_case(a, env)
-        if "kafka" in wanted:
-            kafka_case(a, env)
-        if "postgres" in wanted:
-            postgres_case(a, env)
+        services(a, env, wanted)
         return
     print(f"generating data in {a.data} ...", flush=True)
     # In a child process: Linux keeps a parent's peak RSS in its children's
@@ -219,6 +212,11 @@ def main():
     print("\nratios above 1.0x mean Sluice was faster than that peer on this machine")
     if "incremental" in wanted:
         incremental(a, small, info, env)
+    services(a, env, wanted)
+
+
+def services(a, env: dict, wanted: set):
+    """The cases that need no generated files."""
     if "coldstart" in wanted:
         coldstart(a, env)
     if "requests" in wanted:

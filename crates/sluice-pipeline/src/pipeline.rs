@@ -554,9 +554,7 @@ impl Pipeline {
             )));
         }
         let leaf = cdc_table_name(stream);
-        let mut options = self.options.clone();
-        options.insert("url".into(), self.source.clone().unwrap_or_default());
-        options.insert("tables".into(), stream.to_string());
+        let options = self.cdc_options(stream);
         let mut connector = self
             .connector
             .clone()
@@ -588,12 +586,19 @@ impl Pipeline {
         Ok(p)
     }
 
+    /// The connector's config for `tables` of a `cdc` pipeline: its
+    /// options, the database (`source`) as `url`, and `tables`.
+    fn cdc_options(&self, tables: &str) -> BTreeMap<String, String> {
+        let mut options = self.options.clone();
+        options.insert("url".into(), self.source.clone().unwrap_or_default());
+        options.insert("tables".into(), tables.to_string());
+        options
+    }
+
     /// The pipeline that lists a `cdc` pipeline's streams: its connector
     /// on its database and tables.
     pub fn cdc_discovery(&self) -> Pipeline {
-        let mut options = self.options.clone();
-        options.insert("url".into(), self.source.clone().unwrap_or_default());
-        options.insert("tables".into(), self.tables.join(","));
+        let options = self.cdc_options(&self.tables.join(","));
         Pipeline {
             mode: LoadMode::Append,
             source: None,

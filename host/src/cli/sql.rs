@@ -12,7 +12,8 @@
 //!   available-now stream applied to its table by key.
 
 use anyhow::{Context, Result, bail};
-use sluice::engine::{Engine, Trigger};
+use sluice::engine::{Engine, RunReport, Trigger};
+use sluice_pipeline::Load;
 use sluice_sql::Statement;
 
 use super::console::Console;
@@ -50,22 +51,13 @@ pub async fn sql(env: &Env, args: SqlArgs) -> Result<()> {
 
 async fn run(engine: &Engine, statement: Statement) -> Result<()> {
     let table = statement.table();
-    if let Statement::DeclareStreamingTable { .. } = &statement {
-        println!("streaming table {table}: declared (a flow writes it)");
-        return Ok(());
-    }
-    let load = statement.load()?;
     match &statement {
-        Statement::DeclareStreamingTable { .. } => Ok(()),
+        Statement::DeclareStreamingTable { .. } => {
+            println!("streaming table {table}: declared (a flow writes it)");
+            Ok(())
+        }
         Statement::AutoCdc { flow, .. } => {
-            let r = engine
-                .run(
-                    &load,
-                    &Trigger::AvailableNow,
-                    &mut Console::new(),
-                    &signals::listen(),
-                )
-                .await?;
+            let r = available_now(engine, &statement.load()?).await?;
             let flow = flow
                 .as_deref()
                 .map(|f| format!("flow {f}: "))
@@ -81,6 +73,7 @@ async fn run(engine: &Engine, statement: Statement) -> Result<()> {
             if_not_exists,
             ..
         } => {
+            let load = statement.load()?;
             if !replace && engine.table_exists(&load.pipeline).await? {
                 if *if_not_exists {
                     println!("table {table} exists; nothing to do");
@@ -92,12 +85,13 @@ async fn run(engine: &Engine, statement: Statement) -> Result<()> {
             }
             run_batch(engine, &load).await
         }
-        Statement::CopyInto { .. } => super::copy_into::run(engine, &load).await,
+        Statement::CopyInto { .. } => super::copy_into::run(engine, &statement.load()?).await,
         Statement::StreamingTable {
             or_refresh,
             if_not_exists,
             ..
         } => {
+            let load = statement.load()?;
             if !or_refresh && engine.table_exists(&load.pipeline).await? {
                 if *if_not_exists {
                     println!("streaming table {table} exists; nothing to do");
@@ -107,14 +101,7 @@ async fn run(engine: &Engine, statement: Statement) -> Result<()> {
                     "streaming table {table} already exists: CREATE OR REFRESH STREAMING TABLE loads what is new"
                 );
             }
-            let r = engine
-                .run(
-                    &load,
-                    &Trigger::AvailableNow,
-                    &mut Console::new(),
-                    &signals::listen(),
-                )
-                .await?;
+            let r = available_now(engine, &load).await?;
             println!(
                 "refreshed streaming table {table}: {} new files ({}), {} rows in {:.2} s",
                 r.files,
@@ -125,4 +112,17 @@ async fn run(engine: &Engine, statement: Statement) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs a stream available-now, printing its batches; Ctrl-C stops it
+/// between batches.
+async fn available_now(engine: &Engine, load: &Load) -> Result<RunReport> {
+    Ok(engine
+        .run(
+            load,
+            &Trigger::AvailableNow,
+            &mut Console::new(),
+            &signals::listen(),
+        )
+        .await?)
 }

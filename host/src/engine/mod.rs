@@ -382,9 +382,8 @@ impl Engine {
         let p = &load.pipeline;
         let started = Instant::now();
         let discovery = Load::new(p.cdc_discovery());
-        let nowhere = Target::new(self.location(".")?, TableFormat::Delta, self.write.clone());
         let (_, reading) = self
-            .job(&discovery, nowhere, redactor)
+            .discovery_job(&discovery, redactor)
             .await?
             .plan()
             .await?;
@@ -441,6 +440,13 @@ impl Engine {
         report.seconds = started.elapsed().as_secs_f64();
         report.stopped = stop.asked();
         Ok(report)
+    }
+
+    /// [`Engine::job`] for what only discovers streams: its target is
+    /// never written.
+    async fn discovery_job(&self, load: &Load, redactor: &Redactor) -> Result<Job> {
+        let nowhere = Target::new(self.location(".")?, TableFormat::Delta, self.write.clone());
+        self.job(load, nowhere, redactor).await
     }
 
     /// A batch load's job: the files connector on the pipeline's source, or
@@ -780,8 +786,7 @@ impl Engine {
     /// a table would store it) and the input's size; nothing is written.
     pub async fn discover(&self, pipeline: &Pipeline) -> Result<(String, SchemaRef, u64)> {
         let load = Load::new(pipeline.clone());
-        let target = Target::new(self.location(".")?, TableFormat::Delta, self.write.clone());
-        let job = self.job(&load, target, &self.redactor(pipeline)).await?;
+        let job = self.discovery_job(&load, &self.redactor(pipeline)).await?;
         let (stream, bytes) = job.discover().await?;
         Ok((
             stream.info.name.clone(),
