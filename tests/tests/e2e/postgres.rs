@@ -333,7 +333,7 @@ fn sigkill_during_snapshot_and_streaming_loses_and_doubles_no_change() {
     );
     let stop = c.path("stop-writer");
     let mut w = writer(pg, &db, &stop);
-    let by_phase = crate::crash::crash(&c, &["run", "t.toml"], &secret(), 10, 1);
+    let by_phase = crate::crash::crash(&c, &["run", "t.toml"], &secret(), 16, 1);
     std::fs::write(&stop, "").unwrap();
     assert!(w.wait().unwrap().success(), "the writer failed");
     run(&c, "t.toml");
