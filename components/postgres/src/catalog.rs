@@ -45,6 +45,8 @@ pub struct Column {
     pub name: String,
     /// The type, as SQL writes it (`numeric(12,2)`).
     pub sql_type: String,
+    /// The type's oid.
+    pub oid: u32,
     pub data_type: DataType,
 }
 
@@ -121,6 +123,7 @@ pub fn table(conn: &mut Conn, name: &str) -> Result<Table, Error> {
         replica_identity = text(6).chars().next().unwrap_or('d');
         columns.push(Column {
             data_type: arrow_type(number(2) as u32, number(3) as i32, number(4) as u32),
+            oid: number(2) as u32,
             sql_type: text(1),
             name,
         });

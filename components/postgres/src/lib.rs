@@ -12,8 +12,10 @@
 //! connector advances only when the host says the batch is committed: a
 //! batch redone after a crash reads the same transactions again.
 //!
-//! Values come as text (`COPY`'s text format and pgoutput's), parsed by one
-//! parser per type into the column types of [`values::arrow_type`].
+//! A copy comes in `COPY`'s binary format (values of types whose binary
+//! form is not simple are selected as text); changes come as pgoutput's
+//! text. Either way one parser per type makes the column types of
+//! [`values::arrow_type`].
 
 /// The exports of `sluice:connector/planned-connector@0.2.0`; imports and
 /// types are the SDK's.
@@ -400,19 +402,27 @@ enum Reading {
     Done,
 }
 
-/// A table copied under a snapshot (`COPY ... TO STDOUT`, text format).
+/// A table copied under a snapshot (`COPY ... TO STDOUT`, binary format).
 struct Copying {
     conn: Conn,
     rows: Rows,
-    /// Where each copied column goes in the rows.
-    positions: Vec<usize>,
+    /// Per copied column, where it goes in the rows and whether its value
+    /// is read as the server sends it (else it was copied as text).
+    columns: Vec<(usize, bool)>,
     commit: Commit,
     seq: i64,
     per_batch: usize,
-    /// A row cut between two messages.
+    /// Bytes not read yet: a header or a row cut between two messages.
     partial: Vec<u8>,
+    /// The header was read.
+    started: bool,
+    /// The trailer was read.
+    ended: bool,
     done: bool,
 }
+
+/// The start of `COPY`'s binary format.
+const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl Copying {
     fn start(
@@ -422,59 +432,51 @@ impl Copying {
         commit: Commit,
         options: &Options,
     ) -> Result<Copying, Error> {
-        let mut names = Vec::new();
-        let mut positions = Vec::new();
+        let mut select = Vec::new();
+        let mut columns = Vec::new();
         for c in &table.columns {
             if let Some(at) = rows.position(&c.name) {
-                names.push(escape_identifier(&c.name));
-                positions.push(at);
+                let as_is = values::binary_as_is(c.oid) && rows.data_type(at) == &c.data_type;
+                let name = escape_identifier(&c.name);
+                select.push(if as_is { name } else { format!("{name}::text") });
+                columns.push((at, as_is));
             }
         }
         conn.copy_out(&format!(
-            "COPY (SELECT {} FROM {}) TO STDOUT",
-            names.join(", "),
+            "COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)",
+            select.join(", "),
             table.quoted
         ))?;
         Ok(Copying {
             conn,
             rows,
-            positions,
+            columns,
             commit,
             seq: 0,
             per_batch: options.rows_per_batch,
             partial: Vec::new(),
+            started: false,
+            ended: false,
             done: false,
         })
-    }
-
-    fn line(&mut self, line: &[u8]) -> Result<(), Error> {
-        let mut fields = line.split(|&b| b == b'\t');
-        for &at in &self.positions {
-            let field = fields
-                .next()
-                .ok_or_else(|| Error::Data("a COPY row with too few fields".into()))?;
-            let value = values::copy_field(field).map_err(data)?;
-            self.rows.set(at, value.as_deref()).map_err(data)?;
-        }
-        self.rows
-            .end(ChangeType::Insert, self.commit, self.seq)
-            .map_err(data)?;
-        self.seq += 1;
-        Ok(())
     }
 
     fn next(&mut self) -> Result<Option<Batch>, Error> {
         while !self.done && self.rows.len() < self.per_batch {
             match self.conn.copy_data()? {
-                // A row cut between messages is joined with its rest.
-                Some(chunk) if self.partial.is_empty() => self.lines(&chunk)?,
+                Some(chunk) if self.partial.is_empty() => {
+                    let read = self.read(&chunk)?;
+                    self.partial.extend_from_slice(&chunk[read..]);
+                }
                 Some(chunk) => {
                     let mut whole = std::mem::take(&mut self.partial);
                     whole.extend_from_slice(&chunk);
-                    self.lines(&whole)?;
+                    let read = self.read(&whole)?;
+                    whole.drain(..read);
+                    self.partial = whole;
                 }
                 None => {
-                    if !self.partial.is_empty() {
+                    if !self.ended || !self.partial.is_empty() {
                         return Err(Error::Data("COPY ended inside a row".into()));
                     }
                     self.conn.query("COMMIT")?;
@@ -485,15 +487,90 @@ impl Copying {
         batch(&mut self.rows)
     }
 
-    /// The whole rows of `data`; what follows the last is kept for the
-    /// next message.
-    fn lines(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        while let Some(end) = data.iter().position(|&b| b == b'\n') {
-            self.line(&data[..end])?;
-            data = &data[end + 1..];
+    /// Reads the header and the whole rows at the start of `data`; returns
+    /// how many bytes it read.
+    fn read(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let mut at = 0;
+        if !self.started {
+            // Signature, flags, and the length of an extension to skip.
+            let Some(extension) = data.get(15..19) else {
+                return Ok(0);
+            };
+            if !data.starts_with(COPY_SIGNATURE) {
+                return Err(Error::Data(
+                    "COPY's binary data does not start with its signature".into(),
+                ));
+            }
+            at = 19 + u32::from_be_bytes(extension.try_into().expect("4 bytes")) as usize;
+            if data.len() < at {
+                return Ok(0);
+            }
+            self.started = true;
         }
-        self.partial.extend_from_slice(data);
-        Ok(())
+        while !self.ended
+            && let Some(read) = self.row(&data[at..])?
+        {
+            at += read;
+        }
+        Ok(at)
+    }
+
+    /// Reads the row (or the trailer) at the start of `bytes`, if it is
+    /// whole there; returns how many bytes it took.
+    fn row(&mut self, bytes: &[u8]) -> Result<Option<usize>, Error> {
+        let length = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .map(|b| i32::from_be_bytes(b.try_into().expect("4 bytes")))
+        };
+        let Some(count) = bytes.get(..2) else {
+            return Ok(None);
+        };
+        let count = i16::from_be_bytes([count[0], count[1]]);
+        if count == -1 {
+            self.ended = true;
+            return Ok(Some(2));
+        }
+        if count as usize != self.columns.len() {
+            return Err(Error::Data(format!(
+                "a COPY row of {count} fields, where {} were selected",
+                self.columns.len()
+            )));
+        }
+        // The row is read only once it is whole.
+        let mut end = 2;
+        for _ in 0..count {
+            let Some(n) = length(end) else {
+                return Ok(None);
+            };
+            end += 4 + n.max(0) as usize;
+        }
+        if end > bytes.len() {
+            return Ok(None);
+        }
+        let mut at = 2;
+        for &(column, as_is) in &self.columns {
+            let n = length(at).expect("checked");
+            at += 4;
+            // A null's length is -1.
+            let value = (n >= 0).then(|| &bytes[at..at + n as usize]);
+            at += n.max(0) as usize;
+            if as_is {
+                self.rows.set_binary(column, value)
+            } else {
+                let text = value
+                    .map(std::str::from_utf8)
+                    .transpose()
+                    .map_err(|e| Error::Data(format!("a COPY value is not UTF-8: {e}")))?;
+                self.rows.set(column, text)
+            }
+            .map_err(data)?;
+        }
+        self.rows
+            .end(ChangeType::Insert, self.commit, self.seq)
+            .map_err(data)?;
+        self.seq += 1;
+        Ok(Some(end))
     }
 }
 

@@ -45,8 +45,9 @@ pub struct Rows {
     schema: SchemaRef,
     columns: Vec<Column>,
     by_name: HashMap<String, usize>,
-    /// How many of the schema's fields are the table's own.
-    own: usize,
+    /// Which of the schema's fields are the table's own (a column added
+    /// to the table comes after the change columns).
+    own: Vec<bool>,
     filled: Vec<bool>,
     /// Where the change columns are, if the schema has them:
     /// [`CHANGE_TYPE`], [`COMMIT_LSN`], [`COMMIT_TIMESTAMP`], [`CHANGE_SEQ`].
@@ -70,8 +71,8 @@ impl Rows {
         let own = schema
             .fields()
             .iter()
-            .filter(|f| !f.name().starts_with("_change_") && !f.name().starts_with("_commit_"))
-            .count();
+            .map(|f| !f.name().starts_with("_change_") && !f.name().starts_with("_commit_"))
+            .collect();
         let at = |name: &str| schema.index_of(name).ok();
         let meta = [
             at(CHANGE_TYPE),
@@ -92,12 +93,31 @@ impl Rows {
 
     /// Where the column `name` is, if the schema has it.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).copied().filter(|&i| i < self.own)
+        self.by_name.get(name).copied().filter(|&i| self.own[i])
+    }
+
+    /// The type of column `at`.
+    pub fn data_type(&self, at: usize) -> &arrow_schema::DataType {
+        self.schema.field(at).data_type()
     }
 
     /// Sets column `at` of the row being built from its text.
     pub fn set(&mut self, at: usize, text: Option<&str>) -> Result<(), String> {
-        self.columns[at].push(text).map_err(|e| {
+        let pushed = self.columns[at].push(text);
+        self.record(at, pushed)
+    }
+
+    /// Sets column `at` of the row being built from its value in `COPY`'s
+    /// binary format ([`crate::values::binary_as_is`]).
+    pub fn set_binary(&mut self, at: usize, value: Option<&[u8]>) -> Result<(), String> {
+        let pushed = self.columns[at].push_binary(value);
+        self.record(at, pushed)
+    }
+
+    /// Column `at` is set, if `pushed` is not an error, which is said of
+    /// the column.
+    fn record(&mut self, at: usize, pushed: Result<(), String>) -> Result<(), String> {
+        pushed.map_err(|e| {
             let field = self.schema.field(at);
             let pg = field
                 .metadata()
@@ -118,7 +138,7 @@ impl Rows {
     /// Ends the row: the columns not set are null, the change columns
     /// say what and where it was.
     pub fn end(&mut self, change: ChangeType, commit: Commit, seq: i64) -> Result<(), String> {
-        for i in 0..self.own {
+        for i in (0..self.columns.len()).filter(|&i| self.own[i]) {
             if !std::mem::replace(&mut self.filled[i], false) {
                 self.columns[i].push_null();
             }

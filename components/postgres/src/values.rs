@@ -1,6 +1,8 @@
-//! PostgreSQL values, as the server writes them in text (`COPY` and
-//! pgoutput alike, with the session's ISO dates, UTC and hex bytea), into
-//! Arrow columns: one parser per type, whichever way the value came.
+//! PostgreSQL values into Arrow columns: as the server writes them in
+//! text (pgoutput, and `COPY` for types whose binary format is not simple),
+//! with the session's ISO dates, UTC and hex bytea, one parser per type;
+//! and as `COPY`'s binary format has the simple ones (numbers, dates,
+//! timestamps, text, bytes).
 
 use std::sync::Arc;
 
@@ -39,6 +41,21 @@ pub fn arrow_type(oid: u32, typmod: i32, elem: u32) -> DataType {
         _ => DataType::Utf8,
     }
 }
+
+/// Whether `COPY`'s binary format of a value of type `oid` is read as the
+/// server sends it: fixed-width numbers, dates and timestamps, text and
+/// bytes. Values of other types are copied as their text (`column::text`),
+/// read by the same parsers as text is.
+pub fn binary_as_is(oid: u32) -> bool {
+    matches!(
+        oid,
+        16 | 21 | 23 | 20 | 700 | 701 | 17 | 1082 | 1114 | 1184 | 25 | 1043 | 1042 | 19
+    )
+}
+
+/// Days from 1970-01-01 to 2000-01-01, where PostgreSQL's binary dates
+/// and timestamps count from.
+const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// `numeric(p, s)` as a decimal when Arrow's can hold it; unconstrained
 /// `numeric` (any scale) as its exact text.
@@ -148,6 +165,50 @@ impl Column {
                 let last = *offsets.last().unwrap_or(&0);
                 offsets.push(last + elements.len() as i32);
                 nulls.append_non_null();
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a value in `COPY`'s binary format, of a type
+    /// [`binary_as_is`] reads (none: null).
+    pub fn push_binary(&mut self, value: Option<&[u8]>) -> Result<(), String> {
+        let Some(v) = value else {
+            self.push_null();
+            return Ok(());
+        };
+        fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N], String> {
+            v.try_into()
+                .map_err(|_| format!("a binary {what} of {} bytes, not {N}", v.len()))
+        }
+        match self {
+            Column::Bool(b) => b.append_value(fixed::<1>(v, "boolean")?[0] != 0),
+            Column::I16(b) => b.append_value(i16::from_be_bytes(fixed(v, "smallint")?)),
+            Column::I32(b) => b.append_value(i32::from_be_bytes(fixed(v, "integer")?)),
+            Column::I64(b) => b.append_value(i64::from_be_bytes(fixed(v, "bigint")?)),
+            Column::F32(b) => b.append_value(f32::from_be_bytes(fixed(v, "real")?)),
+            Column::F64(b) => b.append_value(f64::from_be_bytes(fixed(v, "double")?)),
+            Column::Text(b) => {
+                b.append_value(std::str::from_utf8(v).map_err(|e| format!("not UTF-8: {e}"))?)
+            }
+            Column::Binary(b) => b.append_value(v),
+            // Infinities are the extremes, here as in the text parsers.
+            Column::Date(b) => b.append_value(match i32::from_be_bytes(fixed(v, "date")?) {
+                d @ (i32::MIN | i32::MAX) => d,
+                d => d
+                    .checked_add(PG_EPOCH_DAYS)
+                    .ok_or_else(|| format!("date {d} is out of range"))?,
+            }),
+            Column::Timestamp(b, _) => {
+                b.append_value(match i64::from_be_bytes(fixed(v, "timestamp")?) {
+                    t @ (i64::MIN | i64::MAX) => t,
+                    t => t
+                        .checked_add(PG_EPOCH_DAYS as i64 * 86_400_000_000)
+                        .ok_or_else(|| format!("timestamp {t} is out of range"))?,
+                })
+            }
+            Column::Decimal(..) | Column::List { .. } => {
+                return Err("a binary value of a type that is copied as text".into());
             }
         }
         Ok(())
@@ -439,72 +500,45 @@ fn split_array(t: &str) -> Result<Vec<Option<String>>, String> {
     }
 }
 
-/// A field of `COPY ... TO STDOUT`'s text format with its backslash
-/// escapes undone; `\N` is null. Borrowed when nothing was escaped.
-pub fn copy_field(field: &[u8]) -> Result<Option<std::borrow::Cow<'_, str>>, String> {
-    use std::borrow::Cow;
-    if field == b"\\N" {
-        return Ok(None);
-    }
-    if !field.contains(&b'\\') {
-        return Ok(Some(Cow::Borrowed(
-            std::str::from_utf8(field).map_err(|e| format!("not UTF-8: {e}"))?,
-        )));
-    }
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let b = field[i];
-        if b != b'\\' || i + 1 == field.len() {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let c = field[i + 1];
-        i += 2;
-        out.push(match c {
-            b'b' => 8,
-            b'f' => 12,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'v' => 11,
-            b'0'..=b'7' => {
-                let mut v = (c - b'0') as u32;
-                for _ in 0..2 {
-                    match field.get(i) {
-                        Some(d @ b'0'..=b'7') => {
-                            v = v * 8 + (d - b'0') as u32;
-                            i += 1;
-                        }
-                        _ => break,
-                    }
-                }
-                v as u8
-            }
-            b'x' => {
-                let n = field[i..]
-                    .iter()
-                    .take(2)
-                    .take_while(|d| d.is_ascii_hexdigit())
-                    .count();
-                let v =
-                    u8::from_str_radix(std::str::from_utf8(&field[i..i + n]).unwrap_or("0"), 16)
-                        .unwrap_or(0);
-                i += n;
-                v
-            }
-            other => other,
-        });
-    }
-    String::from_utf8(out)
-        .map(|s| Some(Cow::Owned(s)))
-        .map_err(|e| format!("not UTF-8: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_values_count_from_2000_and_keep_their_infinities() {
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::{Date32Type, Int32Type, TimestampMicrosecondType};
+        let mut date = Column::new(&DataType::Date32).unwrap();
+        for v in [0i32, -1, i32::MAX] {
+            date.push_binary(Some(&v.to_be_bytes())).unwrap();
+        }
+        let dates = date.finish();
+        let dates = dates.as_primitive::<Date32Type>();
+        assert_eq!(dates.values().as_ref(), &[10_957, 10_956, i32::MAX]);
+        let mut ts = Column::new(&DataType::Timestamp(TimeUnit::Microsecond, None)).unwrap();
+        ts.push_binary(Some(&1i64.to_be_bytes())).unwrap();
+        ts.push_binary(Some(&i64::MIN.to_be_bytes())).unwrap();
+        ts.push_binary(None).unwrap();
+        let t = ts.finish();
+        let t = t.as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(
+            t.value(0),
+            parse_timestamp("2000-01-01 00:00:00.000001", false).unwrap()
+        );
+        assert_eq!(t.value(1), i64::MIN);
+        assert!(arrow_array::Array::is_null(t, 2));
+        let mut int = Column::new(&DataType::Int32).unwrap();
+        int.push_binary(Some(&(-7i32).to_be_bytes())).unwrap();
+        assert_eq!(int.finish().as_primitive::<Int32Type>().value(0), -7);
+        let e = int.push_binary(Some(&[0, 1])).unwrap_err();
+        assert!(e.contains("2 bytes"), "{e}");
+        let mut text = Column::new(&DataType::Utf8).unwrap();
+        assert!(
+            text.push_binary(Some(&[0xff]))
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+    }
 
     #[test]
     fn decimals() {
@@ -554,15 +588,6 @@ mod tests {
             split_array("{{1,2},{3,4}}")
                 .unwrap_err()
                 .contains("multi-dimensional")
-        );
-    }
-
-    #[test]
-    fn copy_fields() {
-        assert_eq!(copy_field(b"\\N").unwrap(), None);
-        assert_eq!(
-            copy_field(b"a\\tb\\\\c\\012").unwrap().unwrap(),
-            "a\tb\\c\n"
         );
     }
 }
