@@ -469,27 +469,19 @@ pub async fn commit_once(
     batch_once(location, schema, actions, txn, change, operation).await
 }
 
-/// [`commit_once`] of `actions` (removes of rewritten files and their
-/// replacements), recorded in the log as an update by `predicate`.
+/// [`commit_once`] of a keyed apply's `actions` (removes of rewritten
+/// files and their replacements), recorded in the log as an update.
 pub(crate) async fn commit_actions_once(
     location: &Location,
     schema: &Schema,
     actions: Vec<Action>,
     txn: &Txn,
-    predicate: &str,
+    change: SchemaChange,
 ) -> Result<Outcome> {
     let operation = DeltaOperation::Update {
-        predicate: Some(predicate.to_string()),
+        predicate: Some("keyed apply".to_string()),
     };
-    batch_once(
-        location,
-        schema,
-        actions,
-        txn,
-        SchemaChange::None,
-        operation,
-    )
-    .await
+    batch_once(location, schema, actions, txn, change, operation).await
 }
 
 async fn batch_once(

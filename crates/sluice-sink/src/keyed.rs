@@ -86,8 +86,11 @@ pub struct Changes {
     /// Whether each row is a delete.
     pub deletes: BooleanArray,
     /// The batch emptied the table (a truncate) before these rows: they
-    /// apply to an empty table.
+    /// apply to an empty table (SCD type 1).
     pub truncated: bool,
+    /// SCD type 2: the rows that are truncates (their own columns null),
+    /// which end every key's current version at their sequence.
+    pub truncates: Vec<usize>,
 }
 
 /// What a merge did.
@@ -149,25 +152,101 @@ impl KeyedApply {
             None => BooleanArray::from(vec![false; rows.num_rows()]),
             Some(d) => matches(d)?,
         };
-        // After the last truncate, the rest applies to an empty table.
-        let last_truncate = match &self.truncate_when {
-            None => None,
-            Some(t) => matches(t)?.iter().rposition(|v| v == Some(true)),
+        let truncates: Vec<usize> = match &self.truncate_when {
+            None => vec![],
+            Some(t) => matches(t)?
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| *v == Some(true))
+                .map(|(i, _)| i)
+                .collect(),
         };
-        if last_truncate.is_some() && self.scd == Scd::Two {
-            return Err(Error::InvalidInput(
-                "a truncate in changes applied as SCD type 2 (closing every version) is not supported yet; nothing was applied".into(),
-            ));
-        }
-        let from = last_truncate.map_or(0, |i| i + 1);
         let keep: Vec<usize> = (0..schema.fields().len())
             .filter(|&i| !self.except.contains(schema.field(i).name()))
             .collect();
-        let rows = rows.project(&keep)?.slice(from, rows.num_rows() - from);
+        let rows = rows.project(&keep)?;
+        Ok(match self.scd {
+            // After the last truncate, the rest applies to an empty table.
+            Scd::One => {
+                let from = truncates.last().map_or(0, |i| i + 1);
+                Changes {
+                    rows: rows.slice(from, rows.num_rows() - from),
+                    deletes: deletes.slice(from, deletes.len() - from),
+                    truncated: !truncates.is_empty(),
+                    truncates: vec![],
+                }
+            }
+            Scd::Two => Changes {
+                rows,
+                deletes,
+                truncated: false,
+                truncates,
+            },
+        })
+    }
+
+    /// SCD type 2's truncates as deletes: each ends the current version of
+    /// every key that `existing` (every row of the table) or the changes
+    /// before it hold, at the truncate's sequence.
+    pub(crate) fn truncates_as_deletes(
+        &self,
+        existing: &RecordBatch,
+        changes: &Changes,
+    ) -> Result<Changes> {
+        let schema = changes.rows.schema();
+        let data = data_columns(existing, schema.fields().len());
+        let keys = |b: &RecordBatch| -> Vec<ArrayRef> {
+            self.keys
+                .iter()
+                .map(|k| b.column_by_name(k).expect("checked").clone())
+                .collect()
+        };
+        let converter = RowConverter::new(
+            keys(&data)
+                .iter()
+                .map(|k| SortField::new(k.data_type().clone()))
+                .collect(),
+        )?;
+        let stored = converter.convert_columns(&keys(&data))?;
+        let changed = converter.convert_columns(&keys(&changes.rows))?;
+        // Every key known so far, by a row of it.
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        let mut known: Vec<(usize, usize)> = (0..data.num_rows())
+            .filter(|&j| seen.insert(stored.row(j).data()))
+            .map(|j| (0, j))
+            .collect();
+        let truncates: std::collections::HashSet<usize> =
+            changes.truncates.iter().copied().collect();
+        // Per row made: where it comes from, whose sequence it has, and
+        // whether it deletes.
+        let (mut rows, mut sequences, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..changes.rows.num_rows() {
+            if truncates.contains(&i) {
+                rows.extend_from_slice(&known);
+                sequences.extend(std::iter::repeat_n(i as u32, known.len()));
+                deletes.extend(std::iter::repeat_n(true, known.len()));
+                continue;
+            }
+            if seen.insert(changed.row(i).data()) {
+                known.push((1, i));
+            }
+            rows.push((1, i));
+            sequences.push(i as u32);
+            deletes.push(changes.deletes.value(i) && changes.deletes.is_valid(i));
+        }
+        let made = take_rows(&schema, &[&data, &changes.rows], &rows)?;
+        let at = schema.index_of(&self.sequence)?;
+        let mut columns = made.columns().to_vec();
+        columns[at] = arrow_select::take::take(
+            changes.rows.column(at),
+            &arrow_array::UInt32Array::from(sequences),
+            None,
+        )?;
         Ok(Changes {
-            rows,
-            deletes: deletes.slice(from, deletes.len() - from),
-            truncated: last_truncate.is_some(),
+            rows: RecordBatch::try_new(schema, columns)?,
+            deletes: BooleanArray::from(deletes),
+            truncated: false,
+            truncates: vec![],
         })
     }
 
@@ -708,7 +787,9 @@ pub fn orderable(t: &DataType) -> bool {
 }
 
 mod delta;
+mod lane;
 #[cfg(test)]
 mod tests;
 
 pub use delta::{Applied, apply};
+pub use lane::{KeyedLane, Staged, apply_staged};

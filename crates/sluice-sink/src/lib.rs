@@ -93,8 +93,8 @@ pub struct Target {
 pub struct Written {
     adds: Vec<Add>,
     files: Vec<dataset::DataFile>,
-    /// A keyed target's lane: the change rows, applied at the commit.
-    changes: Vec<RecordBatch>,
+    /// A keyed target's lane: what it staged for the commit's merge.
+    staged: keyed::Staged,
     rows: u64,
 }
 
@@ -148,8 +148,8 @@ pub struct Lane {
 enum LaneInner {
     Delta(Box<delta::DeltaLane>),
     Parquet(Box<dataset::ParquetLane>),
-    /// Changes are kept until the commit applies them by key.
-    Keyed(Vec<RecordBatch>),
+    /// Changes, applied by key at the commit.
+    Keyed(Box<keyed::KeyedLane>),
 }
 
 impl Lane {
@@ -159,10 +159,7 @@ impl Lane {
         match &mut self.inner {
             LaneInner::Delta(l) => l.write(batch).await,
             LaneInner::Parquet(l) => l.write(batch).await,
-            LaneInner::Keyed(b) => {
-                b.push(batch);
-                Ok(())
-            }
+            LaneInner::Keyed(l) => l.write(batch).await,
         }
     }
 
@@ -180,8 +177,8 @@ impl Lane {
                 rows,
                 ..Written::default()
             },
-            LaneInner::Keyed(changes) => Written {
-                changes,
+            LaneInner::Keyed(l) => Written {
+                staged: l.finish().await?,
                 rows,
                 ..Written::default()
             },
@@ -233,18 +230,21 @@ impl Target {
 
     /// Opens a lane that writes batches of `schema`.
     pub fn lane(&self, schema: SchemaRef) -> Result<Lane> {
-        let inner = match self.format {
-            _ if self.keyed.is_some() => LaneInner::Keyed(Vec::new()),
-            TableFormat::Delta => LaneInner::Delta(Box::new(delta::DeltaLane::new(
+        let inner = match (&self.keyed, self.format) {
+            (Some(spec), TableFormat::Delta) => LaneInner::Keyed(Box::new(keyed::KeyedLane::new(
+                spec.clone(),
+                self.location.clone(),
+                self.options.clone(),
+            ))),
+            (Some(_), TableFormat::Parquet) => return Err(self.needs_delta()),
+            (None, TableFormat::Delta) => LaneInner::Delta(Box::new(delta::DeltaLane::new(
                 &self.location,
                 schema,
                 &self.options,
             )?)),
-            TableFormat::Parquet => LaneInner::Parquet(Box::new(dataset::ParquetLane::new(
-                &self.location.as_dir(),
-                schema,
-                &self.options,
-            )?)),
+            (None, TableFormat::Parquet) => LaneInner::Parquet(Box::new(
+                dataset::ParquetLane::new(&self.location.as_dir(), schema, &self.options)?,
+            )),
         };
         Ok(Lane { inner, rows: 0 })
     }
@@ -262,13 +262,10 @@ impl Target {
         change: SchemaChange,
     ) -> Result<BatchCommitted> {
         if self.format != TableFormat::Delta {
-            return Err(Error::Unsupported(format!(
-                "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
-                self.location.display()
-            )));
+            return Err(self.needs_delta());
         }
         if let Some(spec) = &self.keyed {
-            return self.apply_once(spec, schema, written, txn).await;
+            return self.apply_once(spec, schema, written, txn, change).await;
         }
         let stats = Committed {
             version: None,
@@ -288,6 +285,15 @@ impl Target {
         })
     }
 
+    /// Why a target that is not a Delta table cannot be loaded
+    /// incrementally.
+    fn needs_delta(&self) -> Error {
+        Error::Unsupported(format!(
+            "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
+            self.location.display()
+        ))
+    }
+
     /// [`Target::commit_once`] of a keyed target: the lanes' changes
     /// applied by key in one commit.
     async fn apply_once(
@@ -296,12 +302,21 @@ impl Target {
         schema: &Schema,
         written: Vec<Written>,
         txn: &Txn,
+        change: SchemaChange,
     ) -> Result<BatchCommitted> {
         let schema = std::sync::Arc::new(schema.clone());
-        let rows: Vec<RecordBatch> = written.into_iter().flat_map(|w| w.changes).collect();
-        let rows = arrow_select::concat::concat_batches(&schema, &rows)?;
-        let changes = spec.changes(&rows)?;
-        let applied = keyed::apply(&self.location, spec, &changes, txn, &self.options).await?;
+        let rows = written.iter().map(Written::rows).sum();
+        let staged = written.into_iter().map(|w| w.staged).collect();
+        let applied = keyed::apply_staged(
+            &self.location,
+            spec,
+            &schema,
+            staged,
+            txn,
+            &self.options,
+            change,
+        )
+        .await?;
         let version = match applied.outcome {
             Outcome::Committed { version } => Some(version),
             Outcome::AlreadyCommitted { version } => version,
@@ -312,7 +327,7 @@ impl Target {
                 version,
                 files: applied.files_added,
                 bytes: applied.bytes_added,
-                rows: rows.num_rows() as u64,
+                rows,
             },
         })
     }

@@ -508,6 +508,7 @@ fn flow_body(
     }
     let mut sequence_by = None;
     let mut delete_when = None;
+    let mut truncate_when = None;
     let mut except_columns = Vec::new();
     let mut scd_type = 1;
     let columns = |p: &mut Parser| -> Result<Vec<String>> {
@@ -524,12 +525,14 @@ fn flow_body(
             sequence_by = Some(p.parse_identifier()?.value);
         } else if parse_word(p, "APPLY") {
             p.expect_keyword_is(Keyword::AS)?;
-            if parse_word(p, "TRUNCATE") {
-                return Err(Error::Unsupported("APPLY AS TRUNCATE WHEN".into()));
-            }
-            expect_word(p, "DELETE")?;
+            let (clause, into) = if parse_word(p, "TRUNCATE") {
+                ("TRUNCATE", &mut truncate_when)
+            } else {
+                expect_word(p, "DELETE")?;
+                ("DELETE", &mut delete_when)
+            };
             expect_word(p, "WHEN")?;
-            delete_when = Some(condition(&p.parse_expr()?)?);
+            *into = Some(condition(&p.parse_expr()?, clause)?);
         } else if parse_word(p, "COLUMNS") {
             p.expect_token(&Token::Mul)?;
             if parse_word(p, "EXCEPT") {
@@ -553,7 +556,7 @@ fn flow_body(
             ));
         } else {
             return Ok(p.expected_ref(
-                "KEYS, APPLY AS DELETE WHEN, SEQUENCE BY, COLUMNS or STORED AS SCD TYPE",
+                "KEYS, APPLY AS DELETE WHEN, APPLY AS TRUNCATE WHEN, SEQUENCE BY, COLUMNS or STORED AS SCD TYPE",
                 p.peek_token_ref(),
             )?);
         }
@@ -571,16 +574,17 @@ fn flow_body(
             scd_type,
             delete_when,
             except_columns,
-            truncate_when: None,
+            truncate_when,
         },
     })
 }
 
-/// `op = 'DELETE'` or `op IN ('D', 'X')` as a pipeline's `delete_when`.
-fn condition(e: &Expr) -> Result<String> {
+/// `op = 'DELETE'` or `op IN ('D', 'X')` of `APPLY AS clause WHEN` as a
+/// pipeline's `delete_when` or `truncate_when`.
+fn condition(e: &Expr, clause: &str) -> Result<String> {
     let unsupported = || {
         Error::Unsupported(format!(
-            "APPLY AS DELETE WHEN {e}: write column = 'value' or column IN ('a', 'b')"
+            "APPLY AS {clause} WHEN {e}: write column = 'value' or column IN ('a', 'b')"
         ))
     };
     let value = |v: &Expr| -> Result<String> {
@@ -613,7 +617,7 @@ fn condition(e: &Expr) -> Result<String> {
             )),
             _ => Err(unsupported()),
         },
-        Expr::Nested(inner) => condition(inner),
+        Expr::Nested(inner) => condition(inner, clause),
         _ => Err(unsupported()),
     }
 }

@@ -260,6 +260,17 @@ fn auto_cdc_flows_apply_a_stream_by_key_into_a_declared_table() {
     assert_eq!((flow, apply.scd_type, apply.keys.len()), (&None, 1, 2));
     assert_eq!(apply.delete_condition().unwrap().unwrap().1, ["d", "x"]);
 
+    // A source's truncates.
+    let truncating = parse(
+        "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'json') \
+         KEYS (id) SEQUENCE BY ts APPLY AS DELETE WHEN op = 'D' APPLY AS TRUNCATE WHEN op = 'T'",
+    )
+    .unwrap();
+    let Statement::AutoCdc { apply, .. } = &truncating[1] else {
+        panic!()
+    };
+    assert_eq!(apply.truncate_when.as_deref(), Some("op = 'T'"));
+
     for (sql, want) in [
         (
             "CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts",
@@ -284,6 +295,10 @@ fn auto_cdc_flows_apply_a_stream_by_key_into_a_declared_table() {
         (
             "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts APPLY AS DELETE WHEN op > 3",
             "column = 'value'",
+        ),
+        (
+            "CREATE STREAMING TABLE t; CREATE FLOW f AS AUTO CDC INTO t FROM STREAM read_files('/in', format => 'csv') KEYS (id) SEQUENCE BY ts APPLY AS TRUNCATE WHEN op LIKE 'T%'",
+            "APPLY AS TRUNCATE WHEN",
         ),
     ] {
         assert!(err(sql).contains(want), "{sql}: {}", err(sql));

@@ -188,6 +188,24 @@ impl TableDump {
             .collect()
     }
 
+    /// The rows as `(id, name, ts)`, sorted: the columns of the change
+    /// feeds tests apply by key.
+    pub fn id_name_ts(&self) -> Vec<(i64, String, i64)> {
+        let mut rows: Vec<(i64, String, i64)> = self
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r["id"].as_i64().unwrap(),
+                    r["name"].as_str().unwrap().to_string(),
+                    r["ts"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
     /// The rows without `_metadata`, ordered by the integer column `key`.
     pub fn data_by(&self, key: &str) -> Vec<Value> {
         let mut rows = self.data();

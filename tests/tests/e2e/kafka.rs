@@ -413,6 +413,49 @@ fn sql_and_pipeline_files_read_kafka_through_the_same_engine() {
     assert_eq!(once(&records(&c, "pipe_events")), (0..60).collect());
 }
 
+/// AUTO CDC over a topic of change events (JSON values, flat as a CDC
+/// tool's unwrapped events are): applied by key, a late event never
+/// winning over a newer one, each event once across runs.
+#[test]
+fn an_auto_cdc_flow_applies_a_topic_of_change_events_by_key() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("people_changes", 1);
+    k.produce_values(
+        &c,
+        "people_changes",
+        &[
+            Some(r#"{"id": 1, "name": "ann", "op": "c", "ts": 10}"#),
+            Some(r#"{"id": 2, "name": "bob", "op": "c", "ts": 11}"#),
+            Some(r#"{"id": 1, "name": "anne", "op": "u", "ts": 12}"#),
+        ],
+    );
+    let sql = format!(
+        "CREATE OR REFRESH STREAMING TABLE delta.`people`;
+         CREATE FLOW people_cdc AS AUTO CDC INTO delta.`people`
+         FROM STREAM read_kafka(bootstrapServers => '{}', subscribe => 'people_changes',
+                                startingOffsets => 'earliest', valueFormat => 'json')
+         KEYS (id) APPLY AS DELETE WHEN op = 'd' SEQUENCE BY ts
+         COLUMNS * EXCEPT (op) STORED AS SCD TYPE 1",
+        k.bootstrap
+    );
+    c.ok(&["sql", &sql]);
+    k.produce_values(
+        &c,
+        "people_changes",
+        &[
+            Some(r#"{"id": 2, "op": "d", "ts": 14}"#),
+            Some(r#"{"id": 1, "name": "stale", "op": "u", "ts": 9}"#),
+            Some(r#"{"id": 3, "name": "cy", "op": "c", "ts": 15}"#),
+        ],
+    );
+    c.ok(&["sql", &sql]);
+    c.ok(&["sql", &sql]);
+    assert_eq!(
+        crate::harness::read_delta(&c.path("people")).id_name_ts(),
+        [(1, "anne".into(), 12), (3, "cy".into(), 15)]
+    );
+}
+
 #[test]
 fn two_processes_split_a_topics_partitions_into_one_table() {
     let (k, c) = (Kafka::shared(), Case::new());

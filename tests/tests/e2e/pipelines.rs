@@ -109,19 +109,10 @@ fn a_stream_of_changes_is_applied_by_key_as_scd_type_1_and_2() {
     run_both();
 
     let current = read_delta(&c.path("warehouse/current"));
-    let mut rows: Vec<(i64, String, i64)> = current
-        .rows
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_i64().unwrap(),
-                r["name"].as_str().unwrap().to_string(),
-                r["ts"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    rows.sort();
-    assert_eq!(rows, [(1, "a2".into(), 3), (3, "c2".into(), 5)]);
+    assert_eq!(
+        current.id_name_ts(),
+        [(1, "a2".into(), 3), (3, "c2".into(), 5)]
+    );
     assert!(current.rows.iter().all(|r| r.get("op").is_none()));
 
     let history = read_delta(&c.path("warehouse/history"));

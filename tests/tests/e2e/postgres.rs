@@ -188,6 +188,18 @@ fn a_database_is_copied_then_its_changes_applied_as_scd_type_1() {
     same(&c, pg, &db, "orders", 1, None);
     same(&c, pg, &db, "customers", 1, None);
 
+    // A column added to a source table is added to its table.
+    pg.sql(
+        &db,
+        "ALTER TABLE customers ADD COLUMN tier text; UPDATE customers SET tier = 'gold' WHERE id < 10",
+    );
+    run(&c, "shop.toml");
+    same(&c, pg, &db, "customers", 1, None);
+    assert_eq!(
+        crate::harness::read_delta(&c.path("lake/shop/customers")).type_of("tier"),
+        "string"
+    );
+
     // A TRUNCATE empties the table; what follows it stays.
     for t in TRUNCATE {
         pg.sql(&db, t);
@@ -231,6 +243,21 @@ fn scd_type_2_keeps_every_version_of_each_key() {
         "orders",
         2,
         Some(r#"{"1": 2, "2": 1, "3": 1, "4": 3, "5": 2}"#),
+    );
+    // A TRUNCATE ends every current version; what follows it starts anew.
+    pg.sql(
+        &db,
+        "BEGIN; TRUNCATE orders; INSERT INTO orders (id, note) VALUES (1, 'back'), (7, 'after truncate'); COMMIT",
+    );
+    pg.sql(&db, "INSERT INTO orders (id, note) VALUES (8, 'later')");
+    run(&c, "shop.toml");
+    same(
+        &c,
+        pg,
+        &db,
+        "orders",
+        2,
+        Some(r#"{"1": 3, "2": 1, "3": 1, "4": 3, "5": 2, "7": 1, "8": 1}"#),
     );
 }
 

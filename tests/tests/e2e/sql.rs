@@ -175,18 +175,10 @@ fn an_auto_cdc_flow_applies_change_files_by_key() {
     assert!(out.contains("flow people_cdc: applied"), "{out}");
     c.write("cdc/2.csv", "id,name,ts,op\n2,,14,D\n1,stale,9,U\n");
     c.ok(&["sql", sql]);
-    let rows: Vec<(i64, String, i64)> = read_delta(&c.path("people"))
-        .data_by("id")
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_i64().unwrap(),
-                r["name"].as_str().unwrap().to_string(),
-                r["ts"].as_i64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(rows, [(1, "anne".into(), 12), (3, "cy".into(), 13)]);
+    assert_eq!(
+        read_delta(&c.path("people")).id_name_ts(),
+        [(1, "anne".into(), 12), (3, "cy".into(), 13)]
+    );
     let e = c.fails(&[
         "sql",
         "CREATE FLOW f AS AUTO CDC INTO delta.`x` FROM STREAM read_files('cdc', format => 'csv') KEYS (id) SEQUENCE BY ts",

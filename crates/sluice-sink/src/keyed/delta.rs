@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, RecordBatch, new_null_array};
 use arrow_schema::{DataType, Schema, SchemaRef};
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
@@ -25,7 +25,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::concat;
 use super::{Changes, KeyedApply, MergeCounts, Scd};
 use crate::WriteOptions;
-use crate::delta::{DeltaLane, Outcome, Txn, commit_actions_once, load, txn_of};
+use crate::delta::{DeltaLane, Outcome, SchemaChange, Txn, commit_actions_once, load, txn_of};
 use crate::error::{Error, Result};
 use sluice_location::Location;
 
@@ -49,13 +49,15 @@ pub struct Applied {
 /// Applies `changes` to the Delta table at `location` by key, as batch
 /// `txn` of its application, exactly once: a batch the table already holds
 /// is not applied again. The table is created (with
-/// [`KeyedApply::table_schema`]) by the first batch.
+/// [`KeyedApply::table_schema`]) by the first batch; `change` says whether
+/// a batch may add columns to it (the rows it holds have none in them).
 pub async fn apply(
     location: &Location,
     spec: &KeyedApply,
     changes: &Changes,
     txn: &Txn,
     options: &WriteOptions,
+    change: SchemaChange,
 ) -> Result<Applied> {
     let name = location.display();
     let schema = spec.table_schema(&changes.rows.schema())?;
@@ -76,16 +78,7 @@ pub async fn apply(
         }
         let snapshot = t.snapshot().map_err(|e| Error::delta(&name, e))?;
         let stored: Schema = snapshot.schema().as_ref().try_into_arrow()?;
-        if stored.fields() != schema.fields() {
-            return Err(Error::SchemaMismatch {
-                table: name.clone(),
-                reason: format!(
-                    "the table has columns [{}], the changes make [{}]; replace the table to change its columns",
-                    super::names(&stored),
-                    super::names(&schema)
-                ),
-            });
-        }
+        columns_fit(&name, &stored, &schema, change)?;
     }
     let (store, root) = location.store()?;
     // The rows of the files the batch's keys may be in.
@@ -105,7 +98,12 @@ pub async fn apply(
         .as_ref()
         .filter(|_| changes.rows.num_rows() > 0 && !changes.truncated)
     {
-        let bounds = key_bounds(spec, &changes.rows);
+        // SCD type 2's truncates end every key's version: every file.
+        let bounds = if changes.truncates.is_empty() {
+            key_bounds(spec, &changes.rows)
+        } else {
+            vec![]
+        };
         let literals: Vec<_> = bounds
             .iter()
             .flat_map(|(k, lo, hi)| {
@@ -134,6 +132,13 @@ pub async fn apply(
         }
     }
     let existing = concat(&schema, &existing)?;
+    let ended;
+    let changes = if changes.truncates.is_empty() {
+        changes
+    } else {
+        ended = spec.truncates_as_deletes(&existing, changes)?;
+        &ended
+    };
     let tomb_dir = under(&root, &format!("_sluice_keyed/tombstones/{}", txn.app_id));
     // After a truncate every change is newer than any delete remembered.
     let tombstones = match (spec.scd, committed_batch) {
@@ -162,7 +167,7 @@ pub async fn apply(
     let files_rewritten = removes.len();
     let mut actions = removes;
     actions.extend(adds.into_iter().map(Action::Add));
-    let outcome = commit_actions_once(location, &schema, actions, txn, "keyed apply").await?;
+    let outcome = commit_actions_once(location, &schema, actions, txn, change).await?;
     Ok(Applied {
         outcome,
         counts: merged.counts,
@@ -170,6 +175,43 @@ pub async fn apply(
         files_added,
         rows_written,
         bytes_added,
+    })
+}
+
+/// Whether changes that make the table's columns `schema` may be applied
+/// to a table of columns `stored`: the same columns (in any order), and
+/// with `change` allowing it new ones, which the commit adds.
+fn columns_fit(table: &str, stored: &Schema, schema: &Schema, change: SchemaChange) -> Result<()> {
+    let differ = stored.fields().iter().any(|f| {
+        schema
+            .field_with_name(f.name())
+            .ok()
+            .is_none_or(|g| g.data_type() != f.data_type())
+    });
+    let added: Vec<&str> = schema
+        .fields()
+        .iter()
+        .filter(|f| stored.field_with_name(f.name()).is_err())
+        .map(|f| f.name().as_str())
+        .collect();
+    if !differ && (added.is_empty() || change == SchemaChange::AddColumns) {
+        return Ok(());
+    }
+    let fix = if differ {
+        "replace the table to change its columns".to_string()
+    } else {
+        format!(
+            "new column(s) {}: allow schema evolution (schemaEvolutionMode = addNewColumns) to add them",
+            added.join(", ")
+        )
+    };
+    Err(Error::SchemaMismatch {
+        table: table.to_string(),
+        reason: format!(
+            "the table has columns [{}], the changes make [{}]; {fix}",
+            super::names(stored),
+            super::names(schema)
+        ),
     })
 }
 
@@ -214,7 +256,9 @@ pub(super) fn under(root: &Path, rel: &str) -> Path {
     }
 }
 
-/// The rows of the Parquet file at `path`, as `schema`.
+/// The rows of the Parquet file at `path`, as `schema`: its columns by
+/// name, and nulls for those it does not have (added to the table after it
+/// was written).
 pub(super) async fn read_parquet(
     store: &Arc<dyn ObjectStore>,
     path: Path,
@@ -233,7 +277,17 @@ pub(super) async fn read_parquet(
         .collect::<std::result::Result<Vec<_>, _>>()?;
     batches
         .into_iter()
-        .map(|b| Ok(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?))
+        .map(|b| {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| match b.column_by_name(f.name()) {
+                    Some(c) => c.clone(),
+                    None => new_null_array(f.data_type(), b.num_rows()),
+                })
+                .collect();
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
         .collect()
 }
 

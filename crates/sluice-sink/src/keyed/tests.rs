@@ -36,6 +36,7 @@ fn changes(rows: &[(i64, &str, i64, bool)]) -> Changes {
         rows: batch,
         deletes: BooleanArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()),
         truncated: false,
+        truncates: vec![],
     }
 }
 
@@ -304,16 +305,46 @@ fn the_rows_after_the_last_truncate_apply_to_an_empty_table() {
     assert_eq!(c.rows.num_rows(), 1);
     assert!(!s.changes(&input.slice(0, 1)).unwrap().truncated);
     s.scd = Scd::Two;
-    let e = s.changes(&input).unwrap_err().to_string();
-    assert!(
-        e.contains("SCD type 2") && e.contains("not supported yet"),
-        "{e}"
+    let c = s.changes(&input).unwrap();
+    assert_eq!(
+        (c.truncated, c.truncates.clone(), c.rows.num_rows()),
+        (false, vec![1, 3], 5)
+    );
+}
+
+#[test]
+fn an_scd2_truncate_ends_every_current_version_at_its_sequence() {
+    let mut t = Table::new(Scd::Two);
+    t.apply(&[(1, "a", 1, false), (2, "b", 1, false), (3, "c", 1, false)]);
+    t.apply(&[(3, "", 2, true)]);
+    t.spec.truncate_when = Some(DeleteWhen {
+        column: "name".into(),
+        values: vec!["TRUNCATE".into()],
+    });
+    // One transaction (one sequence): an insert, the truncate, a key back.
+    let input = changes(&[
+        (4, "d", 5, false),
+        (0, "TRUNCATE", 5, false),
+        (2, "b2", 5, false),
+    ])
+    .rows;
+    let c = t.spec.changes(&input).unwrap();
+    let c = t.spec.truncates_as_deletes(&t.rows, &c).unwrap();
+    t.rows = t.spec.merge(&t.rows, &c, &t.tombstones).unwrap().rows;
+    assert_eq!(
+        t.history(),
+        versions(&[
+            (1, "a", 1, Some(5)),
+            (2, "b", 1, Some(5)),
+            (2, "b2", 5, None),
+            (3, "c", 1, Some(2)),
+        ])
     );
 }
 
 mod on_delta {
     use super::*;
-    use crate::delta::{Outcome, Txn, load};
+    use crate::delta::{Outcome, SchemaChange, Txn, load};
     use crate::{Location, WriteOptions};
     use futures::TryStreamExt;
 
@@ -325,6 +356,15 @@ mod on_delta {
     }
 
     async fn rows_of(location: &Location) -> RecordBatch {
+        rows_as(location, Scd::One).await
+    }
+
+    async fn rows_as(location: &Location, scd: Scd) -> RecordBatch {
+        let schema = spec(scd).table_schema(&changes(&[]).rows.schema()).unwrap();
+        rows_in(location, schema).await
+    }
+
+    async fn rows_in(location: &Location, schema: SchemaRef) -> RecordBatch {
         let t = load(location).await.unwrap().unwrap();
         let files: Vec<_> = t
             .get_active_add_actions_by_predicate(None)
@@ -332,9 +372,6 @@ mod on_delta {
             .await
             .unwrap();
         let (store, root) = location.store().unwrap();
-        let schema = spec(Scd::One)
-            .table_schema(&changes(&[]).rows.schema())
-            .unwrap();
         let mut batches = Vec::new();
         for f in files {
             let path = delta::under(&root, f.object_store_path().as_ref());
@@ -347,59 +384,62 @@ mod on_delta {
         concat(&schema, &batches).unwrap()
     }
 
+    /// [`apply`] of `changes` as batch `n`, with the default options and
+    /// no new columns.
+    async fn applied(
+        location: &Location,
+        spec: &KeyedApply,
+        changes: &Changes,
+        n: i64,
+    ) -> Result<Applied> {
+        let options = WriteOptions::default();
+        apply(
+            location,
+            spec,
+            changes,
+            &txn(n),
+            &options,
+            SchemaChange::None,
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn a_batch_rewrites_only_the_files_its_keys_may_be_in_once() {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
         let s = spec(Scd::One);
-        let options = WriteOptions::default();
         let low: Vec<_> = (1..=100).map(|i| (i, "low", 1, false)).collect();
         let high: Vec<_> = (1000..=1100).map(|i| (i, "high", 1, false)).collect();
-        let a = apply(&location, &s, &changes(&low), &txn(1), &options)
-            .await
-            .unwrap();
+        let a = applied(&location, &s, &changes(&low), 1).await.unwrap();
         assert_eq!(
             (a.files_rewritten, a.files_added, a.counts.upserted),
             (0, 1, 100)
         );
-        let b = apply(&location, &s, &changes(&high), &txn(2), &options)
-            .await
-            .unwrap();
+        let b = applied(&location, &s, &changes(&high), 2).await.unwrap();
         assert_eq!(
             b.files_rewritten, 0,
             "no key of the batch is in the first file"
         );
         // An update and a delete among the low keys: only that file.
         let batch = [(50, "changed", 2, false), (7, "", 2, true)];
-        let c = apply(&location, &s, &changes(&batch), &txn(3), &options)
-            .await
-            .unwrap();
+        let c = applied(&location, &s, &changes(&batch), 3).await.unwrap();
         assert!(matches!(c.outcome, Outcome::Committed { .. }));
         assert_eq!(
             (c.files_rewritten, c.counts.upserted, c.counts.deleted),
             (1, 1, 1)
         );
         // A batch without changes reads and rewrites nothing.
-        let empty = apply(&location, &s, &changes(&[]), &txn(4), &options)
-            .await
-            .unwrap();
+        let empty = applied(&location, &s, &changes(&[]), 4).await.unwrap();
         assert_eq!((empty.files_rewritten, empty.files_added), (0, 0));
         assert!(matches!(empty.outcome, Outcome::Committed { .. }));
         // Applied again: already in the table.
-        let again = apply(&location, &s, &changes(&batch), &txn(3), &options)
-            .await
-            .unwrap();
+        let again = applied(&location, &s, &changes(&batch), 3).await.unwrap();
         assert!(matches!(again.outcome, Outcome::AlreadyCommitted { .. }));
         // A late insert of the deleted key (its tombstone is read back).
-        let late = apply(
-            &location,
-            &s,
-            &changes(&[(7, "late", 1, false)]),
-            &txn(5),
-            &options,
-        )
-        .await
-        .unwrap();
+        let late = applied(&location, &s, &changes(&[(7, "late", 1, false)]), 5)
+            .await
+            .unwrap();
         assert_eq!(late.counts.ignored, 1);
         let t = Table {
             spec: s,
@@ -410,5 +450,238 @@ mod on_delta {
         assert_eq!(current.len(), 200);
         assert!(!current.iter().any(|r| r.0 == 7));
         assert!(current.contains(&(50, "changed".to_string(), 2)));
+    }
+
+    /// [`spec`] with the delete as an `op` column, which the table does not
+    /// keep.
+    fn with_op(scd: Scd) -> KeyedApply {
+        KeyedApply {
+            delete_when: Some(DeleteWhen {
+                column: "op".into(),
+                values: vec!["D".into()],
+            }),
+            except: vec!["op".into()],
+            ..spec(scd)
+        }
+    }
+
+    /// Input rows `(id, name, ts, delete)`, the delete as `op`.
+    fn input(rows: &[(i64, &str, i64, bool)]) -> RecordBatch {
+        let c = changes(rows).rows;
+        let mut fields = c.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new("op", DataType::Utf8, true)));
+        let mut columns = c.columns().to_vec();
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| if r.3 { "D" } else { "U" }),
+        )));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    }
+
+    /// A lane's input batches of rows `(id, name, ts, delete)`.
+    type LaneInput<'a> = &'a [&'a [(i64, &'a str, i64, bool)]];
+
+    /// Applies batch `n`, whose lanes each take their input batches.
+    async fn through_lanes(
+        location: &Location,
+        spec: &KeyedApply,
+        lanes: &[LaneInput<'_>],
+        n: i64,
+    ) -> Applied {
+        let options = WriteOptions::default();
+        let mut staged = Vec::new();
+        for batches in lanes {
+            let mut lane = KeyedLane::new(spec.clone(), location.clone(), options.clone());
+            for b in *batches {
+                lane.write(input(b)).await.unwrap();
+            }
+            staged.push(lane.finish().await.unwrap());
+        }
+        let schema = input(&[]).schema();
+        apply_staged(
+            location,
+            spec,
+            &schema,
+            staged,
+            &txn(n),
+            &options,
+            SchemaChange::None,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn table(scd: Scd, rows: RecordBatch) -> Table {
+        Table {
+            spec: spec(scd),
+            rows,
+            tombstones: RecordBatch::new_empty(Arc::new(Schema::empty())),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_tables_inserts_go_ahead_to_data_files_and_commit_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let s = with_op(Scd::One);
+        let first: Vec<_> = (1..=100).map(|i| (i, "a", 1, false)).collect();
+        let second: Vec<_> = (101..=150).map(|i| (i, "b", 1, false)).collect();
+        let other = [(200, "c", 1, false)];
+        let a = through_lanes(&location, &s, &[&[&first, &second], &[&other]], 1).await;
+        assert!(matches!(a.outcome, Outcome::Committed { .. }));
+        assert_eq!(
+            (a.files_rewritten, a.files_added, a.counts.upserted),
+            (0, 2, 151)
+        );
+        assert_eq!(
+            table(Scd::One, rows_of(&location).await).current().len(),
+            151
+        );
+        // The table exists now: a lane keeps its changes for the merge.
+        let changes = [(5, "x", 2, false), (7, "", 2, true), (5, "y", 3, false)];
+        let b = through_lanes(&location, &s, &[&[&changes]], 2).await;
+        assert_eq!((b.counts.upserted, b.counts.deleted), (1, 1));
+        let current = table(Scd::One, rows_of(&location).await).current();
+        assert_eq!(current.len(), 150);
+        assert!(current.contains(&(5, "y".to_string(), 3)));
+        assert!(!current.iter().any(|r| r.0 == 7));
+    }
+
+    #[tokio::test]
+    async fn a_first_batch_of_more_than_new_keys_is_merged_with_what_went_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let s = with_op(Scd::One);
+        let inserts: Vec<_> = (1..=10).map(|i| (i, "a", 1, false)).collect();
+        // A second change to a key, and a delete: the lane merges from here.
+        let changes = [(3, "changed", 2, false), (4, "", 2, true)];
+        let later = [(11, "a", 1, false), (12, "a", 1, false)];
+        // Another lane's insert of a key the first wrote ahead, newer.
+        let again = [(1, "newer", 5, false)];
+        let a = through_lanes(
+            &location,
+            &s,
+            &[&[&inserts, &changes, &later], &[&again]],
+            1,
+        )
+        .await;
+        assert!(matches!(a.outcome, Outcome::Committed { .. }));
+        let mut expected: Vec<_> = (1..=12)
+            .filter(|&i| i != 4)
+            .map(|i| (i, "a".to_string(), 1))
+            .collect();
+        expected[0] = (1, "newer".into(), 5);
+        expected[2] = (3, "changed".into(), 2);
+        assert_eq!(
+            table(Scd::One, rows_of(&location).await).current(),
+            expected
+        );
+        // Once is once: the batch again is already in the table.
+        let again = through_lanes(&location, &s, &[&[&inserts]], 1).await;
+        assert!(matches!(again.outcome, Outcome::AlreadyCommitted { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_lane_names_the_key_its_rows_lack() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let mut s = with_op(Scd::One);
+        s.keys = vec!["customer".into()];
+        let mut lane = KeyedLane::new(s, location, WriteOptions::default());
+        let e = lane
+            .write(input(&[(1, "a", 1, false)]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no column 'customer'"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn scd2_rows_that_go_ahead_are_open_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
+        let s = with_op(Scd::Two);
+        let a = through_lanes(
+            &location,
+            &s,
+            &[&[&[(1, "a", 1, false), (2, "b", 4, false)]]],
+            1,
+        )
+        .await;
+        assert_eq!((a.files_rewritten, a.counts.upserted), (0, 2));
+        through_lanes(&location, &s, &[&[&[(1, "a2", 3, false)]]], 2).await;
+        assert_eq!(
+            table(Scd::Two, rows_as(&location, Scd::Two).await).history(),
+            versions(&[(1, "a", 1, Some(3)), (1, "a2", 3, None), (2, "b", 4, None)])
+        );
+    }
+
+    /// `changes` with a column `tier` more, "gold" in every row.
+    fn wider(changes: Changes) -> Changes {
+        let rows = &changes.rows;
+        let mut fields = rows.schema().fields().to_vec();
+        fields.push(Arc::new(Field::new("tier", DataType::Utf8, true)));
+        let mut columns = rows.columns().to_vec();
+        columns.push(Arc::new(StringArray::from(vec!["gold"; rows.num_rows()])));
+        Changes {
+            rows: RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap(),
+            ..changes
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_column_is_added_when_the_batch_may_add_one() {
+        for scd in [Scd::One, Scd::Two] {
+            let dir = tempfile::tempdir().unwrap();
+            let location =
+                Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
+            let (s, options) = (spec(scd), WriteOptions::default());
+            let first = changes(&[(1, "a", 1, false), (2, "b", 1, false), (3, "c", 1, false)]);
+            apply(&location, &s, &first, &txn(1), &options, SchemaChange::None)
+                .await
+                .unwrap();
+            let more = wider(changes(&[(1, "a2", 2, false)]));
+            let e = apply(&location, &s, &more, &txn(2), &options, SchemaChange::None)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("tier") && e.contains("addNewColumns"), "{e}");
+            apply(
+                &location,
+                &s,
+                &more,
+                &txn(2),
+                &options,
+                SchemaChange::AddColumns,
+            )
+            .await
+            .unwrap();
+            // The table has the column now (after SCD 2's own, in its log).
+            let next = wider(changes(&[(2, "b2", 3, false)]));
+            apply(&location, &s, &next, &txn(3), &options, SchemaChange::None)
+                .await
+                .unwrap();
+            let schema = s.table_schema(&next.rows.schema()).unwrap();
+            let rows = rows_in(&location, schema).await;
+            let tiers: Vec<_> = {
+                let id = rows.column(0).as_primitive::<Int64Type>();
+                let tier = rows.column_by_name("tier").unwrap().as_string::<i32>();
+                let mut v: Vec<_> = (0..rows.num_rows())
+                    .map(|i| (id.value(i), tier.is_valid(i).then(|| tier.value(i))))
+                    .collect();
+                v.sort();
+                v
+            };
+            let want: &[(i64, Option<&str>)] = match scd {
+                Scd::One => &[(1, Some("gold")), (2, Some("gold")), (3, None)],
+                Scd::Two => &[
+                    (1, None),
+                    (1, Some("gold")),
+                    (2, None),
+                    (2, Some("gold")),
+                    (3, None),
+                ],
+            };
+            assert_eq!(tiers, want, "{scd:?}");
+        }
     }
 }
