@@ -10,8 +10,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, RecordBatch, new_null_array};
+use std::collections::HashSet;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
+use arrow_row::{RowConverter, SortField};
 use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_select::filter::filter_record_batch;
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
@@ -20,7 +24,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use super::concat;
 use super::{Changes, KeyedApply, MergeCounts, Scd};
@@ -81,7 +85,11 @@ pub async fn apply(
         columns_fit(&name, &stored, &schema, change)?;
     }
     let (store, root) = location.store()?;
-    // The rows of the files the batch's keys may be in.
+    let mut lane = DeltaLane::new(location, schema.clone(), options)?;
+    let mut rows_written = 0;
+    // The stored rows of the keys the batch changes, from the files those
+    // keys may be in; the other rows of those files go to the new files as
+    // they are read.
     let mut removes = Vec::new();
     let mut existing = Vec::new();
     // A truncate removes every file, read by nobody.
@@ -125,9 +133,29 @@ pub async fn apply(
             .try_collect()
             .await
             .map_err(|e| Error::delta(&name, e))?;
+        // SCD type 2's truncates merge every row.
+        let changed = if changes.truncates.is_empty() {
+            Some(ChangedKeys::new(spec, &changes.rows)?)
+        } else {
+            None
+        };
         for f in &files {
             let path = under(&root, f.object_store_path().as_ref());
-            existing.extend(read_parquet(&store, path, f.size() as u64, &schema).await?);
+            // The file's bytes, decoded a batch at a time.
+            for b in parquet_batches(&store, path, f.size() as u64).await? {
+                let b = by_name(&b?, &schema)?;
+                let Some(changed) = &changed else {
+                    existing.push(b);
+                    continue;
+                };
+                let (ours, others) = changed.split(&b)?;
+                existing.push(filter_record_batch(&b, &ours)?);
+                let rest = filter_record_batch(&b, &others)?;
+                if rest.num_rows() > 0 {
+                    rows_written += rest.num_rows() as u64;
+                    lane.write(rest).await?;
+                }
+            }
             removes.push(Action::Remove(f.remove_action(true)));
         }
     }
@@ -156,14 +184,13 @@ pub async fn apply(
         )
         .await?;
     }
-    let mut lane = DeltaLane::new(location, schema.clone(), options)?;
+    rows_written += merged.rows.num_rows() as u64;
     if merged.rows.num_rows() > 0 {
-        lane.write(merged.rows.clone()).await?;
+        lane.write(merged.rows).await?;
     }
     let adds = lane.finish().await?;
     let files_added = adds.len();
     let bytes_added = adds.iter().map(|a| a.size as u64).sum();
-    let rows_written = merged.rows.num_rows() as u64;
     let files_rewritten = removes.len();
     let mut actions = removes;
     actions.extend(adds.into_iter().map(Action::Add));
@@ -256,15 +283,88 @@ pub(super) fn under(root: &Path, rel: &str) -> Path {
     }
 }
 
-/// The rows of the Parquet file at `path`, as `schema`: its columns by
-/// name, and nulls for those it does not have (added to the table after it
-/// was written).
+/// The keys a batch of changes changes, in arrow's row format.
+struct ChangedKeys {
+    converter: RowConverter,
+    keys: HashSet<Vec<u8>>,
+    names: Vec<String>,
+}
+
+impl ChangedKeys {
+    fn new(spec: &KeyedApply, changes: &RecordBatch) -> Result<Self> {
+        let columns = key_columns(&spec.keys, changes);
+        let converter = RowConverter::new(
+            columns
+                .iter()
+                .map(|c| SortField::new(c.data_type().clone()))
+                .collect(),
+        )?;
+        let keys = converter
+            .convert_columns(&columns)?
+            .iter()
+            .map(|r| r.data().to_vec())
+            .collect();
+        Ok(ChangedKeys {
+            converter,
+            keys,
+            names: spec.keys.clone(),
+        })
+    }
+
+    /// Which rows of `batch` (of the table) have a changed key, and which
+    /// do not.
+    fn split(&self, batch: &RecordBatch) -> Result<(BooleanArray, BooleanArray)> {
+        let rows = self
+            .converter
+            .convert_columns(&key_columns(&self.names, batch))?;
+        let ours: Vec<bool> = rows.iter().map(|r| self.keys.contains(r.data())).collect();
+        let others: Vec<bool> = ours.iter().map(|o| !o).collect();
+        Ok((ours.into(), others.into()))
+    }
+}
+
+fn key_columns(names: &[String], batch: &RecordBatch) -> Vec<ArrayRef> {
+    names
+        .iter()
+        .map(|k| batch.column_by_name(k).expect("checked").clone())
+        .collect()
+}
+
+/// `batch` (read from a data file) as `schema`: its columns by name, and
+/// nulls for those it does not have (added to the table after it was
+/// written).
+fn by_name(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// The rows of the Parquet file at `path`, as `schema` ([`by_name`]).
 pub(super) async fn read_parquet(
     store: &Arc<dyn ObjectStore>,
     path: Path,
     size: u64,
     schema: &SchemaRef,
 ) -> Result<Vec<RecordBatch>> {
+    parquet_batches(store, path, size)
+        .await?
+        .map(|b| by_name(&b?, schema))
+        .collect()
+}
+
+/// The batches of the Parquet file at `path` (of `size` bytes, as the
+/// table's log says), decoded as they are taken.
+async fn parquet_batches(
+    store: &Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+) -> Result<ParquetRecordBatchReader> {
     let bytes = store.get(&path).await?.bytes().await?;
     if bytes.len() as u64 != size {
         return Err(Error::InvalidInput(format!(
@@ -272,23 +372,7 @@ pub(super) async fn read_parquet(
             bytes.len()
         )));
     }
-    let batches = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .build()?
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    batches
-        .into_iter()
-        .map(|b| {
-            let columns = schema
-                .fields()
-                .iter()
-                .map(|f| match b.column_by_name(f.name()) {
-                    Some(c) => c.clone(),
-                    None => new_null_array(f.data_type(), b.num_rows()),
-                })
-                .collect();
-            Ok(RecordBatch::try_new(schema.clone(), columns)?)
-        })
-        .collect()
+    Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?)
 }
 
 async fn write_parquet(
