@@ -15,7 +15,9 @@ use crate::wire::Conn;
 /// The columns every change row carries after the table's own: what the
 /// change was (Delta's change-data-feed names: insert, update_preimage,
 /// update_postimage, delete), the end of its transaction's commit record,
-/// the commit's time, and its place in the transaction.
+/// the commit's time, its place in the transaction, and the columns whose
+/// values it did not carry (TOASTed values an update did not touch, when
+/// the table's replica identity is not FULL; null when none).
 pub const CHANGE_TYPE: &str = "_change_type";
 /// See [`CHANGE_TYPE`].
 pub const COMMIT_LSN: &str = "_commit_lsn";
@@ -23,6 +25,8 @@ pub const COMMIT_LSN: &str = "_commit_lsn";
 pub const COMMIT_TIMESTAMP: &str = "_commit_timestamp";
 /// See [`CHANGE_TYPE`].
 pub const CHANGE_SEQ: &str = "_change_seq";
+/// See [`CHANGE_TYPE`].
+pub const UNCHANGED: &str = "_unchanged_columns";
 
 /// A table.
 #[derive(Debug, Clone)]
@@ -176,7 +180,7 @@ impl Table {
 }
 
 /// The change columns.
-pub fn change_fields() -> [Field; 4] {
+pub fn change_fields() -> [Field; 5] {
     [
         Field::new(CHANGE_TYPE, DataType::Utf8, false),
         Field::new(COMMIT_LSN, DataType::Int64, false),
@@ -186,6 +190,11 @@ pub fn change_fields() -> [Field; 4] {
             true,
         ),
         Field::new(CHANGE_SEQ, DataType::Int64, false),
+        Field::new(
+            UNCHANGED,
+            DataType::List(Arc::new(Field::new("element", DataType::Utf8, true))),
+            true,
+        ),
     ]
 }
 

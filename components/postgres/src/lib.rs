@@ -773,6 +773,11 @@ impl Streaming {
                             Some(t.clone())
                         }
                         Some(Value::Null) if *kind == ChangeType::UpdatePostimage => None,
+                        // The table keeps the value it has.
+                        _ if self.rows.say_unchanged() => {
+                            self.rows.unchanged(at);
+                            continue;
+                        }
                         _ => {
                             return Err(Error::Data(format!(
                                 "{}.{}: an update at WAL position {} left this TOASTed column unchanged, and the stream is not sent its value: run ALTER TABLE {} REPLICA IDENTITY FULL so that updates carry the whole old row",

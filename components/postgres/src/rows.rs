@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use crate::catalog::{CHANGE_SEQ, CHANGE_TYPE, COMMIT_LSN, COMMIT_TIMESTAMP};
+use crate::catalog::{CHANGE_SEQ, CHANGE_TYPE, COMMIT_LSN, COMMIT_TIMESTAMP, UNCHANGED};
 use crate::values::Column;
 
 /// What a change row was.
@@ -50,8 +50,11 @@ pub struct Rows {
     own: Vec<bool>,
     filled: Vec<bool>,
     /// Where the change columns are, if the schema has them:
-    /// [`CHANGE_TYPE`], [`COMMIT_LSN`], [`COMMIT_TIMESTAMP`], [`CHANGE_SEQ`].
-    meta: [Option<usize>; 4],
+    /// [`CHANGE_TYPE`], [`COMMIT_LSN`], [`COMMIT_TIMESTAMP`], [`CHANGE_SEQ`],
+    /// [`UNCHANGED`].
+    meta: [Option<usize>; 5],
+    /// The columns the row being built did not carry.
+    unchanged: Vec<usize>,
 }
 
 impl Rows {
@@ -71,7 +74,16 @@ impl Rows {
         let own = schema
             .fields()
             .iter()
-            .map(|f| !f.name().starts_with("_change_") && !f.name().starts_with("_commit_"))
+            .map(|f| {
+                ![
+                    CHANGE_TYPE,
+                    COMMIT_LSN,
+                    COMMIT_TIMESTAMP,
+                    CHANGE_SEQ,
+                    UNCHANGED,
+                ]
+                .contains(&f.name().as_str())
+            })
             .collect();
         let at = |name: &str| schema.index_of(name).ok();
         let meta = [
@@ -79,6 +91,7 @@ impl Rows {
             at(COMMIT_LSN),
             at(COMMIT_TIMESTAMP),
             at(CHANGE_SEQ),
+            at(UNCHANGED),
         ];
         Ok(Rows {
             meta,
@@ -88,6 +101,7 @@ impl Rows {
             columns,
             by_name,
             own,
+            unchanged: Vec::new(),
         })
     }
 
@@ -135,6 +149,18 @@ impl Rows {
         Ok(())
     }
 
+    /// Whether the rows can say which columns a change did not carry (the
+    /// stream's schema has [`UNCHANGED`]).
+    pub fn say_unchanged(&self) -> bool {
+        self.meta[4].is_some()
+    }
+
+    /// Column `at` of the row being built is a value the change did not
+    /// carry: null, and named in [`UNCHANGED`].
+    pub fn unchanged(&mut self, at: usize) {
+        self.unchanged.push(at);
+    }
+
     /// Ends the row: the columns not set are null, the change columns
     /// say what and where it was.
     pub fn end(&mut self, change: ChangeType, commit: Commit, seq: i64) -> Result<(), String> {
@@ -143,7 +169,16 @@ impl Rows {
                 self.columns[i].push_null();
             }
         }
-        let [change_type, lsn, timestamp, sequence] = self.meta;
+        let [change_type, lsn, timestamp, sequence, unchanged] = self.meta;
+        if let Some(i) = unchanged {
+            let names: Vec<&str> = self
+                .unchanged
+                .iter()
+                .map(|&c| self.schema.field(c).name().as_str())
+                .collect();
+            self.columns[i].push_names((!names.is_empty()).then_some(&names))?;
+        }
+        self.unchanged.clear();
         if let Some(i) = change_type {
             self.columns[i].push(Some(change.as_str()))?;
         }

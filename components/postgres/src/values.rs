@@ -214,6 +214,30 @@ impl Column {
         Ok(())
     }
 
+    /// Appends a list of `names` (none: null) to a list of text column.
+    pub fn push_names(&mut self, names: Option<&Vec<&str>>) -> Result<(), String> {
+        let Column::List {
+            inner,
+            offsets,
+            nulls,
+            ..
+        } = self
+        else {
+            return Err("a change column of the wrong type".into());
+        };
+        let Some(names) = names else {
+            self.push_null();
+            return Ok(());
+        };
+        for n in names {
+            inner.push(Some(n))?;
+        }
+        let last = *offsets.last().unwrap_or(&0);
+        offsets.push(last + names.len() as i32);
+        nulls.append_non_null();
+        Ok(())
+    }
+
     /// Appends `value` (none: null) to a bigint or timestamp column.
     pub fn push_number(&mut self, value: Option<i64>) -> Result<(), String> {
         match (self, value) {

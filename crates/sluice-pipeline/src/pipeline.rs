@@ -89,6 +89,10 @@ pub const CDC_CHANGE_TYPE: &str = "_change_type";
 const CDC_DELETE_WHEN: &str = "_change_type IN ('delete', 'update_preimage')";
 const CDC_TRUNCATE_WHEN: &str = "_change_type = 'truncate'";
 
+/// The column of a change stream's rows naming the columns whose values a
+/// change did not carry (TOASTed values an update did not touch).
+pub const CDC_UNCHANGED: &str = "_unchanged_columns";
+
 /// Change columns a CDC table does not keep (the commit's position and
 /// time it keeps).
 const CDC_DROPPED: [&str; 2] = ["_change_type", "_change_seq"];
@@ -278,10 +282,15 @@ pub struct ApplyChanges {
     /// Input columns the table does not keep.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub except_columns: Vec<String>,
-    /// `APPLY AS TRUNCATE WHEN`: rows that empty the table (SCD type 1;
-    /// SCD type 2 refuses them), written as `delete_when` is.
+    /// `APPLY AS TRUNCATE WHEN`: rows that empty the table (SCD type 1) or
+    /// end every current version (SCD type 2), written as `delete_when` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate_when: Option<String>,
+    /// The input column (a list of names) naming, per change, the columns
+    /// whose values it did not carry (a TOASTed value that did not
+    /// change): they keep the key's value before it. Not kept in the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unchanged_columns: Option<String>,
 }
 
 fn scd_one() -> u8 {
@@ -577,6 +586,7 @@ impl Pipeline {
                 delete_when: Some(CDC_DELETE_WHEN.into()),
                 except_columns: CDC_DROPPED.iter().map(|c| c.to_string()).collect(),
                 truncate_when: Some(CDC_TRUNCATE_WHEN.into()),
+                unchanged_columns: Some(CDC_UNCHANGED.into()),
             }),
             tables: Vec::new(),
             scd_type: None,

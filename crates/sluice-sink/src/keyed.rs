@@ -63,8 +63,14 @@ pub struct KeyedApply {
     /// Input columns the table does not keep (`COLUMNS * EXCEPT (...)`).
     pub except: Vec<String>,
     /// Which input rows empty the table (`APPLY AS TRUNCATE WHEN`): a
-    /// source's TRUNCATE. Only SCD type 1 applies them.
+    /// source's TRUNCATE.
     pub truncate_when: Option<DeleteWhen>,
+    /// The input column (a list of column names) naming, per change, the
+    /// columns whose values it did not carry (a database's TOASTed value
+    /// that did not change): they keep the key's value from before the
+    /// change. The table does not keep the column; input without it carried
+    /// all its values.
+    pub unchanged_column: Option<String>,
 }
 
 /// `APPLY AS DELETE WHEN column = 'value'` (or `IN ('a', 'b')`): a row is
@@ -91,6 +97,9 @@ pub struct Changes {
     /// SCD type 2: the rows that are truncates (their own columns null),
     /// which end every key's current version at their sequence.
     pub truncates: Vec<usize>,
+    /// Per change row that did not carry some values, those columns (of
+    /// `rows`): they keep the key's values from before the change.
+    pub unchanged: HashMap<usize, Vec<usize>>,
 }
 
 /// What a merge did.
@@ -162,8 +171,12 @@ impl KeyedApply {
                 .collect(),
         };
         let keep: Vec<usize> = (0..schema.fields().len())
-            .filter(|&i| !self.except.contains(schema.field(i).name()))
+            .filter(|&i| {
+                let name = schema.field(i).name();
+                !self.except.contains(name) && self.unchanged_column.as_ref() != Some(name)
+            })
             .collect();
+        let unchanged = self.unchanged(&rows.project(&keep)?.schema(), rows)?;
         let rows = rows.project(&keep)?;
         Ok(match self.scd {
             // After the last truncate, the rest applies to an empty table.
@@ -174,6 +187,11 @@ impl KeyedApply {
                     deletes: deletes.slice(from, deletes.len() - from),
                     truncated: !truncates.is_empty(),
                     truncates: vec![],
+                    unchanged: unchanged
+                        .into_iter()
+                        .filter(|(i, _)| *i >= from)
+                        .map(|(i, c)| (i - from, c))
+                        .collect(),
                 }
             }
             Scd::Two => Changes {
@@ -181,8 +199,57 @@ impl KeyedApply {
                 deletes,
                 truncated: false,
                 truncates,
+                unchanged,
             },
         })
+    }
+
+    /// The columns (of `kept`) each input row of `rows` did not carry, as
+    /// its [`KeyedApply::unchanged_column`] names them.
+    fn unchanged(&self, kept: &Schema, rows: &RecordBatch) -> Result<HashMap<usize, Vec<usize>>> {
+        let mut out = HashMap::new();
+        let Some((name, column)) = self
+            .unchanged_column
+            .as_ref()
+            .and_then(|n| Some((n, rows.column_by_name(n)?)))
+        else {
+            return Ok(out);
+        };
+        let Some(lists) = column.as_any().downcast_ref::<arrow_array::ListArray>() else {
+            return Err(Error::InvalidInput(format!(
+                "column '{name}' names the columns a change did not carry, as a list of names; it is {}",
+                column.data_type()
+            )));
+        };
+        for i in (0..lists.len()).filter(|&i| lists.is_valid(i)) {
+            let names = lists.value(i);
+            let names = arrow_cast::cast(&names, &DataType::Utf8)?;
+            let names = names
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .expect("cast to Utf8");
+            let mut columns = Vec::new();
+            for n in names.iter().flatten() {
+                let at = kept.index_of(n).map_err(|_| {
+                    Error::InvalidInput(format!(
+                        "change {} did not carry column '{n}', which the table does not have",
+                        i + 1
+                    ))
+                })?;
+                if self.keys.iter().chain([&self.sequence]).any(|k| k == n) {
+                    return Err(Error::InvalidInput(format!(
+                        "change {} did not carry its {}: every change needs its key and sequence",
+                        i + 1,
+                        n
+                    )));
+                }
+                columns.push(at);
+            }
+            if !columns.is_empty() {
+                out.insert(i, columns);
+            }
+        }
+        Ok(out)
     }
 
     /// SCD type 2's truncates as deletes: each ends the current version of
@@ -220,7 +287,11 @@ impl KeyedApply {
         // Per row made: where it comes from, whose sequence it has, and
         // whether it deletes.
         let (mut rows, mut sequences, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut unchanged = HashMap::new();
         for i in 0..changes.rows.num_rows() {
+            if let Some(columns) = changes.unchanged.get(&i) {
+                unchanged.insert(rows.len(), columns.clone());
+            }
             if truncates.contains(&i) {
                 rows.extend_from_slice(&known);
                 sequences.extend(std::iter::repeat_n(i as u32, known.len()));
@@ -247,6 +318,7 @@ impl KeyedApply {
             deletes: BooleanArray::from(deletes),
             truncated: false,
             truncates: vec![],
+            unchanged,
         })
     }
 
@@ -452,7 +524,22 @@ impl Merge<'_> {
             .map(|j| (0, j))
             .chain(added.iter().map(|&i| (1, i)))
             .collect();
-        let rows = take_rows(table, &[data, &changes.rows], &indices)?;
+        // Values a winning change did not carry: from the key's changes
+        // before it, or its stored row.
+        let mut carried = Vec::new();
+        let in_batch = self.carried_in_batch();
+        let first = indices.len() - added.len();
+        for (n, &i) in added.iter().enumerate() {
+            for &c in changes.unchanged.get(&i).into_iter().flatten() {
+                let row = stored.get(k.changes.row(i).data()).and_then(|s| s.0);
+                let from = in_batch
+                    .get(&(i, c))
+                    .copied()
+                    .unwrap_or(row.map(|j| (0, j)));
+                carried.push((first + n, c, from));
+            }
+        }
+        let rows = take_rows_carrying(table, &[data, &changes.rows], &indices, &carried)?;
         // Tombstones: the ones kept, and the new deletes.
         let tomb_schema = tombstones.schema();
         let new_tombs = tomb_rows(spec, &tomb_schema, &changes.rows)?;
@@ -467,6 +554,66 @@ impl Merge<'_> {
             tombstones,
             counts,
         })
+    }
+
+    /// Each changed key's changes, in the order they apply: by sequence,
+    /// then as they came.
+    fn chains(&self) -> HashMap<&[u8], Vec<usize>> {
+        let k = &self.k;
+        let mut chains: HashMap<&[u8], Vec<usize>> = HashMap::new();
+        for i in 0..self.changes.rows.num_rows() {
+            chains.entry(k.changes.row(i).data()).or_default().push(i);
+        }
+        for chain in chains.values_mut() {
+            chain.sort_by(|a, b| {
+                k.change_seq
+                    .row(*a)
+                    .cmp(&k.change_seq.row(*b))
+                    .then(a.cmp(b))
+            });
+        }
+        chains
+    }
+
+    /// Where the values changes did not carry are among the batch's
+    /// earlier changes of their key (in the order they apply): by (change,
+    /// column), the last change that carried it, or `None` after a delete
+    /// (nothing says). A value not found here is the table's: the stored
+    /// row's, or the version's before the change. (A value the source did
+    /// not send is the one the key's version before had, so the latest
+    /// known is it.)
+    fn carried_in_batch(&self) -> HashMap<(usize, usize), Option<Source>> {
+        let changes = self.changes;
+        let mut out = HashMap::new();
+        if changes.unchanged.is_empty() {
+            return out;
+        }
+        let columns = changes.rows.num_columns();
+        for chain in self.chains().values() {
+            if !chain.iter().any(|i| changes.unchanged.contains_key(i)) {
+                continue;
+            }
+            // Per column, where the key's value is so far in the batch.
+            let mut known: HashMap<usize, Option<Source>> = HashMap::new();
+            for &i in chain {
+                if changes.deletes.value(i) && changes.deletes.is_valid(i) {
+                    known = (0..columns).map(|c| (c, None)).collect();
+                    continue;
+                }
+                let unchanged = changes.unchanged.get(&i);
+                for &c in unchanged.into_iter().flatten() {
+                    if let Some(from) = known.get(&c) {
+                        out.insert((i, c), *from);
+                    }
+                }
+                for c in 0..columns {
+                    if !unchanged.is_some_and(|u| u.contains(&c)) {
+                        known.insert(c, Some((1, i)));
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn two(&self) -> Result<Merged> {
@@ -514,8 +661,12 @@ impl Merge<'_> {
         // existing end, null] for the sequences.
         let mut out: Vec<Version> = (0..n)
             .filter(|&j| !replaced[j])
-            .map(|j| ((0, j), (0, j), (2, j)))
+            .map(|j| ((0, j), (0, j), (2, j), 0))
             .collect();
+        let in_batch = self.carried_in_batch();
+        // Per version, the values it carries from the one before it (the
+        // columns its change did not carry); the first: none.
+        let mut carried_by: Vec<Vec<(usize, Option<Source>)>> = vec![vec![]];
         for (_, mut evs) in events {
             let seq = |e: &Event| match e.at {
                 At::StoredStart(j) => k.existing_seq.row(j),
@@ -548,35 +699,57 @@ impl Merge<'_> {
                 }
             }
             // The key's history, rebuilt.
-            let mut open: Option<(Source, Source)> = None;
+            let mut open: Option<(Source, Source, usize)> = None;
             let source = |e: &Event| match e.at {
                 At::StoredStart(j) => (0, j),
                 At::StoredEnd(j) => (2, j),
                 At::Change(i) => (1, i),
             };
             for e in &kept {
-                let was_open = open.is_some();
-                if let Some((row, started)) = open.take() {
-                    out.push((row, started, source(e)));
+                let before = open.take();
+                if let Some((row, started, carried)) = before {
+                    out.push((row, started, source(e), carried));
                 }
                 match (e.at, e.delete) {
-                    (At::Change(_), true) => counts.deleted += u64::from(was_open),
+                    (At::Change(_), true) => counts.deleted += u64::from(before.is_some()),
                     (At::Change(i), false) => {
                         counts.upserted += 1;
-                        open = Some(((1, i), (1, i)));
+                        let carried = match changes.unchanged.get(&i) {
+                            None => 0,
+                            Some(columns) => {
+                                let from = |c: usize| {
+                                    if let Some(from) = in_batch.get(&(i, c)) {
+                                        return *from;
+                                    }
+                                    let (row, _, carried) = before?;
+                                    match carried_by[carried].iter().find(|x| x.0 == c) {
+                                        Some(x) => x.1,
+                                        None => Some(row),
+                                    }
+                                };
+                                carried_by.push(columns.iter().map(|&c| (c, from(c))).collect());
+                                carried_by.len() - 1
+                            }
+                        };
+                        open = Some(((1, i), (1, i), carried));
                     }
-                    (At::StoredStart(j), _) => open = Some(((0, j), (0, j))),
+                    (At::StoredStart(j), _) => open = Some(((0, j), (0, j), 0)),
                     (At::StoredEnd(_), _) => {}
                 }
             }
-            if let Some((row, started)) = open {
-                out.push((row, started, (3, 0)));
+            if let Some((row, started, carried)) = open {
+                out.push((row, started, (3, 0), carried));
             }
         }
         out.sort_unstable();
         let data_rows: Vec<(usize, usize)> = out.iter().map(|o| o.0).collect();
+        let carried: Vec<(usize, usize, Option<Source>)> = out
+            .iter()
+            .enumerate()
+            .flat_map(|(at, o)| carried_by[o.3].iter().map(move |&(c, from)| (at, c, from)))
+            .collect();
         let data_schema = changes.rows.schema();
-        let rows = take_rows(&data_schema, &[data, &changes.rows], &data_rows)?;
+        let rows = take_rows_carrying(&data_schema, &[data, &changes.rows], &data_rows, &carried)?;
         let sequence = changes
             .rows
             .column_by_name(&spec.sequence)
@@ -604,8 +777,10 @@ impl Merge<'_> {
 /// A row of the sources: (source, row).
 type Source = (usize, usize);
 
-/// An SCD type 2 row to write: where its data, start and end come from.
-type Version = (Source, Source, Source);
+/// An SCD type 2 row to write: where its data, start and end come from,
+/// and which values it carries from the version before it (an index of
+/// `carried_by` in [`Merge::two`]).
+type Version = (Source, Source, Source, usize);
 
 /// SCD type 1's tombstone column: the sequence of the key's delete.
 pub const TOMBSTONE_SEQUENCE: &str = "__SEQUENCE";
@@ -753,6 +928,38 @@ fn take_rows(
         columns,
         &options,
     )?)
+}
+
+/// [`take_rows`], with some values taken from elsewhere: `carried` is
+/// (row of the result, column, where its value comes from; `None`: null).
+fn take_rows_carrying(
+    schema: &SchemaRef,
+    sources: &[&RecordBatch],
+    indices: &[(usize, usize)],
+    carried: &[(usize, usize, Option<Source>)],
+) -> Result<RecordBatch> {
+    let rows = take_rows(schema, sources, indices)?;
+    if carried.is_empty() {
+        return Ok(rows);
+    }
+    let mut columns = rows.columns().to_vec();
+    for (c, column) in columns.iter_mut().enumerate() {
+        let mut patched = indices.to_vec();
+        let mut any = false;
+        for &(row, _, from) in carried.iter().filter(|x| x.1 == c) {
+            // A null: the row after the sources, in a one-row null array.
+            patched[row] = from.unwrap_or((sources.len(), 0));
+            any = true;
+        }
+        if any {
+            let null = new_null_array(schema.field(c).data_type(), 1);
+            let mut arrays: Vec<&dyn Array> =
+                sources.iter().map(|s| s.column(c).as_ref()).collect();
+            arrays.push(null.as_ref());
+            *column = interleave(&arrays, &patched)?;
+        }
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// The tombstone columns of change rows `rows`.

@@ -575,6 +575,7 @@ fn flow_body(
             delete_when,
             except_columns,
             truncate_when,
+            unchanged_columns: None,
         },
     })
 }

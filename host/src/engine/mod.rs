@@ -195,6 +195,7 @@ fn keyed_apply(a: &sluice_pipeline::ApplyChanges) -> Result<sluice_sink::keyed::
         truncate_when: a
             .truncate_condition()?
             .map(|(column, values)| DeleteWhen { column, values }),
+        unchanged_column: a.unchanged_columns.clone(),
     })
 }
 

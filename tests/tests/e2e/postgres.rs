@@ -261,6 +261,37 @@ fn scd_type_2_keeps_every_version_of_each_key() {
     );
 }
 
+/// An update that leaves a TOASTed value alone (the table's replica
+/// identity is its key, so the value is not sent) keeps the value the
+/// table has: from the stored row, or from the change before it in the
+/// same batch.
+#[test]
+fn an_update_that_leaves_a_toasted_value_keeps_the_stored_one() {
+    let pg = Postgres::shared();
+    for scd in [1, 2] {
+        let c = Case::new();
+        let db = pg.database(&format!("cdc_toast{scd}"));
+        // Stored out of line, uncompressed, past ~2 kB.
+        pg.sql(
+            &db,
+            "CREATE TABLE docs (id int PRIMARY KEY, n int, body text);
+             ALTER TABLE docs ALTER COLUMN body SET STORAGE EXTERNAL;
+             INSERT INTO docs SELECT i, 0, repeat(md5(i::text), 100) FROM generate_series(1, 3) i",
+        );
+        c.write("shop.toml", pipeline(pg, &db, &["public.docs"], scd, ""));
+        run(&c, "shop.toml");
+        pg.sql(
+            &db,
+            "UPDATE docs SET n = 1;
+             UPDATE docs SET body = 'short' WHERE id = 2;
+             INSERT INTO docs VALUES (4, 0, repeat('y', 5000));
+             UPDATE docs SET n = 3 WHERE id = 4",
+        );
+        run(&c, "shop.toml");
+        same(&c, pg, &db, "docs", scd, None);
+    }
+}
+
 #[test]
 fn a_tables_without_a_key_wrong_password_and_missing_publication_say_what_to_fix() {
     let (pg, c) = (Postgres::shared(), Case::new());

@@ -111,11 +111,16 @@ impl KeyedLane {
         Ok(self.staged)
     }
 
-    /// `batch` as table rows, if no row of it is a delete or a truncate and
-    /// each has its key and sequence; `None` otherwise.
+    /// `batch` as table rows, if no row of it is a delete or a truncate,
+    /// each carries all its values and has its key and sequence; `None`
+    /// otherwise.
     fn insertable(&mut self, batch: &RecordBatch) -> Result<Option<RecordBatch>> {
         let changes = self.spec.changes(batch)?;
-        if changes.truncated || !changes.truncates.is_empty() || changes.deletes.true_count() > 0 {
+        if changes.truncated
+            || !changes.truncates.is_empty()
+            || !changes.unchanged.is_empty()
+            || changes.deletes.true_count() > 0
+        {
             return Ok(None);
         }
         let rows = changes.rows;
@@ -244,6 +249,11 @@ pub async fn apply_staged(
                 .clone(),
             truncated: false,
             truncates: pending.truncates.iter().map(|i| i + n).collect(),
+            unchanged: pending
+                .unchanged
+                .into_iter()
+                .map(|(i, c)| (i + n, c))
+                .collect(),
         }
     };
     apply(location, spec, &changes, txn, options, change).await

@@ -13,6 +13,7 @@ fn spec(scd: Scd) -> KeyedApply {
         delete_when: None,
         except: vec![],
         truncate_when: None,
+        unchanged_column: None,
     }
 }
 
@@ -37,6 +38,7 @@ fn changes(rows: &[(i64, &str, i64, bool)]) -> Changes {
         deletes: BooleanArray::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()),
         truncated: false,
         truncates: vec![],
+        unchanged: HashMap::new(),
     }
 }
 
@@ -340,6 +342,93 @@ fn an_scd2_truncate_ends_every_current_version_at_its_sequence() {
             (3, "c", 1, Some(2)),
         ])
     );
+}
+
+#[test]
+fn a_value_a_change_did_not_carry_keeps_the_keys_value_before_it() {
+    // SCD 1: from the stored row, or the key's change before it in the
+    // batch; after a delete nothing says (null).
+    let mut t = Table::new(Scd::One);
+    t.apply(&[(1, "a", 1, false), (2, "b", 1, false)]);
+    let mut c = changes(&[
+        (1, "", 2, false),
+        (3, "c", 2, false),
+        (3, "", 3, false),
+        (2, "", 2, true),
+        (2, "", 4, false),
+    ]);
+    c.unchanged = HashMap::from([(0, vec![1]), (2, vec![1]), (4, vec![1])]);
+    t.rows = t.spec.merge(&t.rows, &c, &t.tombstones).unwrap().rows;
+    assert_eq!(t.current(), rows(&[(1, "a", 2), (2, "", 4), (3, "c", 3)]));
+    let ids = t.rows.column(0).as_primitive::<Int64Type>();
+    let two = (0..t.rows.num_rows()).find(|&i| ids.value(i) == 2).unwrap();
+    assert!(t.rows.column(1).is_null(two));
+
+    // SCD 2: from the version before it, carried on.
+    let mut t = Table::new(Scd::Two);
+    t.apply(&[(1, "a", 1, false)]);
+    let mut c = changes(&[(1, "", 2, false), (1, "", 3, false)]);
+    c.unchanged = HashMap::from([(0, vec![1]), (1, vec![1])]);
+    t.rows = t.spec.merge(&t.rows, &c, &t.tombstones).unwrap().rows;
+    assert_eq!(
+        t.history(),
+        versions(&[
+            (1, "a", 1, Some(2)),
+            (1, "a", 2, Some(3)),
+            (1, "a", 3, None)
+        ])
+    );
+    // One transaction (one sequence): an insert, then an update that did
+    // not carry the inserted value; the update's version keeps it.
+    let mut c = changes(&[(2, "b", 5, false), (2, "", 5, false)]);
+    c.unchanged = HashMap::from([(1, vec![1])]);
+    t.rows = t.spec.merge(&t.rows, &c, &t.tombstones).unwrap().rows;
+    assert!(t.history().contains(&(2, "b".to_string(), 5, None)));
+}
+
+#[test]
+fn the_unchanged_column_names_columns_of_the_table() {
+    use arrow_array::builder::{ListBuilder, StringBuilder};
+    let input = changes(&[(1, "", 2, false), (2, "b", 2, false)]).rows;
+    let unchanged = |names: &[Option<Vec<&str>>]| -> RecordBatch {
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for n in names {
+            match n {
+                Some(n) => {
+                    for x in n {
+                        b.values().append_value(x);
+                    }
+                    b.append(true);
+                }
+                None => b.append(false),
+            }
+        }
+        let mut fields = input.schema().fields().to_vec();
+        let list = Arc::new(b.finish());
+        fields.push(Arc::new(Field::new(
+            "_unchanged",
+            list.data_type().clone(),
+            true,
+        )));
+        let mut columns = input.columns().to_vec();
+        columns.push(list);
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    };
+    let mut s = spec(Scd::One);
+    s.unchanged_column = Some("_unchanged".into());
+    let c = s.changes(&unchanged(&[Some(vec!["name"]), None])).unwrap();
+    assert_eq!(c.unchanged, HashMap::from([(0, vec![1])]));
+    assert_eq!(c.rows.num_columns(), 3, "the column is not kept");
+    let e = s
+        .changes(&unchanged(&[Some(vec!["nope"]), Some(vec![])]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("'nope'"), "{e}");
+    let e = s
+        .changes(&unchanged(&[None, Some(vec!["ts"])]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("change 2") && e.contains("sequence"), "{e}");
 }
 
 mod on_delta {
