@@ -366,6 +366,15 @@ impl Planner for Postgres {
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
         if messages == 0 {
+            // Nothing of this table up to `end`: the slot moves past the
+            // other tables' WAL, which it would otherwise keep on disk.
+            if end > confirmed {
+                conn.query(&format!(
+                    "SELECT pg_replication_slot_advance({}, {})",
+                    escape_literal(&slot),
+                    escape_literal(&lsn_text(end))
+                ))?;
+            }
             return Ok(None);
         }
         let last_commit = peek.get(1).cloned().flatten().and_then(|l| parse_lsn(&l));

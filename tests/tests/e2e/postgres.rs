@@ -292,6 +292,36 @@ fn an_update_that_leaves_a_toasted_value_keeps_the_stored_one() {
     }
 }
 
+/// A table with no changes while others change a lot: its slot still
+/// moves on, so it does not keep the server's WAL.
+#[test]
+fn a_quiet_tables_slot_keeps_no_wal_back() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_quiet");
+    pg.sql(
+        &db,
+        "CREATE TABLE quiet (id int PRIMARY KEY); CREATE TABLE busy (id int PRIMARY KEY, v text);
+         INSERT INTO quiet VALUES (1)",
+    );
+    c.write("shop.toml", pipeline(pg, &db, &["public.quiet"], 1, ""));
+    run(&c, "shop.toml");
+    pg.sql(
+        &db,
+        "INSERT INTO busy SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i",
+    );
+    let before = pg.sql(&db, "SELECT pg_current_wal_lsn()");
+    run(&c, "shop.toml");
+    let behind = pg.sql(
+        &db,
+        &format!(
+            "SELECT confirmed_flush_lsn >= '{}' FROM pg_replication_slots WHERE database = '{db}'",
+            before.trim()
+        ),
+    );
+    assert_eq!(behind.trim(), "t", "the quiet table's slot moved on");
+    same(&c, pg, &db, "quiet", 1, None);
+}
+
 #[test]
 fn a_tables_without_a_key_wrong_password_and_missing_publication_say_what_to_fix() {
     let (pg, c) = (Postgres::shared(), Case::new());
