@@ -140,6 +140,10 @@ def main():
                     help="rows of the PostgreSQL case's table")
     ap.add_argument("--pg-changes", type=int, default=200_000,
                     help="rows the PostgreSQL case updates (in transactions of 1000) before each change run")
+    ap.add_argument("--pg-lag-seconds", type=int, default=20,
+                    help="how long the PostgreSQL case's steady update workload runs while a continuous stream follows it")
+    ap.add_argument("--pg-lag-rate", type=int, default=1000,
+                    help="rows per second that workload updates (in transactions of 20)")
     ap.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
 
@@ -817,9 +821,95 @@ def postgres_case(a, env: dict):
         med = statistics.median(times)
         print(f"{'PostgreSQL changes applied':28} {'sluice':8} {med:9.2f} {txns * 1000 / med:11.0f} {max(peaks):9.0f}"
               f"   ({txns * 1000} updates in {txns} transactions, SCD 1, per run)", flush=True)
+        postgres_lag(a, pg_env, port, out)
     finally:
         server.kill()
         server.wait()
+
+
+def postgres_lag(a, pg_env: dict, port: int, out: Path):
+    """The lag of a continuous cdc stream under a steady update workload:
+    a writer updates --pg-lag-rate rows/s of the case's table (transactions
+    of 20 rows) and, every 100 ms, a one-row `ticks` table with the time;
+    twice a second the ticks table Sluice keeps is read, and now minus its
+    time is the lag (commit to Delta version). Prints its median, p95 and
+    greatest, and the rows applied per second."""
+    import signal
+    import threading
+
+    import deltalake
+    import psycopg
+
+    dsn = f"host=127.0.0.1 port={port} user=bench dbname=postgres password={pg_env['PGPASSWORD']}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS ticks")
+        c.execute("CREATE TABLE ticks (id int PRIMARY KEY, at timestamptz NOT NULL)")
+        c.execute("INSERT INTO ticks VALUES (1, clock_timestamp())")
+    lake = out.parent / "pg_lag"
+    shutil.rmtree(lake, ignore_errors=True)
+    pipeline = out.parent / "pg_lag.toml"
+    pipeline.write_text(
+        f'mode = "cdc"\nconnector = "postgres"\nsource = "postgres://bench@127.0.0.1:{port}/postgres"\n'
+        f'tables = ["public.orders", "public.ticks"]\ntable = "{lake}"\ntrigger = "continuous"\n'
+        f'\n[options]\npassword = "${{secret:PG_PASSWORD}}"\nslotPrefix = "lag"\n')
+    log = open(out.parent / "pg_lag.log", "w+")
+    stream = subprocess.Popen([str(SLUICE), "run", str(pipeline)], env=pg_env, stdout=log, stderr=log)
+    ticks = lake / "ticks"
+
+    def tick_time():
+        try:
+            t = deltalake.DeltaTable(str(ticks)).to_pyarrow_table(columns=["at"])
+            return t["at"][0].as_py().timestamp() if t.num_rows else None
+        except Exception:
+            return None
+
+    deadline = time.time() + 300
+    while tick_time() is None:
+        if stream.poll() is not None or time.time() > deadline:
+            log.seek(0)
+            raise SystemExit("the continuous cdc stream did not start: " + log.read())
+        time.sleep(0.5)
+    done = threading.Event()
+    written = [0]
+
+    def writer():
+        with psycopg.connect(dsn, autocommit=True) as c:
+            next_tick, at = time.time(), 1
+            while not done.is_set():
+                started = time.time()
+                with c.transaction():
+                    c.execute("UPDATE orders SET amount = amount + 1 WHERE id BETWEEN %s AND %s", (at, at + 19))
+                written[0] += 20
+                at = at + 20 if at + 20 < a.pg_rows else 1
+                if time.time() >= next_tick:
+                    c.execute("UPDATE ticks SET at = clock_timestamp() WHERE id = 1")
+                    next_tick += 0.1
+                time.sleep(max(0.0, 20 / a.pg_lag_rate - (time.time() - started)))
+
+    w = threading.Thread(target=writer)
+    w.start()
+    lags = []
+    started = time.time()
+    while time.time() - started < a.pg_lag_seconds:
+        time.sleep(0.5)
+        t = tick_time()
+        if t is not None and time.time() - started > 3:
+            lags.append(time.time() - t)
+    done.set()
+    w.join()
+    rate = written[0] / (time.time() - started)
+    stream.send_signal(signal.SIGINT)
+    try:
+        stream.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        stream.kill()
+    if not lags:
+        raise SystemExit("no lag samples: the stream's ticks table never changed")
+    lags.sort()
+    p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]
+    print(f"{'PostgreSQL lag, steady load':28} {'sluice':8} median {p(0.5):.2f} s, p95 {p(0.95):.2f} s, "
+          f"max {lags[-1]:.2f} s   ({rate:.0f} updates/s in transactions of 20 for {a.pg_lag_seconds} s, "
+          f"continuous stream, commit to Delta version, {len(lags)} samples)", flush=True)
 
 
 if __name__ == "__main__":

@@ -329,13 +329,8 @@ impl Planner for Postgres {
                 .ok_or_else(|| Error::Io(format!("slot '{slot}' has no position")))
         };
         let (confirmed, flushed) = (position(0)?, position(1)?);
-        sluice_connector_sdk::log(
-            Level::Info,
-            &format!(
-                "{stream_name}: slot '{slot}' is {} bytes behind the server's WAL",
-                flushed.saturating_sub(confirmed)
-            ),
-        );
+        // The host's gauge of how far the source is ahead.
+        host::count("source-lag-bytes", flushed.saturating_sub(confirmed));
         let from = match after {
             Plan::Snapshot { .. } => confirmed,
             Plan::Changes { until, .. } => until,

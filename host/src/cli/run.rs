@@ -87,8 +87,12 @@ pub async fn run(env: &Env, args: RunArgs) -> Result<()> {
         } else {
             format!("{} files, ", report.files)
         };
+        let lag = report
+            .source_lag_bytes
+            .map(|b| format!(" (the source was {b} bytes ahead when last planned)"))
+            .unwrap_or_default();
         println!(
-            "pipeline {name}: {files}{} rows in {:.2} s into {}{}",
+            "pipeline {name}: {files}{} rows in {:.2} s into {}{}{lag}",
             report.rows,
             report.seconds,
             load.pipeline.table,

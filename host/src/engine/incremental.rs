@@ -230,6 +230,9 @@ pub struct BatchReport {
     pub added_columns: Vec<String>,
     /// Wall-clock time.
     pub elapsed: Duration,
+    /// How far the source was ahead of the stream when the batch was
+    /// planned (a replication slot's WAL bytes), where its connector says.
+    pub source_lag_bytes: Option<u64>,
 }
 
 /// A running incremental load.
@@ -511,6 +514,7 @@ impl Runner {
             skipped: true,
             added_columns: vec![],
             elapsed: started.elapsed(),
+            source_lag_bytes: None,
         })
     }
 
@@ -565,6 +569,7 @@ impl Runner {
             skipped: plan.kind == BatchKind::Skip,
             added_columns: vec![],
             elapsed: started.elapsed(),
+            source_lag_bytes: None,
         })
     }
 
@@ -636,6 +641,7 @@ impl Runner {
             skipped: false,
             added_columns: added,
             elapsed: Duration::ZERO,
+            source_lag_bytes: None,
         })
     }
 

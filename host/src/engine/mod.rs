@@ -154,6 +154,11 @@ pub struct RunReport {
     /// Whether the run ended because a stop was asked for.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// How far the source was ahead of the stream when it last planned (a
+    /// replication slot's WAL bytes; for several tables, the most), where
+    /// the connector says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_lag_bytes: Option<u64>,
 }
 
 impl RunReport {
@@ -172,6 +177,9 @@ impl RunReport {
             self.version = r.version;
         }
         self.added_columns.extend(r.added_columns.iter().cloned());
+        if r.source_lag_bytes.is_some() {
+            self.source_lag_bytes = r.source_lag_bytes;
+        }
     }
 }
 
@@ -434,6 +442,7 @@ impl Engine {
             report.batches += r.batches;
             report.bytes += r.bytes;
             report.added_columns.extend(r.added_columns);
+            report.source_lag_bytes = report.source_lag_bytes.max(r.source_lag_bytes);
             for (k, v) in r.counters {
                 *report.counters.entry(k).or_default() += v;
             }
@@ -684,6 +693,7 @@ impl Engine {
                 "a connector's stream is not started by object notifications; run it available-now, every N or continuously"
             ),
         }
+        report.source_lag_bytes = positions.source_lag();
         Ok(report)
     }
 

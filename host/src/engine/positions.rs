@@ -36,6 +36,11 @@ use crate::engine::schemas::{Evolved, Schemas};
 use crate::wasm::capability::Counters;
 use crate::wasm::session::Stream;
 
+/// The counter a connector's `plan` adds how far the source is ahead of
+/// the stream to (for PostgreSQL, the WAL bytes its slot holds back): one
+/// plan's count is the lag as it planned.
+pub const SOURCE_LAG: &str = "source-lag-bytes";
+
 /// What to do about new keys the mode refuses.
 const ADVICE: &str = "schemaEvolutionMode=failOnNewColumns stops here: change the mode (addNewColumns adds them; rescue keeps them in the rescued data column)";
 
@@ -51,6 +56,8 @@ pub struct Positions {
     schemas: Schemas,
     /// Where an available-now run stops: the input's end when it started.
     until: Option<String>,
+    /// What the connector said of the source's lag when it last planned.
+    lag: Option<u64>,
 }
 
 impl Positions {
@@ -79,6 +86,7 @@ impl Positions {
             app_id,
             schemas: Schemas::open(schemas, evolution)?,
             until: None,
+            lag: None,
         };
         if let Some(plan) = positions.state.pending().cloned() {
             let started = Instant::now();
@@ -115,13 +123,18 @@ impl Positions {
         let started = Instant::now();
         let (config, name) = (self.reading.config_text()?, self.name.clone());
         let (after, until) = (self.state.last_position.clone(), self.until.clone());
-        let Some(position) = self
+        let counters = self.reading.counters.clone();
+        let lag_before = counters.get(SOURCE_LAG);
+        let planned = self
             .reading
             .call("plan", move |s| {
                 s.plan(&config, &name, after.as_deref(), until.as_deref())
             })
-            .await?
-        else {
+            .await?;
+        if counters.has(SOURCE_LAG) {
+            self.lag = Some(counters.get(SOURCE_LAG) - lag_before);
+        }
+        let Some(position) = planned else {
             return Ok(None);
         };
         phase("plan", self.state.next_batch);
@@ -131,7 +144,14 @@ impl Positions {
             .await?;
         let mut report = self.execute(&plan).await?;
         report.elapsed = started.elapsed();
+        report.source_lag_bytes = self.lag;
         Ok(Some(report))
+    }
+
+    /// How far the source was ahead when the stream last planned, where its
+    /// connector says ([`SOURCE_LAG`]).
+    pub fn source_lag(&self) -> Option<u64> {
+        self.lag
     }
 
     /// Reads a planned batch and commits it exactly once.
@@ -298,5 +318,6 @@ fn report(plan: &Plan) -> BatchReport {
         skipped: false,
         added_columns: vec![],
         elapsed: std::time::Duration::ZERO,
+        source_lag_bytes: None,
     }
 }

@@ -22,6 +22,7 @@ pub struct Metrics {
     bytes: Family<Vec<(String, String)>, Counter>,
     runs: Family<Vec<(String, String)>, Counter>,
     last_success: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    source_lag: Family<Vec<(String, String)>, Gauge>,
     /// HTTP requests by status class.
     pub requests: Family<Vec<(String, String)>, Counter>,
     /// Uploaded bytes.
@@ -46,6 +47,7 @@ impl Default for Metrics {
         let bytes = Family::<Vec<(String, String)>, Counter>::default();
         let runs = Family::<Vec<(String, String)>, Counter>::default();
         let last_success = Family::<Vec<(String, String)>, Gauge<f64, AtomicU64>>::default();
+        let source_lag = Family::<Vec<(String, String)>, Gauge>::default();
         let requests = Family::<Vec<(String, String)>, Counter>::default();
         let uploaded_bytes = Counter::default();
         let function_requests = Family::<Vec<(String, String)>, Counter>::default();
@@ -60,6 +62,11 @@ impl Default for Metrics {
             "last_success_timestamp_seconds",
             "When each pipeline last ran successfully (lag = now - this)",
             last_success.clone(),
+        );
+        registry.register(
+            "source_lag_bytes",
+            "How far each stream's source was ahead of it when it last planned a batch (a replication slot's WAL bytes)",
+            source_lag.clone(),
         );
         registry.register(
             "http_requests",
@@ -93,6 +100,7 @@ impl Default for Metrics {
             bytes,
             runs,
             last_success,
+            source_lag,
             requests,
             uploaded_bytes,
             function_requests,
@@ -154,7 +162,19 @@ impl Metrics {
             self.last_success
                 .get_or_create(&label)
                 .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+            if let Some(lag) = r.source_lag_bytes {
+                self.source_lag(subject.1, lag);
+            }
         }
+    }
+
+    /// Sets pipeline `name`'s source lag (as a batch of a running stream
+    /// reports it, and at the end of each run).
+    pub fn source_lag(&self, name: &str, bytes: u64) {
+        let label = vec![("pipeline".to_string(), name.to_string())];
+        self.source_lag
+            .get_or_create(&label)
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 }
 

@@ -59,6 +59,11 @@ impl Counters {
         all
     }
 
+    /// Whether a component has counted `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.named.lock().is_ok_and(|m| m.contains_key(name))
+    }
+
     /// The value of counter `name`.
     pub fn get(&self, name: &str) -> u64 {
         self.named

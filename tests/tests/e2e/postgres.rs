@@ -304,7 +304,8 @@ fn a_quiet_tables_slot_keeps_no_wal_back() {
          INSERT INTO quiet VALUES (1)",
     );
     c.write("shop.toml", pipeline(pg, &db, &["public.quiet"], 1, ""));
-    run(&c, "shop.toml");
+    let out = run(&c, "shop.toml");
+    assert!(out.contains("bytes ahead when last planned"), "{out}");
     pg.sql(
         &db,
         "INSERT INTO busy SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i",
@@ -489,5 +490,14 @@ fn serve_keeps_a_cdc_pipeline_running() {
     );
     pg.sql(&db, "DELETE FROM items WHERE id BETWEEN 50 AND 59");
     until_same("the changes");
+    // The slot's lag, as the stream last planned.
+    let metrics = s.get("/metrics", crate::serve::ADMIN).body;
+    let metrics = metrics.as_str().unwrap_or_default();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_source_lag_bytes{pipeline=\"shop\"}")),
+        "{metrics}"
+    );
     assert!(s.terminate(Duration::from_secs(60)), "{}", s.log());
 }
