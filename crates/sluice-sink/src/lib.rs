@@ -78,6 +78,11 @@ impl Default for WriteOptions {
     }
 }
 
+/// The data file size a keyed table aims at: each batch of changes
+/// rewrites the files its keys may be in, so smaller files rewrite less
+/// (as Delta's `tuneFileSizesForRewrites` does for tables MERGE writes).
+pub const KEYED_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// A table to write into.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -199,10 +204,15 @@ impl Target {
     }
 
     /// This target with its batches applied as changes by key (AUTO CDC):
-    /// see [`keyed`].
+    /// see [`keyed`]. Its data files are at most [`KEYED_FILE_BYTES`].
     pub fn keyed(self, spec: keyed::KeyedApply) -> Self {
+        let options = WriteOptions {
+            target_file_bytes: self.options.target_file_bytes.min(KEYED_FILE_BYTES),
+            ..self.options
+        };
         Target {
             keyed: Some(spec),
+            options,
             ..self
         }
     }
