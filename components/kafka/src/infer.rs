@@ -32,25 +32,36 @@ pub struct Sampled {
 }
 
 /// Adds the values of `batch` (rows as `valueFormat=raw` gives them) to
-/// `out`.
-pub fn collect(batch: &RecordBatch, out: &mut Vec<Sampled>) {
+/// `out`, as `json` reads them (Debezium's events as their rows, without
+/// tombstones).
+pub fn collect(
+    batch: &RecordBatch,
+    json: Option<&ValueOptions>,
+    out: &mut Vec<Sampled>,
+) -> Result<(), Error> {
     let value = batch.column(1).as_binary::<i32>();
     let topic = batch.column(2).as_string::<i32>();
     let partition = batch.column(3).as_primitive::<Int32Type>();
     let offset = batch.column(4).as_primitive::<Int64Type>();
+    let debezium = json.is_some_and(|j| j.debezium);
     for r in 0..batch.num_rows() {
-        out.push(Sampled {
-            value: value
-                .is_valid(r)
-                .then(|| Bytes::copy_from_slice(value.value(r))),
-            place: format!(
-                "topic '{}' partition {} offset {}",
-                topic.value(r),
-                partition.value(r),
-                offset.value(r)
-            ),
-        });
+        let place = format!(
+            "topic '{}' partition {} offset {}",
+            topic.value(r),
+            partition.value(r),
+            offset.value(r)
+        );
+        let raw = value.is_valid(r).then(|| value.value(r));
+        let value = match raw {
+            Some(v) if debezium && !v.is_empty() => {
+                Some(crate::envelope::unwrap(v).map_err(|e| Error::Data(format!("{place}: {e}")))?)
+            }
+            _ if debezium => continue,
+            v => v.map(Bytes::copy_from_slice),
+        };
+        out.push(Sampled { value, place });
     }
+    Ok(())
 }
 
 /// The data columns of `sampled`. Under FAILFAST a value that does not

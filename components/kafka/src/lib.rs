@@ -28,6 +28,7 @@ mod bindings {
 
 mod client;
 mod cluster;
+mod envelope;
 mod infer;
 mod options;
 mod records;
@@ -343,7 +344,7 @@ fn sample(options: &Options, plan: Option<&str>) -> Result<Vec<infer::Sampled>, 
     while out.len() < infer::SAMPLE_RECORDS && reading.ranges.iter().any(|r| r.next < r.until) {
         reading.fetch_once()?;
         if reading.rows.len() > 0 {
-            infer::collect(&reading.rows.finish()?, &mut out);
+            infer::collect(&reading.rows.finish()?, options.values.as_ref(), &mut out)?;
         }
     }
     out.truncate(infer::SAMPLE_RECORDS);
@@ -630,6 +631,7 @@ const CONFIG_SCHEMA: &str = r#"{
     "kafka.sasl.username": {"type": "string"},
     "kafka.sasl.password": {"type": "string", "description": "${secret:NAME}"},
     "valueFormat": {"type": "string", "enum": ["raw", "text", "json", "csv"]},
+    "valueEnvelope": {"type": "string", "enum": ["none", "debezium"], "description": "valueFormat=json: debezium reads each Debezium change event as its row (after, or before for a delete) with __op and __ts_ms, and skips tombstones"},
     "inferColumnTypes": {"type": "string", "enum": ["true", "false"], "description": "valueFormat json or csv: infer column types (else every leaf is a string)"},
     "schemaHints": {"type": "string", "description": "valueFormat json or csv: column types over inferred ones, e.g. 'id bigint, ts timestamp' (CSV columns are _c0, _c1, ...)"},
     "mode": {"type": "string", "enum": ["FAILFAST", "PERMISSIVE", "DROPMALFORMED"], "description": "valueFormat json or csv: a value that does not parse fails the batch, is rescued, or is dropped"},

@@ -119,6 +119,9 @@ pub struct ValueOptions {
     /// `rescuedDataColumn` (default `_rescued_data`): where keys the schema
     /// lacks, values of the wrong type and (PERMISSIVE) malformed values go.
     pub rescue: String,
+    /// `valueEnvelope=debezium`: values are Debezium change events, read
+    /// as their rows ([`crate::envelope`]).
+    pub debezium: bool,
     /// The data columns to read with: the schema the host gives a read
     /// (`schema`), without the columns the connector appends.
     pub data: Option<Vec<FieldRef>>,
@@ -182,6 +185,7 @@ pub const KNOWN: &[&str] = &[
     "kafka.sasl.username",
     "kafka.sasl.password",
     "valueFormat",
+    "valueEnvelope",
     "kafka.fetch.max.bytes",
     "kafka.fetch.max.wait.ms",
     "kafka.group.id",
@@ -203,6 +207,7 @@ const CSV_ONLY: &[&str] = &["sep", "delimiter", "quote", "escape", "nullValue"];
 /// Options that apply only to values parsed into columns (`valueFormat`
 /// json or csv).
 const PARSED_ONLY: &[&str] = &[
+    "valueEnvelope",
     "inferColumnTypes",
     "schemaHints",
     "mode",
@@ -390,7 +395,19 @@ fn value_options(
         Some(serde_json::Value::String(p)) => Some(Some(p.clone())),
         Some(other) => Some(Some(other.to_string())),
     };
+    let debezium = match o.get("valueEnvelope").map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "none" => false,
+        Some(v) if v == "debezium" && format == ValueFormat::Json => true,
+        Some(v) if v == "debezium" => {
+            return Err(config(
+                "valueEnvelope=debezium reads JSON change events: add valueFormat=json",
+            ));
+        }
+        Some(v) => return Err(config(format!("valueEnvelope={v}: use none or debezium"))),
+    };
     Ok(ValueOptions {
+        debezium,
         csv: match format {
             ValueFormat::Csv => Some(csv_values(o)?),
             _ => None,

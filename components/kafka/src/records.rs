@@ -239,6 +239,21 @@ impl Rows {
 
     /// Adds `record` of `topic` / `partition`.
     pub fn push(&mut self, topic: &str, partition: i32, r: &Message) -> Result<(), Error> {
+        let mut value = r.value.clone();
+        if self.json.as_ref().is_some_and(|(j, _)| j.debezium) {
+            match value.filter(|v| !v.is_empty()) {
+                // A tombstone.
+                None => return Ok(()),
+                Some(v) => {
+                    value = Some(crate::envelope::unwrap(&v).map_err(|e| {
+                        Error::Data(format!(
+                            "topic '{topic}' partition {partition} offset {}: {e}",
+                            r.offset
+                        ))
+                    })?);
+                }
+            }
+        }
         self.key.append_option(r.key.as_deref());
         match self.format {
             ValueFormat::Raw => self.value_raw.append_option(r.value.as_deref()),
@@ -253,7 +268,7 @@ impl Rows {
                 }
             },
             ValueFormat::Json | ValueFormat::Csv => self.values.push((
-                r.value.clone(),
+                value,
                 Place {
                     topic: match self.values.last() {
                         Some((_, last)) if &*last.topic == topic => last.topic.clone(),

@@ -456,6 +456,75 @@ fn an_auto_cdc_flow_applies_a_topic_of_change_events_by_key() {
     );
 }
 
+/// Debezium's change events (`valueEnvelope => 'debezium'`): each event
+/// is its row image with `__op` and `__ts_ms`, with or without the JSON
+/// converter's schema wrapper; tombstones are skipped.
+#[test]
+fn an_auto_cdc_flow_applies_debezium_change_events() {
+    let (k, c) = (Kafka::shared(), Case::new());
+    k.create("dbz_people", 1);
+    let event = |op: &str, before: &str, after: &str, ts: u64| {
+        format!(
+            r#"{{"before": {before}, "after": {after}, "op": "{op}", "ts_ms": {ts}, "source": {{"db": "shop"}}}}"#
+        )
+    };
+    let events = [
+        event("r", "null", r#"{"id": 1, "name": "ann"}"#, 10),
+        event("c", "null", r#"{"id": 2, "name": "bob"}"#, 11),
+        event(
+            "u",
+            r#"{"id": 1, "name": "ann"}"#,
+            r#"{"id": 1, "name": "anne"}"#,
+            12,
+        ),
+        event("d", r#"{"id": 2, "name": "bob"}"#, "null", 13),
+        format!(
+            r#"{{"schema": {{"type": "struct"}}, "payload": {}}}"#,
+            event("c", "null", r#"{"id": 3, "name": "cy"}"#, 14)
+        ),
+    ];
+    let mut values: Vec<Option<&str>> = events.iter().map(|e| Some(e.as_str())).collect();
+    // The tombstone Debezium writes after a delete.
+    values.insert(4, None);
+    k.produce_values(&c, "dbz_people", &values);
+    let sql = format!(
+        "CREATE OR REFRESH STREAMING TABLE delta.`people`;
+         CREATE FLOW people_cdc AS AUTO CDC INTO delta.`people`
+         FROM STREAM read_kafka(bootstrapServers => '{}', subscribe => 'dbz_people',
+                                startingOffsets => 'earliest', valueFormat => 'json',
+                                valueEnvelope => 'debezium')
+         KEYS (id) APPLY AS DELETE WHEN __op = 'd' SEQUENCE BY __ts_ms
+         COLUMNS * EXCEPT (__op) STORED AS SCD TYPE 1",
+        k.bootstrap
+    );
+    c.ok(&["sql", &sql]);
+    let t = crate::harness::read_delta(&c.path("people"));
+    let rows: Vec<(i64, String, i64)> = t
+        .data_by("id")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["name"].as_str().unwrap().to_string(),
+                r["__ts_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows, [(1, "anne".into(), 12), (3, "cy".into(), 14)]);
+    // Not an event: the error names the record and the option.
+    k.create("dbz_bad", 1);
+    k.produce_values(&c, "dbz_bad", &[Some(r#"{"id": 1}"#)]);
+    let e = c.fails(&[
+        "sql",
+        &sql.replace("dbz_people", "dbz_bad")
+            .replace("`people`", "`bad`"),
+    ]);
+    assert!(
+        e.contains("offset 0") && e.contains("not a Debezium change event"),
+        "{e}"
+    );
+}
+
 #[test]
 fn two_processes_split_a_topics_partitions_into_one_table() {
     let (k, c) = (Kafka::shared(), Case::new());

@@ -7,8 +7,8 @@
 //! while the table does not exist, a lane writes rows that are not deletes
 //! straight to data files, as an append lane does, and keeps a hash of
 //! each key; from the first batch that holds another kind of change (a
-//! delete, a truncate, a null key or sequence) it keeps the rest in memory
-//! for the merge.
+//! delete, a truncate, a value not carried, a null key or sequence) it
+//! keeps the rest in memory for the merge.
 //!
 //! The commit ([`apply_staged`]) takes the files as they are when every
 //! row of the batch went ahead, no key went ahead twice (in any lane) and
