@@ -848,7 +848,7 @@ const CONFIG_SCHEMA: &str = r#"{
     "publication": {"type": "string", "description": "One publication every stream reads, instead of one made per table"},
     "createPublication": {"type": "string", "enum": ["true", "false"], "description": "Make a missing publication (needs the table's owner); default true"},
     "snapshot": {"type": "string", "enum": ["true", "false"], "description": "Start with a copy of the table (default), or only with the changes after the stream starts"},
-    "sslmode": {"type": "string", "enum": ["disable", "prefer", "require", "verify-ca", "verify-full"]},
+    "sslmode": {"type": "string", "enum": ["disable", "prefer", "require", "verify-ca", "verify-full"], "description": "require, verify-ca, verify-full: TLS, run by the host and verified against the pipeline's network_ca or the public roots; disable (default), prefer: plaintext"},
     "rowsPerBatch": {"type": "string", "description": "Rows per record batch handed to the host (default 65536)"},
     "maxChangesPerBatch": {"type": "string", "description": "A change batch ends at the first commit after about this many changes (default 500000)"}
   }

@@ -53,14 +53,24 @@ impl Conn {
     /// Connects to the server `options` name as its user, for `purpose`.
     pub fn open(options: &Options, purpose: Purpose) -> Result<Conn, Error> {
         let server = format!("PostgreSQL {}:{}", options.host, options.port);
-        if options.tls {
-            return Err(Error::Config(format!(
-                "{server}: sslmode={} is not supported yet: PostgreSQL starts TLS inside the protocol (SSLRequest), which the network capability does not offer; reach the server over a private network or a TLS tunnel and set sslmode=disable",
-                options.sslmode
-            )));
-        }
-        let connection =
-            Connection::open(&options.host, options.port, false).map_err(|e| prefix(&server, e))?;
+        let connection = if options.tls {
+            // SSLRequest; the server answers 'S' and TLS starts (run by the
+            // host, the certificate verified), or 'N'.
+            let mut request = BytesMut::new();
+            frontend::ssl_request(&mut request);
+            let (answer, connection) =
+                Connection::open_upgraded(&options.host, options.port, &request, b'S')
+                    .map_err(|e| prefix(&server, e))?;
+            if answer != b'S' {
+                return Err(Error::Config(format!(
+                    "{server} does not accept TLS (sslmode={}; it answered {:?}): turn ssl on in the server's configuration, or set sslmode=disable",
+                    options.sslmode, answer as char
+                )));
+            }
+            connection
+        } else {
+            Connection::open(&options.host, options.port, false).map_err(|e| prefix(&server, e))?
+        };
         let mut conn = Conn {
             connection,
             server,

@@ -30,6 +30,20 @@ impl Connection {
         let (input, output) = network::connect(host, port, security)?;
         Ok(Connection { input, output })
     }
+
+    /// Connects to `host`:`port` in plaintext, writes `request` and reads a
+    /// byte of answer; when it is `accept` the host runs TLS on the
+    /// connection (PostgreSQL's `SSLRequest`). Returns the answer and the
+    /// connection (plain when the answer was another).
+    pub fn open_upgraded(
+        host: &str,
+        port: u16,
+        request: &[u8],
+        accept: u8,
+    ) -> Result<(u8, Self), Error> {
+        let (answer, input, output) = network::connect_upgraded(host, port, request, accept)?;
+        Ok((answer, Connection { input, output }))
+    }
 }
 
 fn io_error(e: StreamError) -> io::Error {

@@ -136,6 +136,56 @@ impl Network {
             Security::Plaintext => "tcp",
             Security::Tls => "tls",
         };
+        let (tcp, addr) = self.tcp(scheme, host, port).await?;
+        let streams = self.streams(tcp, host, addr, security);
+        tokio::time::timeout(CONNECT_TIMEOUT, streams)
+            .await
+            .map_err(|_| self.late(host, port, addr))?
+    }
+
+    /// Connects in plaintext, asks with `request`, and runs TLS when the
+    /// answer is `accept` (`network.connect-upgraded`).
+    async fn open_upgraded(
+        &self,
+        host: &str,
+        port: u16,
+        request: &[u8],
+        accept: u8,
+    ) -> Result<(u8, DynInputStream, DynOutputStream), ConnectorError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut tcp, addr) = self.tcp("tcp", host, port).await?;
+        let unreachable =
+            |e: std::io::Error| ConnectorError::Io(format!("{host}:{port} ({addr}): {e}"));
+        let upgrade = async {
+            tcp.write_all(request).await.map_err(unreachable)?;
+            let answer = tcp.read_u8().await.map_err(unreachable)?;
+            let security = if answer == accept {
+                Security::Tls
+            } else {
+                Security::Plaintext
+            };
+            let (input, output) = self.streams(tcp, host, addr, security).await?;
+            Ok((answer, input, output))
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, upgrade)
+            .await
+            .map_err(|_| self.late(host, port, addr))?
+    }
+
+    fn late(&self, host: &str, port: u16, addr: SocketAddr) -> ConnectorError {
+        ConnectorError::Io(format!(
+            "{host}:{port} ({addr}): no connection within {CONNECT_TIMEOUT:?}"
+        ))
+    }
+
+    /// Checks `host`:`port` against the grants (as `scheme`), resolves and
+    /// connects.
+    async fn tcp(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<(tokio::net::TcpStream, SocketAddr), ConnectorError> {
         let addr = self
             .allow
             .admit_host(scheme, host, port)
@@ -146,17 +196,12 @@ impl Network {
                 }
                 Refused::Unresolved(_) | Refused::NoAddress => ConnectorError::Io(r.reason),
             })?;
-        let unreachable = |e: String| ConnectorError::Io(format!("{host}:{port} ({addr}): {e}"));
-        let connect = async {
-            let tcp = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            tcp.set_nodelay(true).ok();
-            self.streams(tcp, host, addr, security).await
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
-            .map_err(|_| unreachable(format!("no connection within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|_| self.late(host, port, addr))?
+            .map_err(|e| ConnectorError::Io(format!("{host}:{port} ({addr}): {e}")))?;
+        tcp.set_nodelay(true).ok();
+        Ok((tcp, addr))
     }
 
     async fn streams(
@@ -222,6 +267,23 @@ impl HasData for HasNetwork {
     type Data<'a> = NetworkView<'a>;
 }
 
+impl NetworkView<'_> {
+    /// Puts a connection's streams in the store's table.
+    #[allow(clippy::type_complexity)]
+    fn push(
+        &mut self,
+        input: DynInputStream,
+        output: DynOutputStream,
+    ) -> Result<(Resource<DynInputStream>, Resource<DynOutputStream>), ConnectorError> {
+        let table_full = |e: wasmtime::component::ResourceTableError| {
+            ConnectorError::Other(format!("no room for another connection: {e}"))
+        };
+        let input = self.table.push(input).map_err(table_full)?;
+        let output = self.table.push(output).map_err(table_full)?;
+        Ok((input, output))
+    }
+}
+
 impl NetworkHost for NetworkView<'_> {
     fn connect(
         &mut self,
@@ -231,12 +293,22 @@ impl NetworkHost for NetworkView<'_> {
     ) -> Result<(Resource<DynInputStream>, Resource<DynOutputStream>), ConnectorError> {
         let opened = wasmtime_wasi::runtime::in_tokio(self.network.open(&host, port, security));
         let (input, output) = opened.map_err(|e| self.network.refused(e))?;
-        let table_full = |e: wasmtime::component::ResourceTableError| {
-            ConnectorError::Other(format!("no room for another connection: {e}"))
-        };
-        let input = self.table.push(input).map_err(table_full)?;
-        let output = self.table.push(output).map_err(table_full)?;
-        Ok((input, output))
+        self.push(input, output)
+    }
+
+    fn connect_upgraded(
+        &mut self,
+        host: String,
+        port: u16,
+        request: Vec<u8>,
+        accept: u8,
+    ) -> Result<(u8, Resource<DynInputStream>, Resource<DynOutputStream>), ConnectorError> {
+        let opened = wasmtime_wasi::runtime::in_tokio(
+            self.network.open_upgraded(&host, port, &request, accept),
+        );
+        let (answer, input, output) = opened.map_err(|e| self.network.refused(e))?;
+        let (input, output) = self.push(input, output)?;
+        Ok((answer, input, output))
     }
 }
 

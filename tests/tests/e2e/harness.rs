@@ -595,6 +595,80 @@ impl Drop for Kafka {
     }
 }
 
+/// A test CA and a certificate it signs for 127.0.0.1 (`server.crt`,
+/// `server.key`) in `dir`, made with openssl (tests/setup installs it);
+/// returns the CA's path.
+fn test_certificate(dir: &Path) -> PathBuf {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (tests/setup installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sluice test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    dir.join("ca.crt")
+}
+
 /// A PostgreSQL server from Debian's packages (`tests/setup` installs
 /// them), initialised in a directory of its own with `wal_level=logical`
 /// and password (SCRAM) authentication, on a free loopback port; stopped
@@ -603,6 +677,9 @@ pub struct Postgres {
     child: std::process::Child,
     /// The port on 127.0.0.1.
     pub port: u16,
+    /// The CA (PEM) that signed the server's certificate (for 127.0.0.1):
+    /// the server takes TLS too.
+    pub ca: PathBuf,
     bin: PathBuf,
 }
 
@@ -665,6 +742,7 @@ impl Postgres {
         std::fs::create_dir_all(&dir).unwrap();
         let pwfile = dir.join("pw");
         std::fs::write(&pwfile, PG_PASSWORD).unwrap();
+        let ca = test_certificate(&dir);
         if is_root() {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -720,10 +798,21 @@ impl Postgres {
             "fsync=off",
             "-c",
             "full_page_writes=off",
+            "-c",
+            "ssl=on",
+            "-c",
         ]);
+        let cert = format!("ssl_cert_file={}", dir.join("server.crt").display());
+        let key = format!("ssl_key_file={}", dir.join("server.key").display());
+        args.extend([cert.as_str(), "-c", key.as_str()]);
         let child = watched_in(&program, &args, &[], Some(&dir));
         wait_for(port, "postgres", 60);
-        Postgres { child, port, bin }
+        Postgres {
+            child,
+            port,
+            ca,
+            bin,
+        }
     }
 
     /// `postgres://sluice@127.0.0.1:PORT/<database>`.

@@ -323,6 +323,39 @@ fn a_quiet_tables_slot_keeps_no_wal_back() {
     same(&c, pg, &db, "quiet", 1, None);
 }
 
+/// TLS to the server: the connector asks for it inside the protocol
+/// (`SSLRequest`), the host runs it and verifies the server's certificate
+/// against the pipeline's `network_ca`; against the public roots the test
+/// CA's certificate fails, naming TLS.
+#[test]
+fn tls_to_the_server_is_verified_against_the_pipelines_ca() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_tls");
+    pg.sql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a')",
+    );
+    let tls = pipeline(pg, &db, &["public.t"], 1, "sslmode = \"require\"\n");
+    c.write("untrusted.toml", &tls);
+    let e = fails(&c, "untrusted.toml");
+    assert!(e.contains("TLS"), "{e}");
+    c.write(
+        "shop.toml",
+        format!(
+            "{tls}\n[grants]\nnetwork_ca = {:?}\n",
+            pg.ca.display().to_string()
+        ),
+    );
+    run(&c, "shop.toml");
+    pg.sql(
+        &db,
+        "INSERT INTO t VALUES (2, 'b'); UPDATE t SET v = 'a2' WHERE id = 1",
+    );
+    run(&c, "shop.toml");
+    // sslmode=require: had the server not started TLS, the run failed.
+    same(&c, pg, &db, "t", 1, None);
+}
+
 #[test]
 fn a_tables_without_a_key_wrong_password_and_missing_publication_say_what_to_fix() {
     let (pg, c) = (Postgres::shared(), Case::new());
