@@ -230,9 +230,6 @@ pub struct BatchReport {
     pub added_columns: Vec<String>,
     /// Wall-clock time.
     pub elapsed: Duration,
-    /// How far the source was ahead of the stream when the batch was
-    /// planned (a replication slot's WAL bytes), where its connector says.
-    pub source_lag_bytes: Option<u64>,
 }
 
 /// A running incremental load.
@@ -514,7 +511,6 @@ impl Runner {
             skipped: true,
             added_columns: vec![],
             elapsed: started.elapsed(),
-            source_lag_bytes: None,
         })
     }
 
@@ -569,7 +565,6 @@ impl Runner {
             skipped: plan.kind == BatchKind::Skip,
             added_columns: vec![],
             elapsed: started.elapsed(),
-            source_lag_bytes: None,
         })
     }
 
@@ -641,7 +636,6 @@ impl Runner {
             skipped: false,
             added_columns: added,
             elapsed: Duration::ZERO,
-            source_lag_bytes: None,
         })
     }
 

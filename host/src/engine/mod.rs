@@ -94,6 +94,10 @@ pub trait Observer: Send {
     /// An incremental batch settled: committed, replayed (an earlier run
     /// committed it before it stopped) or recorded as skipped.
     fn batch(&mut self, _report: &BatchReport) {}
+
+    /// A planned stream looked for input (with or without a batch after):
+    /// its source was `bytes` ahead of it, as its connector says.
+    fn source_lag(&mut self, _stream: &str, _bytes: u64) {}
 }
 
 impl Observer for () {}
@@ -111,6 +115,12 @@ impl Observer for Shared<'_, '_> {
     fn batch(&mut self, report: &BatchReport) {
         if let Ok(mut o) = self.0.lock() {
             o.batch(report);
+        }
+    }
+
+    fn source_lag(&mut self, stream: &str, bytes: u64) {
+        if let Ok(mut o) = self.0.lock() {
+            o.source_lag(stream, bytes);
         }
     }
 }
@@ -177,9 +187,6 @@ impl RunReport {
             self.version = r.version;
         }
         self.added_columns.extend(r.added_columns.iter().cloned());
-        if r.source_lag_bytes.is_some() {
-            self.source_lag_bytes = r.source_lag_bytes;
-        }
     }
 }
 
@@ -644,9 +651,15 @@ impl Engine {
         }
         let (_, reading) = job.plan().await?;
         let mut report = RunReport::default();
-        let mut on_batch = |r: &BatchReport| {
-            observer.batch(r);
-            report.add(r);
+        // After each look for input: its batch, if any, and the lag.
+        let mut looked = |r: Option<&BatchReport>, lag: Option<(&str, u64)>| {
+            if let Some(r) = r {
+                observer.batch(r);
+                report.add(r);
+            }
+            if let Some((stream, bytes)) = lag {
+                observer.source_lag(stream, bytes);
+            }
         };
         // The schema history sits beside the offsets, as a files stream's
         // does by default; its mode is Auto Loader's option.
@@ -659,33 +672,41 @@ impl Engine {
             target,
             (&checkpoint, &checkpoint),
             evolution,
-            &mut on_batch,
+            &mut |r: &BatchReport| looked(Some(r), None),
         )
         .await?;
         match trigger {
             Trigger::AvailableNow => {
                 positions.bound().await?;
                 while !stop.asked() {
-                    let Some(r) = positions.next().await? else {
+                    let r = positions.next().await?;
+                    let lag = positions.source_lag().map(|l| (positions.name(), l));
+                    looked(r.as_ref(), lag);
+                    if r.is_none() {
                         break;
-                    };
-                    on_batch(&r);
+                    }
                 }
             }
             Trigger::Every(interval) => {
                 while !stop.asked() {
                     let tick = Instant::now();
-                    if let Some(r) = positions.next().await? {
-                        on_batch(&r);
-                    }
+                    let r = positions.next().await?;
+                    looked(
+                        r.as_ref(),
+                        positions.source_lag().map(|l| (positions.name(), l)),
+                    );
                     stop.sleep(interval.saturating_sub(tick.elapsed())).await;
                 }
             }
             Trigger::Continuous { poll } => {
                 while !stop.asked() {
-                    match positions.next().await? {
-                        Some(r) => on_batch(&r),
-                        None => stop.sleep(*poll).await,
+                    let r = positions.next().await?;
+                    looked(
+                        r.as_ref(),
+                        positions.source_lag().map(|l| (positions.name(), l)),
+                    );
+                    if r.is_none() {
+                        stop.sleep(*poll).await;
                     }
                 }
             }

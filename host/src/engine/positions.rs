@@ -144,7 +144,6 @@ impl Positions {
             .await?;
         let mut report = self.execute(&plan).await?;
         report.elapsed = started.elapsed();
-        report.source_lag_bytes = self.lag;
         Ok(Some(report))
     }
 
@@ -152,6 +151,11 @@ impl Positions {
     /// connector says ([`SOURCE_LAG`]).
     pub fn source_lag(&self) -> Option<u64> {
         self.lag
+    }
+
+    /// The stream's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Reads a planned batch and commits it exactly once.
@@ -318,6 +322,5 @@ fn report(plan: &Plan) -> BatchReport {
         skipped: false,
         added_columns: vec![],
         elapsed: std::time::Duration::ZERO,
-        source_lag_bytes: None,
     }
 }

@@ -65,7 +65,7 @@ impl Default for Metrics {
         );
         registry.register(
             "source_lag_bytes",
-            "How far each stream's source was ahead of it when it last planned a batch (a replication slot's WAL bytes)",
+            "How far each stream's source was ahead of it when it last looked for input (a replication slot's WAL bytes)",
             source_lag.clone(),
         );
         registry.register(
@@ -162,16 +162,16 @@ impl Metrics {
             self.last_success
                 .get_or_create(&label)
                 .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
-            if let Some(lag) = r.source_lag_bytes {
-                self.source_lag(subject.1, lag);
-            }
         }
     }
 
-    /// Sets pipeline `name`'s source lag (as a batch of a running stream
-    /// reports it, and at the end of each run).
-    pub fn source_lag(&self, name: &str, bytes: u64) {
-        let label = vec![("pipeline".to_string(), name.to_string())];
+    /// Sets the source lag of `stream` of pipeline `name`, as the stream
+    /// last planned.
+    pub fn source_lag(&self, name: &str, stream: &str, bytes: u64) {
+        let label = vec![
+            ("pipeline".to_string(), name.to_string()),
+            ("stream".to_string(), stream.to_string()),
+        ];
         self.source_lag
             .get_or_create(&label)
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));

@@ -353,11 +353,14 @@ struct Progress<'a> {
 }
 
 impl Observer for Progress<'_> {
+    fn source_lag(&mut self, stream: &str, bytes: u64) {
+        self.app
+            .metrics
+            .source_lag(&self.record.pipeline, stream, bytes);
+    }
+
     fn batch(&mut self, batch: &BatchReport) {
         self.report.add(batch);
-        if let Some(lag) = batch.source_lag_bytes {
-            self.app.metrics.source_lag(&self.record.pipeline, lag);
-        }
         self.report.seconds = self.started.elapsed().as_secs_f64();
         self.record.report = Some(self.report.clone());
         self.app.runs.set(&self.record);

@@ -529,7 +529,8 @@ fn serve_keeps_a_cdc_pipeline_running() {
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("sluice_source_lag_bytes{pipeline=\"shop\"}")),
+            .any(|l| l
+                .starts_with("sluice_source_lag_bytes{pipeline=\"shop\",stream=\"public.items\"}")),
         "{metrics}"
     );
     assert!(s.terminate(Duration::from_secs(60)), "{}", s.log());
