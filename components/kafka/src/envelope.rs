@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 use serde_json::Value;
+use sluice_connector_sdk::Error;
 
 /// The column of the event's operation: `c` (insert), `u` (update), `d`
 /// (delete), `r` (a snapshot's read) or `t` (truncate).
@@ -16,8 +17,19 @@ pub const OP: &str = "__op";
 /// The column of the event's time (`ts_ms`, milliseconds since the epoch).
 pub const TS_MS: &str = "__ts_ms";
 
+/// The row of the record value `value` at `place`: `None` for a tombstone
+/// (no value), and an error naming `place` for a value that is not an event.
+pub fn row(value: Option<&[u8]>, place: impl std::fmt::Display) -> Result<Option<Bytes>, Error> {
+    match value.filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => unwrap(v)
+            .map(Some)
+            .map_err(|e| Error::Data(format!("{place}: {e}"))),
+    }
+}
+
 /// The row of the event `value`, as a JSON object's bytes.
-pub fn unwrap(value: &[u8]) -> Result<Bytes, String> {
+fn unwrap(value: &[u8]) -> Result<Bytes, String> {
     let v: Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
     let event = match v.get("payload") {
         Some(p) if p.get("op").is_some() => p,

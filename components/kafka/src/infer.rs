@@ -52,12 +52,14 @@ pub fn collect(
             offset.value(r)
         );
         let raw = value.is_valid(r).then(|| value.value(r));
-        let value = match raw {
-            Some(v) if debezium && !v.is_empty() => {
-                Some(crate::envelope::unwrap(v).map_err(|e| Error::Data(format!("{place}: {e}")))?)
+        let value = if debezium {
+            match crate::envelope::row(raw, &place)? {
+                // A tombstone is not a row.
+                None => continue,
+                row => row,
             }
-            _ if debezium => continue,
-            v => v.map(Bytes::copy_from_slice),
+        } else {
+            raw.map(Bytes::copy_from_slice)
         };
         out.push(Sampled { value, place });
     }

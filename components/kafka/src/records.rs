@@ -241,17 +241,12 @@ impl Rows {
     pub fn push(&mut self, topic: &str, partition: i32, r: &Message) -> Result<(), Error> {
         let mut value = r.value.clone();
         if self.json.as_ref().is_some_and(|(j, _)| j.debezium) {
-            match value.filter(|v| !v.is_empty()) {
-                // A tombstone.
-                None => return Ok(()),
-                Some(v) => {
-                    value = Some(crate::envelope::unwrap(&v).map_err(|e| {
-                        Error::Data(format!(
-                            "topic '{topic}' partition {partition} offset {}: {e}",
-                            r.offset
-                        ))
-                    })?);
-                }
+            // Where the record is, written only into an error.
+            let place = format_args!("topic '{topic}' partition {partition} offset {}", r.offset);
+            value = crate::envelope::row(r.value.as_deref(), place)?;
+            // A tombstone is not a row.
+            if value.is_none() {
+                return Ok(());
             }
         }
         self.key.append_option(r.key.as_deref());

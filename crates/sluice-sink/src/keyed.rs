@@ -127,6 +127,13 @@ pub struct Merged {
     pub counts: MergeCounts,
 }
 
+impl Changes {
+    /// Whether change row `i` deletes its key.
+    pub fn is_delete(&self, i: usize) -> bool {
+        self.deletes.is_valid(i) && self.deletes.value(i)
+    }
+}
+
 impl KeyedApply {
     /// The changes in input `rows`: which are deletes, and the columns the
     /// table keeps.
@@ -262,20 +269,10 @@ impl KeyedApply {
     ) -> Result<Changes> {
         let schema = changes.rows.schema();
         let data = data_columns(existing, schema.fields().len());
-        let keys = |b: &RecordBatch| -> Vec<ArrayRef> {
-            self.keys
-                .iter()
-                .map(|k| b.column_by_name(k).expect("checked").clone())
-                .collect()
-        };
-        let converter = RowConverter::new(
-            keys(&data)
-                .iter()
-                .map(|k| SortField::new(k.data_type().clone()))
-                .collect(),
-        )?;
-        let stored = converter.convert_columns(&keys(&data))?;
-        let changed = converter.convert_columns(&keys(&changes.rows))?;
+        let stored_keys = columns_named(&data, &self.keys);
+        let converter = row_converter(&stored_keys)?;
+        let stored = converter.convert_columns(&stored_keys)?;
+        let changed = converter.convert_columns(&columns_named(&changes.rows, &self.keys))?;
         // Every key known so far, by a row of it.
         let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         let mut known: Vec<(usize, usize)> = (0..data.num_rows())
@@ -303,7 +300,7 @@ impl KeyedApply {
             }
             rows.push((1, i));
             sequences.push(i as u32);
-            deletes.push(changes.deletes.value(i) && changes.deletes.is_valid(i));
+            deletes.push(changes.is_delete(i));
         }
         let made = take_rows(&schema, &[&data, &changes.rows], &rows)?;
         let at = schema.index_of(&self.sequence)?;
@@ -509,7 +506,7 @@ impl Merge<'_> {
             if let Some(t) = tomb {
                 forgotten[t] = true;
             }
-            if changes.deletes.value(i) && changes.deletes.is_valid(i) {
+            if changes.is_delete(i) {
                 counts.deleted += u64::from(row.is_some());
                 deleted.push(i);
             } else {
@@ -596,7 +593,7 @@ impl Merge<'_> {
             // Per column, where the key's value is so far in the batch.
             let mut known: HashMap<usize, Option<Source>> = HashMap::new();
             for &i in chain {
-                if changes.deletes.value(i) && changes.deletes.is_valid(i) {
+                if changes.is_delete(i) {
                     known = (0..columns).map(|c| (c, None)).collect();
                     continue;
                 }
@@ -650,7 +647,7 @@ impl Merge<'_> {
             }
         }
         for i in 0..changes.rows.num_rows() {
-            let delete = changes.deletes.value(i) && changes.deletes.is_valid(i);
+            let delete = changes.is_delete(i);
             events
                 .entry(k.changes.row(i).data())
                 .or_default()
@@ -858,12 +855,7 @@ impl Keys {
         let keys = RowConverter::new(fields)?;
         let sequence_type = schema.field_with_name(&spec.sequence)?.data_type().clone();
         let seqs = RowConverter::new(vec![SortField::new(sequence_type)])?;
-        let columns = |b: &RecordBatch, names: &[String]| -> Vec<ArrayRef> {
-            names
-                .iter()
-                .map(|n| b.column_by_name(n).expect("checked").clone())
-                .collect()
-        };
+        let columns = |b: &RecordBatch, names: &[String]| columns_named(b, names);
         let change_keys = columns(&changes.rows, &spec.keys);
         let change_seq = columns(&changes.rows, std::slice::from_ref(&spec.sequence));
         for (name, c) in spec
@@ -901,6 +893,25 @@ impl Keys {
             tombstone_seq: seqs.convert_columns(&tomb_seq)?,
         })
     }
+}
+
+/// The columns of `batch` named `names` (checked to be there).
+fn columns_named(batch: &RecordBatch, names: &[String]) -> Vec<ArrayRef> {
+    names
+        .iter()
+        .map(|n| batch.column_by_name(n).expect("checked").clone())
+        .collect()
+}
+
+/// A converter of columns of the types `columns` have into arrow's row
+/// format, where keys compare as bytes.
+fn row_converter(columns: &[ArrayRef]) -> Result<RowConverter> {
+    Ok(RowConverter::new(
+        columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )?)
 }
 
 /// `batch`'s first `n` columns (SCD type 2's own columns follow them).

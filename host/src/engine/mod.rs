@@ -680,8 +680,7 @@ impl Engine {
                 positions.bound().await?;
                 while !stop.asked() {
                     let r = positions.next().await?;
-                    let lag = positions.source_lag().map(|l| (positions.name(), l));
-                    looked(r.as_ref(), lag);
+                    looked(r.as_ref(), positions.source_lag());
                     if r.is_none() {
                         break;
                     }
@@ -691,20 +690,14 @@ impl Engine {
                 while !stop.asked() {
                     let tick = Instant::now();
                     let r = positions.next().await?;
-                    looked(
-                        r.as_ref(),
-                        positions.source_lag().map(|l| (positions.name(), l)),
-                    );
+                    looked(r.as_ref(), positions.source_lag());
                     stop.sleep(interval.saturating_sub(tick.elapsed())).await;
                 }
             }
             Trigger::Continuous { poll } => {
                 while !stop.asked() {
                     let r = positions.next().await?;
-                    looked(
-                        r.as_ref(),
-                        positions.source_lag().map(|l| (positions.name(), l)),
-                    );
+                    looked(r.as_ref(), positions.source_lag());
                     if r.is_none() {
                         stop.sleep(*poll).await;
                     }
@@ -714,7 +707,7 @@ impl Engine {
                 "a connector's stream is not started by object notifications; run it available-now, every N or continuously"
             ),
         }
-        report.source_lag_bytes = positions.source_lag();
+        report.source_lag_bytes = positions.source_lag().map(|(_, bytes)| bytes);
         Ok(report)
     }
 

@@ -147,15 +147,10 @@ impl Positions {
         Ok(Some(report))
     }
 
-    /// How far the source was ahead when the stream last planned, where its
-    /// connector says ([`SOURCE_LAG`]).
-    pub fn source_lag(&self) -> Option<u64> {
-        self.lag
-    }
-
-    /// The stream's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The stream's name, and how far its source was ahead when it last
+    /// planned, where its connector says ([`SOURCE_LAG`]).
+    pub fn source_lag(&self) -> Option<(&str, u64)> {
+        Some((&self.name, self.lag?))
     }
 
     /// Reads a planned batch and commits it exactly once.

@@ -191,6 +191,12 @@ impl TableDump {
     /// The rows as `(id, name, ts)`, sorted: the columns of the change
     /// feeds tests apply by key.
     pub fn id_name_ts(&self) -> Vec<(i64, String, i64)> {
+        self.id_name_and("ts")
+    }
+
+    /// The rows as `(id, name, sequence)`, sorted, the sequence being the
+    /// integer column `sequence`.
+    pub fn id_name_and(&self, sequence: &str) -> Vec<(i64, String, i64)> {
         let mut rows: Vec<(i64, String, i64)> = self
             .rows
             .iter()
@@ -198,7 +204,7 @@ impl TableDump {
                 (
                     r["id"].as_i64().unwrap(),
                     r["name"].as_str().unwrap().to_string(),
-                    r["ts"].as_i64().unwrap(),
+                    r[sequence].as_i64().unwrap(),
                 )
             })
             .collect();

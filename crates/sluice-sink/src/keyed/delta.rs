@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use std::collections::HashSet;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, new_null_array};
-use arrow_row::{RowConverter, SortField};
+use arrow_array::{Array, BooleanArray, RecordBatch, new_null_array};
+use arrow_row::RowConverter;
 use arrow_schema::{DataType, Schema, SchemaRef};
 use arrow_select::filter::filter_record_batch;
 use deltalake_core::kernel::Action;
@@ -26,8 +26,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
-use super::concat;
-use super::{Changes, KeyedApply, MergeCounts, Scd};
+use super::{Changes, KeyedApply, MergeCounts, Scd, columns_named, concat, row_converter};
 use crate::WriteOptions;
 use crate::delta::{DeltaLane, Outcome, SchemaChange, Txn, commit_actions_once, load, txn_of};
 use crate::error::{Error, Result};
@@ -92,25 +91,17 @@ pub async fn apply(
     // they are read.
     let mut removes = Vec::new();
     let mut existing = Vec::new();
-    // A truncate removes every file, read by nobody.
-    if let Some(t) = table.as_ref().filter(|_| changes.truncated) {
-        let files: Vec<_> = t
-            .get_active_add_actions_by_predicate(None)
-            .try_collect()
-            .await
-            .map_err(|e| Error::delta(&name, e))?;
-        removes.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));
-    }
-    // A batch without changes touches no file (it still commits its txn).
+    // A batch without changes touches no file (it still commits its txn);
+    // a truncate removes every file, read by nobody; SCD type 2's
+    // truncates end every key's version, in every file.
     if let Some(t) = table
         .as_ref()
-        .filter(|_| changes.rows.num_rows() > 0 && !changes.truncated)
+        .filter(|_| changes.truncated || changes.rows.num_rows() > 0)
     {
-        // SCD type 2's truncates end every key's version: every file.
-        let bounds = if changes.truncates.is_empty() {
-            key_bounds(spec, &changes.rows)
-        } else {
+        let bounds = if changes.truncated || !changes.truncates.is_empty() {
             vec![]
+        } else {
+            key_bounds(spec, &changes.rows)
         };
         let literals: Vec<_> = bounds
             .iter()
@@ -133,13 +124,18 @@ pub async fn apply(
             .try_collect()
             .await
             .map_err(|e| Error::delta(&name, e))?;
-        // SCD type 2's truncates merge every row.
-        let changed = if changes.truncates.is_empty() {
+        // The keys whose stored rows the merge takes (every row, for SCD
+        // type 2's truncates; none is read after SCD type 1's).
+        let changed = if changes.truncates.is_empty() && !changes.truncated {
             Some(ChangedKeys::new(spec, &changes.rows)?)
         } else {
             None
         };
         for f in &files {
+            removes.push(Action::Remove(f.remove_action(true)));
+            if changes.truncated {
+                continue;
+            }
             let path = under(&root, f.object_store_path().as_ref());
             // The file's bytes, decoded a batch at a time.
             for b in parquet_batches(&store, path, f.size() as u64).await? {
@@ -156,7 +152,6 @@ pub async fn apply(
                     lane.write(rest).await?;
                 }
             }
-            removes.push(Action::Remove(f.remove_action(true)));
         }
     }
     let existing = concat(&schema, &existing)?;
@@ -292,13 +287,8 @@ struct ChangedKeys {
 
 impl ChangedKeys {
     fn new(spec: &KeyedApply, changes: &RecordBatch) -> Result<Self> {
-        let columns = key_columns(&spec.keys, changes);
-        let converter = RowConverter::new(
-            columns
-                .iter()
-                .map(|c| SortField::new(c.data_type().clone()))
-                .collect(),
-        )?;
+        let columns = columns_named(changes, &spec.keys);
+        let converter = row_converter(&columns)?;
         let keys = converter
             .convert_columns(&columns)?
             .iter()
@@ -316,18 +306,11 @@ impl ChangedKeys {
     fn split(&self, batch: &RecordBatch) -> Result<(BooleanArray, BooleanArray)> {
         let rows = self
             .converter
-            .convert_columns(&key_columns(&self.names, batch))?;
+            .convert_columns(&columns_named(batch, &self.names))?;
         let ours: Vec<bool> = rows.iter().map(|r| self.keys.contains(r.data())).collect();
         let others: Vec<bool> = ours.iter().map(|o| !o).collect();
         Ok((ours.into(), others.into()))
     }
-}
-
-fn key_columns(names: &[String], batch: &RecordBatch) -> Vec<ArrayRef> {
-    names
-        .iter()
-        .map(|k| batch.column_by_name(k).expect("checked").clone())
-        .collect()
 }
 
 /// `batch` (read from a data file) as `schema`: its columns by name, and

@@ -18,12 +18,14 @@
 use std::hash::Hasher;
 
 use arrow_array::{Array, BooleanArray, RecordBatch, new_null_array};
-use arrow_row::{RowConverter, SortField};
+use arrow_row::RowConverter;
 use arrow_schema::SchemaRef;
 use deltalake_core::kernel::{Action, Add};
 
 use super::delta::{Applied, apply, read_parquet, under};
-use super::{Changes, KeyedApply, MergeCounts, Scd, concat, data_columns};
+use super::{
+    Changes, KeyedApply, MergeCounts, Scd, columns_named, concat, data_columns, row_converter,
+};
 use crate::WriteOptions;
 use crate::delta::{DeltaLane, SchemaChange, commit_actions_once, load};
 use crate::error::Result;
@@ -126,12 +128,7 @@ impl KeyedLane {
         let rows = changes.rows;
         // Names the key or sequence column the rows lack.
         let table = self.spec.table_schema(&rows.schema())?;
-        let keys: Vec<_> = self
-            .spec
-            .keys
-            .iter()
-            .map(|k| rows.column_by_name(k).expect("checked").clone())
-            .collect();
+        let keys = columns_named(&rows, &self.spec.keys);
         let sequence = rows
             .column_by_name(&self.spec.sequence)
             .expect("checked")
@@ -144,11 +141,7 @@ impl KeyedLane {
             self.writer = Some(Ahead {
                 lane: DeltaLane::new(&self.location, table.clone(), &self.options)?,
                 table,
-                keys: RowConverter::new(
-                    keys.iter()
-                        .map(|k| SortField::new(k.data_type().clone()))
-                        .collect(),
-                )?,
+                keys: row_converter(&keys)?,
             });
         }
         let ahead = self.writer.as_ref().expect("made above");
