@@ -45,6 +45,9 @@ enum Command {
     },
     /// Print the schema a source would produce.
     Discover(cli::ingest::DiscoverArgs),
+    /// Work on a connector component: `sluice connector test`.
+    #[command(subcommand)]
+    Connector(cli::connector::ConnectorCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,6 +87,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => cli::ingest::ingest(&env, args).await,
         Command::Discover(args) => cli::ingest::discover(&env, args).await,
         Command::Connectors { json } => cli::ingest::connectors(&env, json).await,
+        Command::Connector(command) => cli::connector::connector(&env, command).await,
         Command::CopyInto(args) => cli::copy_into::copy_into(&env, args).await,
         Command::Stream(args) => cli::stream::stream(&env, args).await,
         Command::Files(args) => cli::stream::files(&env, args).await,

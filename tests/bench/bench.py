@@ -132,8 +132,10 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka,postgres",
-                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka, postgres")
+    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka,postgres,connectors",
+                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka, postgres, connectors")
+    ap.add_argument("--connector-rows", type=int, default=500_000,
+                    help="rows the connectors case has each example connector generate")
     ap.add_argument("--kafka-records", type=int, default=2_000_000,
                     help="JSON records in the Kafka case's topic (6 partitions)")
     ap.add_argument("--pg-rows", type=int, default=5_000_000,
@@ -229,6 +231,70 @@ def services(a, env: dict, wanted: set):
         kafka_case(a, env)
     if "postgres" in wanted:
         postgres_case(a, env)
+    if "connectors" in wanted:
+        connectors_case(a, env)
+
+
+def connectors_case(a, env: dict):
+    """What a connector's language costs: the example connectors
+    (components/examples: Rust handing over Arrow, Python and JavaScript
+    handing over JSON records) each generate --connector-rows rows into a
+    Delta table, beside the built-in files connector reading the same rows
+    from an NDJSON file. Size of the component, the median time to make an
+    instance (from `sluice connector test`), and rows/s of the whole
+    ingest (median of --runs)."""
+    print()
+    out = a.data / "out" / "connectors"
+    examples = ROOT / "components" / "examples"
+    built = {}
+    build_env = dict(env, SLUICE_PYTHON=PY)
+    build_env.pop("RUSTC_WORKSPACE_WRAPPER", None)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--target", "wasm32-wasip2", "--quiet"],
+                   cwd=examples / "rust-hello", env=build_env, check=True)
+    built["rust-hello (Arrow)"] = ROOT / "target/components/wasm32-wasip2/release/rust_hello.wasm"
+    for name in ("python-hello", "js-hello"):
+        subprocess.run(["bash", str(examples / name / "build.sh")], env=build_env, check=True,
+                       stdout=subprocess.DEVNULL)
+        built[f"{name} (records)"] = examples / name / "connector.wasm"
+    rows = a.connector_rows
+    config = json.dumps({"rows": rows, "batch_rows": 10_000})
+    # The same rows as a file, for the files connector.
+    ndjson = a.data / "data" / f"greetings-{rows}.ndjson"
+    if not ndjson.exists():
+        ndjson.parent.mkdir(parents=True, exist_ok=True)
+        import datetime as dt
+        base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        with ndjson.open("w") as f:
+            for i in range(rows):
+                at = (base + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                f.write(json.dumps({"id": i, "message": f"hello #{i}", "at": at, "score": i * 0.5,
+                                    "tags": ["even" if i % 2 == 0 else "odd"]}, separators=(",", ":")) + "\n")
+    print(f"{'connector':26} {'size MB':>8} {'instantiate ms':>15} {'median s':>9} {'rows/s':>11} {'peak MiB':>9} {'vs files':>9}")
+    results = []
+    for label, wasm in built.items():
+        small = json.dumps({"rows": 2500, "batch_rows": 1000})
+        report = json.loads(run([str(SLUICE), "connector", "test", str(wasm), "--config", small, "--json"], env)[2])
+        times, peaks = [], []
+        for k in range(a.runs):
+            target = out / f"{wasm.stem}-{k}"
+            shutil.rmtree(target, ignore_errors=True)
+            t, peak, *_ = run([str(SLUICE), "ingest", "--connector", str(wasm), "--config", config, "--table", str(target)], env)
+            times.append(t)
+            peaks.append(peak)
+        results.append((label, wasm.stat().st_size / 1e6, report["instantiate_ms"], statistics.median(times), max(peaks)))
+    times, peaks = [], []
+    for k in range(a.runs):
+        target = out / f"files-{k}"
+        shutil.rmtree(target, ignore_errors=True)
+        t, peak, *_ = run([str(SLUICE), "ingest", str(ndjson), "--format", "json", "--table", str(target)], env)
+        times.append(t)
+        peaks.append(peak)
+    files = statistics.median(times)
+    files_wasm = ROOT / "target/components/wasm32-wasip2/release/sluice_files.wasm"
+    results.append(("files connector (NDJSON)", files_wasm.stat().st_size / 1e6, float("nan"), files, max(peaks)))
+    for label, size, inst, med, peak in results:
+        print(f"{label:26} {size:8.1f} {inst:15.2f} {med:9.2f} {rows / med:11.0f} {peak:9.0f} {files / med:8.2f}x")
+    print("vs files: the files connector's time over this one's (above 1.0x: faster than reading the same rows from a file)")
 
 
 def coldstart(a, env: dict):

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use sluice::engine::{Engine, Limits};
 use sluice_location::Location;
 
+pub mod connector;
 pub mod console;
 pub mod copy_into;
 pub mod ingest;

@@ -134,6 +134,9 @@ impl Failure {
 pub struct ConnectorFailed {
     /// Who has to act.
     pub fault: Fault,
+    /// The variant the connector returned: `config`, `auth`, `io`, `data`
+    /// or `other`.
+    pub variant: &'static str,
     /// The connector's message, with its kind.
     pub message: String,
 }

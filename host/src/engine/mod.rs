@@ -11,9 +11,12 @@
 //!   their batches), with a schema history that evolves ([`schemas`]);
 //! - uploads commit Arrow batches or an uploaded file (`upload`);
 //! - a failure is typed by who has to act and told with secrets redacted
-//!   ([`failure`], [`redact`]).
+//!   ([`failure`], [`redact`]);
+//! - a connector's conformance to the contract is checked call by call
+//!   ([`conformance`], `sluice connector test`).
 
 mod checkpoints;
+pub mod conformance;
 pub mod failure;
 pub mod incremental;
 pub mod ingest;
@@ -818,6 +821,16 @@ impl Engine {
             crate::wasm::session::stored_schema(&stream.schema),
             bytes,
         ))
+    }
+
+    /// Checks that `load`'s connector keeps the contract, call by call
+    /// (`sluice connector test`); nothing is written.
+    pub async fn test_connector(&self, load: &Load) -> Result<conformance::Conformance> {
+        let job = self
+            .discovery_job(load, &self.redactor(&load.pipeline))
+            .await?;
+        let (_, reading) = job.plan().await?;
+        conformance::run(&reading).await
     }
 
     /// The built-in connectors, described as uploaded ones are.

@@ -22,7 +22,7 @@ use crate::engine::split;
 use crate::wasm::capability::{Counters, HostState};
 use crate::wasm::grants::Grants;
 use crate::wasm::runtime::{Loaded, Runtime};
-use crate::wasm::session::{Session, Stream, decode, stored_schema, to_stored};
+use crate::wasm::session::{Session, Stream, stored_schema, to_stored};
 use sluice_files_contract::{Config as FilesConfig, RangeReport};
 
 /// Batches in flight per lane between connector and sink.
@@ -75,7 +75,7 @@ pub enum Configured {
 impl Configured {
     /// The config text for a call that reads `files` (the files
     /// connector's) with `schema`, if given.
-    fn text(&self, files: &[FileRef], schema: Option<&SchemaRef>) -> Result<String> {
+    pub(crate) fn text(&self, files: &[FileRef], schema: Option<&SchemaRef>) -> Result<String> {
         Ok(match self {
             Configured::Files(c) => serde_json::to_string(&FilesConfig {
                 files: files.to_vec(),
@@ -127,7 +127,7 @@ impl Reading {
             .await?
     }
 
-    fn host(&self, name: &str) -> HostState {
+    pub(crate) fn host(&self, name: &str) -> HostState {
         HostState::new(
             name,
             self.grants.clone(),
@@ -205,10 +205,10 @@ impl Reading {
             let mut out = Vec::new();
             let mut rows = 0;
             while rows < limit {
-                let Some((ipc, _)) = session.next_ipc(reader)? else {
+                let Some((payload, _)) = session.next(reader)? else {
                     break;
                 };
-                for batch in decode(&ipc)? {
+                for batch in payload.batches()? {
                     let take = batch.num_rows().min(limit - rows);
                     rows += take;
                     out.push(to_stored(&batch.slice(0, take), &stored)?);
@@ -394,9 +394,9 @@ fn read_lane(
     };
     loop {
         let t = Instant::now();
-        let next = session.next_ipc(reader)?;
+        let next = session.next(reader)?;
         out.in_connector += t.elapsed();
-        let Some((ipc, checkpoint)) = next else {
+        let Some((payload, checkpoint)) = next else {
             break;
         };
         if let Some(report) = checkpoint
@@ -406,7 +406,7 @@ fn read_lane(
             out.reports.push(report);
         }
         let t = Instant::now();
-        let batches = decode(&ipc)?;
+        let batches = payload.batches()?;
         out.decoding += t.elapsed();
         for batch in batches {
             if batch.schema_ref().fields() != schema.fields() {

@@ -3,9 +3,10 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    // The widest world: its exports are looked up one by one (`source`
-    // required, `planner` optional), so a connector need not export all.
-    world: "sluice:connector/planned-connector@0.2.0",
+    // The widest world: its exports are looked up one by one (`source`,
+    // with `planner` optional, or `records`), so a connector need not
+    // export all.
+    world: "sluice:connector/any-connector@0.3.0",
     // The network interface hands out wasi:io streams: the ones
     // wasmtime-wasi implements for the sync embedding connectors run under.
     with: {
@@ -18,6 +19,9 @@ pub use self::exports::sluice::connector0_1_0::source::{
 };
 pub use self::exports::sluice::connector0_2_0::planner::{
     Guest as Planner, GuestIndices as PlannerIndices,
+};
+pub use self::exports::sluice::connector0_3_0::records::{
+    Guest as Records, GuestIndices as RecordsIndices, RecordsBatch, Stream as RecordsStream,
 };
 pub use self::sluice::connector0_1_0::host::{Host, Level};
 pub use self::sluice::connector0_1_0::types::{

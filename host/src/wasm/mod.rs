@@ -7,6 +7,8 @@
 //! - [`network`]: the connections a connector may open, checked, secured and
 //!   metered by the host;
 //! - [`session`]: one connector instance, driven call by call;
+//! - [`records`]: JSON records into Arrow, for connectors that hand over
+//!   records;
 //! - [`connectors`]: uploaded connector components, validated and stored by hash;
 //! - [`builtin`]: the connectors compiled into the binary;
 //! - [`functions`]: hosted `wasi:http` components (edge functions);
@@ -21,5 +23,6 @@ pub mod functions;
 pub mod grants;
 pub mod network;
 pub mod outbound;
+pub mod records;
 pub mod runtime;
 pub mod session;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceTable};
 use wasmtime::{
@@ -31,7 +31,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::wasm::bindings::sluice::connector0_1_0::{host, types};
 use crate::wasm::bindings::sluice::connector0_2_0::network;
-use crate::wasm::bindings::{Planner, PlannerIndices, Source, SourceIndices};
+use crate::wasm::bindings::{
+    Planner, PlannerIndices, Records, RecordsIndices, Source, SourceIndices,
+};
 use crate::wasm::builtin::Builtin;
 use crate::wasm::capability::HostState;
 use crate::wasm::network::{HasNetwork, NetworkView};
@@ -306,13 +308,28 @@ impl Drop for Ticker {
 #[derive(Clone)]
 pub struct Loaded {
     pre: InstancePre<StoreData>,
-    source: Arc<SourceIndices>,
-    /// Where it exports `planner`, if it does.
-    planner: Option<Arc<PlannerIndices>>,
+    exports: Arc<Exported>,
     /// Hex sha256 of the component's bytes.
     pub sha256: String,
     /// The interfaces it imports (the capabilities it may ask for).
     pub imports: Arc<Vec<String>>,
+}
+
+/// Where a component exports what it offers.
+enum Exported {
+    /// Arrow IPC batches (`source`), and a `planner` if it plans its own
+    /// batches.
+    Arrow(SourceIndices, Option<PlannerIndices>),
+    /// JSON records (`records`, WIT 0.3.0), which the host decodes.
+    Records(RecordsIndices),
+}
+
+/// A connector's exports in one instance.
+pub enum Exports {
+    /// Arrow IPC batches, perhaps planned.
+    Arrow(Source, Option<Planner>),
+    /// JSON records.
+    Records(Records),
 }
 
 impl Runtime {
@@ -373,10 +390,12 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
             .context("the component does not fit the sluice:connector world with the capabilities Sluice offers")?;
-        let source = SourceIndices::new(&pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export sluice:connector/source")?;
-        let planner = PlannerIndices::new(&pre).ok().map(Arc::new);
+        let exports = match SourceIndices::new(&pre) {
+            Ok(source) => Exported::Arrow(source, PlannerIndices::new(&pre).ok()),
+            Err(_) => RecordsIndices::new(&pre).map(Exported::Records).map_err(|_| {
+                anyhow!("the component exports neither sluice:connector/source (Arrow batches) nor sluice:connector/records (JSON records)")
+            })?,
+        };
         let imports = component
             .component_type()
             .imports(&self.engine)
@@ -384,8 +403,7 @@ impl Runtime {
             .collect();
         Ok(Loaded {
             pre,
-            source: Arc::new(source),
-            planner,
+            exports: Arc::new(exports),
             sha256,
             imports: Arc::new(imports),
         })
@@ -484,7 +502,9 @@ impl Runtime {
             limits: Limiter {
                 caps: StoreLimitsBuilder::new()
                     .memory_size(self.limits.memory_bytes)
-                    .instances(8)
+                    // Core instances of one component: componentize-py's
+                    // CPython makes 14 (componentize-js's 4, Rust's 1-3).
+                    .instances(32)
                     .tables(64)
                     .memories(4)
                     .trap_on_grow_failure(true)
@@ -508,25 +528,34 @@ impl Runtime {
 }
 
 impl Loaded {
-    /// Instantiates the component in `store`: its `source`, and its
-    /// `planner` if it exports one.
-    pub fn instantiate(&self, store: &mut Store<StoreData>) -> Result<(Source, Option<Planner>)> {
+    /// Instantiates the component in `store`: what it exports.
+    pub fn instantiate(&self, store: &mut Store<StoreData>) -> Result<Exports> {
         let instance = self
             .pre
             .instantiate(&mut *store)
             .map_err(anyhow::Error::from)
             .context("instantiating the component")?;
-        let source = self.source.load(&mut *store, &instance)?;
-        let planner = match &self.planner {
-            Some(p) => Some(p.load(&mut *store, &instance)?),
-            None => None,
-        };
-        Ok((source, planner))
+        Ok(match self.exports.as_ref() {
+            Exported::Arrow(source, planner) => Exports::Arrow(
+                source.load(&mut *store, &instance)?,
+                match planner {
+                    Some(p) => Some(p.load(&mut *store, &instance)?),
+                    None => None,
+                },
+            ),
+            Exported::Records(records) => Exports::Records(records.load(&mut *store, &instance)?),
+        })
     }
 
     /// Whether it plans its own batches (exports `planner`).
     pub fn plans(&self) -> bool {
-        self.planner.is_some()
+        matches!(self.exports.as_ref(), Exported::Arrow(_, Some(_)))
+    }
+
+    /// Whether it hands over JSON records (exports `records`) rather than
+    /// Arrow batches.
+    pub fn hands_records(&self) -> bool {
+        matches!(self.exports.as_ref(), Exported::Records(_))
     }
 }
 

@@ -14,17 +14,46 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::engine::failure::{ConnectorFailed, Fault};
-use crate::wasm::bindings::{ConnectorError, ConnectorSpec, Planner, Source, StreamInfo};
+use crate::wasm::bindings::{ConnectorError, ConnectorSpec, Planner, RecordsStream, StreamInfo};
 use crate::wasm::capability::HostState;
 use crate::wasm::network::DeadlinePassed;
-use crate::wasm::runtime::{Loaded, NoRoom, Runtime, StoreData};
+use crate::wasm::records;
+use crate::wasm::runtime::{Exports, Loaded, NoRoom, Runtime, StoreData};
 
 /// A connector instance.
 pub struct Session {
     store: Store<StoreData>,
-    source: Source,
-    planner: Option<Planner>,
+    exports: Exports,
     runtime: Runtime,
+    /// The open reads of a records connector: what their batches decode
+    /// into.
+    records: Vec<RecordsRead>,
+}
+
+/// An open read of a records connector's stream.
+struct RecordsRead {
+    reader: ResourceAny,
+    stream: String,
+    schema: SchemaRef,
+    batches: u64,
+}
+
+/// What one `next` handed over.
+pub enum Payload {
+    /// An Arrow IPC stream, as the connector sent it (not yet vetted).
+    Ipc(Vec<u8>),
+    /// Records the host decoded.
+    Decoded(RecordBatch),
+}
+
+impl Payload {
+    /// Its record batches (an IPC stream decoded and vetted).
+    pub fn batches(self) -> Result<Vec<RecordBatch>> {
+        match self {
+            Payload::Ipc(ipc) => decode(&ipc),
+            Payload::Decoded(batch) => Ok(vec![batch]),
+        }
+    }
 }
 
 /// A stream a connector offers, with its decoded schema.
@@ -39,13 +68,16 @@ pub struct Stream {
 /// A connector's error as the host reports it: described for a person,
 /// with the [`Fault`] its kind stands for.
 pub fn failed(e: ConnectorError) -> anyhow::Error {
-    let fault = match &e {
-        ConnectorError::Config(_) | ConnectorError::Auth(_) => Fault::Invalid,
-        ConnectorError::Io(_) => Fault::Storage,
-        ConnectorError::Data(_) | ConnectorError::Other(_) => Fault::Data,
+    let (fault, variant) = match &e {
+        ConnectorError::Config(_) => (Fault::Invalid, "config"),
+        ConnectorError::Auth(_) => (Fault::Invalid, "auth"),
+        ConnectorError::Io(_) => (Fault::Storage, "io"),
+        ConnectorError::Data(_) => (Fault::Data, "data"),
+        ConnectorError::Other(_) => (Fault::Data, "other"),
     };
     anyhow::Error::new(ConnectorFailed {
         fault,
+        variant,
         message: describe(&e),
     })
 }
@@ -65,12 +97,12 @@ impl Session {
     /// Instantiates `loaded` with `host` capabilities.
     pub fn new(runtime: &Runtime, loaded: &Loaded, host: HostState) -> Result<Self> {
         let mut store = runtime.store(host)?;
-        let (source, planner) = loaded.instantiate(&mut store)?;
+        let exports = loaded.instantiate(&mut store)?;
         Ok(Session {
             store,
-            source,
-            planner,
+            exports,
             runtime: runtime.clone(),
+            records: Vec::new(),
         })
     }
 
@@ -114,30 +146,44 @@ impl Session {
     /// The connector's spec.
     pub fn spec(&mut self) -> Result<ConnectorSpec> {
         self.arm();
-        let source = &self.source;
-        source
-            .call_spec(&mut self.store)
-            .map_err(|e| self.trap(e, "spec"))
+        match &self.exports {
+            Exports::Arrow(source, _) => source.call_spec(&mut self.store),
+            Exports::Records(records) => records.call_spec(&mut self.store),
+        }
+        .map_err(|e| self.trap(e, "spec"))
     }
 
     /// Validates `config`.
     pub fn check(&mut self, config: &str) -> Result<()> {
         self.arm();
-        let source = &self.source;
-        source
-            .call_check(&mut self.store, config)
-            .map_err(|e| self.trap(e, "check"))?
-            .map_err(failed)
+        match &self.exports {
+            Exports::Arrow(source, _) => source.call_check(&mut self.store, config),
+            Exports::Records(records) => records.call_check(&mut self.store, config),
+        }
+        .map_err(|e| self.trap(e, "check"))?
+        .map_err(failed)
     }
 
-    /// The streams `config` produces.
+    /// The streams `config` produces. A records connector's columns are
+    /// its streams' JSON Schemas, or inferred from each stream's first
+    /// batch (read and put back).
     pub fn discover(&mut self, config: &str) -> Result<Vec<Stream>> {
         self.arm();
-        let source = &self.source;
-        let infos = source
-            .call_discover(&mut self.store, config)
-            .map_err(|e| self.trap(e, "discover"))?
-            .map_err(failed)?;
+        let infos = match &self.exports {
+            Exports::Arrow(source, _) => source.call_discover(&mut self.store, config),
+            Exports::Records(records) => {
+                let streams = records
+                    .call_discover(&mut self.store, config)
+                    .map_err(|e| self.trap(e, "discover"))?
+                    .map_err(failed)?;
+                return streams
+                    .into_iter()
+                    .map(|s| self.records_stream(config, s))
+                    .collect();
+            }
+        }
+        .map_err(|e| self.trap(e, "discover"))?
+        .map_err(failed)?;
         infos
             .into_iter()
             .map(|info| {
@@ -149,33 +195,160 @@ impl Session {
             .collect()
     }
 
-    /// Starts reading `stream`.
-    pub fn read(&mut self, config: &str, stream: &str, state: Option<&str>) -> Result<ResourceAny> {
-        self.arm();
-        let source = &self.source;
-        source
-            .call_read(&mut self.store, config, stream, state)
-            .map_err(|e| self.trap(e, "read"))?
-            .map_err(failed)
+    /// A records connector's stream as the host sees every stream.
+    fn records_stream(&mut self, config: &str, s: RecordsStream) -> Result<Stream> {
+        let schema = match &s.json_schema {
+            Some(text) => records::declared(text)
+                .map_err(|e| failed(ConnectorError::Config(format!("stream '{}': {e}", s.name))))?,
+            None => self.infer(config, &s.name)?,
+        };
+        let mut arrow_schema = Vec::new();
+        arrow_ipc::writer::StreamWriter::try_new(&mut arrow_schema, &schema)?.finish()?;
+        Ok(Stream {
+            info: StreamInfo {
+                name: s.name,
+                arrow_schema,
+                cursor_fields: s.cursor_fields,
+                primary_key: s.primary_key,
+            },
+            schema,
+        })
     }
 
-    /// The next batch from `reader` as the connector sent it (Arrow IPC) with
-    /// the checkpoint after it; `None` at the end.
-    pub fn next_ipc(&mut self, reader: ResourceAny) -> Result<Option<(Vec<u8>, Option<String>)>> {
+    /// The columns of a records stream that declares none: inferred from
+    /// its first batch.
+    fn infer(&mut self, config: &str, stream: &str) -> Result<SchemaRef> {
+        let Exports::Records(records) = &self.exports else {
+            bail!("only a records connector's columns are inferred");
+        };
+        let guest = records.clone();
         self.arm();
-        let source = &self.source;
-        let batch = source
+        let reader = guest
+            .call_read(&mut self.store, config, stream, None)
+            .map_err(|e| self.trap(e, "read"))?
+            .map_err(failed)?;
+        self.arm();
+        let first = guest
             .reader()
             .call_next(&mut self.store, reader)
             .map_err(|e| self.trap(e, "next"))?
             .map_err(failed)?;
-        Ok(batch.map(|b| (b.ipc, b.checkpoint)))
+        self.close(reader)?;
+        let bad = |e: records::Bad| {
+            failed(ConnectorError::Data(format!(
+                "stream '{stream}', first batch, {e}"
+            )))
+        };
+        match first {
+            Some(b) if !b.records.trim().is_empty() => records::inferred(&b.records).map_err(bad),
+            _ => Err(failed(ConnectorError::Config(format!(
+                "stream '{stream}' declares no json-schema and its first batch holds no records to infer its columns from: give it a json-schema"
+            )))),
+        }
+    }
+
+    /// Starts reading `stream`. A records connector's batches decode into
+    /// the `schema` the config carries (the table's, which the host adds),
+    /// else into the stream's discovered columns; the connector gets its
+    /// config without it.
+    pub fn read(&mut self, config: &str, stream: &str, state: Option<&str>) -> Result<ResourceAny> {
+        self.arm();
+        let guest = match &self.exports {
+            Exports::Arrow(source, _) => {
+                return source
+                    .call_read(&mut self.store, config, stream, state)
+                    .map_err(|e| self.trap(e, "read"))?
+                    .map_err(failed);
+            }
+            Exports::Records(records) => records.clone(),
+        };
+        let mut own: serde_json::Value =
+            serde_json::from_str(config).context("the connector's config is not JSON")?;
+        let given = own
+            .as_object_mut()
+            .and_then(|o| o.remove("schema"))
+            .map(serde_json::from_value::<Schema>)
+            .transpose()
+            .context("the config's `schema` is not an Arrow schema")?;
+        let config = own.to_string();
+        // The connector's own answer first (an unknown stream is its to
+        // refuse), then the columns its batches decode into.
+        let reader = guest
+            .call_read(&mut self.store, &config, stream, state)
+            .map_err(|e| self.trap(e, "read"))?
+            .map_err(failed)?;
+        let schema = match given {
+            Some(schema) => Arc::new(schema),
+            None => match self.discover(&config) {
+                Ok(streams) => match streams.into_iter().find(|s| s.info.name == stream) {
+                    Some(s) => s.schema,
+                    None => {
+                        self.close(reader)?;
+                        return Err(failed(ConnectorError::Config(format!(
+                            "the connector read stream '{stream}', which its discover does not list"
+                        ))));
+                    }
+                },
+                Err(e) => {
+                    self.close(reader)?;
+                    return Err(e);
+                }
+            },
+        };
+        self.records.push(RecordsRead {
+            reader,
+            stream: stream.to_string(),
+            schema,
+            batches: 0,
+        });
+        Ok(reader)
+    }
+
+    /// The next batch from `reader` with the checkpoint after it; `None` at
+    /// the end.
+    pub fn next(&mut self, reader: ResourceAny) -> Result<Option<(Payload, Option<String>)>> {
+        self.arm();
+        let guest = match &self.exports {
+            Exports::Arrow(source, _) => {
+                let batch = source
+                    .reader()
+                    .call_next(&mut self.store, reader)
+                    .map_err(|e| self.trap(e, "next"))?
+                    .map_err(failed)?;
+                return Ok(batch.map(|b| (Payload::Ipc(b.ipc), b.checkpoint)));
+            }
+            Exports::Records(records) => records.clone(),
+        };
+        let batch = guest
+            .reader()
+            .call_next(&mut self.store, reader)
+            .map_err(|e| self.trap(e, "next"))?
+            .map_err(failed)?;
+        let Some(batch) = batch else {
+            return Ok(None);
+        };
+        let read = self
+            .records
+            .iter_mut()
+            .find(|r| r.reader == reader)
+            .context("a records reader this session did not open")?;
+        read.batches += 1;
+        let data = records::decode(&batch.records, &read.schema).map_err(|e| {
+            failed(ConnectorError::Data(format!(
+                "stream '{}', batch {}, {e}",
+                read.stream, read.batches
+            )))
+        })?;
+        Ok(Some((Payload::Decoded(data), batch.checkpoint)))
     }
 
     fn planner(&self) -> Result<&Planner> {
-        self.planner.as_ref().context(
-            "the connector does not plan its own batches (it exports no sluice:connector/planner)",
-        )
+        match &self.exports {
+            Exports::Arrow(_, Some(planner)) => Ok(planner),
+            _ => bail!(
+                "the connector does not plan its own batches (it exports no sluice:connector/planner)"
+            ),
+        }
     }
 
     /// Where `stream`'s input ends now, as the connector puts it.
@@ -217,6 +390,7 @@ impl Session {
 
     /// Releases `reader`.
     pub fn close(&mut self, reader: ResourceAny) -> Result<()> {
+        self.records.retain(|r| r.reader != reader);
         self.arm();
         reader
             .resource_drop(&mut self.store)

@@ -4,6 +4,7 @@
 mod harness;
 
 mod attack;
+mod authors;
 mod bad_input;
 mod browser;
 mod cli;

@@ -209,7 +209,11 @@ impl Server {
 
     /// Uploads the test component `name` as the admin; its description.
     pub fn upload_connector(&self, name: &str) -> Value {
-        let wasm = std::fs::read(component(name)).unwrap();
+        self.upload_bytes(std::fs::read(component(name)).unwrap())
+    }
+
+    /// Uploads the component `wasm` as the admin; its description.
+    pub fn upload_bytes(&self, wasm: Vec<u8>) -> Value {
         let r = self.call(
             "POST",
             "/connectors",

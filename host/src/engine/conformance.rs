@@ -1,0 +1,627 @@
+//! `sluice connector test`: a connector's conformance run, as Airbyte's
+//! acceptance tests and Vector's component validation check theirs. Each
+//! check drives a fresh instance of the component through the calls a load
+//! makes, under the same grants and limits, and says what it saw; a check
+//! that fails names what the contract asks.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use arrow_select::concat::concat_batches;
+use serde_json::Value;
+
+use crate::engine::failure::ConnectorFailed;
+use crate::engine::read::Reading;
+use crate::wasm::bindings::SyncMode;
+use crate::wasm::session::{Session, Stream};
+
+/// Batches read per stream at most: enough to see a stream's shape and a
+/// mid-stream checkpoint, bounded for a connector without end.
+pub const MAX_BATCHES: usize = 100;
+
+/// What one check found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// `pass`, `fail` or `skip`.
+    pub outcome: Outcome,
+    /// What was seen, or what is wrong.
+    pub detail: String,
+}
+
+/// A check's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// As the contract asks.
+    Pass,
+    /// Not as the contract asks.
+    Fail,
+    /// Could not be checked (what it needs is missing), not a failure.
+    Skip,
+}
+
+/// A conformance run's findings, and what the component cost.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Conformance {
+    /// The connector's name and version, as its spec says.
+    pub connector: String,
+    /// How it hands over rows: `arrow` (IPC batches) or `records` (JSON).
+    pub hands_over: &'static str,
+    /// The checks, in order.
+    pub checks: Vec<Check>,
+    /// Milliseconds to make a new instance, the median over the reads'.
+    pub instantiate_ms: f64,
+    /// Rows of the longest read, and their rate.
+    pub rows: u64,
+    /// Rows per second of that read (the connector's calls and the host's
+    /// decoding).
+    pub rows_per_second: f64,
+}
+
+impl Conformance {
+    /// Whether every check passed or was skipped.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.outcome != Outcome::Fail)
+    }
+}
+
+/// Runs the conformance checks on `reading`'s connector with its config.
+pub async fn run(reading: &Reading) -> Result<Conformance> {
+    let config = reading.config_text()?;
+    let mut run = Run {
+        checks: Vec::new(),
+        instantiations: Vec::new(),
+    };
+
+    // spec
+    let spec = run
+        .call(reading, "spec", |s| s.spec())
+        .await
+        .map_err(|e| anyhow!("the connector's spec could not be read: {e:#}"))?;
+    let connector = format!("{} {}", spec.name, spec.version);
+    let schema: Option<Value> = match serde_json::from_str::<Value>(&spec.config_schema) {
+        Ok(v) => match schema_problem(&v) {
+            None => {
+                run.pass(
+                    "spec",
+                    format!(
+                        "{connector}, modes {}, a config schema of {} properties",
+                        spec.modes
+                            .iter()
+                            .map(|m| match m {
+                                SyncMode::FullRefresh => "full-refresh",
+                                SyncMode::Incremental => "incremental",
+                                SyncMode::Streaming => "streaming",
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        v.get("properties")
+                            .and_then(Value::as_object)
+                            .map_or(0, |p| p.len())
+                    ),
+                );
+                Some(v)
+            }
+            Some(p) => {
+                run.fail(
+                    "spec",
+                    format!("its config-schema is not a JSON Schema: {p}"),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            run.fail("spec", format!("its config-schema is not JSON: {e}"));
+            None
+        }
+    };
+    if spec.name.trim().is_empty() || spec.version.trim().is_empty() || spec.modes.is_empty() {
+        run.fail(
+            "spec fields",
+            "name, version and at least one sync mode must be given".into(),
+        );
+    }
+
+    // The config against the schema, then check.
+    let given: Value = serde_json::from_str(&config)?;
+    if let Some(schema) = &schema {
+        match config_problem(schema, &given) {
+            None => run.pass(
+                "config fits the config schema",
+                "required keys and types".into(),
+            ),
+            Some(p) => run.fail("config fits the config schema", p),
+        }
+    }
+    let text = config.clone();
+    match run.call(reading, "check", move |s| s.check(&text)).await {
+        Ok(()) => run.pass("check accepts the config", String::new()),
+        Err(e) => run.fail("check accepts the config", format!("{e:#}")),
+    }
+    let mut broken = vec![("text that is not JSON", "{\"unfinished\": ".to_string())];
+    if let Some(first) = schema
+        .as_ref()
+        .and_then(|s| s.get("required"))
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(Value::as_str)
+    {
+        let mut without = given.clone();
+        if let Some(o) = without.as_object_mut() {
+            o.remove(first);
+        }
+        broken.push(("the config without its required key", without.to_string()));
+    }
+    for (what, text) in broken {
+        let name = format!("check refuses {what} with error.config");
+        match run.call(reading, "check", move |s| s.check(&text)).await {
+            Ok(()) => run.fail(&name, "check accepted it".into()),
+            Err(e) => match variant(&e) {
+                Some("config") => run.pass(&name, first_line(&e)),
+                Some(v) => run.fail(&name, format!("it returned error.{v}: {}", first_line(&e))),
+                None => run.fail(&name, format!("it did not return an error variant: {e:#}")),
+            },
+        }
+    }
+
+    // discover
+    let text = reading.config_text()?;
+    let streams = match run
+        .call(reading, "discover", move |s| s.discover(&text))
+        .await
+    {
+        Ok(streams) if streams.is_empty() => {
+            run.fail("discover", "it lists no streams".into());
+            vec![]
+        }
+        Ok(streams) => {
+            let names: Vec<String> = streams
+                .iter()
+                .map(|s| format!("{} ({} columns)", s.info.name, s.schema.fields().len()))
+                .collect();
+            match streams_problem(&streams) {
+                None => run.pass("discover", names.join(", ")),
+                Some(p) => run.fail("discover", p),
+            }
+            streams
+        }
+        Err(e) => {
+            run.fail("discover", format!("{e:#}"));
+            vec![]
+        }
+    };
+
+    // read each stream, then resume it from a mid-stream checkpoint
+    let (mut rows, mut rate) = (0u64, 0.0f64);
+    for stream in streams {
+        let name = stream.info.name.clone();
+        let whole = match read(&mut run, reading, &stream, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                run.fail(&format!("read {name}"), format!("{e:#}"));
+                continue;
+            }
+        };
+        let total: usize = whole.batches.iter().map(|(b, _)| b.num_rows()).sum();
+        if let Some(p) = whole.wrong_schema(&stream.schema) {
+            run.fail(&format!("read {name}"), p);
+            continue;
+        }
+        run.pass(
+            &format!("read {name}"),
+            format!(
+                "{} batches{}, {total} rows, each in the discovered schema",
+                whole.batches.len(),
+                if whole.ended { "" } else { " (stopped there)" }
+            ),
+        );
+        if total as u64 >= rows {
+            rows = total as u64;
+            rate = total as f64 / whole.took.as_secs_f64().max(1e-9);
+        }
+        let resume = format!("resume {name} from a mid-stream checkpoint");
+        let middle = whole.batches.len() / 2;
+        let Some(state) = (middle > 0)
+            .then(|| whole.batches[middle - 1].1.clone())
+            .flatten()
+        else {
+            run.skip(
+                &resume,
+                "it needs two batches or more, the first with a checkpoint".into(),
+            );
+            continue;
+        };
+        let rest: Vec<RecordBatch> = whole.batches[middle..]
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect();
+        match read(&mut run, reading, &stream, Some(state)).await {
+            Ok(again) => {
+                let got: Vec<RecordBatch> = again.batches.into_iter().map(|(b, _)| b).collect();
+                match same_rows(&rest, &got, whole.ended, again.ended) {
+                    None => run.pass(
+                        &resume,
+                        format!(
+                            "after batch {middle}: the remaining {} rows, equal",
+                            count(&rest)
+                        ),
+                    ),
+                    Some(p) => run.fail(&resume, p),
+                }
+            }
+            Err(e) => run.fail(&resume, format!("{e:#}")),
+        }
+    }
+
+    // errors are variants, not traps
+    let text = reading.config_text()?;
+    let name = "an unknown stream fails with an error variant, not a trap";
+    match run
+        .call(reading, "read", move |s| {
+            let r = s.read(&text, "no such stream (sluice connector test)", None)?;
+            let next = s.next(r);
+            let closed = s.close(r);
+            next?;
+            closed
+        })
+        .await
+    {
+        Ok(()) => run.fail(name, "reading it succeeded".into()),
+        Err(e) => match variant(&e) {
+            Some(v) => run.pass(name, format!("error.{v}: {}", first_line(&e))),
+            None => run.fail(name, format!("{e:#}")),
+        },
+    }
+
+    let mut times = run.instantiations.clone();
+    times.sort();
+    Ok(Conformance {
+        connector,
+        hands_over: if reading.connector.hands_records() {
+            "records"
+        } else {
+            "arrow"
+        },
+        checks: run.checks,
+        instantiate_ms: times
+            .get(times.len() / 2)
+            .map_or(0.0, |t| t.as_secs_f64() * 1e3),
+        rows,
+        rows_per_second: rate,
+    })
+}
+
+struct Run {
+    checks: Vec<Check>,
+    instantiations: Vec<Duration>,
+}
+
+impl Run {
+    fn record(&mut self, name: &str, outcome: Outcome, detail: String) {
+        self.checks.push(Check {
+            name: name.to_string(),
+            outcome,
+            detail,
+        });
+    }
+
+    fn pass(&mut self, name: &str, detail: String) {
+        self.record(name, Outcome::Pass, detail);
+    }
+
+    fn fail(&mut self, name: &str, detail: String) {
+        self.record(name, Outcome::Fail, detail);
+    }
+
+    fn skip(&mut self, name: &str, detail: String) {
+        self.record(name, Outcome::Skip, detail);
+    }
+
+    /// `call` on a new instance.
+    async fn call<T: Send + 'static>(
+        &mut self,
+        reading: &Reading,
+        what: &str,
+        call: impl FnOnce(&mut Session) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        reading.call(what, call).await
+    }
+}
+
+/// A stream read from the start or a state.
+struct Read {
+    batches: Vec<(RecordBatch, Option<String>)>,
+    ended: bool,
+    took: Duration,
+}
+
+impl Read {
+    fn wrong_schema(&self, discovered: &SchemaRef) -> Option<String> {
+        self.batches.iter().enumerate().find_map(|(i, (b, _))| {
+            (b.schema_ref().fields() != discovered.fields()).then(|| {
+                format!(
+                    "batch {} is not in the discovered schema:\n  discovered: {discovered:?}\n  sent: {:?}",
+                    i + 1,
+                    b.schema()
+                )
+            })
+        })
+    }
+}
+
+async fn read(
+    run: &mut Run,
+    reading: &Reading,
+    stream: &Stream,
+    state: Option<String>,
+) -> Result<Read> {
+    let text = reading.config.text(&[], Some(&stream.schema))?;
+    let name = stream.info.name.clone();
+    let (runtime, loaded) = (reading.runtime.clone(), reading.connector.clone());
+    let host = reading.host("conformance read");
+    let (read, instantiate) = tokio::task::spawn_blocking(move || -> Result<(Read, Duration)> {
+        let t = Instant::now();
+        let mut session = Session::new(&runtime, &loaded, host)?;
+        let instantiate = t.elapsed();
+        let t = Instant::now();
+        let reader = session.read(&text, &name, state.as_deref())?;
+        let mut batches = Vec::new();
+        let mut ended = true;
+        while let Some((payload, checkpoint)) = session.next(reader)? {
+            for batch in payload.batches()? {
+                batches.push((batch, checkpoint.clone()));
+            }
+            if batches.len() >= MAX_BATCHES {
+                ended = false;
+                break;
+            }
+        }
+        session.close(reader)?;
+        Ok((
+            Read {
+                batches,
+                ended,
+                took: t.elapsed(),
+            },
+            instantiate,
+        ))
+    })
+    .await??;
+    run.instantiations.push(instantiate);
+    Ok(read)
+}
+
+/// The WIT variant a connector's error was, if it returned one (a trap or
+/// a host failure is none).
+fn variant(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<ConnectorFailed>())
+        .map(|f| f.variant)
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+fn count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+/// What differs between `want`, the first read's rows after a checkpoint,
+/// and `got`, a read resumed from it: the same rows in the same order, as
+/// far as both reads went (each may have stopped at [`MAX_BATCHES`]).
+fn same_rows(
+    want: &[RecordBatch],
+    got: &[RecordBatch],
+    want_ended: bool,
+    got_ended: bool,
+) -> Option<String> {
+    let (w, g) = (count(want), count(got));
+    if (want_ended && got_ended && w != g) || (got_ended && g < w) || (want_ended && w < g) {
+        return Some(format!(
+            "the first read had {w} rows after the checkpoint, the resumed read gave {g}"
+        ));
+    }
+    let n = w.min(g);
+    if n == 0 {
+        return None;
+    }
+    let all = |b: &[RecordBatch]| concat_batches(&b[0].schema(), b).ok();
+    match (all(want), all(got)) {
+        (Some(w), Some(g)) if w.slice(0, n) == g.slice(0, n) => None,
+        (Some(_), Some(_)) => {
+            Some("the resumed read's rows differ from the first read's after the checkpoint".into())
+        }
+        _ => Some("the two reads' batches could not be put side by side".into()),
+    }
+}
+
+/// What is wrong with a spec's config schema, checked as JSON Schema's
+/// keywords that decide a config's shape: an object; `type` a JSON Schema
+/// type (or a list of them); `properties` an object of schemas; `required`
+/// a list of property names.
+pub fn schema_problem(v: &Value) -> Option<String> {
+    const TYPES: [&str; 7] = [
+        "object", "array", "string", "number", "integer", "boolean", "null",
+    ];
+    let Some(o) = v.as_object() else {
+        return Some("a schema must be a JSON object".into());
+    };
+    match o.get("type") {
+        None => {}
+        Some(Value::String(t)) if TYPES.contains(&t.as_str()) => {}
+        Some(Value::Array(ts))
+            if ts
+                .iter()
+                .all(|t| t.as_str().is_some_and(|t| TYPES.contains(&t))) => {}
+        Some(t) => return Some(format!("\"type\": {t} is not a JSON Schema type")),
+    }
+    if let Some(p) = o.get("properties") {
+        let Some(p) = p.as_object() else {
+            return Some("\"properties\" must be an object".into());
+        };
+        for (k, s) in p {
+            if let Some(problem) = schema_problem(s) {
+                return Some(format!("property '{k}': {problem}"));
+            }
+        }
+    }
+    if let Some(r) = o.get("required") {
+        let Some(r) = r.as_array().filter(|r| r.iter().all(Value::is_string)) else {
+            return Some("\"required\" must be a list of property names".into());
+        };
+        let declared = o.get("properties").and_then(Value::as_object);
+        if let Some(missing) = r
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|k| declared.is_some_and(|d| !d.contains_key(*k)))
+        {
+            return Some(format!(
+                "\"required\" names '{missing}', which \"properties\" lacks"
+            ));
+        }
+    }
+    if let Some(items) = o.get("items")
+        && let Some(problem) = schema_problem(items)
+    {
+        return Some(format!("items: {problem}"));
+    }
+    None
+}
+
+/// What is wrong with `config` under `schema` (its required keys and the
+/// JSON types of the properties it declares), if anything.
+pub fn config_problem(schema: &Value, config: &Value) -> Option<String> {
+    let fits = |t: &str, v: &Value| match t {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "number" => v.is_number(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        _ => true,
+    };
+    let types = |s: &Value| -> Vec<String> {
+        match s.get("type") {
+            Some(Value::String(t)) => vec![t.clone()],
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        }
+    };
+    let ts = types(schema);
+    if !ts.is_empty() && !ts.iter().any(|t| fits(t, config)) {
+        return Some(format!("{config} is not of type {}", ts.join(" or ")));
+    }
+    let object = config.as_object()?;
+    if let Some(required) = schema.get("required").and_then(Value::as_array)
+        && let Some(k) = required
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|k| !object.contains_key(*k))
+    {
+        return Some(format!("the config lacks the required key '{k}'"));
+    }
+    let properties = schema.get("properties").and_then(Value::as_object)?;
+    object.iter().find_map(|(k, v)| {
+        properties
+            .get(k)
+            .and_then(|s| config_problem(s, v))
+            .map(|p| format!("'{k}': {p}"))
+    })
+}
+
+/// What is wrong with the streams `discover` listed, if anything: names
+/// empty or repeated, keys naming no column.
+fn streams_problem(streams: &[Stream]) -> Option<String> {
+    let mut seen = std::collections::HashSet::new();
+    for s in streams {
+        let name = &s.info.name;
+        if name.is_empty() {
+            return Some("a stream has no name".into());
+        }
+        if !seen.insert(name) {
+            return Some(format!("two streams are named '{name}'"));
+        }
+        let columns: Vec<&str> = s
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        if let Some(k) = s
+            .info
+            .primary_key
+            .iter()
+            .chain(&s.info.cursor_fields)
+            .find(|k| !columns.contains(&k.as_str()))
+        {
+            return Some(format!(
+                "stream '{name}' names '{k}' as a key or cursor field, but has no such column"
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_config_schema_is_checked_as_json_schema() {
+        let good = json!({"type": "object", "properties": {"rows": {"type": "integer"}}, "required": ["rows"]});
+        assert_eq!(schema_problem(&good), None);
+        assert!(
+            schema_problem(&json!({"type": "int"}))
+                .unwrap()
+                .contains("type")
+        );
+        assert!(
+            schema_problem(&json!({"properties": {"a": {"type": "str"}}}))
+                .unwrap()
+                .contains("'a'")
+        );
+        assert!(
+            schema_problem(&json!({"properties": {}, "required": ["b"]}))
+                .unwrap()
+                .contains("'b'")
+        );
+        assert!(schema_problem(&json!([1])).is_some());
+    }
+
+    #[test]
+    fn a_config_is_checked_against_its_schema() {
+        let schema = json!({"type": "object", "properties": {"rows": {"type": "integer"}, "name": {"type": ["string", "null"]}}, "required": ["rows"]});
+        assert_eq!(config_problem(&schema, &json!({"rows": 3})), None);
+        assert_eq!(
+            config_problem(&schema, &json!({"rows": 3, "name": null})),
+            None
+        );
+        assert!(
+            config_problem(&schema, &json!({}))
+                .unwrap()
+                .contains("'rows'")
+        );
+        assert!(
+            config_problem(&schema, &json!({"rows": "3"}))
+                .unwrap()
+                .contains("integer")
+        );
+        assert!(
+            config_problem(&schema, &json!([1]))
+                .unwrap()
+                .contains("object")
+        );
+    }
+}
