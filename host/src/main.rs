@@ -45,6 +45,12 @@ enum Command {
     },
     /// Print the schema a source would produce.
     Discover(cli::ingest::DiscoverArgs),
+    /// Compact a Delta table's small files into files of a target size, in
+    /// one commit that concurrent appends survive (OPTIMIZE).
+    Optimize(cli::upkeep::OptimizeArgs),
+    /// Delete the files of a Delta table that no version within the
+    /// retention uses (VACUUM).
+    Vacuum(cli::upkeep::VacuumArgs),
     /// Work on a connector component: `sluice connector test`.
     #[command(subcommand)]
     Connector(cli::connector::ConnectorCommand),
@@ -88,6 +94,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Discover(args) => cli::ingest::discover(&env, args).await,
         Command::Connectors { json } => cli::ingest::connectors(&env, json).await,
         Command::Connector(command) => cli::connector::connector(&env, command).await,
+        Command::Optimize(args) => cli::upkeep::optimize(&env, args).await,
+        Command::Vacuum(args) => cli::upkeep::vacuum(&env, args).await,
         Command::CopyInto(args) => cli::copy_into::copy_into(&env, args).await,
         Command::Stream(args) => cli::stream::stream(&env, args).await,
         Command::Files(args) => cli::stream::files(&env, args).await,

@@ -132,8 +132,10 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka,postgres,connectors",
-                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka, postgres, connectors")
+    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka,postgres,connectors,upkeep",
+                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka, postgres, connectors, upkeep")
+    ap.add_argument("--micro-batches", type=int, default=2000,
+                    help="micro-batches the upkeep case's stream commits before it is compacted")
     ap.add_argument("--connector-rows", type=int, default=500_000,
                     help="rows the connectors case has each example connector generate")
     ap.add_argument("--kafka-records", type=int, default=2_000_000,
@@ -233,6 +235,72 @@ def services(a, env: dict, wanted: set):
         postgres_case(a, env)
     if "connectors" in wanted:
         connectors_case(a, env)
+    if "upkeep" in wanted:
+        upkeep_case(a, env)
+
+
+def upkeep_case(a, env: dict):
+    """A stream of --micro-batches micro-batches (one small CSV file each),
+    then `sluice optimize` while appends commit: the data files before and
+    after, and the time to open the table and scan it with Python
+    deltalake and with DuckDB before and after (median of --runs), then
+    `sluice vacuum --retain 0h --force` and the files it deleted."""
+    print()
+    n = a.micro_batches
+    work = a.data / "out" / "upkeep"
+    shutil.rmtree(work, ignore_errors=True)
+    src = work / "in"
+    src.mkdir(parents=True)
+    for i in range(n):
+        rows = "".join(f"{i * 10 + r},event-{i * 10 + r},{(i * 10 + r) * 0.25}\n" for r in range(10))
+        (src / f"part-{i:06d}.csv").write_text("id,name,amount\n" + rows)
+    table = work / "t"
+    t, *_ = run([str(SLUICE), "stream", "--source", str(src), "--table", str(table), "--checkpoint", str(work / "cp"),
+                 "-f", "csv", "--trigger", "available-now", "-o", "maxFilesPerTrigger=1"], env)
+    print(f"stream of {n} micro-batches: {t:.1f} s ({n / t:.0f} commits/s)")
+
+    def scans():
+        deltalake = (f"import deltalake, sys; t = deltalake.DeltaTable({str(table)!r}); "
+                     "print(t.to_pyarrow_table().num_rows)")
+        # DuckDB reads the files the log references (its delta extension
+        # is a download): opening the table is deltalake's part.
+        duck = (f"import duckdb, deltalake; files = deltalake.DeltaTable({str(table)!r}).file_uris(); "
+                "print(duckdb.sql(f'SELECT count(*), sum(amount) FROM read_parquet({files!r})').fetchone()[0])")
+        out = {}
+        for label, code in (("deltalake", deltalake), ("duckdb", duck)):
+            times = []
+            for _ in range(a.runs):
+                t, _, stdout, *_ = run([PY, "-c", code], env)
+                times.append(t)
+                rows = int(stdout.split()[0].strip("(,"))
+            out[label] = (statistics.median(times), rows)
+        return out
+
+    def files():
+        return sum(1 for f in table.iterdir() if f.suffix == ".parquet")
+
+    before, files_before = scans(), files()
+    extra = work / "extra.csv"
+    extra.write_text("id,name,amount\n" + "".join(f"{10**9 + r},late-{r},1.0\n" for r in range(100)))
+    appends = [subprocess.Popen([str(SLUICE), "ingest", str(extra), "-f", "csv", "-t", str(table), "--mode", "append"],
+                                env=env, stdout=subprocess.DEVNULL) for _ in range(3)]
+    t, peak, stdout, *_ = run([str(SLUICE), "optimize", str(table), "--json"], env)
+    for p in appends:
+        if p.wait() != 0:
+            raise SystemExit("an append during optimize failed")
+    done = json.loads(stdout)
+    after = scans()
+    rows_after = after["deltalake"][1]
+    print(f"optimize: {t:.2f} s, {peak:.0f} MiB peak; {done['files_removed']} files -> {done['files_added']}; "
+          f"{rows_after} rows after ({n * 10} streamed + 3 x 100 appended during it: "
+          f"{'all present' if rows_after == n * 10 + 300 else 'ROWS MISSING'})")
+    print(f"{'open + scan':14} {'before s':>9} {'after s':>8} {'speedup':>8}")
+    for label in ("deltalake", "duckdb"):
+        b, a_ = before[label][0], after[label][0]
+        print(f"{label:14} {b:9.2f} {a_:8.2f} {b / a_:7.1f}x")
+    t, _, stdout, *_ = run([str(SLUICE), "vacuum", str(table), "--retain", "0h", "--force", "--json"], env)
+    print(f"vacuum: {t:.2f} s, {len(json.loads(stdout)['files'])} files deleted; "
+          f"{files_before} data files on disk before optimize, {files()} after vacuum")
 
 
 def connectors_case(a, env: dict):

@@ -14,6 +14,11 @@
 //! export_connector!(Echo);
 //! ```
 //!
+//! The complete example, which the tests build for `wasm32-wasip2` and
+//! check with `sluice connector test`, is the template
+//! `components/examples/rust-hello` (a crate outside the workspaces, as
+//! yours will be); `docs/connectors.md` is the guide to the contract.
+//!
 //! A connector that plans its own batches (a message bus, a change log)
 //! exports `planner` too: it generates the exports of the
 //! `planned-connector` world itself, taking its imports and types from

@@ -65,6 +65,41 @@ pub struct StreamOptions {
     pub reader: BTreeMap<String, String>,
 }
 
+/// The options of a stream's auto compaction ([`auto_compact`]).
+pub const AUTO_COMPACT: [&str; 2] = ["autoCompact", "autoCompact.minNumFiles"];
+
+/// Small files a stream's table may gather before auto compaction packs
+/// them, as Databricks' `autoCompact.minNumFiles` defaults.
+pub const AUTO_COMPACT_MIN_FILES: usize = 50;
+
+/// A stream's auto compaction, from its options: after a commit, when the
+/// table holds at least this many small files (`autoCompact.minNumFiles`,
+/// default [`AUTO_COMPACT_MIN_FILES`]), they are compacted in the
+/// background while the stream goes on. `None` unless `autoCompact` is
+/// `true` (or `auto`).
+pub fn auto_compact(options: &BTreeMap<String, String>) -> Result<Option<usize>> {
+    let get = |k: &str| options.get(k).or_else(|| options.get(&format!("cloudFiles.{k}")));
+    let on = match get("autoCompact").map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "true" || v == "auto" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => {
+            return Err(Error::Invalid(format!(
+                "option autoCompact={v}: use true, auto or false"
+            )));
+        }
+    };
+    let min = match get("autoCompact.minNumFiles") {
+        None => AUTO_COMPACT_MIN_FILES,
+        Some(v) => v.parse().ok().filter(|n| *n >= 2).ok_or_else(|| {
+            Error::Invalid(format!(
+                "option autoCompact.minNumFiles={v}: use a number of files, 2 or more"
+            ))
+        })?,
+    };
+    Ok(on.then_some(min))
+}
+
 /// Auto Loader options that Sluice does not implement yet.
 const UNSUPPORTED: &[(&str, &str)] = &[
     (
@@ -158,7 +193,9 @@ impl StreamOptions {
                         ))
                     })?;
                 }
-                "maxBytesPerTrigger" => o.max_bytes = Some(parse_bytes(raw, value)?),
+                "maxBytesPerTrigger" => {
+                    o.max_bytes = Some(parse_bytes(&format!("option {raw}"), value)?)
+                }
                 "pathGlobFilter" | "fileNamePattern" => {
                     let glob = Glob::new(value).map_err(|e| {
                         Error::Invalid(format!("option {raw}={value} is not a valid glob: {e}"))
@@ -173,6 +210,8 @@ impl StreamOptions {
                         .map_err(|e| Error::Invalid(format!("option {raw}={value}: {e}")))?;
                 }
                 "cleanSource.moveDestination" => move_to = Some(value.clone()),
+                // The engine's, read by `auto_compact`.
+                k if AUTO_COMPACT.contains(&k) => {}
                 _ => {
                     o.reader.insert(raw.clone(), value.clone());
                 }
@@ -233,10 +272,13 @@ impl StreamOptions {
     }
 }
 
-/// A size such as `10g`, `512m`, `64k` or `1000` (bytes).
-fn parse_bytes(key: &str, value: &str) -> Result<u64> {
+/// A size such as `10g`, `512m`, `128MiB`, `64kb` or `1000` (bytes).
+pub fn parse_bytes(key: &str, value: &str) -> Result<u64> {
     let v = value.trim().to_ascii_lowercase();
-    let v = v.strip_suffix('b').unwrap_or(&v);
+    let v = v
+        .strip_suffix("ib")
+        .or_else(|| v.strip_suffix('b'))
+        .unwrap_or(&v);
     let (digits, shift) = match v.chars().last() {
         Some('k') => (&v[..v.len() - 1], 10),
         Some('m') => (&v[..v.len() - 1], 20),
@@ -252,7 +294,7 @@ fn parse_bytes(key: &str, value: &str) -> Result<u64> {
         .filter(|n| *n > 0)
         .ok_or_else(|| {
             Error::Invalid(format!(
-                "option {key}={value}: use a size such as 10g, 512m or 1048576"
+                "{key}={value}: use a size such as 10g, 512m, 128MiB or 1048576"
             ))
         })
 }

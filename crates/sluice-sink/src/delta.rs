@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-use arrow_array::RecordBatch;
+use arrow_array::{RecordBatch, new_null_array};
 use arrow_schema::{Schema, SchemaRef};
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -18,6 +18,9 @@ use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::file::properties::WriterProperties;
 
 use crate::error::{Error, Result};
@@ -602,4 +605,45 @@ async fn settle(
         }
     }
     Ok(Outcome::AlreadyCommitted { version: None })
+}
+
+/// `rel` under `root`.
+pub(crate) fn under(root: &Path, rel: &str) -> Path {
+    if root.as_ref().is_empty() {
+        Path::from(rel)
+    } else {
+        Path::from(format!("{}/{rel}", root.as_ref()))
+    }
+}
+
+/// `batch` (read from a data file) as `schema`: its columns by name, and
+/// nulls for those it does not have (added to the table after it was
+/// written).
+pub(crate) fn by_name(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// The batches of the Parquet file at `path` (of `size` bytes, as the
+/// table's log says), decoded as they are taken.
+pub(crate) async fn parquet_batches(
+    store: &Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+) -> Result<ParquetRecordBatchReader> {
+    let bytes = store.get(&path).await?.bytes().await?;
+    if bytes.len() as u64 != size {
+        return Err(Error::InvalidInput(format!(
+            "data file {path} holds {} bytes, the table's log says {size}",
+            bytes.len()
+        )));
+    }
+    Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?)
 }

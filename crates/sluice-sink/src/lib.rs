@@ -32,6 +32,7 @@ mod error;
 pub mod keyed;
 mod location;
 pub mod storable;
+pub mod upkeep;
 
 pub use delta::{Outcome, SchemaChange, Txn};
 pub use error::{Error, Result};
@@ -225,6 +226,11 @@ impl Target {
     /// The table's format.
     pub fn format(&self) -> TableFormat {
         self.format
+    }
+
+    /// Whether batches are applied to it as changes by key.
+    pub fn is_keyed(&self) -> bool {
+        self.keyed.is_some()
     }
 
     /// The schema this table stores for data of `schema`: for Delta,

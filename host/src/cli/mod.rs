@@ -18,6 +18,7 @@ pub mod serve;
 pub mod signals;
 pub mod sql;
 pub mod stream;
+pub mod upkeep;
 
 /// Options every command takes.
 #[derive(clap::Args)]

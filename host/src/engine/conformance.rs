@@ -214,9 +214,13 @@ pub async fn run(reading: &Reading) -> Result<Conformance> {
         run.pass(
             &format!("read {name}"),
             format!(
-                "{} batches{}, {total} rows, each in the discovered schema",
+                "{} batches{}, {total} rows, each in the discovered schema; {:.1} s, {} MiB of memory (limits {:?} a call, {} MiB)",
                 whole.batches.len(),
-                if whole.ended { "" } else { " (stopped there)" }
+                if whole.ended { "" } else { " (stopped there)" },
+                whole.took.as_secs_f64(),
+                whole.memory >> 20,
+                reading.runtime.limits().call_timeout,
+                reading.runtime.limits().memory_bytes >> 20,
             ),
         );
         if total as u64 >= rows {
@@ -337,6 +341,8 @@ struct Read {
     batches: Vec<(RecordBatch, Option<String>)>,
     ended: bool,
     took: Duration,
+    /// The instance's linear memory at the end.
+    memory: usize,
 }
 
 impl Read {
@@ -386,6 +392,7 @@ async fn read(
                 batches,
                 ended,
                 took: t.elapsed(),
+                memory: session.memory_bytes(),
             },
             instantiate,
         ))

@@ -16,6 +16,7 @@
 //!   ([`conformance`], `sluice connector test`).
 
 mod checkpoints;
+mod compact;
 pub mod conformance;
 pub mod failure;
 pub mod incremental;
@@ -43,6 +44,7 @@ use sluice_pipeline::{
 };
 use sluice_sink::{Location, TableFormat, Target, WriteMode};
 
+use crate::engine::compact::AutoCompact;
 use crate::engine::incremental::{Config, Kind, Runner};
 use crate::engine::ingest::{Input, Job};
 use crate::engine::positions::Positions;
@@ -60,6 +62,7 @@ pub use incremental::BatchReport;
 pub use secrets::Secrets;
 pub use sluice_pipeline::Trigger;
 pub use sluice_sink::WriteOptions;
+pub use sluice_sink::upkeep::{Optimized, Vacuumed};
 pub use split::DEFAULT_SPLIT_BYTES;
 pub use stop::Stop;
 pub use upload::{BatchWriter, json_rows};
@@ -257,6 +260,26 @@ impl Engine {
     /// under the warehouse root.
     pub fn table(&self, name: &str) -> Result<Location> {
         Ok(TableRef::parse(name)?.location(&self.location(&self.warehouse)?)?)
+    }
+
+    /// Compacts the Delta table `name` ([`Engine::table`]'s rule): its data
+    /// files smaller than `target_bytes` are rewritten as files of about
+    /// that size, in one commit that changes no data; appends committed
+    /// meanwhile are kept.
+    pub async fn optimize(&self, name: &str, target_bytes: u64) -> Result<Optimized> {
+        Ok(sluice_sink::upkeep::optimize(&self.table(name)?, target_bytes, &self.write).await?)
+    }
+
+    /// Deletes the files of the Delta table `name` that no version inside
+    /// `retain` references (see [`sluice_sink::upkeep::vacuum`]).
+    pub async fn vacuum(
+        &self,
+        name: &str,
+        retain: Duration,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<Vacuumed> {
+        Ok(sluice_sink::upkeep::vacuum(&self.table(name)?, retain, dry_run, force).await?)
     }
 
     /// Uses the uploaded connectors of the service state at `state` (under
@@ -510,6 +533,9 @@ impl Engine {
                         .as_object_mut()
                         .context("the connector config must be a JSON object")?;
                     for (k, v) in &p.options {
+                        if sluice_pipeline::incremental::AUTO_COMPACT.contains(&k.as_str()) {
+                            continue;
+                        }
                         object.insert(k.clone(), serde_json::Value::String(v.clone()));
                     }
                     network.extend(builtin::implicit_network(&c.id, &config));
@@ -614,7 +640,7 @@ impl Engine {
             }
             config.only = Some(only);
         }
-        self.run_incremental(config, &Trigger::AvailableNow, observer, &Stop::new())
+        self.run_incremental(config, &Trigger::AvailableNow, observer, &Stop::new(), None)
             .await
     }
 
@@ -627,8 +653,10 @@ impl Engine {
         stop: &Stop,
     ) -> Result<RunReport> {
         let options = StreamOptions::parse(&load.pipeline.options)?;
+        let compact = AutoCompact::new(&load.pipeline.options, &target, &self.write)?;
         let config = self.incremental(load, Kind::Stream, options, target)?;
-        self.run_incremental(config, trigger, observer, stop).await
+        self.run_incremental(config, trigger, observer, stop, compact)
+            .await
     }
 
     /// A stream from a connector that plans its own batches (a message
@@ -653,12 +681,16 @@ impl Engine {
             );
         }
         let (_, reading) = job.plan().await?;
+        let mut compact = AutoCompact::new(&load.pipeline.options, &target, &self.write)?;
         let mut report = RunReport::default();
         // After each look for input: its batch, if any, and the lag.
         let mut looked = |r: Option<&BatchReport>, lag: Option<(&str, u64)>| {
             if let Some(r) = r {
                 observer.batch(r);
                 report.add(r);
+                if let Some(c) = compact.as_mut().filter(|_| r.version.is_some()) {
+                    c.committed();
+                }
             }
             if let Some((stream, bytes)) = lag {
                 observer.source_lag(stream, bytes);
@@ -711,6 +743,10 @@ impl Engine {
             ),
         }
         report.source_lag_bytes = positions.source_lag().map(|(_, bytes)| bytes);
+        drop(positions);
+        if let Some(c) = compact {
+            c.finish().await;
+        }
         Ok(report)
     }
 
@@ -725,6 +761,7 @@ impl Engine {
         trigger: &Trigger,
         observer: &mut dyn Observer,
         stop: &Stop,
+        mut compact: Option<AutoCompact>,
     ) -> Result<RunReport> {
         let copy_into = matches!(config.kind, Kind::CopyInto { .. });
         let reader = Box::new(self.files_reader(&config)?);
@@ -732,6 +769,9 @@ impl Engine {
         let mut on_batch = |r: &BatchReport| {
             observer.batch(r);
             report.add(r);
+            if let Some(c) = compact.as_mut().filter(|_| r.version.is_some()) {
+                c.committed();
+            }
         };
         let mut runner = Runner::open(config, reader, &mut on_batch).await?;
         if copy_into {
@@ -742,6 +782,9 @@ impl Engine {
             report.skipped_files = runner.already_loaded;
         } else {
             run_trigger(&mut runner, trigger, stop, &mut on_batch).await?;
+        }
+        if let Some(c) = compact {
+            c.finish().await;
         }
         Ok(report)
     }

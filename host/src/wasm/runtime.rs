@@ -214,6 +214,9 @@ struct Limiter {
     budget: Option<Arc<Budget>>,
     /// Bytes this store holds of the budget.
     charged: usize,
+    /// Linear memory the instance holds, all memories together (a memory's
+    /// first size counts as its first growth).
+    held: usize,
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
@@ -226,6 +229,7 @@ impl wasmtime::ResourceLimiter for Limiter {
         if !self.caps.memory_growing(current, desired, maximum)? {
             return Ok(false);
         }
+        self.held += desired.saturating_sub(current);
         if let Some(budget) = &self.budget {
             let more = desired.saturating_sub(current);
             if !budget.take(more) {
@@ -330,6 +334,14 @@ pub enum Exports {
     Arrow(Source, Option<Planner>),
     /// JSON records.
     Records(Records),
+}
+
+impl StoreData {
+    /// The linear memory the instance holds now: memory never shrinks, so
+    /// this is also the most it has held.
+    pub fn memory_bytes(&self) -> usize {
+        self.limits.held
+    }
 }
 
 impl Runtime {
@@ -511,6 +523,7 @@ impl Runtime {
                     .build(),
                 budget: self.budget.clone(),
                 charged: 0,
+                held: 0,
             },
             host,
         };

@@ -388,6 +388,11 @@ impl Session {
             .map_err(failed)
     }
 
+    /// The linear memory the instance holds (the most it has held).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().memory_bytes()
+    }
+
     /// Releases `reader`.
     pub fn close(&mut self, reader: ResourceAny) -> Result<()> {
         self.records.retain(|r| r.reader != reader);

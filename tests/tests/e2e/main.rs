@@ -26,3 +26,4 @@ mod serve;
 mod splits;
 mod sql;
 mod tables;
+mod upkeep;

@@ -28,7 +28,10 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 
 use super::{Changes, KeyedApply, MergeCounts, Scd, columns_named, concat, row_converter};
 use crate::WriteOptions;
-use crate::delta::{DeltaLane, Outcome, SchemaChange, Txn, commit_actions_once, load, txn_of};
+use crate::delta::{
+    DeltaLane, Outcome, SchemaChange, Txn, by_name, commit_actions_once, load, parquet_batches,
+    txn_of, under,
+};
 use crate::error::{Error, Result};
 use sluice_location::Location;
 
@@ -269,15 +272,6 @@ fn key_bounds(spec: &KeyedApply, rows: &RecordBatch) -> Vec<(String, String, Str
     out
 }
 
-/// `rel` under `root`.
-pub(super) fn under(root: &Path, rel: &str) -> Path {
-    if root.as_ref().is_empty() {
-        Path::from(rel)
-    } else {
-        Path::from(format!("{}/{rel}", root.as_ref()))
-    }
-}
-
 /// The keys a batch of changes changes, in arrow's row format.
 struct ChangedKeys {
     converter: RowConverter,
@@ -313,21 +307,6 @@ impl ChangedKeys {
     }
 }
 
-/// `batch` (read from a data file) as `schema`: its columns by name, and
-/// nulls for those it does not have (added to the table after it was
-/// written).
-fn by_name(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => c.clone(),
-            None => new_null_array(f.data_type(), batch.num_rows()),
-        })
-        .collect();
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
 /// The rows of the Parquet file at `path`, as `schema` ([`by_name`]).
 pub(super) async fn read_parquet(
     store: &Arc<dyn ObjectStore>,
@@ -339,23 +318,6 @@ pub(super) async fn read_parquet(
         .await?
         .map(|b| by_name(&b?, schema))
         .collect()
-}
-
-/// The batches of the Parquet file at `path` (of `size` bytes, as the
-/// table's log says), decoded as they are taken.
-async fn parquet_batches(
-    store: &Arc<dyn ObjectStore>,
-    path: Path,
-    size: u64,
-) -> Result<ParquetRecordBatchReader> {
-    let bytes = store.get(&path).await?.bytes().await?;
-    if bytes.len() as u64 != size {
-        return Err(Error::InvalidInput(format!(
-            "data file {path} holds {} bytes, the table's log says {size}",
-            bytes.len()
-        )));
-    }
-    Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?)
 }
 
 async fn write_parquet(
