@@ -60,7 +60,13 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // A commit that finds the table moved on and checks for
+                // conflicts is routine (concurrent appends, a compaction).
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,deltalake_core::kernel::transaction=error",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -78,7 +78,11 @@ pub const AUTO_COMPACT_MIN_FILES: usize = 50;
 /// background while the stream goes on. `None` unless `autoCompact` is
 /// `true` (or `auto`).
 pub fn auto_compact(options: &BTreeMap<String, String>) -> Result<Option<usize>> {
-    let get = |k: &str| options.get(k).or_else(|| options.get(&format!("cloudFiles.{k}")));
+    let get = |k: &str| {
+        options
+            .get(k)
+            .or_else(|| options.get(&format!("cloudFiles.{k}")))
+    };
     let on = match get("autoCompact").map(|v| v.to_ascii_lowercase()) {
         None => false,
         Some(v) if v == "true" || v == "auto" => true,

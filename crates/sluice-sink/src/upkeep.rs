@@ -13,12 +13,12 @@
 use std::sync::Arc;
 
 use arrow_schema::{Schema, SchemaRef};
+use deltalake_core::DeltaTable;
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::engine::arrow_conversion::TryIntoArrow;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::operations::vacuum::VacuumMode;
 use deltalake_core::protocol::DeltaOperation;
-use deltalake_core::DeltaTable;
 use futures::TryStreamExt;
 
 use crate::delta::{DeltaLane, by_name, load, parquet_batches, under};
@@ -78,7 +78,9 @@ pub async fn optimize_when(
     let small = table
         .get_active_add_actions_by_predicate(None)
         .try_fold(0usize, |n, f| async move {
-            Ok(n + usize::from((f.size() as u64) < target && f.deletion_vector_descriptor().is_none()))
+            Ok(n + usize::from(
+                (f.size() as u64) < target && f.deletion_vector_descriptor().is_none(),
+            ))
         })
         .await
         .map_err(|e| Error::delta(&name, e))?;
@@ -103,9 +105,9 @@ async fn compact(
             "{name} is partitioned; compacting partitioned tables is not supported yet"
         )));
     }
-    let schema: SchemaRef = Arc::new(
-        TryIntoArrow::<Schema>::try_into_arrow(snapshot.schema().as_ref())?,
-    );
+    let schema: SchemaRef = Arc::new(TryIntoArrow::<Schema>::try_into_arrow(
+        snapshot.schema().as_ref(),
+    )?);
     let files: Vec<_> = table
         .get_active_add_actions_by_predicate(None)
         .try_collect()
@@ -255,8 +257,11 @@ mod tests {
 
     async fn append(target: &Target, ids: std::ops::Range<i64>) {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(ids))])
-            .unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(ids))],
+        )
+        .unwrap();
         let mut lane = target.lane(schema.clone()).unwrap();
         lane.write(batch).await.unwrap();
         let written = lane.finish().await.unwrap();
@@ -279,8 +284,17 @@ mod tests {
         let mut ids = Vec::new();
         for f in files {
             let path = under(&root, f.object_store_path().as_ref());
-            for b in parquet_batches(&store, path, f.size() as u64).await.unwrap() {
-                ids.extend(b.unwrap().column(0).as_primitive::<Int64Type>().values().iter());
+            for b in parquet_batches(&store, path, f.size() as u64)
+                .await
+                .unwrap()
+            {
+                ids.extend(
+                    b.unwrap()
+                        .column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter(),
+                );
             }
         }
         ids.sort();
@@ -291,7 +305,11 @@ mod tests {
     async fn an_append_committed_during_a_compaction_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let location = Location::parse(dir.path().to_str().unwrap(), Default::default()).unwrap();
-        let target = Target::new(location.clone(), TableFormat::Delta, WriteOptions::default());
+        let target = Target::new(
+            location.clone(),
+            TableFormat::Delta,
+            WriteOptions::default(),
+        );
         for k in 0..3 {
             append(&target, k * 10..k * 10 + 10).await;
         }
@@ -302,7 +320,10 @@ mod tests {
         let done = compact(&location, &seen, 1 << 20, &WriteOptions::default())
             .await
             .unwrap();
-        assert_eq!((done.files_removed, done.files_added, done.rows), (3, 1, 30));
+        assert_eq!(
+            (done.files_removed, done.files_added, done.rows),
+            (3, 1, 30)
+        );
         let mut want: Vec<i64> = (0..30).collect();
         want.extend(100..110);
         assert_eq!(ids(&location).await, want);
@@ -320,7 +341,15 @@ mod tests {
 
     #[test]
     fn small_files_are_packed_into_bins_of_the_target_size() {
-        let files = [(0, 40), (1, 10), (2, 200), (3, 30), (4, 50), (5, 90), (6, 60)];
+        let files = [
+            (0, 40),
+            (1, 10),
+            (2, 200),
+            (3, 30),
+            (4, 50),
+            (5, 90),
+            (6, 60),
+        ];
         // 10+30+40 = 80; +50 would pass 100; 50 alone then +60 passes; 60+90 passes...
         assert_eq!(bins(&files, 100), vec![vec![1, 3, 0]]);
         assert_eq!(bins(&files, 120), vec![vec![1, 3, 0], vec![4, 6]]);

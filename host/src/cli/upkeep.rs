@@ -109,7 +109,11 @@ pub async fn vacuum(env: &Env, args: VacuumArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let verb = if done.dry_run { "would delete" } else { "deleted" };
+    let verb = if done.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     println!("{}: {verb} {} files", args.table, done.files.len());
     if done.dry_run {
         for f in &done.files {

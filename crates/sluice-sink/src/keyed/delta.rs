@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use std::collections::HashSet;
 
-use arrow_array::{Array, BooleanArray, RecordBatch, new_null_array};
+use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_row::RowConverter;
 use arrow_schema::{DataType, Schema, SchemaRef};
 use arrow_select::filter::filter_record_batch;
@@ -24,7 +24,6 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use super::{Changes, KeyedApply, MergeCounts, Scd, columns_named, concat, row_converter};
 use crate::WriteOptions;

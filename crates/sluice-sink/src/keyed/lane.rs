@@ -22,11 +22,12 @@ use arrow_row::RowConverter;
 use arrow_schema::SchemaRef;
 use deltalake_core::kernel::{Action, Add};
 
-use super::delta::{Applied, apply, read_parquet, under};
+use super::delta::{Applied, apply, read_parquet};
 use super::{
     Changes, KeyedApply, MergeCounts, Scd, columns_named, concat, data_columns, row_converter,
 };
 use crate::WriteOptions;
+use crate::delta::under;
 use crate::delta::{DeltaLane, SchemaChange, commit_actions_once, load};
 use crate::error::Result;
 use sluice_location::Location;

@@ -463,7 +463,7 @@ mod on_delta {
         let (store, root) = location.store().unwrap();
         let mut batches = Vec::new();
         for f in files {
-            let path = delta::under(&root, f.object_store_path().as_ref());
+            let path = crate::delta::under(&root, f.object_store_path().as_ref());
             batches.extend(
                 delta::read_parquet(&store, path, f.size() as u64, &schema)
                     .await
