@@ -763,6 +763,7 @@ mod tests {
             caps: StoreLimitsBuilder::new().memory_size(16 << 20).build(),
             budget: Some(budget.clone()),
             charged: 0,
+            held: 0,
         };
         use wasmtime::ResourceLimiter;
         let mut a = limiter(&budget);

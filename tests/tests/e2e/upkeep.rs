@@ -211,6 +211,23 @@ fn vacuum_deletes_only_what_no_version_within_the_retention_uses() {
     let t = read_delta(&c.path("t"));
     assert_eq!(t.ids(), (0..60).collect::<Vec<_>>());
     assert_eq!(read_table(&c.path("t"), "delta", "duckdb").ids().len(), 60);
+
+    // After a replace, the replaced files go too; the new version reads.
+    c.write("new.csv", "id,name\n100,a\n101,b\n");
+    c.ok(&[
+        "ingest",
+        "new.csv",
+        "-f",
+        "csv",
+        "-t",
+        "./t",
+        "-o",
+        "rescuedDataColumn=_rescued_data",
+    ]);
+    let done = json(&c.ok(&["vacuum", "./t", "--retain", "0h", "--force", "--json"]));
+    assert_eq!(done["files"].as_array().unwrap().len(), 1, "{done}");
+    assert_eq!(parquet(&c).len(), 1);
+    assert_eq!(read_delta(&c.path("t")).ids(), [100, 101]);
 }
 
 #[test]
