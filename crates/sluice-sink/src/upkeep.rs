@@ -24,6 +24,7 @@ use futures::TryStreamExt;
 use crate::delta::{DeltaLane, by_name, load, parquet_batches, under};
 use crate::error::{Error, Result};
 use crate::{Location, WriteOptions};
+use object_store::ObjectStoreExt;
 
 /// What [`optimize`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,27 +225,53 @@ pub async fn vacuum(
         .ok_or_else(|| Error::InvalidInput(format!("there is no Delta table at {name}")))?;
     let retention = chrono::Duration::from_std(retain)
         .map_err(|_| Error::InvalidInput(format!("a retention of {retain:?} is too long")))?;
-    let (_, metrics) = table
-        .vacuum()
-        .with_retention_period(retention)
-        .with_enforce_retention_duration(!force)
-        .with_mode(VacuumMode::Full)
-        .with_dry_run(dry_run)
-        .await
-        .map_err(|e| {
-            let text = e.to_string();
-            if text.contains("retention") && !force {
-                Error::InvalidInput(format!(
-                    "{name}: {text}; a shorter retention can delete files that readers and writers on older versions still use: pass --force to vacuum anyway"
-                ))
-            } else {
-                Error::delta(&name, e)
-            }
-        })?;
-    Ok(Vacuumed {
-        files: metrics.files_deleted,
-        dry_run: metrics.dry_run,
-    })
+    let run = |dry_run: bool| {
+        table
+            .clone()
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(!force)
+            .with_mode(VacuumMode::Full)
+            .with_dry_run(dry_run)
+    };
+    // What the library would delete names files an earlier vacuum deleted
+    // too (the log still holds their removes, until a checkpoint drops
+    // them): only the files still there are reported, as paths in the table.
+    let (_, candidates) = run(true).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("retention") && !force {
+            Error::InvalidInput(format!(
+                "{name}: {text}; a shorter retention can delete files that readers and writers on older versions still use: pass --force to vacuum anyway"
+            ))
+        } else {
+            Error::delta(&name, e)
+        }
+    })?;
+    let (store, root) = location.store()?;
+    let mut files = Vec::new();
+    for f in candidates.files_deleted {
+        let rel = in_table(location, &f);
+        if store.head(&under(&root, &rel)).await.is_ok() {
+            files.push(rel);
+        }
+    }
+    files.sort();
+    if !dry_run && !files.is_empty() {
+        run(false).await.map_err(|e| Error::delta(&name, e))?;
+    }
+    Ok(Vacuumed { files, dry_run })
+}
+
+/// `file`, as vacuum names it (relative, or a whole path or URL under the
+/// table), relative to the table.
+fn in_table(location: &Location, file: &str) -> String {
+    let url = location.url();
+    let path = url.path();
+    [url.as_str(), path]
+        .iter()
+        .find_map(|root| file.strip_prefix(root.trim_end_matches('/')))
+        .map(|rest| rest.trim_start_matches('/').to_string())
+        .unwrap_or_else(|| file.to_string())
 }
 
 #[cfg(test)]
