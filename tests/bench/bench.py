@@ -261,11 +261,12 @@ def upkeep_case(a, env: dict):
 
     def scans():
         deltalake = (f"import deltalake, sys; t = deltalake.DeltaTable({str(table)!r}); "
-                     "print(t.to_pyarrow_table().num_rows)")
+                     "print(t.to_pyarrow_table().num_rows); sys.stdout.flush(); import os; os._exit(0)")
         # DuckDB reads the files the log references (its delta extension
         # is a download): opening the table is deltalake's part.
         duck = (f"import duckdb, deltalake; files = deltalake.DeltaTable({str(table)!r}).file_uris(); "
-                "print(duckdb.sql(f'SELECT count(*), sum(amount) FROM read_parquet({files!r})').fetchone()[0])")
+                "print(duckdb.sql(f'SELECT count(*), sum(amount) FROM read_parquet({files!r})').fetchall()[0][0]); "
+                "import os, sys; sys.stdout.flush(); os._exit(0)")
         out = {}
         for label, code in (("deltalake", deltalake), ("duckdb", duck)):
             times = []
@@ -282,7 +283,9 @@ def upkeep_case(a, env: dict):
     before, files_before = scans(), files()
     extra = work / "extra.csv"
     extra.write_text("id,name,amount\n" + "".join(f"{10**9 + r},late-{r},1.0\n" for r in range(100)))
-    appends = [subprocess.Popen([str(SLUICE), "ingest", str(extra), "-f", "csv", "-t", str(table), "--mode", "append"],
+    # The stream's table has the rescued data column; so do the appends.
+    appends = [subprocess.Popen([str(SLUICE), "ingest", str(extra), "-f", "csv", "-t", str(table), "--mode", "append",
+                                 "-o", "rescuedDataColumn=_rescued_data"],
                                 env=env, stdout=subprocess.DEVNULL) for _ in range(3)]
     t, peak, stdout, *_ = run([str(SLUICE), "optimize", str(table), "--json"], env)
     for p in appends:
