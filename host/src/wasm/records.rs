@@ -15,7 +15,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::Value;
-use sluice_formats::objects::{Mode, Record, decode_objects, infer_fields};
+use sluice_formats::objects::{Mode, Record, decode_objects, decode_whole, infer_fields};
 
 /// The columns a stream's JSON Schema declares (see the WIT's
 /// `records.stream.json-schema`), in the order of its `properties`.
@@ -65,6 +65,14 @@ impl fmt::Display for Bad {
 /// JSON text; a key `schema` lacks, a value of the wrong type or a line
 /// that is not an object fails the batch.
 pub fn decode(records: &str, schema: &SchemaRef) -> Result<RecordBatch, Bad> {
+    // The files connector's fast path first: the whole batch in one pass of
+    // arrow-json's decoder, checked strictly; anything it will not take
+    // (a key the columns lack, a value as text, a bad line) is read record
+    // by record below, which says what and where.
+    let values: Vec<Option<&[u8]>> = lines(records).map(|(_, l)| Some(l.as_bytes())).collect();
+    if let Some(batch) = decode_whole(schema, false, &values) {
+        return Ok(batch);
+    }
     let names: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut rows = Vec::new();
     let mut at = Vec::new();
