@@ -71,216 +71,19 @@ impl Conformance {
 
 /// Runs the conformance checks on `reading`'s connector with its config.
 pub async fn run(reading: &Reading) -> Result<Conformance> {
-    let config = reading.config_text()?;
     let mut run = Run {
+        reading,
         checks: Vec::new(),
         instantiations: Vec::new(),
+        rows: 0,
+        rate: 0.0,
     };
-
-    // spec
-    let spec = run
-        .call(reading, "spec", |s| s.spec())
-        .await
-        .map_err(|e| anyhow!("the connector's spec could not be read: {e:#}"))?;
-    let connector = format!("{} {}", spec.name, spec.version);
-    let schema: Option<Value> = match serde_json::from_str::<Value>(&spec.config_schema) {
-        Ok(v) => match schema_problem(&v) {
-            None => {
-                run.pass(
-                    "spec",
-                    format!(
-                        "{connector}, modes {}, a config schema of {} properties",
-                        spec.modes
-                            .iter()
-                            .map(|m| match m {
-                                SyncMode::FullRefresh => "full-refresh",
-                                SyncMode::Incremental => "incremental",
-                                SyncMode::Streaming => "streaming",
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        v.get("properties")
-                            .and_then(Value::as_object)
-                            .map_or(0, |p| p.len())
-                    ),
-                );
-                Some(v)
-            }
-            Some(p) => {
-                run.fail(
-                    "spec",
-                    format!("its config-schema is not a JSON Schema: {p}"),
-                );
-                None
-            }
-        },
-        Err(e) => {
-            run.fail("spec", format!("its config-schema is not JSON: {e}"));
-            None
-        }
-    };
-    if spec.name.trim().is_empty() || spec.version.trim().is_empty() || spec.modes.is_empty() {
-        run.fail(
-            "spec fields",
-            "name, version and at least one sync mode must be given".into(),
-        );
+    let (connector, schema) = run.spec().await?;
+    run.config(schema.as_ref()).await?;
+    for stream in run.discover().await? {
+        run.read_and_resume(&stream).await?;
     }
-
-    // The config against the schema, then check.
-    let given: Value = serde_json::from_str(&config)?;
-    if let Some(schema) = &schema {
-        match config_problem(schema, &given) {
-            None => run.pass(
-                "config fits the config schema",
-                "required keys and types".into(),
-            ),
-            Some(p) => run.fail("config fits the config schema", p),
-        }
-    }
-    let text = config.clone();
-    match run.call(reading, "check", move |s| s.check(&text)).await {
-        Ok(()) => run.pass("check accepts the config", String::new()),
-        Err(e) => run.fail("check accepts the config", format!("{e:#}")),
-    }
-    let mut broken = vec![("text that is not JSON", "{\"unfinished\": ".to_string())];
-    if let Some(first) = schema
-        .as_ref()
-        .and_then(|s| s.get("required"))
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
-        .and_then(Value::as_str)
-    {
-        let mut without = given.clone();
-        if let Some(o) = without.as_object_mut() {
-            o.remove(first);
-        }
-        broken.push(("the config without its required key", without.to_string()));
-    }
-    for (what, text) in broken {
-        let name = format!("check refuses {what} with error.config");
-        match run.call(reading, "check", move |s| s.check(&text)).await {
-            Ok(()) => run.fail(&name, "check accepted it".into()),
-            Err(e) => match variant(&e) {
-                Some("config") => run.pass(&name, first_line(&e)),
-                Some(v) => run.fail(&name, format!("it returned error.{v}: {}", first_line(&e))),
-                None => run.fail(&name, format!("it did not return an error variant: {e:#}")),
-            },
-        }
-    }
-
-    // discover
-    let text = reading.config_text()?;
-    let streams = match run
-        .call(reading, "discover", move |s| s.discover(&text))
-        .await
-    {
-        Ok(streams) if streams.is_empty() => {
-            run.fail("discover", "it lists no streams".into());
-            vec![]
-        }
-        Ok(streams) => {
-            let names: Vec<String> = streams
-                .iter()
-                .map(|s| format!("{} ({} columns)", s.info.name, s.schema.fields().len()))
-                .collect();
-            match streams_problem(&streams) {
-                None => run.pass("discover", names.join(", ")),
-                Some(p) => run.fail("discover", p),
-            }
-            streams
-        }
-        Err(e) => {
-            run.fail("discover", format!("{e:#}"));
-            vec![]
-        }
-    };
-
-    // read each stream, then resume it from a mid-stream checkpoint
-    let (mut rows, mut rate) = (0u64, 0.0f64);
-    for stream in streams {
-        let name = stream.info.name.clone();
-        let whole = match read(&mut run, reading, &stream, None).await {
-            Ok(r) => r,
-            Err(e) => {
-                run.fail(&format!("read {name}"), format!("{e:#}"));
-                continue;
-            }
-        };
-        let total: usize = whole.batches.iter().map(|(b, _)| b.num_rows()).sum();
-        if let Some(p) = whole.wrong_schema(&stream.schema) {
-            run.fail(&format!("read {name}"), p);
-            continue;
-        }
-        run.pass(
-            &format!("read {name}"),
-            format!(
-                "{} batches{}, {total} rows, each in the discovered schema; {:.1} s, {} MiB of memory (limits {:?} a call, {} MiB)",
-                whole.batches.len(),
-                if whole.ended { "" } else { " (stopped there)" },
-                whole.took.as_secs_f64(),
-                whole.memory >> 20,
-                reading.runtime.limits().call_timeout,
-                reading.runtime.limits().memory_bytes >> 20,
-            ),
-        );
-        if total as u64 >= rows {
-            rows = total as u64;
-            rate = total as f64 / whole.took.as_secs_f64().max(1e-9);
-        }
-        let resume = format!("resume {name} from a mid-stream checkpoint");
-        let middle = whole.batches.len() / 2;
-        let Some(state) = (middle > 0)
-            .then(|| whole.batches[middle - 1].1.clone())
-            .flatten()
-        else {
-            run.skip(
-                &resume,
-                "it needs two batches or more, the first with a checkpoint".into(),
-            );
-            continue;
-        };
-        let rest: Vec<RecordBatch> = whole.batches[middle..]
-            .iter()
-            .map(|(b, _)| b.clone())
-            .collect();
-        match read(&mut run, reading, &stream, Some(state)).await {
-            Ok(again) => {
-                let got: Vec<RecordBatch> = again.batches.into_iter().map(|(b, _)| b).collect();
-                match same_rows(&rest, &got, whole.ended, again.ended) {
-                    None => run.pass(
-                        &resume,
-                        format!(
-                            "after batch {middle}: the remaining {} rows, equal",
-                            count(&rest)
-                        ),
-                    ),
-                    Some(p) => run.fail(&resume, p),
-                }
-            }
-            Err(e) => run.fail(&resume, format!("{e:#}")),
-        }
-    }
-
-    // errors are variants, not traps
-    let text = reading.config_text()?;
-    let name = "an unknown stream fails with an error variant, not a trap";
-    match run
-        .call(reading, "read", move |s| {
-            let r = s.read(&text, "no such stream (sluice connector test)", None)?;
-            let next = s.next(r);
-            let closed = s.close(r);
-            next?;
-            closed
-        })
-        .await
-    {
-        Ok(()) => run.fail(name, "reading it succeeded".into()),
-        Err(e) => match variant(&e) {
-            Some(v) => run.pass(name, format!("error.{v}: {}", first_line(&e))),
-            None => run.fail(name, format!("{e:#}")),
-        },
-    }
-
+    run.unknown_stream().await?;
     let mut times = run.instantiations.clone();
     times.sort();
     Ok(Conformance {
@@ -294,17 +97,22 @@ pub async fn run(reading: &Reading) -> Result<Conformance> {
         instantiate_ms: times
             .get(times.len() / 2)
             .map_or(0.0, |t| t.as_secs_f64() * 1e3),
-        rows,
-        rows_per_second: rate,
+        rows: run.rows,
+        rows_per_second: run.rate,
     })
 }
 
-struct Run {
+/// A conformance run under way: what it found so far.
+struct Run<'a> {
+    reading: &'a Reading,
     checks: Vec<Check>,
     instantiations: Vec<Duration>,
+    /// Rows of the longest read, and their rate.
+    rows: u64,
+    rate: f64,
 }
 
-impl Run {
+impl Run<'_> {
     fn record(&mut self, name: &str, outcome: Outcome, detail: String) {
         self.checks.push(Check {
             name: name.to_string(),
@@ -327,12 +135,278 @@ impl Run {
 
     /// `call` on a new instance.
     async fn call<T: Send + 'static>(
-        &mut self,
-        reading: &Reading,
+        &self,
         what: &str,
         call: impl FnOnce(&mut Session) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        reading.call(what, call).await
+        self.reading.call(what, call).await
+    }
+
+    /// The spec: its fields, and its config schema as JSON Schema. The
+    /// connector's name and version, and the schema when it is one.
+    async fn spec(&mut self) -> Result<(String, Option<Value>)> {
+        let spec = self
+            .call("spec", |s| s.spec())
+            .await
+            .map_err(|e| anyhow!("the connector's spec could not be read: {e:#}"))?;
+        let connector = format!("{} {}", spec.name, spec.version);
+        let modes: Vec<&str> = spec
+            .modes
+            .iter()
+            .map(|m| match m {
+                SyncMode::FullRefresh => "full-refresh",
+                SyncMode::Incremental => "incremental",
+                SyncMode::Streaming => "streaming",
+            })
+            .collect();
+        let schema = match serde_json::from_str::<Value>(&spec.config_schema) {
+            Ok(v) => match schema_problem(&v) {
+                None => {
+                    let properties = v
+                        .get("properties")
+                        .and_then(Value::as_object)
+                        .map_or(0, |p| p.len());
+                    self.pass(
+                        "spec",
+                        format!(
+                            "{connector}, modes {}, a config schema of {properties} properties",
+                            modes.join(", ")
+                        ),
+                    );
+                    Some(v)
+                }
+                Some(p) => {
+                    self.fail(
+                        "spec",
+                        format!("its config-schema is not a JSON Schema: {p}"),
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                self.fail("spec", format!("its config-schema is not JSON: {e}"));
+                None
+            }
+        };
+        if spec.name.trim().is_empty() || spec.version.trim().is_empty() || modes.is_empty() {
+            self.fail(
+                "spec fields",
+                "name, version and at least one sync mode must be given".into(),
+            );
+        }
+        Ok((connector, schema))
+    }
+
+    /// The config against the spec's `schema`; `check` accepts it, and
+    /// refuses broken ones with `error.config`.
+    async fn config(&mut self, schema: Option<&Value>) -> Result<()> {
+        let config = self.reading.config_text()?;
+        let given: Value = serde_json::from_str(&config)?;
+        if let Some(schema) = schema {
+            match config_problem(schema, &given) {
+                None => self.pass(
+                    "config fits the config schema",
+                    "required keys and types".into(),
+                ),
+                Some(p) => self.fail("config fits the config schema", p),
+            }
+        }
+        match self.call("check", move |s| s.check(&config)).await {
+            Ok(()) => self.pass("check accepts the config", String::new()),
+            Err(e) => self.fail("check accepts the config", format!("{e:#}")),
+        }
+        let mut broken = vec![("text that is not JSON", "{\"unfinished\": ".to_string())];
+        if let Some(first) = schema
+            .and_then(|s| s.get("required"))
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .and_then(Value::as_str)
+        {
+            let mut without = given.clone();
+            if let Some(o) = without.as_object_mut() {
+                o.remove(first);
+            }
+            broken.push(("the config without its required key", without.to_string()));
+        }
+        for (what, text) in broken {
+            let name = format!("check refuses {what} with error.config");
+            match self.call("check", move |s| s.check(&text)).await {
+                Ok(()) => self.fail(&name, "check accepted it".into()),
+                Err(e) => match variant(&e) {
+                    Some("config") => self.pass(&name, first_line(&e)),
+                    Some(v) => {
+                        self.fail(&name, format!("it returned error.{v}: {}", first_line(&e)))
+                    }
+                    None => self.fail(&name, format!("it did not return an error variant: {e:#}")),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The streams `discover` lists (none when it fails).
+    async fn discover(&mut self) -> Result<Vec<Stream>> {
+        let text = self.reading.config_text()?;
+        Ok(
+            match self.call("discover", move |s| s.discover(&text)).await {
+                Ok(streams) if streams.is_empty() => {
+                    self.fail("discover", "it lists no streams".into());
+                    vec![]
+                }
+                Ok(streams) => {
+                    let names: Vec<String> = streams
+                        .iter()
+                        .map(|s| format!("{} ({} columns)", s.info.name, s.schema.fields().len()))
+                        .collect();
+                    match streams_problem(&streams) {
+                        None => self.pass("discover", names.join(", ")),
+                        Some(p) => self.fail("discover", p),
+                    }
+                    streams
+                }
+                Err(e) => {
+                    self.fail("discover", format!("{e:#}"));
+                    vec![]
+                }
+            },
+        )
+    }
+
+    /// Reads `stream` whole (in its discovered schema), then again from the
+    /// checkpoint after its middle batch: exactly the rest must come.
+    async fn read_and_resume(&mut self, stream: &Stream) -> Result<()> {
+        let name = stream.info.name.clone();
+        let whole = match self.read(stream, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail(&format!("read {name}"), format!("{e:#}"));
+                return Ok(());
+            }
+        };
+        if let Some(p) = whole.wrong_schema(&stream.schema) {
+            self.fail(&format!("read {name}"), p);
+            return Ok(());
+        }
+        let total = whole
+            .batches
+            .iter()
+            .map(|(b, _)| b.num_rows())
+            .sum::<usize>() as u64;
+        let limits = self.reading.runtime.limits();
+        let detail = format!(
+            "{} batches{}, {total} rows, each in the discovered schema; {:.1} s, {} MiB of memory (limits {:?} a call, {} MiB)",
+            whole.batches.len(),
+            if whole.ended { "" } else { " (stopped there)" },
+            whole.took.as_secs_f64(),
+            whole.memory >> 20,
+            limits.call_timeout,
+            limits.memory_bytes >> 20,
+        );
+        self.pass(&format!("read {name}"), detail);
+        if total >= self.rows {
+            self.rows = total;
+            self.rate = total as f64 / whole.took.as_secs_f64().max(1e-9);
+        }
+
+        let resume = format!("resume {name} from a mid-stream checkpoint");
+        let middle = whole.batches.len() / 2;
+        let Some(state) = (middle > 0)
+            .then(|| whole.batches[middle - 1].1.clone())
+            .flatten()
+        else {
+            self.skip(
+                &resume,
+                "it needs two batches or more, the first with a checkpoint".into(),
+            );
+            return Ok(());
+        };
+        let rest: Vec<RecordBatch> = whole.batches[middle..]
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect();
+        match self.read(stream, Some(state)).await {
+            Ok(again) => {
+                let got: Vec<RecordBatch> = again.batches.into_iter().map(|(b, _)| b).collect();
+                match same_rows(&rest, &got, whole.ended, again.ended) {
+                    None => self.pass(
+                        &resume,
+                        format!(
+                            "after batch {middle}: the remaining {} rows, equal",
+                            count(&rest)
+                        ),
+                    ),
+                    Some(p) => self.fail(&resume, p),
+                }
+            }
+            Err(e) => self.fail(&resume, format!("{e:#}")),
+        }
+        Ok(())
+    }
+
+    /// Reading a stream the connector does not have fails with an error
+    /// variant, not a trap.
+    async fn unknown_stream(&mut self) -> Result<()> {
+        let text = self.reading.config_text()?;
+        let name = "an unknown stream fails with an error variant, not a trap";
+        let read = self
+            .call("read", move |s| {
+                let r = s.read(&text, "no such stream (sluice connector test)", None)?;
+                let next = s.next(r);
+                let closed = s.close(r);
+                next?;
+                closed
+            })
+            .await;
+        match read {
+            Ok(()) => self.fail(name, "reading it succeeded".into()),
+            Err(e) => match variant(&e) {
+                Some(v) => self.pass(name, format!("error.{v}: {}", first_line(&e))),
+                None => self.fail(name, format!("{e:#}")),
+            },
+        }
+        Ok(())
+    }
+
+    /// Reads `stream` from `state` on a new instance (at most
+    /// [`MAX_BATCHES`] batches), timing its instantiation.
+    async fn read(&mut self, stream: &Stream, state: Option<String>) -> Result<Read> {
+        let reading = self.reading;
+        let text = reading.config.text(&[], Some(&stream.schema))?;
+        let name = stream.info.name.clone();
+        let (runtime, loaded) = (reading.runtime.clone(), reading.connector.clone());
+        let host = reading.host("conformance read");
+        let (read, instantiate) =
+            tokio::task::spawn_blocking(move || -> Result<(Read, Duration)> {
+                let t = Instant::now();
+                let mut session = Session::new(&runtime, &loaded, host)?;
+                let instantiate = t.elapsed();
+                let t = Instant::now();
+                let reader = session.read(&text, &name, state.as_deref())?;
+                let mut batches = Vec::new();
+                let mut ended = true;
+                while let Some((payload, checkpoint)) = session.next(reader)? {
+                    for batch in payload.batches()? {
+                        batches.push((batch, checkpoint.clone()));
+                    }
+                    if batches.len() >= MAX_BATCHES {
+                        ended = false;
+                        break;
+                    }
+                }
+                session.close(reader)?;
+                Ok((
+                    Read {
+                        batches,
+                        ended,
+                        took: t.elapsed(),
+                        memory: session.memory_bytes(),
+                    },
+                    instantiate,
+                ))
+            })
+            .await??;
+        self.instantiations.push(instantiate);
+        Ok(read)
     }
 }
 
@@ -357,49 +431,6 @@ impl Read {
             })
         })
     }
-}
-
-async fn read(
-    run: &mut Run,
-    reading: &Reading,
-    stream: &Stream,
-    state: Option<String>,
-) -> Result<Read> {
-    let text = reading.config.text(&[], Some(&stream.schema))?;
-    let name = stream.info.name.clone();
-    let (runtime, loaded) = (reading.runtime.clone(), reading.connector.clone());
-    let host = reading.host("conformance read");
-    let (read, instantiate) = tokio::task::spawn_blocking(move || -> Result<(Read, Duration)> {
-        let t = Instant::now();
-        let mut session = Session::new(&runtime, &loaded, host)?;
-        let instantiate = t.elapsed();
-        let t = Instant::now();
-        let reader = session.read(&text, &name, state.as_deref())?;
-        let mut batches = Vec::new();
-        let mut ended = true;
-        while let Some((payload, checkpoint)) = session.next(reader)? {
-            for batch in payload.batches()? {
-                batches.push((batch, checkpoint.clone()));
-            }
-            if batches.len() >= MAX_BATCHES {
-                ended = false;
-                break;
-            }
-        }
-        session.close(reader)?;
-        Ok((
-            Read {
-                batches,
-                ended,
-                took: t.elapsed(),
-                memory: session.memory_bytes(),
-            },
-            instantiate,
-        ))
-    })
-    .await??;
-    run.instantiations.push(instantiate);
-    Ok(read)
 }
 
 /// The WIT variant a connector's error was, if it returned one (a trap or
