@@ -22,9 +22,10 @@ fn landing(c: &Case, n: usize, rows: usize) {
     }
 }
 
-/// A stream that commits one micro-batch per file.
-fn stream_one_file_per_batch(c: &Case) {
-    c.ok(&[
+/// A stream that commits one micro-batch per file of `in/` into `t`, with
+/// `extra` options.
+fn stream_one_file_per_batch(c: &Case, extra: &[&str]) {
+    let mut args = vec![
         "stream",
         "--source",
         "in",
@@ -38,7 +39,9 @@ fn stream_one_file_per_batch(c: &Case) {
         "available-now",
         "-o",
         "maxFilesPerTrigger=1",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    c.ok(&args);
 }
 
 fn json(text: &str) -> Value {
@@ -60,7 +63,7 @@ fn history(c: &Case) -> Vec<Value> {
 fn optimize_compacts_a_streams_small_files_and_keeps_concurrent_appends() {
     let c = Case::new();
     landing(&c, 120, 50);
-    stream_one_file_per_batch(&c);
+    stream_one_file_per_batch(&c, &[]);
     let before = read_delta(&c.path("t"));
     assert_eq!(before.files, 120);
     assert_eq!(before.ids(), (0..6000).collect::<Vec<_>>());
@@ -158,7 +161,7 @@ fn optimize_compacts_a_streams_small_files_and_keeps_concurrent_appends() {
 fn vacuum_deletes_only_what_no_version_within_the_retention_uses() {
     let c = Case::new();
     landing(&c, 6, 10);
-    stream_one_file_per_batch(&c);
+    stream_one_file_per_batch(&c, &[]);
     c.ok(&["optimize", "./t", "--target-size", "1MiB"]);
     let compacted = read_delta(&c.path("t")).version.unwrap();
     let parquet = |c: &Case| -> Vec<String> {
@@ -234,25 +237,10 @@ fn vacuum_deletes_only_what_no_version_within_the_retention_uses() {
 fn a_stream_with_auto_compaction_keeps_its_small_files_few() {
     let c = Case::new();
     landing(&c, 120, 20);
-    c.ok(&[
-        "stream",
-        "--source",
-        "in",
-        "--table",
-        "./t",
-        "--checkpoint",
-        "cp",
-        "-f",
-        "csv",
-        "--trigger",
-        "available-now",
-        "-o",
-        "maxFilesPerTrigger=1",
-        "-o",
-        "autoCompact=true",
-        "-o",
-        "autoCompact.minNumFiles=20",
-    ]);
+    stream_one_file_per_batch(
+        &c,
+        &["-o", "autoCompact=true", "-o", "autoCompact.minNumFiles=20"],
+    );
     let t = read_delta(&c.path("t"));
     assert_eq!(
         t.ids(),
