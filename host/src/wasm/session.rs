@@ -14,7 +14,9 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::engine::failure::{ConnectorFailed, Fault};
-use crate::wasm::bindings::{ConnectorError, ConnectorSpec, Planner, RecordsStream, StreamInfo};
+use crate::wasm::bindings::{
+    ConnectorError, ConnectorSpec, Planner, Records, RecordsStream, StreamInfo,
+};
 use crate::wasm::capability::HostState;
 use crate::wasm::network::DeadlinePassed;
 use crate::wasm::records;
@@ -215,6 +217,25 @@ impl Session {
         })
     }
 
+    /// The columns of records stream `stream` as its discover gives them
+    /// (only that stream's are inferred, if it declares none).
+    fn records_schema(&mut self, guest: &Records, config: &str, stream: &str) -> Result<SchemaRef> {
+        self.arm();
+        let listed = guest
+            .call_discover(&mut self.store, config)
+            .map_err(|e| self.trap(e, "discover"))?
+            .map_err(failed)?;
+        let s = listed
+            .into_iter()
+            .find(|s| s.name == stream)
+            .ok_or_else(|| {
+                failed(ConnectorError::Config(format!(
+                    "the connector read stream '{stream}', which its discover does not list"
+                )))
+            })?;
+        Ok(self.records_stream(config, s)?.schema)
+    }
+
     /// The columns of a records stream that declares none: inferred from
     /// its first batch.
     fn infer(&mut self, config: &str, stream: &str) -> Result<SchemaRef> {
@@ -279,16 +300,8 @@ impl Session {
             .map_err(failed)?;
         let schema = match given {
             Some(schema) => Arc::new(schema),
-            None => match self.discover(&config) {
-                Ok(streams) => match streams.into_iter().find(|s| s.info.name == stream) {
-                    Some(s) => s.schema,
-                    None => {
-                        self.close(reader)?;
-                        return Err(failed(ConnectorError::Config(format!(
-                            "the connector read stream '{stream}', which its discover does not list"
-                        ))));
-                    }
-                },
+            None => match self.records_schema(&guest, &config, stream) {
+                Ok(schema) => schema,
                 Err(e) => {
                     self.close(reader)?;
                     return Err(e);
