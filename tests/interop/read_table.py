@@ -1,6 +1,10 @@
 """Read a table Sluice wrote with an independent reader and print it as JSON.
 
-Usage: read_table.py PATH [--format delta|parquet] [--reader deltalake|pyarrow|duckdb]
+Usage: read_table.py PATH [--format delta|parquet|iceberg] [--reader deltalake|pyarrow|duckdb|pyiceberg]
+
+For Iceberg, PATH is the warehouse and --name the table (namespace.table):
+pyiceberg opens the SQL catalog in the warehouse's catalog.db, as Sluice's
+default catalog, by its name "sluice".
 
 Prints {"reader", "version", "files", "schema": [[name, type], ...], "rows": [...]}
 with rows sorted by their JSON text, so output is stable across file orders.
@@ -20,14 +24,44 @@ def rows_of(table):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("path")
-    p.add_argument("--format", default="delta", choices=["delta", "parquet"])
-    p.add_argument("--reader", default=None, choices=["deltalake", "pyarrow", "duckdb"])
+    p.add_argument("--format", default="delta", choices=["delta", "parquet", "iceberg"])
+    p.add_argument("--reader", default=None, choices=["deltalake", "pyarrow", "duckdb", "pyiceberg"])
+    p.add_argument("--name", default=None, help="an Iceberg table's namespace.table")
     p.add_argument("--storage-option", action="append", default=[], help="KEY=VALUE for deltalake")
     a = p.parse_args()
     storage = dict(kv.split("=", 1) for kv in a.storage_option)
-    reader = a.reader or ("deltalake" if a.format == "delta" else "pyarrow")
+    reader = a.reader or {"delta": "deltalake", "iceberg": "pyiceberg"}.get(a.format, "pyarrow")
     out = {"reader": reader, "version": None}
-    if reader == "deltalake":
+    if a.format == "iceberg":
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        warehouse = os.path.abspath(a.path)
+        catalog = SqlCatalog(
+            "sluice",
+            uri=f"sqlite:///{warehouse}/catalog.db",
+            warehouse=f"file://{warehouse}",
+        )
+        it = catalog.load_table(a.name)
+        snapshot = it.current_snapshot()
+        out["version"] = snapshot.snapshot_id if snapshot else None
+        out["snapshots"] = [
+            {"id": s.snapshot_id, "summary": s.summary.additional_properties | {"operation": s.summary.operation.value}}
+            for s in it.snapshots()
+        ]
+        out["field_ids"] = {f.name: f.field_id for f in it.schema().fields}
+        scan = it.scan()
+        files = [t.file.file_path for t in scan.plan_files()]
+        out["files"] = len(files)
+        if reader == "pyiceberg":
+            table = scan.to_arrow()
+        else:
+            import duckdb
+
+            local = [f.removeprefix("file://") for f in files]
+            table = duckdb.sql(f"select * from read_parquet({local!r}, union_by_name=true)").arrow()
+            if hasattr(table, "read_all"):
+                table = table.read_all()
+    elif reader == "deltalake":
         from deltalake import DeltaTable
 
         dt = DeltaTable(a.path, storage_options=storage or None)

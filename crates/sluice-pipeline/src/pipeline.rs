@@ -68,6 +68,8 @@ pub enum TableFormatName {
     Delta,
     /// A plain Parquet dataset.
     Parquet,
+    /// An Iceberg table in the engine's catalog.
+    Iceberg,
 }
 
 /// The connectors the binary carries besides files, by the name a pipeline
@@ -429,7 +431,11 @@ impl Pipeline {
         if self.table.trim().is_empty() {
             return Err(Error::Invalid("pipeline: `table` is empty".into()));
         }
-        crate::table::TableRef::parse(&self.table)?;
+        if self.table_format == TableFormatName::Iceberg {
+            crate::table::TableRef::parse_iceberg(&self.table)?;
+        } else {
+            crate::table::TableRef::parse(&self.table)?;
+        }
         match (&self.connector, &self.source) {
             (None, None) => {
                 return Err(Error::Invalid(

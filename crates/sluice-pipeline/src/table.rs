@@ -58,6 +58,27 @@ impl TableRef {
         Self::from_parts(&parts)
     }
 
+    /// Reads an Iceberg table's name: `table`, `namespace.table` or
+    /// `catalog.namespace.table` (returning the catalog part, which the
+    /// caller checks against its catalog). A path is refused: an Iceberg
+    /// table is named in its catalog.
+    pub fn parse_iceberg(text: &str) -> Result<(Option<String>, Self)> {
+        let parts: Vec<&str> = text.split('.').collect();
+        if text.contains('/') || text.contains('\\') || parts.len() > 3 {
+            return Err(Error::Invalid(format!(
+                "Iceberg table '{}': an Iceberg table is named in its catalog as [catalog.]namespace.table or table (letters, digits, '_' and '-'), not by a path; its files go under the warehouse",
+                text.escape_debug()
+            )));
+        }
+        match parts[..] {
+            [catalog, namespace, table] => Ok((
+                Some(catalog.to_string()),
+                Self::from_parts(&[namespace, table])?,
+            )),
+            _ => Ok((None, Self::from_parts(&parts)?)),
+        }
+    }
+
     /// A name from its dot-separated parts (as SQL identifiers give them).
     pub fn from_parts(parts: &[impl AsRef<str>]) -> Result<Self> {
         let parts: Vec<&str> = parts.iter().map(AsRef::as_ref).collect();

@@ -13,6 +13,7 @@ use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
 
 use crate::error::Result;
@@ -28,6 +29,8 @@ pub struct DataFile {
     pub bytes: u64,
     /// Rows.
     pub rows: u64,
+    /// Its Parquet footer (row groups, column chunks, statistics).
+    pub metadata: Option<Arc<ParquetMetaData>>,
 }
 
 /// Streams one lane's batches into Parquet files, rolling at the target size.
@@ -82,9 +85,14 @@ impl ParquetLane {
 
     async fn roll(&mut self) -> Result<()> {
         if let Some((mut writer, path, rows)) = self.open.take() {
-            writer.finish().await?;
+            let metadata = writer.finish().await?;
             let bytes = writer.bytes_written() as u64;
-            self.done.push(DataFile { path, bytes, rows });
+            self.done.push(DataFile {
+                path,
+                bytes,
+                rows,
+                metadata: Some(Arc::new(metadata)),
+            });
         }
         Ok(())
     }

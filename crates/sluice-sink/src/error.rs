@@ -35,6 +35,15 @@ pub enum Error {
         #[source]
         source: DeltaTableError,
     },
+    /// An error from the Iceberg library or its catalog.
+    #[error("iceberg table {table}: {source}")]
+    Iceberg {
+        /// The table (or catalog).
+        table: String,
+        /// The cause (boxed: the library's error is large).
+        #[source]
+        source: Box<iceberg::Error>,
+    },
     /// The input cannot be written as asked; the message says what to fix.
     #[error("{0}")]
     InvalidInput(String),
@@ -59,7 +68,20 @@ pub enum Error {
 impl Error {
     /// Whether trying the same operation again may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::CommitConflict { .. } | Error::ObjectStore(_))
+        match self {
+            Error::CommitConflict { .. } | Error::ObjectStore(_) => true,
+            Error::Iceberg { source, .. } => {
+                source.retryable() || source.kind() == iceberg::ErrorKind::CatalogCommitConflicts
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn iceberg(table: &str, source: iceberg::Error) -> Self {
+        Error::Iceberg {
+            table: table.to_string(),
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn delta(table: &str, source: DeltaTableError) -> Self {

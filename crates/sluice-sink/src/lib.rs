@@ -29,6 +29,7 @@ use parquet::basic::{Compression, ZstdLevel};
 pub mod dataset;
 pub mod delta;
 mod error;
+pub mod iceberg_table;
 pub mod keyed;
 mod location;
 pub mod storable;
@@ -46,6 +47,8 @@ pub enum TableFormat {
     Delta,
     /// A plain directory of Parquet files.
     Parquet,
+    /// An Iceberg table in a SQL catalog ([`Target::in_catalog`]).
+    Iceberg,
 }
 
 /// How a run's data relates to what the table held before.
@@ -92,6 +95,8 @@ pub struct Target {
     options: WriteOptions,
     /// Batches are changes applied by key, not rows appended.
     keyed: Option<keyed::KeyedApply>,
+    /// An Iceberg table's name in its catalog.
+    iceberg: Option<iceberg_table::IcebergTable>,
 }
 
 /// What one lane wrote.
@@ -101,19 +106,26 @@ pub struct Written {
     files: Vec<dataset::DataFile>,
     /// A keyed target's lane: what it staged for the commit's merge.
     staged: keyed::Staged,
+    /// An Iceberg lane's data files.
+    iceberg: iceberg_table::LaneFiles,
     rows: u64,
 }
 
 impl Written {
     /// Data files written.
     pub fn files(&self) -> usize {
-        self.adds.len() + self.files.len()
+        self.adds.len() + self.files.len() + self.iceberg.files.len()
     }
 
     /// Bytes of data files written.
     pub fn bytes(&self) -> u64 {
         self.adds.iter().map(|a| a.size as u64).sum::<u64>()
-            + self.files.iter().map(|f| f.bytes).sum::<u64>()
+            + self
+                .files
+                .iter()
+                .chain(&self.iceberg.files)
+                .map(|f| f.bytes)
+                .sum::<u64>()
     }
 
     /// Rows written.
@@ -156,6 +168,7 @@ enum LaneInner {
     Parquet(Box<dataset::ParquetLane>),
     /// Changes, applied by key at the commit.
     Keyed(Box<keyed::KeyedLane>),
+    Iceberg(Box<iceberg_table::IcebergLane>),
 }
 
 impl Lane {
@@ -166,6 +179,7 @@ impl Lane {
             LaneInner::Delta(l) => l.write(batch).await,
             LaneInner::Parquet(l) => l.write(batch).await,
             LaneInner::Keyed(l) => l.write(batch).await,
+            LaneInner::Iceberg(l) => l.write(batch).await,
         }
     }
 
@@ -188,6 +202,11 @@ impl Lane {
                 rows,
                 ..Written::default()
             },
+            LaneInner::Iceberg(l) => Written {
+                iceberg: l.finish().await?,
+                rows,
+                ..Written::default()
+            },
         })
     }
 }
@@ -201,7 +220,26 @@ impl Target {
             format,
             options,
             keyed: None,
+            iceberg: None,
         }
+    }
+
+    /// This Iceberg target as `table` in its catalog.
+    pub fn in_catalog(self, table: iceberg_table::IcebergTable) -> Self {
+        Target {
+            iceberg: Some(table),
+            ..self
+        }
+    }
+
+    /// The Iceberg table, or why there is none.
+    fn iceberg_table(&self) -> Result<&iceberg_table::IcebergTable> {
+        self.iceberg.as_ref().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: an Iceberg table is named in a catalog",
+                self.location.display()
+            ))
+        })
     }
 
     /// This target with its batches applied as changes by key (AUTO CDC):
@@ -241,6 +279,7 @@ impl Target {
         Ok(match self.format {
             TableFormat::Delta => std::sync::Arc::new(storable::delta_schema(schema)?),
             TableFormat::Parquet => std::sync::Arc::new(schema.clone()),
+            TableFormat::Iceberg => std::sync::Arc::new(iceberg_table::storable(schema)?),
         })
     }
 
@@ -252,7 +291,12 @@ impl Target {
                 self.location.clone(),
                 self.options.clone(),
             ))),
-            (Some(_), TableFormat::Parquet) => return Err(self.needs_delta()),
+            (Some(_), TableFormat::Parquet | TableFormat::Iceberg) => {
+                return Err(self.needs_delta());
+            }
+            (None, TableFormat::Iceberg) => LaneInner::Iceberg(Box::new(
+                iceberg_table::IcebergLane::new(self.iceberg_table()?, schema, &self.options),
+            )),
             (None, TableFormat::Delta) => LaneInner::Delta(Box::new(delta::DeltaLane::new(
                 &self.location,
                 schema,
@@ -277,6 +321,11 @@ impl Target {
         txn: &Txn,
         change: SchemaChange,
     ) -> Result<BatchCommitted> {
+        if self.format == TableFormat::Iceberg && self.keyed.is_none() {
+            return self
+                .commit_iceberg(schema, written, WriteMode::Append, Some(txn), change)
+                .await;
+        }
         if self.format != TableFormat::Delta {
             return Err(self.needs_delta());
         }
@@ -301,13 +350,47 @@ impl Target {
         })
     }
 
-    /// Why a target that is not a Delta table cannot be loaded
-    /// incrementally.
+    /// Why a target cannot take what is asked: incremental loads need a
+    /// table with a log (Delta or Iceberg), keyed apply a Delta table.
     fn needs_delta(&self) -> Error {
+        if self.keyed.is_some() {
+            return Error::Unsupported(format!(
+                "changes applied by key (AUTO CDC) into {} need a Delta table; use --table-format delta",
+                self.location.display()
+            ));
+        }
         Error::Unsupported(format!(
-            "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
+            "incremental loads into {} need a Delta or Iceberg table (exactly-once commits record each batch in its log); use --table-format delta",
             self.location.display()
         ))
+    }
+
+    /// Commits the lanes' files to the Iceberg table in one snapshot.
+    async fn commit_iceberg(
+        &self,
+        schema: &Schema,
+        written: Vec<Written>,
+        mode: WriteMode,
+        txn: Option<&Txn>,
+        change: SchemaChange,
+    ) -> Result<BatchCommitted> {
+        let stats = Committed {
+            version: None,
+            files: written.iter().map(Written::files).sum(),
+            bytes: written.iter().map(Written::bytes).sum(),
+            rows: written.iter().map(Written::rows).sum(),
+        };
+        let files = written.into_iter().map(|w| w.iceberg).collect();
+        let outcome =
+            iceberg_table::commit(self.iceberg_table()?, schema, files, mode, txn, change).await?;
+        let version = match outcome {
+            Outcome::Committed { version } => Some(version),
+            Outcome::AlreadyCommitted { version } => version,
+        };
+        Ok(BatchCommitted {
+            outcome,
+            written: Committed { version, ..stats },
+        })
     }
 
     /// [`Target::commit_once`] of a keyed target: the lanes' changes
@@ -348,11 +431,23 @@ impl Target {
         })
     }
 
+    /// The last batch application `app_id` committed to the table (its
+    /// Delta `txn` version, or the batch an Iceberg snapshot recorded).
+    pub async fn last_batch(&self, app_id: &str) -> Result<Option<i64>> {
+        match self.format {
+            TableFormat::Iceberg => iceberg_table::last_batch(self.iceberg_table()?, app_id).await,
+            TableFormat::Delta | TableFormat::Parquet => {
+                delta::txn_version(&self.location, app_id).await
+            }
+        }
+    }
+
     /// The table's schema, or `None` if there is no table yet.
     pub async fn schema(&self) -> Result<Option<Schema>> {
         match self.format {
             TableFormat::Delta => delta::table_schema(&self.location).await,
             TableFormat::Parquet => Ok(None),
+            TableFormat::Iceberg => self.iceberg_table()?.arrow_schema().await,
         }
     }
 
@@ -367,6 +462,20 @@ impl Target {
         mode: WriteMode,
         txn: Option<(String, i64)>,
     ) -> Result<Committed> {
+        if self.format == TableFormat::Iceberg {
+            // A batch's table version is its snapshot; the change is the
+            // caller's: a replace creates, an append adds columns.
+            let txn = txn.map(|(app_id, version)| Txn { app_id, version });
+            let change = if mode == WriteMode::Append {
+                SchemaChange::None
+            } else {
+                SchemaChange::AddColumns
+            };
+            return Ok(self
+                .commit_iceberg(schema, written, mode, txn.as_ref(), change)
+                .await?
+                .written);
+        }
         let files = written.iter().map(Written::files).sum();
         let bytes = written.iter().map(Written::bytes).sum();
         let rows = written.iter().map(Written::rows).sum();
@@ -380,6 +489,7 @@ impl Target {
                 dataset::commit(&self.location.as_dir(), &all, mode).await?;
                 None
             }
+            TableFormat::Iceberg => unreachable!("committed above"),
         };
         Ok(Committed {
             version,

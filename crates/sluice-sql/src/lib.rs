@@ -74,6 +74,9 @@ pub enum TableName {
     },
     /// `t` or `schema.t`: a table under the warehouse root.
     Named(Vec<String>),
+    /// `iceberg.t` or `iceberg.namespace.t`: an Iceberg table in the
+    /// catalog (the parts after `iceberg`).
+    Iceberg(Vec<String>),
 }
 
 /// `SELECT ... FROM [STREAM] read_files(...)` (or `read_kafka(...)`).
@@ -190,16 +193,17 @@ impl TableName {
             // A path always reads as one, even `delta.`events``.
             TableName::Path { path, .. } if !path.contains('/') => format!("./{path}"),
             TableName::Path { path, .. } => path.clone(),
-            TableName::Named(parts) => parts.join("."),
+            TableName::Named(parts) | TableName::Iceberg(parts) => parts.join("."),
         }
     }
 
-    /// The table's format: `parquet.` names a Parquet table, everything
-    /// else is Delta.
+    /// The table's format: `parquet.` names a Parquet table, `iceberg.` an
+    /// Iceberg table, everything else is Delta.
     pub fn format(&self) -> TableFormatName {
         match self {
             TableName::Path { format, .. } => *format,
             TableName::Named(_) => TableFormatName::Delta,
+            TableName::Iceberg(_) => TableFormatName::Iceberg,
         }
     }
 }
@@ -211,10 +215,12 @@ impl std::fmt::Display for TableName {
                 let kind = match format {
                     TableFormatName::Delta => "delta",
                     TableFormatName::Parquet => "parquet",
+                    TableFormatName::Iceberg => "iceberg",
                 };
                 write!(f, "{kind}.`{path}`")
             }
             TableName::Named(parts) => write!(f, "{}", parts.join(".")),
+            TableName::Iceberg(parts) => write!(f, "iceberg.{}", parts.join(".")),
         }
     }
 }
@@ -643,6 +649,11 @@ fn table_name(name: &ObjectName) -> Result<TableName> {
         let format = match kind.value.to_ascii_lowercase().as_str() {
             "delta" => TableFormatName::Delta,
             "parquet" => TableFormatName::Parquet,
+            "iceberg" => {
+                return Err(Error::Unsupported(format!(
+                    "an Iceberg table by path ({name}); Iceberg tables are named in the catalog: iceberg.namespace.table"
+                )));
+            }
             other => {
                 return Err(Error::Unsupported(format!(
                     "tables of format '{other}'; use delta.`path` or parquet.`path`"
@@ -653,6 +664,15 @@ fn table_name(name: &ObjectName) -> Result<TableName> {
             format,
             path: path.value.clone(),
         });
+    }
+    if let [kind, rest @ ..] = parts.as_slice()
+        && !rest.is_empty()
+        && kind.quote_style.is_none()
+        && kind.value.eq_ignore_ascii_case("iceberg")
+    {
+        return Ok(TableName::Iceberg(
+            rest.iter().map(|p| p.value.clone()).collect(),
+        ));
     }
     Ok(TableName::Named(
         parts.iter().map(|p| p.value.clone()).collect(),

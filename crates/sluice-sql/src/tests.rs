@@ -77,8 +77,13 @@ fn table_names_by_path_and_by_name() {
         TableName::Named(vec!["sales".into(), "events".into()])
     );
     assert!(
-        err("CREATE TABLE iceberg.`/x` AS SELECT * FROM read_files('/a.csv')").contains("iceberg")
+        err("CREATE TABLE iceberg.`/x` AS SELECT * FROM read_files('/a.csv')")
+            .contains("iceberg.namespace.table")
     );
+    let t = name("CREATE TABLE iceberg.shop.orders AS SELECT * FROM read_files('/a.csv')");
+    assert_eq!(t, TableName::Iceberg(vec!["shop".into(), "orders".into()]));
+    assert_eq!(t.format(), TableFormatName::Iceberg);
+    assert_eq!(t.table(), "shop.orders");
 }
 
 #[test]

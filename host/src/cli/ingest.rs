@@ -135,6 +135,8 @@ pub enum FormatArg {
     Delta,
     /// A plain directory of Parquet files.
     Parquet,
+    /// An Iceberg table, named `[namespace.]table` in the catalog.
+    Iceberg,
 }
 
 impl From<FormatArg> for TableFormatName {
@@ -142,6 +144,7 @@ impl From<FormatArg> for TableFormatName {
         match f {
             FormatArg::Delta => TableFormatName::Delta,
             FormatArg::Parquet => TableFormatName::Parquet,
+            FormatArg::Iceberg => TableFormatName::Iceberg,
         }
     }
 }

@@ -44,6 +44,11 @@ pub struct Global {
         default_value = "warehouse"
     )]
     warehouse: String,
+    /// The Iceberg catalog: a SQL database (sqlite:///path/catalog.db or
+    /// postgres://user@host/db). Default: catalog.db at the root of a local
+    /// warehouse.
+    #[arg(long, global = true, env = "SLUICE_CATALOG")]
+    catalog: Option<String>,
 }
 
 /// What the global options and the environment resolve to.
@@ -57,6 +62,8 @@ pub struct Env {
     pub limits: Limits,
     /// The warehouse root for bare table names.
     pub warehouse: String,
+    /// The Iceberg catalog's URI, if not the default.
+    pub catalog: Option<String>,
 }
 
 impl Env {
@@ -97,6 +104,7 @@ impl Env {
             cache_dir,
             limits,
             warehouse: g.warehouse.clone(),
+            catalog: g.catalog.clone(),
         })
     }
 
@@ -108,6 +116,7 @@ impl Env {
             self.storage.clone(),
             &self.warehouse,
         )?;
+        engine.catalog = self.catalog.clone();
         engine.parallelism = tuning.lanes()?;
         engine.split_bytes = tuning.split_bytes;
         engine.write = tuning.write_options()?;

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 use sluice_pipeline::incremental::{parse_bytes, parse_duration};
 
-use crate::cli::ingest::Tuning;
+use crate::cli::ingest::{FormatArg, Tuning};
 use crate::cli::{Env, human_bytes};
 
 /// `sluice optimize`'s arguments.
@@ -11,6 +11,9 @@ use crate::cli::{Env, human_bytes};
 pub struct OptimizeArgs {
     /// The Delta table: a path, a URL, or a name under the warehouse.
     pub table: String,
+    /// The table's format.
+    #[arg(long, value_enum, default_value = "delta")]
+    pub table_format: FormatArg,
     /// The size compacted files aim at; files smaller than it are packed.
     #[arg(long, default_value = "128MiB")]
     pub target_size: String,
@@ -26,8 +29,13 @@ pub struct OptimizeArgs {
 /// `sluice vacuum`'s arguments.
 #[derive(clap::Args)]
 pub struct VacuumArgs {
-    /// The Delta table: a path, a URL, or a name under the warehouse.
+    /// The table: a path, a URL, or a name under the warehouse (an Iceberg
+    /// table by its name in the catalog).
     pub table: String,
+    /// The table's format. For Iceberg, vacuum expires the snapshots
+    /// older than --retain (the metadata only; their files stay).
+    #[arg(long, value_enum, default_value = "delta")]
+    pub table_format: FormatArg,
     /// Keep every file a version committed within this long still uses
     /// (time travel back that far keeps working).
     #[arg(long, default_value = "168h")]
@@ -47,6 +55,11 @@ pub struct VacuumArgs {
 /// `sluice optimize`.
 pub async fn optimize(env: &Env, args: OptimizeArgs) -> Result<()> {
     let target = parse_bytes("--target-size", &args.target_size)?;
+    if !matches!(args.table_format, FormatArg::Delta) {
+        bail!(
+            "optimize compacts Delta tables; compacting an Iceberg table is not supported yet (the iceberg crate has no rewrite action)"
+        );
+    }
     if let Some(p) = &args.predicate {
         // Sluice writes unpartitioned tables, and Delta's OPTIMIZE WHERE
         // selects partitions only.
@@ -98,6 +111,26 @@ pub async fn optimize(env: &Env, args: OptimizeArgs) -> Result<()> {
 /// `sluice vacuum`.
 pub async fn vacuum(env: &Env, args: VacuumArgs) -> Result<()> {
     let retain = parse_duration(&args.retain).map_err(|e| anyhow::anyhow!("--retain: {e}"))?;
+    match args.table_format {
+        FormatArg::Delta => {}
+        FormatArg::Iceberg if !args.dry_run => {
+            let expired = env
+                .engine(&Tuning::default())?
+                .expire_snapshots(&args.table, retain)
+                .await?;
+            if args.json {
+                println!("{}", serde_json::json!({ "snapshots_expired": expired }));
+            } else {
+                println!(
+                    "{}: expired {expired} snapshots older than {} (their data files are kept: deleting them is not supported yet)",
+                    args.table, args.retain
+                );
+            }
+            return Ok(());
+        }
+        FormatArg::Iceberg => bail!("--dry-run is not supported for Iceberg tables yet"),
+        FormatArg::Parquet => bail!("a Parquet dataset has no versions to vacuum"),
+    }
     let done = env
         .engine(&Tuning::default())?
         .vacuum(&args.table, retain, args.dry_run, args.force)

@@ -33,7 +33,9 @@ impl AutoCompact {
             );
         }
         if target.format() != sluice_sink::TableFormat::Delta {
-            bail!("option autoCompact needs a Delta table");
+            bail!(
+                "option autoCompact needs a Delta table: compacting an Iceberg table is not supported yet"
+            );
         }
         Ok(Some(AutoCompact {
             table: target.location().clone(),

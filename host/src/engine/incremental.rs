@@ -246,12 +246,12 @@ pub struct Runner {
     pub already_loaded: usize,
 }
 
-/// Refuses a target other than Delta: exactly once records each batch in
-/// its log.
-pub(crate) fn require_delta(target: &Target) -> Result<()> {
-    if target.format() != sluice_sink::TableFormat::Delta {
+/// Refuses a target without a log to record each batch in (exactly once):
+/// a plain Parquet dataset.
+pub(crate) fn require_log(target: &Target) -> Result<()> {
+    if target.format() == sluice_sink::TableFormat::Parquet {
         bail!(
-            "incremental loads into {} need a Delta table (exactly-once commits record each batch in its log); use --table-format delta",
+            "incremental loads into {} need a Delta or Iceberg table (exactly-once commits record each batch in its log); use --table-format delta",
             target.location().display()
         );
     }
@@ -270,7 +270,8 @@ pub(crate) async fn open_checkpoint(location: &Location) -> Result<(Checkpoint, 
 /// Whether `target` already holds batch `plan` of `app_id` (its txn version
 /// has reached the batch): how a pending batch is settled after a crash.
 pub(crate) async fn in_table(target: &Target, app_id: &str, plan: &Plan) -> Result<bool> {
-    Ok(sluice_sink::delta::txn_version(target.location(), app_id)
+    Ok(target
+        .last_batch(app_id)
         .await?
         .is_some_and(|v| v >= plan.batch as i64))
 }
@@ -372,7 +373,7 @@ impl Runner {
         reader: Box<dyn FileReader>,
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> Result<Self> {
-        require_delta(&config.target)?;
+        require_log(&config.target)?;
         let evolution = config.evolution();
         if evolution == Evolution::AddNewColumnsWithTypeWidening {
             // Checked when a column widens; everything else works as in

@@ -41,7 +41,9 @@ use serde::{Deserialize, Serialize};
 use sluice_pipeline::pipeline::{PipelineGrants, TableFormatName, resolve_secrets, secret_refs};
 use sluice_pipeline::{
     CleanSource, Evolution, Format, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
+    table::DEFAULT_SCHEMA,
 };
+use sluice_sink::iceberg_table::{Catalog, IcebergTable};
 use sluice_sink::{Location, TableFormat, Target, WriteMode};
 
 use crate::engine::compact::AutoCompact;
@@ -77,6 +79,9 @@ pub struct Engine {
     pub storage: HashMap<String, String>,
     /// Where tables named without a path live ([`TableRef`]).
     pub warehouse: String,
+    /// The Iceberg catalog's database URI; `None` for the SQLite file at
+    /// the root of a local warehouse.
+    pub catalog: Option<String>,
     /// Parallel lanes per run.
     pub parallelism: usize,
     /// Byte-range size for large files (0: whole files).
@@ -220,14 +225,6 @@ fn keyed_apply(a: &sluice_pipeline::ApplyChanges) -> Result<sluice_sink::keyed::
     })
 }
 
-/// The sink's format for a pipeline's table format.
-fn table_format(f: TableFormatName) -> TableFormat {
-    match f {
-        TableFormatName::Delta => TableFormat::Delta,
-        TableFormatName::Parquet => TableFormat::Parquet,
-    }
-}
-
 impl Engine {
     /// An engine whose connectors run under `limits`, compiled once into
     /// `cache_dir`; one lane per core, whole files, default write options,
@@ -242,6 +239,7 @@ impl Engine {
             runtime: Runtime::new(cache_dir, limits)?,
             storage,
             warehouse: warehouse.to_string(),
+            catalog: None,
             parallelism: std::thread::available_parallelism().map_or(2, usize::from),
             split_bytes: split::DEFAULT_SPLIT_BYTES,
             write: WriteOptions::default(),
@@ -260,6 +258,48 @@ impl Engine {
     /// under the warehouse root.
     pub fn table(&self, name: &str) -> Result<Location> {
         Ok(TableRef::parse(name)?.location(&self.location(&self.warehouse)?)?)
+    }
+
+    /// The sink's target for table `name` in `format`, by the one rule
+    /// every face shares: Delta and Parquet tables at [`Engine::table`]'s
+    /// location; an Iceberg table named `[catalog.]namespace.table` (or
+    /// `table`, in namespace `default`) in the engine's catalog, its files
+    /// where that rule puts a table of that name.
+    pub fn target(&self, name: &str, format: TableFormatName) -> Result<Target> {
+        let write = self.write.clone();
+        Ok(match format {
+            TableFormatName::Delta => Target::new(self.table(name)?, TableFormat::Delta, write),
+            TableFormatName::Parquet => Target::new(self.table(name)?, TableFormat::Parquet, write),
+            TableFormatName::Iceberg => {
+                let table = self.iceberg_table(name)?;
+                Target::new(table.location.clone(), TableFormat::Iceberg, write).in_catalog(table)
+            }
+        })
+    }
+
+    /// The Iceberg table `name` ([`Engine::target`]).
+    pub fn iceberg_table(&self, name: &str) -> Result<IcebergTable> {
+        let warehouse = self.location(&self.warehouse)?;
+        let catalog = match &self.catalog {
+            Some(uri) => Catalog::at(uri, &warehouse)?,
+            None => Catalog::in_warehouse(&warehouse)?,
+        };
+        let (named, table) = TableRef::parse_iceberg(name)?;
+        if let Some(other) = named.filter(|n| *n != catalog.name) {
+            bail!(
+                "Iceberg table '{name}': there is no catalog '{other}'; the catalog is '{}'",
+                catalog.name
+            );
+        }
+        let TableRef::Name { schema, table: t } = &table else {
+            unreachable!("an Iceberg table is always a name")
+        };
+        Ok(IcebergTable {
+            namespace: schema.clone().unwrap_or_else(|| DEFAULT_SCHEMA.to_string()),
+            name: t.clone(),
+            location: table.location(&warehouse)?,
+            catalog,
+        })
     }
 
     /// Compacts the Delta table `name` ([`Engine::table`]'s rule): its data
@@ -282,6 +322,15 @@ impl Engine {
         Ok(sluice_sink::upkeep::vacuum(&self.table(name)?, retain, dry_run, force).await?)
     }
 
+    /// Expires the snapshots of the Iceberg table `name` older than
+    /// `retain` (the current one always stays); returns how many went.
+    pub async fn expire_snapshots(&self, name: &str, retain: Duration) -> Result<usize> {
+        let cutoff = chrono::Utc::now().timestamp_millis()
+            - i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
+        let table = self.iceberg_table(name)?;
+        Ok(sluice_sink::iceberg_table::expire_snapshots(&table, cutoff, 1).await?)
+    }
+
     /// Uses the uploaded connectors of the service state at `state` (under
     /// `<state>/connectors`, as `sluice serve` keeps them).
     pub fn keep_state(&mut self, state: &Location) -> Result<()> {
@@ -292,13 +341,19 @@ impl Engine {
     /// Whether `pipeline`'s table is there: a Delta log, or any file of a
     /// Parquet table.
     pub async fn table_exists(&self, pipeline: &Pipeline) -> Result<bool> {
-        let location = self.table(&pipeline.table)?;
         Ok(match pipeline.table_format {
-            TableFormatName::Delta => sluice_sink::delta::load(&location).await?.is_some(),
+            TableFormatName::Delta => {
+                let location = self.table(&pipeline.table)?;
+                sluice_sink::delta::load(&location).await?.is_some()
+            }
             TableFormatName::Parquet => {
                 use futures::StreamExt;
+                let location = self.table(&pipeline.table)?;
                 let (store, root) = location.store()?;
                 store.list(Some(&root)).next().await.is_some()
+            }
+            TableFormatName::Iceberg => {
+                self.iceberg_table(&pipeline.table)?.load().await?.is_some()
             }
         })
     }
@@ -381,12 +436,8 @@ impl Engine {
             return self.cdc(load, trigger, observer, stop, redactor).await;
         }
         let started = Instant::now();
-        let table = self.table(&p.table)?;
-        let mut target = Target::new(
-            table.clone(),
-            table_format(p.table_format),
-            self.write.clone(),
-        );
+        let mut target = self.target(&p.table, p.table_format)?;
+        let table = target.location().clone();
         if let Some(a) = &p.apply {
             target = target.keyed(keyed_apply(a)?);
         }

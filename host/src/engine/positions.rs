@@ -70,7 +70,7 @@ impl Positions {
         evolution: Evolution,
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> Result<Self> {
-        incremental::require_delta(&target)?;
+        incremental::require_log(&target)?;
         // The stream's name, from a description of no records.
         let name = match &reading.stream {
             Some(name) => name.clone(),

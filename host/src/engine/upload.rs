@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use sluice_pipeline::pipeline::TableFormatName;
 use sluice_pipeline::{Format, Load, LoadMode, Pipeline, Projection};
 use sluice_sink::{TableFormat, Target, WriteMode};
 
@@ -186,9 +187,11 @@ impl Engine {
         format: Format,
         options: BTreeMap<String, String>,
         mode: LoadMode,
+        table_format: TableFormatName,
     ) -> Result<RunReport, Failure> {
         let pipeline = Pipeline {
             mode,
+            table_format,
             source: Some(source.to_string()),
             format: Some(format),
             options,

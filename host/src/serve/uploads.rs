@@ -17,6 +17,7 @@ use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use serde_json::{Value, json};
+use sluice_pipeline::pipeline::TableFormatName;
 use sluice_pipeline::{Format, LoadMode};
 use tokio::io::AsyncWriteExt;
 
@@ -158,7 +159,8 @@ fn upload_format(
 }
 
 /// `POST /tables/{table}/upload`: loads an uploaded file into a table
-/// (`?mode=append|replace`, reader options as `?option.header=false`), or
+/// (`?mode=append|replace`, `?table_format=delta|iceberg`, reader options
+/// as `?option.header=false`), or
 /// with `?preview=true` returns its inferred schema and first 50 rows
 /// without writing.
 pub(super) async fn upload_to_table(
@@ -217,11 +219,25 @@ async fn load_upload(
             )));
         }
     };
+    let table_format = match query.get("table_format").map(String::as_str) {
+        None | Some("delta") => TableFormatName::Delta,
+        Some("iceberg") if format.is_some() => TableFormatName::Iceberg,
+        Some("iceberg") => {
+            return Err(ApiError::bad_request(
+                "an Arrow IPC upload into an Iceberg table is not supported yet; upload a file (CSV, JSON, Parquet, ...) or write a Delta table",
+            ));
+        }
+        Some(f) => {
+            return Err(ApiError::bad_request(format!(
+                "table_format={f}: use delta or iceberg"
+            )));
+        }
+    };
     let mut options = std::collections::BTreeMap::new();
     for (k, v) in query {
         if let Some(name) = k.strip_prefix("option.") {
             options.insert(name.to_string(), v.clone());
-        } else if !["format", "mode", "preview", "filename"].contains(&k.as_str()) {
+        } else if !["format", "mode", "preview", "filename", "table_format"].contains(&k.as_str()) {
             return Err(ApiError::bad_request(format!(
                 "unknown query parameter '{k}'; reader options go as option.<name>=<value>"
             )));
@@ -259,7 +275,11 @@ async fn load_upload(
         app.config.max_upload_mib << 20,
     )
     .await?;
-    let outcome = load_file(app, table, &url, format, options, mode, preview).await;
+    let outcome = if preview {
+        preview_file(app, &url, format, options).await
+    } else {
+        load_file(app, table, &url, format, options, mode, table_format).await
+    };
     let _ = app.state.delete(&staged).await;
     // The caller knows its upload by the name it gave, not where it was
     // staged.
@@ -365,8 +385,7 @@ async fn load_arrow(
     Ok(json!({"table": table, "report": report}))
 }
 
-/// Loads (or previews) a staged CSV, JSON or Parquet file with the files
-/// connector.
+/// Loads the staged file at `url` into `table`.
 async fn load_file(
     app: &Arc<App>,
     table: &str,
@@ -374,29 +393,35 @@ async fn load_file(
     format: Format,
     options: std::collections::BTreeMap<String, String>,
     mode: LoadMode,
-    preview: bool,
+    table_format: TableFormatName,
 ) -> ApiResult<Value> {
-    if preview {
-        app.engine
-            .preview(url, format, options, 50)
-            .await
-            .map(|(schema, rows)| {
-                json!({
-                    "schema": schema_json(&schema),
-                    "rows": rows,
-                })
+    app.engine
+        .load_upload(table, url, format, options, mode, table_format)
+        .await
+        .map(|report| {
+            app.metrics.record(("table", table), Some(&report));
+            json!({"table": table, "report": report})
+        })
+        .map_err(|f| failed(&f, " (nothing was committed)"))
+}
+
+/// The schema and first 50 rows the staged file at `url` would load.
+async fn preview_file(
+    app: &Arc<App>,
+    url: &str,
+    format: Format,
+    options: std::collections::BTreeMap<String, String>,
+) -> ApiResult<Value> {
+    app.engine
+        .preview(url, format, options, 50)
+        .await
+        .map(|(schema, rows)| {
+            json!({
+                "schema": schema_json(&schema),
+                "rows": rows,
             })
-            .map_err(|e| load_failed(e, ""))
-    } else {
-        app.engine
-            .load_upload(table, url, format, options, mode)
-            .await
-            .map(|report| {
-                app.metrics.record(("table", table), Some(&report));
-                json!({"table": table, "report": report})
-            })
-            .map_err(|f| failed(&f, " (nothing was committed)"))
-    }
+        })
+        .map_err(|e| load_failed(e, ""))
 }
 
 /// How a failed load answers: its failure, classified by who has to act

@@ -162,6 +162,9 @@ pub struct TableDump {
     pub files: u64,
     pub schema: Vec<(String, String)>,
     pub rows: Vec<Value>,
+    /// Everything the reader printed (an Iceberg table's snapshots and
+    /// field ids too).
+    pub raw: Value,
 }
 
 impl TableDump {
@@ -235,6 +238,17 @@ pub fn read_table(table: &Path, format: &str, reader: &str) -> TableDump {
     read_table_at(table.to_str().unwrap(), format, reader, &[])
 }
 
+/// Reads the Iceberg table `name` (`namespace.table`) of the default
+/// catalog in `warehouse` with `reader` (pyiceberg, or duckdb on the files
+/// pyiceberg's scan plans).
+pub fn read_iceberg(warehouse: &Path, name: &str, reader: &str) -> TableDump {
+    let mut cmd = Command::new(python());
+    cmd.arg(root().join("tests/interop/read_table.py"))
+        .arg(warehouse)
+        .args(["--format", "iceberg", "--reader", reader, "--name", name]);
+    dump(cmd, name, reader)
+}
+
 /// Reads the table at `url` with `reader`, passing deltalake storage options.
 pub fn read_table_at(
     url: &str,
@@ -249,6 +263,11 @@ pub fn read_table_at(
     for (k, v) in storage {
         cmd.arg("--storage-option").arg(format!("{k}={v}"));
     }
+    dump(cmd, url, reader)
+}
+
+/// Runs `read_table.py` as `cmd` and reads what it printed.
+fn dump(mut cmd: Command, url: &str, reader: &str) -> TableDump {
     let out = cmd.output().unwrap();
     let table = url;
     assert!(
@@ -273,6 +292,7 @@ pub fn read_table_at(
             })
             .collect(),
         rows: raw["rows"].as_array().unwrap().clone(),
+        raw,
     }
 }
 

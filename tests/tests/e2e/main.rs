@@ -14,6 +14,7 @@ mod crash;
 mod evolution;
 mod formats;
 mod functions;
+mod iceberg;
 mod incremental;
 mod kafka;
 mod load;

@@ -1,0 +1,275 @@
+//! Iceberg tables: a batch load creates one in the SQL catalog (a SQLite
+//! file in the warehouse), appends add snapshots, a stream adds a column
+//! and records each batch in its snapshot's summary, SQL names a table
+//! `iceberg.namespace.table`; pyiceberg opens the same catalog file and
+//! reads every table back, DuckDB reads the data files pyiceberg's scan
+//! plans. What is not built yet fails saying so. A stream killed with
+//! SIGKILL at random points loses and duplicates nothing.
+
+use serde_json::Value;
+
+use crate::crash::{assert_every_step_was_hit, crash};
+use crate::harness::{Case, TableDump, read_iceberg};
+
+fn load(c: &Case, name: &str) -> TableDump {
+    read_iceberg(&c.path("wh"), name, "pyiceberg")
+}
+
+fn snapshots(t: &TableDump) -> Vec<Value> {
+    t.raw["snapshots"].as_array().unwrap().clone()
+}
+
+#[test]
+fn batch_loads_create_and_append_and_pyiceberg_and_duckdb_read_them() {
+    let c = Case::new();
+    c.write(
+        "a.csv",
+        "id,name,score,at\n1,ada,1.5,2026-01-02T03:04:05Z\n2,bob,,2026-01-03T00:00:00Z\n",
+    );
+    c.write(
+        "b.csv",
+        "id,name,score,at\n3,cy,2.25,2026-02-01T00:00:00Z\n",
+    );
+    let ingest = |file: &str, mode: &str| {
+        c.ok(&[
+            "ingest",
+            file,
+            "--format",
+            "csv",
+            "--table",
+            "shop.events",
+            "--table-format",
+            "iceberg",
+            "--warehouse",
+            "wh",
+            "--mode",
+            mode,
+        ])
+    };
+    ingest("a.csv", "overwrite");
+    let t = load(&c, "shop.events");
+    assert_eq!(t.ids(), [1, 2]);
+    assert_eq!(t.type_of("id"), "int64");
+    assert_eq!(t.type_of("score"), "double");
+    assert!(
+        t.type_of("at").starts_with("timestamp[us"),
+        "{:?}",
+        t.schema
+    );
+    let ada = t.rows.iter().find(|r| r["id"] == 1).unwrap();
+    assert_eq!(ada["name"], "ada");
+    assert_eq!(ada["score"], 1.5);
+    // Every column has its field id, in the order the table was created.
+    assert_eq!(t.raw["field_ids"]["id"], 1);
+    assert_eq!(t.raw["field_ids"]["at"], 4);
+
+    ingest("b.csv", "append");
+    let t = load(&c, "shop.events");
+    assert_eq!(t.ids(), [1, 2, 3]);
+    let snaps = snapshots(&t);
+    assert_eq!(snaps.len(), 2);
+    assert!(
+        snaps.iter().all(|s| s["summary"]["operation"] == "append"),
+        "{snaps:?}"
+    );
+    // DuckDB reads the very files the table's current snapshot lists.
+    let d = read_iceberg(&c.path("wh"), "shop.events", "duckdb");
+    assert_eq!(d.ids(), [1, 2, 3]);
+    assert_eq!(d.files, 2);
+
+    // Replacing data is not built yet, and says so; nothing changes.
+    let err = c.fails(&[
+        "ingest",
+        "b.csv",
+        "--format",
+        "csv",
+        "--table",
+        "shop.events",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--mode",
+        "overwrite",
+    ]);
+    assert!(err.contains("not supported yet"), "{err}");
+    assert_eq!(load(&c, "shop.events").ids(), [1, 2, 3]);
+
+    // An Iceberg table is named in its catalog, not by a path.
+    let err = c.fails(&[
+        "ingest",
+        "a.csv",
+        "--format",
+        "csv",
+        "--table",
+        "./x",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+    ]);
+    assert!(err.contains("named in its catalog"), "{err}");
+}
+
+#[test]
+fn a_stream_adds_columns_and_records_each_batch_in_its_snapshot() {
+    let c = Case::new();
+    let stream = || {
+        c.ok(&[
+            "stream",
+            "--source",
+            "in",
+            "--table",
+            "sluice.lake.clicks",
+            "--table-format",
+            "iceberg",
+            "--warehouse",
+            "wh",
+            "--checkpoint",
+            "cp",
+            "-f",
+            "json",
+            "--trigger",
+            "available-now",
+            "-o",
+            "maxFilesPerTrigger=1",
+        ])
+    };
+    c.write(
+        "in/1.json",
+        "{\"id\": 1, \"page\": \"/\"}\n{\"id\": 2, \"page\": \"/a\"}\n",
+    );
+    c.write("in/2.json", "{\"id\": 3, \"page\": \"/b\"}\n");
+    stream();
+    // A new column: the stream adds it (addNewColumns, as Auto Loader).
+    c.write(
+        "in/3.json",
+        "{\"id\": 4, \"page\": \"/c\", \"ms\": 12, \"tags\": [\"x\", \"y\"]}\n",
+    );
+    let out = stream();
+    assert!(out.contains("added column(s) ms, tags"), "{out}");
+    let t = load(&c, "lake.clicks");
+    assert_eq!(t.ids(), [1, 2, 3, 4]);
+    let four = t.rows.iter().find(|r| r["id"] == 4).unwrap();
+    assert_eq!(four["ms"], 12);
+    assert_eq!(four["tags"], serde_json::json!(["x", "y"]));
+    assert_eq!(
+        t.rows.iter().find(|r| r["id"] == 1).unwrap()["ms"],
+        Value::Null
+    );
+    // Each batch's identity is in its snapshot's summary.
+    let mut batches: Vec<String> = snapshots(&t)
+        .iter()
+        .filter_map(|s| {
+            let summary = s["summary"].as_object()?;
+            summary
+                .iter()
+                .find(|(k, _)| k.starts_with("sluice.batch."))
+                .map(|(_, v)| v.as_str().unwrap().to_string())
+        })
+        .collect();
+    batches.sort();
+    assert_eq!(batches, ["0", "1", "2"], "{:?}", snapshots(&t));
+    // Running it again adds nothing.
+    stream();
+    assert_eq!(load(&c, "lake.clicks").ids(), [1, 2, 3, 4]);
+    // SQL names the same table iceberg.namespace.table.
+    let out = c.ok(&[
+        "sql",
+        "--warehouse",
+        "wh",
+        "CREATE TABLE iceberg.lake.copy AS SELECT * FROM read_files('in/1.json', format => 'json')",
+    ]);
+    assert!(out.contains("ingested 1 files, 2 rows"), "{out}");
+    assert_eq!(load(&c, "lake.copy").ids(), [1, 2]);
+    // Vacuum expires old snapshots (the current one stays).
+    let out = c.ok(&[
+        "vacuum",
+        "lake.clicks",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--retain",
+        "0s",
+    ]);
+    assert!(out.contains("expired"), "{out}");
+    let t = load(&c, "lake.clicks");
+    assert_eq!(snapshots(&t).len(), 1);
+    assert_eq!(t.ids(), [1, 2, 3, 4]);
+}
+
+#[test]
+fn sigkill_anywhere_in_an_iceberg_stream_loses_and_duplicates_nothing() {
+    let c = Case::new();
+    let args = [
+        "stream",
+        "--source",
+        "in",
+        "--table",
+        "crash.t",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--checkpoint",
+        "cp",
+        "-f",
+        "csv",
+        "--trigger",
+        "available-now",
+        "-o",
+        "maxFilesPerTrigger=1",
+        "--parallelism",
+        "1",
+    ];
+    for k in 0..150 {
+        let mut body = String::from("id,payload\n");
+        for r in 0..5 {
+            body.push_str(&format!("{},row {r} of file {k}\n", k * 5 + r));
+        }
+        c.write(&format!("in/part-{k:04}.csv"), body);
+    }
+    let by_phase = crash(&c, &args, &[], 30, 3);
+    let t = load(&c, "crash.t");
+    let mut ids = t.ids();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(total, ids.len(), "duplicated records");
+    assert_eq!(ids, (0..750).collect::<Vec<_>>(), "lost records");
+    assert_every_step_was_hit(&by_phase, 3);
+}
+
+#[test]
+fn served_pipelines_and_uploads_write_iceberg_tables() {
+    use crate::serve::{ADMIN, Server, WRITER};
+    let c = Case::new();
+    c.write("land/in/a.csv", "id,name\n1,ada\n2,bob\n");
+    let s = Server::start(&c, "");
+    s.define(
+        "events",
+        "mode = \"stream\"\nsource = \"land/in/\"\nformat = \"csv\"\ntable = \"lake.events\"\ntable_format = \"iceberg\"\n",
+    );
+    let r = s.run_and_wait("events", ADMIN);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = read_iceberg(&c.path("warehouse"), "lake.events", "pyiceberg");
+    assert_eq!(t.ids(), [1, 2]);
+
+    let upload = |query: &str| {
+        s.call(
+            "POST",
+            &format!("/tables/uploaded/upload?filename=b.csv{query}"),
+            Some(WRITER),
+            Some("text/csv"),
+            Some(b"id,name\n3,cy\n".to_vec()),
+        )
+    };
+    let r = upload("&table_format=iceberg");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = upload("&table_format=iceberg");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = read_iceberg(&c.path("warehouse"), "default.uploaded", "pyiceberg");
+    assert_eq!(t.ids(), [3, 3]);
+    let r = upload("&table_format=orc");
+    assert_eq!(r.status, 400, "{}", r.body);
+}
