@@ -4,7 +4,9 @@ Usage: read_table.py PATH [--format delta|parquet|iceberg] [--reader deltalake|p
 
 For Iceberg, PATH is the warehouse and --name the table (namespace.table):
 pyiceberg opens the SQL catalog in the warehouse's catalog.db, as Sluice's
-default catalog, by its name "sluice".
+default catalog, by its name "sluice" (or the SQLite file --catalog names,
+for a warehouse in object storage; --storage-option passes pyiceberg's
+FileIO properties such as s3.endpoint).
 
 Prints {"reader", "version", "files", "schema": [[name, type], ...], "rows": [...]}
 with rows sorted by their JSON text, so output is stable across file orders.
@@ -27,6 +29,7 @@ def main():
     p.add_argument("--format", default="delta", choices=["delta", "parquet", "iceberg"])
     p.add_argument("--reader", default=None, choices=["deltalake", "pyarrow", "duckdb", "pyiceberg"])
     p.add_argument("--name", default=None, help="an Iceberg table's namespace.table")
+    p.add_argument("--catalog", default=None, help="an Iceberg catalog's SQLite file")
     p.add_argument("--storage-option", action="append", default=[], help="KEY=VALUE for deltalake")
     a = p.parse_args()
     storage = dict(kv.split("=", 1) for kv in a.storage_option)
@@ -35,12 +38,12 @@ def main():
     if a.format == "iceberg":
         from pyiceberg.catalog.sql import SqlCatalog
 
-        warehouse = os.path.abspath(a.path)
-        catalog = SqlCatalog(
-            "sluice",
-            uri=f"sqlite:///{warehouse}/catalog.db",
-            warehouse=f"file://{warehouse}",
-        )
+        if "://" in a.path:
+            warehouse, db = a.path, os.path.abspath(a.catalog)
+        else:
+            local = os.path.abspath(a.path)
+            warehouse, db = f"file://{local}", f"{local}/catalog.db"
+        catalog = SqlCatalog("sluice", uri=f"sqlite:///{db}", warehouse=warehouse, **storage)
         it = catalog.load_table(a.name)
         snapshot = it.current_snapshot()
         out["version"] = snapshot.snapshot_id if snapshot else None

@@ -242,10 +242,28 @@ pub fn read_table(table: &Path, format: &str, reader: &str) -> TableDump {
 /// catalog in `warehouse` with `reader` (pyiceberg, or duckdb on the files
 /// pyiceberg's scan plans).
 pub fn read_iceberg(warehouse: &Path, name: &str, reader: &str) -> TableDump {
+    read_iceberg_at(warehouse.to_str().unwrap(), None, name, reader, &[])
+}
+
+/// [`read_iceberg`] of a warehouse at a URL whose catalog is the SQLite
+/// file `catalog`, with pyiceberg FileIO properties `props`.
+pub fn read_iceberg_at(
+    warehouse: &str,
+    catalog: Option<&Path>,
+    name: &str,
+    reader: &str,
+    props: &[(&str, &str)],
+) -> TableDump {
     let mut cmd = Command::new(python());
     cmd.arg(root().join("tests/interop/read_table.py"))
         .arg(warehouse)
         .args(["--format", "iceberg", "--reader", reader, "--name", name]);
+    if let Some(db) = catalog {
+        cmd.arg("--catalog").arg(db);
+    }
+    for (k, v) in props {
+        cmd.arg("--storage-option").arg(format!("{k}={v}"));
+    }
     dump(cmd, name, reader)
 }
 

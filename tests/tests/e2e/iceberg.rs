@@ -3,13 +3,15 @@
 //! and records each batch in its snapshot's summary, SQL names a table
 //! `iceberg.namespace.table`; pyiceberg opens the same catalog file and
 //! reads every table back, DuckDB reads the data files pyiceberg's scan
-//! plans. What is not built yet fails saying so. A stream killed with
+//! plans. A warehouse in object storage (S3, a moto server) works the
+//! same, its catalog a SQLite file given with --catalog. What is not built
+//! yet fails saying so. A stream killed with
 //! SIGKILL at random points loses and duplicates nothing.
 
 use serde_json::Value;
 
 use crate::crash::{assert_every_step_was_hit, crash};
-use crate::harness::{Case, TableDump, read_iceberg};
+use crate::harness::{Case, S3, TableDump, read_iceberg, read_iceberg_at};
 
 fn load(c: &Case, name: &str) -> TableDump {
     read_iceberg(&c.path("wh"), name, "pyiceberg")
@@ -272,4 +274,80 @@ fn served_pipelines_and_uploads_write_iceberg_tables() {
     assert_eq!(t.ids(), [3, 3]);
     let r = upload("&table_format=orc");
     assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[test]
+fn an_iceberg_warehouse_in_s3_with_its_catalog_in_a_local_file() {
+    let s3 = S3::shared();
+    let c = Case::new();
+    s3.put(&c, "ice", &[("landing/a.csv", "id,name\n1,ada\n2,bob\n")]);
+    let catalog = format!("sqlite://{}", c.path("catalog.db").display());
+    let args = |table: &str| {
+        vec![
+            "stream".to_string(),
+            "--source".into(),
+            "s3://ice/landing/".into(),
+            "-f".into(),
+            "csv".into(),
+            "--table".into(),
+            table.into(),
+            "--table-format".into(),
+            "iceberg".into(),
+            "--warehouse".into(),
+            "s3://ice/wh".into(),
+            "--catalog".into(),
+            catalog.clone(),
+            "--checkpoint".into(),
+            "s3://ice/cp".into(),
+            "--trigger".into(),
+            "available-now".into(),
+        ]
+    };
+    let run = |table: &str| {
+        let a = args(table);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        c.ok_env(&a, &s3.env())
+    };
+    run("shop.events");
+    s3.put(&c, "ice", &[("landing/b.csv", "id,name\n3,cy\n")]);
+    run("shop.events");
+    let props = [
+        ("s3.endpoint", s3.endpoint.as_str()),
+        ("s3.access-key-id", "testing"),
+        ("s3.secret-access-key", "testing"),
+        ("s3.region", "us-east-1"),
+    ];
+    let t = read_iceberg_at(
+        "s3://ice/wh",
+        Some(&c.path("catalog.db")),
+        "shop.events",
+        "pyiceberg",
+        &props,
+    );
+    assert_eq!(t.ids(), [1, 2, 3]);
+    assert_eq!(snapshots(&t).len(), 2);
+    // Metadata, manifests and data all went to the bucket, under the
+    // table's place in the warehouse.
+    let keys = c.python(&format!(
+        "import boto3\n\
+         s3 = boto3.client('s3', endpoint_url={:?}, aws_access_key_id='testing', aws_secret_access_key='testing', region_name='us-east-1')\n\
+         keys = [o['Key'] for o in s3.list_objects_v2(Bucket='ice', Prefix='wh/')['Contents']]\n\
+         print(sorted({{k.split('/')[3] for k in keys}}), sum(k.endswith('.metadata.json') for k in keys))",
+        s3.endpoint
+    ));
+    assert_eq!(keys.trim(), "['data', 'metadata'] 3", "{keys}");
+    // A warehouse in object storage has no default catalog: it says so.
+    let err = c.fails(&[
+        "ingest",
+        "x.csv",
+        "-f",
+        "csv",
+        "--table",
+        "t",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "s3://ice/wh",
+    ]);
+    assert!(err.contains("--catalog"), "{err}");
 }

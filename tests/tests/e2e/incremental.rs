@@ -377,7 +377,10 @@ fn bad_options_are_refused_before_anything_runs() {
             vec!["--trigger", "hourly"],
             "available-now, every=10s or continuous",
         ),
-        (vec!["--table-format", "parquet"], "need a Delta table"),
+        (
+            vec!["--table-format", "parquet"],
+            "need a Delta or Iceberg table",
+        ),
     ] {
         let mut args = vec![
             "stream",
