@@ -30,6 +30,7 @@ def main():
     p.add_argument("--reader", default=None, choices=["deltalake", "pyarrow", "duckdb", "pyiceberg"])
     p.add_argument("--name", default=None, help="an Iceberg table's namespace.table")
     p.add_argument("--catalog", default=None, help="an Iceberg catalog's SQLite file")
+    p.add_argument("--snapshot", type=int, default=None, help="an Iceberg snapshot to read (time travel)")
     p.add_argument("--storage-option", action="append", default=[], help="KEY=VALUE for deltalake")
     a = p.parse_args()
     storage = dict(kv.split("=", 1) for kv in a.storage_option)
@@ -52,7 +53,7 @@ def main():
             for s in it.snapshots()
         ]
         out["field_ids"] = {f.name: f.field_id for f in it.schema().fields}
-        scan = it.scan()
+        scan = it.scan(snapshot_id=a.snapshot) if a.snapshot else it.scan()
         files = [t.file.file_path for t in scan.plan_files()]
         out["files"] = len(files)
         if reader == "pyiceberg":

@@ -33,7 +33,7 @@ pub struct VacuumArgs {
     /// table by its name in the catalog).
     pub table: String,
     /// The table's format. For Iceberg, vacuum expires the snapshots
-    /// older than --retain (the metadata only; their files stay).
+    /// older than --retain and deletes the files only they used.
     #[arg(long, value_enum, default_value = "delta")]
     pub table_format: FormatArg,
     /// Keep every file a version committed within this long still uses
@@ -113,22 +113,41 @@ pub async fn vacuum(env: &Env, args: VacuumArgs) -> Result<()> {
     let retain = parse_duration(&args.retain).map_err(|e| anyhow::anyhow!("--retain: {e}"))?;
     match args.table_format {
         FormatArg::Delta => {}
-        FormatArg::Iceberg if !args.dry_run => {
-            let expired = env
+        FormatArg::Iceberg => {
+            let done = env
                 .engine(&Tuning::default())?
-                .expire_snapshots(&args.table, retain)
+                .expire_snapshots(&args.table, retain, args.dry_run)
                 .await?;
             if args.json {
-                println!("{}", serde_json::json!({ "snapshots_expired": expired }));
-            } else {
                 println!(
-                    "{}: expired {expired} snapshots older than {} (their data files are kept: deleting them is not supported yet)",
-                    args.table, args.retain
+                    "{}",
+                    serde_json::json!({
+                        "snapshots_expired": done.snapshots,
+                        "files": done.files,
+                        "dry_run": args.dry_run,
+                    })
                 );
+                return Ok(());
+            }
+            let (expire, delete) = if args.dry_run {
+                ("would expire", "would delete")
+            } else {
+                ("expired", "deleted")
+            };
+            println!(
+                "{}: {expire} {} snapshots older than {}; {delete} {} files",
+                args.table,
+                done.snapshots,
+                args.retain,
+                done.files.len()
+            );
+            if args.dry_run {
+                for f in &done.files {
+                    println!("  {f}");
+                }
             }
             return Ok(());
         }
-        FormatArg::Iceberg => bail!("--dry-run is not supported for Iceberg tables yet"),
         FormatArg::Parquet => bail!("a Parquet dataset has no versions to vacuum"),
     }
     let done = env

@@ -323,12 +323,18 @@ impl Engine {
     }
 
     /// Expires the snapshots of the Iceberg table `name` older than
-    /// `retain` (the current one always stays); returns how many went.
-    pub async fn expire_snapshots(&self, name: &str, retain: Duration) -> Result<usize> {
+    /// `retain` (the current one always stays) and deletes the files only
+    /// they used ([`sluice_sink::iceberg_table::expire_snapshots`]).
+    pub async fn expire_snapshots(
+        &self,
+        name: &str,
+        retain: Duration,
+        dry_run: bool,
+    ) -> Result<sluice_sink::iceberg_table::Expired> {
         let cutoff = chrono::Utc::now().timestamp_millis()
             - i64::try_from(retain.as_millis()).unwrap_or(i64::MAX);
         let table = self.iceberg_table(name)?;
-        Ok(sluice_sink::iceberg_table::expire_snapshots(&table, cutoff, 1).await?)
+        Ok(sluice_sink::iceberg_table::expire_snapshots(&table, cutoff, dry_run).await?)
     }
 
     /// Uses the uploaded connectors of the service state at `state` (under

@@ -245,8 +245,22 @@ pub fn read_iceberg(warehouse: &Path, name: &str, reader: &str) -> TableDump {
     read_iceberg_at(warehouse.to_str().unwrap(), None, name, reader, &[])
 }
 
+/// [`read_iceberg`] of the table as snapshot `snapshot` left it (time
+/// travel), with pyiceberg.
+pub fn read_iceberg_snapshot(warehouse: &Path, name: &str, snapshot: i64) -> TableDump {
+    let snapshot = snapshot.to_string();
+    read_iceberg_at(
+        warehouse.to_str().unwrap(),
+        None,
+        name,
+        "pyiceberg",
+        &[("--snapshot", snapshot.as_str())],
+    )
+}
+
 /// [`read_iceberg`] of a warehouse at a URL whose catalog is the SQLite
-/// file `catalog`, with pyiceberg FileIO properties `props`.
+/// file `catalog`, with pyiceberg FileIO properties `props` (or flags of
+/// `read_table.py`, those starting with `--`).
 pub fn read_iceberg_at(
     warehouse: &str,
     catalog: Option<&Path>,
@@ -262,7 +276,11 @@ pub fn read_iceberg_at(
         cmd.arg("--catalog").arg(db);
     }
     for (k, v) in props {
-        cmd.arg("--storage-option").arg(format!("{k}={v}"));
+        if k.starts_with("--") {
+            cmd.args([k, v]);
+        } else {
+            cmd.arg("--storage-option").arg(format!("{k}={v}"));
+        }
     }
     dump(cmd, name, reader)
 }

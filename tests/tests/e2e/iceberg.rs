@@ -6,12 +6,14 @@
 //! plans. A warehouse in object storage (S3, a moto server) works the
 //! same, its catalog a SQLite file given with --catalog. What is not built
 //! yet fails saying so. A stream killed with
-//! SIGKILL at random points loses and duplicates nothing.
+//! SIGKILL at random points loses and duplicates nothing. A replace is a
+//! snapshot the earlier ones survive for time travel until vacuum expires
+//! them and deletes the files only they used.
 
 use serde_json::Value;
 
 use crate::crash::{assert_every_step_was_hit, crash};
-use crate::harness::{Case, S3, TableDump, read_iceberg, read_iceberg_at};
+use crate::harness::{Case, S3, TableDump, read_iceberg, read_iceberg_at, read_iceberg_snapshot};
 
 fn load(c: &Case, name: &str) -> TableDump {
     read_iceberg(&c.path("wh"), name, "pyiceberg")
@@ -79,23 +81,74 @@ fn batch_loads_create_and_append_and_pyiceberg_and_duckdb_read_them() {
     assert_eq!(d.ids(), [1, 2, 3]);
     assert_eq!(d.files, 2);
 
-    // Replacing data is not built yet, and says so; nothing changes.
-    let err = c.fails(&[
-        "ingest",
-        "b.csv",
-        "--format",
-        "csv",
-        "--table",
-        "shop.events",
-        "--table-format",
-        "iceberg",
-        "--warehouse",
-        "wh",
-        "--mode",
-        "overwrite",
-    ]);
-    assert!(err.contains("not supported yet"), "{err}");
-    assert_eq!(load(&c, "shop.events").ids(), [1, 2, 3]);
+    // A replace is a new snapshot of only its files; the one before it
+    // stays readable (time travel) until vacuum expires it.
+    let before = t.version.unwrap();
+    ingest("b.csv", "overwrite");
+    let t = load(&c, "shop.events");
+    assert_eq!(t.ids(), [3]);
+    assert_eq!(t.files, 1);
+    let ops: Vec<Value> = snapshots(&t)
+        .iter()
+        .map(|s| s["summary"]["operation"].clone())
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|o| *o == "overwrite").count(),
+        1,
+        "{ops:?}"
+    );
+    assert_eq!(
+        read_iceberg(&c.path("wh"), "shop.events", "duckdb").ids(),
+        [3]
+    );
+    assert_eq!(
+        read_iceberg_snapshot(&c.path("wh"), "shop.events", before).ids(),
+        [1, 2, 3]
+    );
+    let vacuum = |retain: &str, dry: bool| {
+        let mut args = vec![
+            "vacuum",
+            "shop.events",
+            "--table-format",
+            "iceberg",
+            "--warehouse",
+            "wh",
+            "--retain",
+            retain,
+            "--json",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        serde_json::from_str::<Value>(&c.ok(&args)).unwrap()
+    };
+    // Within the retention nothing goes.
+    let kept = vacuum("1h", false);
+    assert_eq!(kept["snapshots_expired"], 0);
+    assert_eq!(
+        read_iceberg_snapshot(&c.path("wh"), "shop.events", before).ids(),
+        [1, 2, 3]
+    );
+    let dry = vacuum("0s", true);
+    assert_eq!(dry["snapshots_expired"], 2);
+    let data = |v: &Value| {
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f.as_str().unwrap().starts_with("data/"))
+            .count()
+    };
+    assert_eq!(data(&dry), 2, "{dry}");
+    let done = vacuum("0s", false);
+    assert_eq!(done["files"], dry["files"]);
+    let on_disk = std::fs::read_dir(c.path("wh/shop.db/events/data"))
+        .unwrap()
+        .count();
+    assert_eq!(on_disk, 1);
+    let t = load(&c, "shop.events");
+    assert_eq!(t.ids(), [3]);
+    assert_eq!(snapshots(&t).len(), 1);
 
     // An Iceberg table is named in its catalog, not by a path.
     let err = c.fails(&[

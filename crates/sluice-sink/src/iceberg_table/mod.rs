@@ -10,13 +10,18 @@
 //! into the snapshot's summary and the table's properties in that same
 //! commit, and a replay checks it first, as Delta's `txn` does.
 //!
-//! What the crate cannot do yet fails with an error that says so: replacing
-//! a table's data (it has no overwrite action), keyed apply, compaction.
+//! Replacing a table's data (`CREATE OR REPLACE`) is a snapshot too: the
+//! crate has no overwrite transaction, so [`replace`] writes the manifest,
+//! manifest list and metadata file with the crate's writers and swaps the
+//! catalog's pointer with the compare-and-set every SQL catalog uses. What
+//! neither can do yet fails with an error that says so: keyed apply,
+//! compaction.
 
 mod schema;
 mod storage;
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -25,6 +30,7 @@ use iceberg::spec::{DataContentType, DataFileBuilder, DataFileFormat, Datum, Pri
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog as _, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use object_store::ObjectStoreExt;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::statistics::Statistics;
 
@@ -93,13 +99,74 @@ impl Catalog {
         })
     }
 
-    async fn connect(&self) -> Result<SqlCatalog> {
-        let (uri, style) = if self.uri.starts_with("sqlite:") {
-            // Create the database file on first use.
+    /// Moves table `ident`'s metadata pointer from `from` to `to` if it is
+    /// still at `from` (the SQL catalogs' compare-and-set, as pyiceberg's,
+    /// Java's and the crate's own commits do it).
+    async fn swap(&self, ident: &TableIdent, from: &str, to: &str) -> Result<()> {
+        let (uri, postgres) = (self.database_uri(), !self.uri.starts_with("sqlite:"));
+        sqlx::any::install_default_drivers();
+        let fail = |e: sqlx::Error| Error::InvalidInput(format!("catalog {}: {e}", self.uri));
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&uri)
+            .await
+            .map_err(fail)?;
+        let q = |n: usize| {
+            if postgres {
+                format!("${n}")
+            } else {
+                "?".into()
+            }
+        };
+        let sql = format!(
+            "UPDATE iceberg_tables SET metadata_location = {}, previous_metadata_location = {} \
+             WHERE catalog_name = {} AND table_namespace = {} AND table_name = {} \
+             AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) AND metadata_location = {}",
+            q(1),
+            q(2),
+            q(3),
+            q(4),
+            q(5),
+            q(6)
+        );
+        let done = sqlx::query(&sql)
+            .bind(to)
+            .bind(from)
+            .bind(&self.name)
+            .bind(ident.namespace().join("."))
+            .bind(ident.name())
+            .bind(from)
+            .execute(&mut conn)
+            .await
+            .map_err(fail)?;
+        if done.rows_affected() == 0 {
+            return Err(Error::iceberg(
+                &ident.to_string(),
+                iceberg::Error::new(
+                    iceberg::ErrorKind::CatalogCommitConflicts,
+                    "another writer committed first; run it again",
+                )
+                .with_retryable(true),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URI as sqlx opens it (a SQLite file is created on
+    /// first use).
+    fn database_uri(&self) -> String {
+        if self.uri.starts_with("sqlite:") {
             let sep = if self.uri.contains('?') { '&' } else { '?' };
-            (format!("{}{sep}mode=rwc", self.uri), SqlBindStyle::QMark)
+            format!("{}{sep}mode=rwc", self.uri)
         } else {
-            (self.uri.clone(), SqlBindStyle::DollarNumeric)
+            self.uri.clone()
+        }
+    }
+
+    async fn connect(&self) -> Result<SqlCatalog> {
+        let uri = self.database_uri();
+        let style = if self.uri.starts_with("sqlite:") {
+            SqlBindStyle::QMark
+        } else {
+            SqlBindStyle::DollarNumeric
         };
         if let Some(dir) = uri
             .strip_prefix("sqlite://")
@@ -285,15 +352,6 @@ pub async fn commit(
             version: t.metadata().current_snapshot_id().map(|id| id as u64),
         });
     }
-    if mode == WriteMode::Overwrite
-        && existing
-            .as_ref()
-            .is_some_and(|t| t.metadata().current_snapshot().is_some())
-    {
-        return Err(Error::Unsupported(format!(
-            "Iceberg table {name} has data, and replacing it is not supported yet (the iceberg crate has no overwrite action); append to it, or drop it first"
-        )));
-    }
     let current = existing.as_ref().map(|t| {
         (
             t.metadata().current_schema().as_ref(),
@@ -344,6 +402,12 @@ pub async fn commit(
             format!("{BATCH_KEY}{}", txn.app_id),
             txn.version.to_string(),
         );
+    }
+    if mode == WriteMode::Overwrite && table_now.metadata().current_snapshot().is_some() {
+        let snapshot = replace(&table.catalog, &table_now, files, properties).await?;
+        return Ok(Outcome::Committed {
+            version: snapshot as u64,
+        });
     }
     let tx = Transaction::new(&table_now);
     // Data file names are fresh UUIDs: the crate's duplicate check would
@@ -549,33 +613,215 @@ fn bound(stats: &Statistics, prim: &PrimitiveType) -> Option<(Datum, Datum)> {
     Some((lo, hi))
 }
 
-/// Expires the snapshots of `table` older than `older_than_ms` (keeping
-/// the current one and at least `retain_last`), and returns how many went.
+/// Replaces the data of table `t` by `files`: a new snapshot (operation
+/// `overwrite`) whose manifest list holds one manifest of exactly those
+/// files, so the old ones leave the current state (earlier snapshots keep
+/// them for time travel until they expire). `properties` go into its
+/// summary and the table's properties. The catalog's pointer moves from
+/// the metadata file `t` was loaded from to the new one only if no other
+/// commit moved it first. Returns the new snapshot's id.
+async fn replace(
+    catalog: &Catalog,
+    t: &iceberg::table::Table,
+    files: Vec<iceberg::spec::DataFile>,
+    properties: HashMap<String, String>,
+) -> Result<i64> {
+    use iceberg::spec::{
+        ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
+        TableMetadataBuilder,
+    };
+    let name = t.identifier().to_string();
+    let fail = |e: iceberg::Error| Error::iceberg(&name, e);
+    let meta = t.metadata();
+    let io = t.file_io();
+    let previous = t
+        .metadata_location()
+        .ok_or_else(|| Error::InvalidInput(format!("Iceberg table {name} has no metadata file")))?;
+    // Positive, like the ids the crate makes.
+    let snapshot_id = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+    let sequence = meta.next_sequence_number();
+    let metadata_dir = format!("{}/metadata", meta.location().trim_end_matches('/'));
+    let commit_id = uuid::Uuid::new_v4();
+
+    let rows: u64 = files.iter().map(|f| f.record_count()).sum();
+    let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+    let count = files.len();
+    let mut manifest = ManifestWriterBuilder::new(
+        io.new_output(format!("{metadata_dir}/{commit_id}-m0.avro"))
+            .map_err(fail)?,
+        Some(snapshot_id),
+        meta.current_schema().clone(),
+        meta.default_partition_spec().as_ref().clone(),
+    )
+    .build_v2_data();
+    for f in files {
+        manifest.add_file(f, sequence).map_err(fail)?;
+    }
+    let manifest = manifest.write_manifest_file().await.map_err(fail)?;
+    let list_path = format!("{metadata_dir}/snap-{snapshot_id}-1-{commit_id}.avro");
+    let mut list = ManifestListWriter::v2(
+        io.new_output(&list_path)
+            .map_err(fail)?
+            .writer()
+            .await
+            .map_err(fail)?,
+        snapshot_id,
+        meta.current_snapshot_id(),
+        sequence,
+    );
+    list.add_manifests(std::iter::once(manifest))
+        .map_err(fail)?;
+    list.close().await.map_err(fail)?;
+
+    let before = meta
+        .current_snapshot()
+        .map(|s| s.summary().additional_properties.clone())
+        .unwrap_or_default();
+    let mut summary: HashMap<String, String> = properties.clone();
+    for (key, value) in [
+        ("added-data-files", count as u64),
+        ("added-records", rows),
+        ("added-files-size", bytes),
+        ("total-data-files", count as u64),
+        ("total-records", rows),
+        ("total-files-size", bytes),
+        ("total-delete-files", 0),
+        ("total-position-deletes", 0),
+        ("total-equality-deletes", 0),
+    ] {
+        summary.insert(key.into(), value.to_string());
+    }
+    for (was, key) in [
+        ("total-data-files", "deleted-data-files"),
+        ("total-records", "deleted-records"),
+        ("total-files-size", "removed-files-size"),
+    ] {
+        if let Some(v) = before.get(was) {
+            summary.insert(key.into(), v.clone());
+        }
+    }
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(meta.current_snapshot_id())
+        .with_sequence_number(sequence)
+        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+        .with_manifest_list(list_path)
+        .with_summary(Summary {
+            operation: Operation::Overwrite,
+            additional_properties: summary,
+        })
+        .with_schema_id(meta.current_schema_id())
+        .build();
+    let mut builder = TableMetadataBuilder::new_from_metadata(meta.clone(), Some(previous.into()))
+        .set_branch_snapshot(snapshot, iceberg::spec::MAIN_BRANCH)
+        .map_err(fail)?;
+    if !properties.is_empty() {
+        builder = builder.set_properties(properties).map_err(fail)?;
+    }
+    let next = builder.build().map_err(fail)?.metadata;
+    let location = iceberg::MetadataLocation::from_str(previous)
+        .map_err(fail)?
+        .with_next_version();
+    next.write_to(io, &location).await.map_err(fail)?;
+    catalog
+        .swap(t.identifier(), previous, &location.to_string())
+        .await?;
+    Ok(snapshot_id)
+}
+
+/// What [`expire_snapshots`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Expired {
+    /// Snapshots expired.
+    pub snapshots: usize,
+    /// Files deleted (or, on a dry run, that would be): data files,
+    /// manifests and manifest lists no remaining snapshot uses, each older
+    /// than the cutoff. Paths relative to the table.
+    pub files: Vec<String>,
+}
+
+/// Expires the snapshots of `table` committed before `older_than_ms`
+/// (the current one always stays), then deletes the files under the table
+/// that no remaining snapshot uses and that were written before the
+/// cutoff, so a writer's files not yet committed are left alone. Metadata
+/// files stay (the metadata log names them). With `dry_run`, nothing is
+/// expired or deleted: the files those snapshots alone use are listed.
 pub async fn expire_snapshots(
     table: &IcebergTable,
     older_than_ms: i64,
-    retain_last: usize,
-) -> Result<usize> {
+    dry_run: bool,
+) -> Result<Expired> {
     let name = table.display();
+    let fail = |e: iceberg::Error| Error::iceberg(&name, e);
     let catalog = table.catalog.connect().await?;
     let Some(t) = table.load_in(&catalog).await? else {
         return Err(Error::InvalidInput(format!(
             "there is no Iceberg table {name}"
         )));
     };
-    let before = t.metadata().snapshots().len();
-    let tx = Transaction::new(&t);
-    let tx = tx
-        .expire_snapshots()
-        .expire_older_than_ms(older_than_ms)
-        .retain_last(retain_last.max(1))
-        .apply(tx)
-        .map_err(|e| Error::iceberg(&name, e))?;
-    let after = tx
-        .commit(&catalog)
-        .await
-        .map_err(|e| Error::iceberg(&name, e))?;
-    Ok(before.saturating_sub(after.metadata().snapshots().len()))
+    let current = t.metadata().current_snapshot_id();
+    let expiring: Vec<i64> = t
+        .metadata()
+        .snapshots()
+        .filter(|s| s.timestamp_ms() < older_than_ms && Some(s.snapshot_id()) != current)
+        .map(|s| s.snapshot_id())
+        .collect();
+    let kept = if dry_run || expiring.is_empty() {
+        t.clone()
+    } else {
+        let tx = Transaction::new(&t);
+        let tx = tx
+            .expire_snapshots()
+            .expire_snapshot_ids(expiring.clone())
+            .apply(tx)
+            .map_err(fail)?;
+        tx.commit(&catalog).await.map_err(fail)?
+    };
+    let mut used = std::collections::HashSet::new();
+    for s in kept.metadata().snapshots() {
+        if dry_run && expiring.contains(&s.snapshot_id()) {
+            continue;
+        }
+        used.insert(s.manifest_list().to_string());
+        let list = kept.manifest_list_reader(s).load().await.map_err(fail)?;
+        for m in list.entries() {
+            used.insert(m.manifest_path.clone());
+            let manifest = m.load_manifest(kept.file_io()).await.map_err(fail)?;
+            for e in manifest.entries() {
+                used.insert(e.data_file().file_path().to_string());
+            }
+        }
+    }
+    let (store, root) = table.location.store()?;
+    let mut listed = store.list(Some(&root));
+    let mut stale = Vec::new();
+    while let Some(meta) = futures::StreamExt::next(&mut listed).await {
+        let meta = meta?;
+        let url = location_of(&table.location, &meta.location)?;
+        let old = meta.last_modified.timestamp_millis() < older_than_ms;
+        let is_metadata = meta.location.as_ref().ends_with(".metadata.json");
+        if old && !is_metadata && !used.contains(&url) {
+            stale.push(meta.location);
+        }
+    }
+    let mut files = Vec::new();
+    for path in stale {
+        if !dry_run {
+            store.delete(&path).await?;
+        }
+        let relative = path
+            .as_ref()
+            .strip_prefix(root.as_ref())
+            .unwrap_or(path.as_ref())
+            .trim_start_matches('/')
+            .to_string();
+        files.push(relative);
+    }
+    files.sort();
+    Ok(Expired {
+        snapshots: expiring.len(),
+        files,
+    })
 }
 
 #[cfg(test)]
@@ -705,5 +951,98 @@ mod tests {
         let schema = target.schema().await.unwrap().unwrap();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(names, ["id", "point", "name"]);
+    }
+
+    /// The data files the current snapshot lists.
+    async fn current_files(t: &IcebergTable) -> Vec<String> {
+        let loaded = t.load().await.unwrap().unwrap();
+        let current = loaded.metadata().current_snapshot().unwrap().clone();
+        let list = loaded.manifest_list_reader(&current).load().await.unwrap();
+        let mut files = Vec::new();
+        for m in list.entries() {
+            let manifest = m.load_manifest(loaded.file_io()).await.unwrap();
+            files.extend(
+                manifest
+                    .entries()
+                    .iter()
+                    .map(|e| e.data_file().file_path().to_string()),
+            );
+        }
+        files
+    }
+
+    #[tokio::test]
+    async fn a_replace_is_a_snapshot_of_only_its_files_and_vacuum_deletes_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(dir.path());
+        let target = Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
+            .in_catalog(t.clone());
+        let txn = |version| Txn {
+            app_id: "sluice-test".into(),
+            version,
+        };
+        write(&target, &[1, 2], &txn(0)).await;
+        write(&target, &[3], &txn(1)).await;
+        let old = current_files(&t).await;
+        assert_eq!(old.len(), 2);
+
+        let b = batch(&[9]);
+        let schema = target.storable(&b.schema()).unwrap();
+        let mut lane = target.lane(schema.clone()).unwrap();
+        lane.write(b).await.unwrap();
+        let written = lane.finish().await.unwrap();
+        target
+            .commit(&schema, vec![written], WriteMode::Overwrite, None)
+            .await
+            .unwrap();
+        let now = current_files(&t).await;
+        assert_eq!(now.len(), 1);
+        assert!(!old.contains(&now[0]));
+        let loaded = t.load().await.unwrap().unwrap();
+        let meta = loaded.metadata();
+        assert_eq!(meta.snapshots().len(), 3);
+        let summary = meta.current_snapshot().unwrap().summary();
+        assert_eq!(summary.operation, iceberg::spec::Operation::Overwrite);
+        assert_eq!(summary.additional_properties["deleted-records"], "3");
+        assert_eq!(summary.additional_properties["total-records"], "1");
+        // The batches the appends recorded survive the replace.
+        assert_eq!(target.last_batch("sluice-test").await.unwrap(), Some(1));
+
+        let cutoff = chrono::Utc::now().timestamp_millis() + 1;
+        let dry = expire_snapshots(&t, cutoff, true).await.unwrap();
+        assert_eq!(dry.snapshots, 2);
+        assert_eq!(
+            t.load()
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata()
+                .snapshots()
+                .len(),
+            3
+        );
+        let done = expire_snapshots(&t, cutoff, false).await.unwrap();
+        assert_eq!(done.files, dry.files);
+        let data: Vec<&String> = done
+            .files
+            .iter()
+            .filter(|f| f.starts_with("data/"))
+            .collect();
+        assert_eq!(data.len(), 2, "{:?}", done.files);
+        for f in &old {
+            assert!(!std::path::Path::new(f.trim_start_matches("file://")).exists());
+        }
+        assert!(std::path::Path::new(now[0].trim_start_matches("file://")).exists());
+        assert_eq!(
+            t.load()
+                .await
+                .unwrap()
+                .unwrap()
+                .metadata()
+                .snapshots()
+                .len(),
+            1
+        );
+        assert_eq!(current_files(&t).await, now);
     }
 }
