@@ -29,7 +29,7 @@ def main():
     p.add_argument("--format", default="delta", choices=["delta", "parquet", "iceberg"])
     p.add_argument("--reader", default=None, choices=["deltalake", "pyarrow", "duckdb", "pyiceberg"])
     p.add_argument("--name", default=None, help="an Iceberg table's namespace.table")
-    p.add_argument("--catalog", default=None, help="an Iceberg catalog's SQLite file")
+    p.add_argument("--catalog", default=None, help="an Iceberg catalog: its SQLite file, or a SQLAlchemy URL")
     p.add_argument("--snapshot", type=int, default=None, help="an Iceberg snapshot to read (time travel)")
     p.add_argument("--storage-option", action="append", default=[], help="KEY=VALUE for deltalake")
     a = p.parse_args()
@@ -40,11 +40,15 @@ def main():
         from pyiceberg.catalog.sql import SqlCatalog
 
         if "://" in a.path:
-            warehouse, db = a.path, os.path.abspath(a.catalog)
+            warehouse = a.path
         else:
-            local = os.path.abspath(a.path)
-            warehouse, db = f"file://{local}", f"{local}/catalog.db"
-        catalog = SqlCatalog("sluice", uri=f"sqlite:///{db}", warehouse=warehouse, **storage)
+            warehouse = f"file://{os.path.abspath(a.path)}"
+        if a.catalog and "://" in a.catalog:
+            uri = a.catalog
+        else:
+            db = os.path.abspath(a.catalog or f"{a.path}/catalog.db")
+            uri = f"sqlite:///{db}"
+        catalog = SqlCatalog("sluice", uri=uri, warehouse=warehouse, **storage)
         it = catalog.load_table(a.name)
         snapshot = it.current_snapshot()
         out["version"] = snapshot.snapshot_id if snapshot else None

@@ -259,11 +259,11 @@ pub fn read_iceberg_snapshot(warehouse: &Path, name: &str, snapshot: i64) -> Tab
 }
 
 /// [`read_iceberg`] of a warehouse at a URL whose catalog is the SQLite
-/// file `catalog`, with pyiceberg FileIO properties `props` (or flags of
+/// file `catalog` (or the database at that SQLAlchemy URL), with pyiceberg FileIO properties `props` (or flags of
 /// `read_table.py`, those starting with `--`).
 pub fn read_iceberg_at(
     warehouse: &str,
-    catalog: Option<&Path>,
+    catalog: Option<&std::ffi::OsStr>,
     name: &str,
     reader: &str,
     props: &[(&str, &str)],

@@ -13,7 +13,10 @@
 use serde_json::Value;
 
 use crate::crash::{assert_every_step_was_hit, crash};
-use crate::harness::{Case, S3, TableDump, read_iceberg, read_iceberg_at, read_iceberg_snapshot};
+use crate::harness::{
+    Case, PG_PASSWORD, PG_USER, Postgres, S3, TableDump, read_iceberg, read_iceberg_at,
+    read_iceberg_snapshot,
+};
 
 fn load(c: &Case, name: &str) -> TableDump {
     read_iceberg(&c.path("wh"), name, "pyiceberg")
@@ -372,7 +375,7 @@ fn an_iceberg_warehouse_in_s3_with_its_catalog_in_a_local_file() {
     ];
     let t = read_iceberg_at(
         "s3://ice/wh",
-        Some(&c.path("catalog.db")),
+        Some(c.path("catalog.db").as_os_str()),
         "shop.events",
         "pyiceberg",
         &props,
@@ -403,4 +406,76 @@ fn an_iceberg_warehouse_in_s3_with_its_catalog_in_a_local_file() {
         "s3://ice/wh",
     ]);
     assert!(err.contains("--catalog"), "{err}");
+}
+
+#[test]
+fn a_postgresql_catalog_holds_the_tables_and_its_password_stays_out_of_errors() {
+    let pg = Postgres::shared();
+    let db = pg.database("icecat");
+    let c = Case::new();
+    c.write("a.csv", "id,name\n1,ada\n2,bob\n");
+    let catalog = format!(
+        "postgres://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{db}",
+        pg.port
+    );
+    let ingest = |mode: &str| {
+        c.ok(&[
+            "ingest",
+            "a.csv",
+            "-f",
+            "csv",
+            "--table",
+            "shop.events",
+            "--table-format",
+            "iceberg",
+            "--warehouse",
+            "wh",
+            "--catalog",
+            &catalog,
+            "--mode",
+            mode,
+        ])
+    };
+    ingest("overwrite");
+    ingest("append");
+    ingest("overwrite");
+    // The catalog's rows are in PostgreSQL, in the layout pyiceberg's
+    // SQLAlchemy catalog reads.
+    let rows = pg.sql(
+        &db,
+        "SELECT catalog_name, table_namespace, table_name FROM iceberg_tables",
+    );
+    assert_eq!(rows, "sluice|shop|events");
+    let alchemy = format!(
+        "postgresql+psycopg://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{}/{db}",
+        pg.port
+    );
+    let t = read_iceberg_at(
+        c.path("wh").to_str().unwrap(),
+        Some(std::ffi::OsStr::new(&alchemy)),
+        "shop.events",
+        "pyiceberg",
+        &[],
+    );
+    assert_eq!(t.ids(), [1, 2]);
+    assert_eq!(snapshots(&t).len(), 3);
+    // A catalog that refuses the password: the error names the catalog,
+    // never the password.
+    let wrong = catalog.replace(PG_PASSWORD, "not-the-password");
+    let err = c.fails(&[
+        "ingest",
+        "a.csv",
+        "-f",
+        "csv",
+        "--table",
+        "shop.events",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--catalog",
+        &wrong,
+    ]);
+    assert!(err.contains("password"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
 }

@@ -87,16 +87,18 @@ impl Catalog {
 
     /// The catalog at `uri` for tables under `warehouse`.
     pub fn at(uri: &str, warehouse: &Location) -> Result<Catalog> {
-        if !(uri.starts_with("sqlite:") || uri.starts_with("postgres")) {
-            return Err(Error::Unsupported(format!(
-                "catalog {uri}: Sluice's Iceberg catalogs are SQL catalogs (sqlite:///path/catalog.db or postgres://user@host/db); the REST catalog is not supported yet"
-            )));
-        }
-        Ok(Catalog {
+        let catalog = Catalog {
             name: DEFAULT_CATALOG.to_string(),
             uri: uri.to_string(),
             warehouse: warehouse.clone(),
-        })
+        };
+        if !(uri.starts_with("sqlite:") || uri.starts_with("postgres")) {
+            return Err(Error::Unsupported(format!(
+                "catalog {}: Sluice's Iceberg catalogs are SQL catalogs (sqlite:///path/catalog.db or postgres://user@host/db); the REST catalog is not supported yet",
+                catalog.shown()
+            )));
+        }
+        Ok(catalog)
     }
 
     /// Moves table `ident`'s metadata pointer from `from` to `to` if it is
@@ -105,7 +107,7 @@ impl Catalog {
     async fn swap(&self, ident: &TableIdent, from: &str, to: &str) -> Result<()> {
         let (uri, postgres) = (self.database_uri(), !self.uri.starts_with("sqlite:"));
         sqlx::any::install_default_drivers();
-        let fail = |e: sqlx::Error| Error::InvalidInput(format!("catalog {}: {e}", self.uri));
+        let fail = |e: sqlx::Error| Error::InvalidInput(format!("catalog {}: {e}", self.shown()));
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&uri)
             .await
             .map_err(fail)?;
@@ -150,6 +152,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// The catalog's URI as errors tell it: without its password.
+    pub fn shown(&self) -> String {
+        match url::Url::parse(&self.uri) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => self.uri.clone(),
+        }
+    }
+
     /// The database URI as sqlx opens it (a SQLite file is created on
     /// first use).
     fn database_uri(&self) -> String {
@@ -173,7 +186,7 @@ impl Catalog {
             .and_then(|p| std::path::Path::new(p.split('?').next()?).parent())
         {
             std::fs::create_dir_all(dir)
-                .map_err(|e| Error::InvalidInput(format!("catalog {}: {e}", self.uri)))?;
+                .map_err(|e| Error::InvalidInput(format!("catalog {}: {e}", self.shown())))?;
         }
         let factory = ObjectStorageFactory {
             options: self.warehouse.options().clone(),
@@ -185,7 +198,7 @@ impl Catalog {
             .with_storage_factory(Arc::new(factory))
             .load(&self.name, HashMap::new())
             .await
-            .map_err(|e| Error::iceberg(&self.uri, e))
+            .map_err(|e| Error::iceberg(&self.shown(), e))
     }
 }
 
