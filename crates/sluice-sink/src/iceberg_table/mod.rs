@@ -442,6 +442,12 @@ pub async fn commit(
         .commit(&catalog)
         .await
         .map_err(|e| Error::iceberg(&name, e))?;
+    drop_expired_metadata(
+        committed.file_io(),
+        (table_now.metadata(), table_now.metadata_location()),
+        (committed.metadata(), committed.metadata_location()),
+    )
+    .await;
     Ok(Outcome::Committed {
         version: committed
             .metadata()
@@ -493,10 +499,13 @@ async fn create(
         .name(table.name.clone())
         .location(table.location.display())
         .schema(planned.schema.clone())
-        .properties([(
-            "write.parquet.compression-codec".to_string(),
-            "zstd".to_string(),
-        )])
+        .properties([
+            (
+                "write.parquet.compression-codec".to_string(),
+                "zstd".to_string(),
+            ),
+            (DELETE_AFTER_COMMIT.to_string(), "true".to_string()),
+        ])
         .format_version(iceberg::spec::FormatVersion::V2)
         .build();
     catalog
@@ -736,10 +745,56 @@ async fn replace(
         .map_err(fail)?
         .with_next_version();
     next.write_to(io, &location).await.map_err(fail)?;
-    catalog
-        .swap(t.identifier(), previous, &location.to_string())
-        .await?;
+    let location = location.to_string();
+    catalog.swap(t.identifier(), previous, &location).await?;
+    drop_expired_metadata(io, (meta, Some(previous)), (&next, Some(&location))).await;
     Ok(snapshot_id)
+}
+
+/// The table property that has a commit delete the metadata files that
+/// fell out of the metadata log (`write.metadata.previous-versions-max`,
+/// 100 by default), as Iceberg's Java library does. Sluice's tables are
+/// created with it on: a stream commits often, and each metadata file
+/// holds every snapshot.
+pub const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// The metadata files `meta` (at `location`) keeps: its log and itself.
+fn metadata_files(
+    meta: &iceberg::spec::TableMetadata,
+    location: Option<&str>,
+) -> std::collections::HashSet<String> {
+    meta.metadata_log()
+        .iter()
+        .map(|l| l.metadata_file.clone())
+        .chain(location.map(str::to_string))
+        .collect()
+}
+
+/// After a commit from `before` to `after`: deletes the metadata files
+/// `before` kept and `after` does not, when the table asks for it
+/// ([`DELETE_AFTER_COMMIT`]). The commit has happened: a file that cannot
+/// be deleted now is left for vacuum, which deletes metadata files outside
+/// the log too.
+async fn drop_expired_metadata(
+    io: &iceberg::io::FileIO,
+    before: (&iceberg::spec::TableMetadata, Option<&str>),
+    after: (&iceberg::spec::TableMetadata, Option<&str>),
+) {
+    if after
+        .0
+        .properties()
+        .get(DELETE_AFTER_COMMIT)
+        .map(String::as_str)
+        != Some("true")
+    {
+        return;
+    }
+    let kept = metadata_files(after.0, after.1);
+    for f in metadata_files(before.0, before.1) {
+        if !kept.contains(&f) {
+            let _ = io.delete(&f).await;
+        }
+    }
 }
 
 /// What [`expire_snapshots`] did.
@@ -755,9 +810,9 @@ pub struct Expired {
 
 /// Expires the snapshots of `table` committed before `older_than_ms`
 /// (the current one always stays), then deletes the files under the table
-/// that no remaining snapshot uses and that were written before the
-/// cutoff, so a writer's files not yet committed are left alone. Metadata
-/// files stay (the metadata log names them). With `dry_run`, nothing is
+/// that no remaining snapshot uses (nor the metadata log) and that were
+/// written before the cutoff, so a writer's files not yet committed are
+/// left alone. With `dry_run`, nothing is
 /// expired or deleted: the files those snapshots alone use are listed.
 pub async fn expire_snapshots(
     table: &IcebergTable,
@@ -790,7 +845,7 @@ pub async fn expire_snapshots(
             .map_err(fail)?;
         tx.commit(&catalog).await.map_err(fail)?
     };
-    let mut used = std::collections::HashSet::new();
+    let mut used = metadata_files(kept.metadata(), kept.metadata_location());
     for s in kept.metadata().snapshots() {
         if dry_run && expiring.contains(&s.snapshot_id()) {
             continue;
@@ -812,8 +867,7 @@ pub async fn expire_snapshots(
         let meta = meta?;
         let url = location_of(&table.location, &meta.location)?;
         let old = meta.last_modified.timestamp_millis() < older_than_ms;
-        let is_metadata = meta.location.as_ref().ends_with(".metadata.json");
-        if old && !is_metadata && !used.contains(&url) {
+        if old && !used.contains(&url) {
             stale.push(meta.location);
         }
     }
@@ -1057,5 +1111,60 @@ mod tests {
             1
         );
         assert_eq!(current_files(&t).await, now);
+    }
+
+    #[tokio::test]
+    async fn commits_delete_the_metadata_files_that_left_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(dir.path());
+        let target = Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
+            .in_catalog(t.clone());
+        let txn = |version| Txn {
+            app_id: "sluice-test".into(),
+            version,
+        };
+        write(&target, &[1], &txn(0)).await;
+        // Keep one previous metadata file in the log.
+        let catalog = t.catalog.connect().await.unwrap();
+        let loaded = t.load().await.unwrap().unwrap();
+        let tx = Transaction::new(&loaded);
+        let tx = tx
+            .update_table_properties()
+            .set("write.metadata.previous-versions-max".into(), "1".into())
+            .apply(tx)
+            .unwrap();
+        tx.commit(&catalog).await.unwrap();
+        for v in 1..5 {
+            write(&target, &[v + 1], &txn(v)).await;
+        }
+        let metadata_json = || {
+            let mut names: Vec<String> =
+                std::fs::read_dir(dir.path().join("shop.db/orders/metadata"))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".metadata.json"))
+                    .collect();
+            names.sort();
+            names
+        };
+        // Sluice's commits deleted each file that left the log; the first
+        // left it in the crate's own commit above, which deletes nothing:
+        // vacuum does.
+        let names = metadata_json();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names[0].starts_with("00000-"), "{names:?}");
+        let cutoff = chrono::Utc::now().timestamp_millis() + 1;
+        let done = expire_snapshots(&t, cutoff, false).await.unwrap();
+        assert!(
+            done.files.contains(&format!("metadata/{}", names[0])),
+            "{:?}",
+            done.files
+        );
+        assert_eq!(
+            metadata_json().len(),
+            2,
+            "the current file and the one its log keeps"
+        );
+        assert_eq!(target.last_batch("sluice-test").await.unwrap(), Some(4));
     }
 }
