@@ -180,7 +180,7 @@ async fn compact(
 /// Packs files, given as (index, bytes), into bins: the files smaller than
 /// `target` in order of size, each bin filled until the next file would take
 /// it past `target`. Only bins of two files or more are worth rewriting.
-fn bins(files: &[(usize, u64)], target: u64) -> Vec<Vec<usize>> {
+pub(crate) fn bins(files: &[(usize, u64)], target: u64) -> Vec<Vec<usize>> {
     let mut small: Vec<(usize, u64)> = files.iter().copied().filter(|(_, s)| *s < target).collect();
     small.sort_by_key(|(i, s)| (*s, *i));
     let mut bins = Vec::new();

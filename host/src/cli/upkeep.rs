@@ -9,7 +9,8 @@ use crate::cli::{Env, human_bytes};
 /// `sluice optimize`'s arguments.
 #[derive(clap::Args)]
 pub struct OptimizeArgs {
-    /// The Delta table: a path, a URL, or a name under the warehouse.
+    /// The table: a path, a URL, or a name under the warehouse (an Iceberg
+    /// table by its name in the catalog).
     pub table: String,
     /// The table's format.
     #[arg(long, value_enum, default_value = "delta")]
@@ -55,11 +56,7 @@ pub struct VacuumArgs {
 /// `sluice optimize`.
 pub async fn optimize(env: &Env, args: OptimizeArgs) -> Result<()> {
     let target = parse_bytes("--target-size", &args.target_size)?;
-    if !matches!(args.table_format, FormatArg::Delta) {
-        bail!(
-            "optimize compacts Delta tables; compacting an Iceberg table is not supported yet (the iceberg crate has no rewrite action)"
-        );
-    }
+    let engine = env.engine(&Tuning::default())?;
     if let Some(p) = &args.predicate {
         // Sluice writes unpartitioned tables, and Delta's OPTIMIZE WHERE
         // selects partitions only.
@@ -67,10 +64,13 @@ pub async fn optimize(env: &Env, args: OptimizeArgs) -> Result<()> {
             "--where '{p}': compacting only some partitions is not supported yet (Sluice's tables are not partitioned); compact the whole table without --where"
         );
     }
-    let done = env
-        .engine(&Tuning::default())?
-        .optimize(&args.table, target)
-        .await?;
+    let done = match args.table_format {
+        FormatArg::Delta => engine.optimize(&args.table, target).await?,
+        FormatArg::Iceberg => engine.optimize_iceberg(&args.table, target).await?,
+        FormatArg::Parquet => {
+            bail!("optimize compacts Delta and Iceberg tables, not Parquet datasets")
+        }
+    };
     if args.json {
         println!(
             "{}",

@@ -34,7 +34,7 @@ impl AutoCompact {
         }
         if target.format() != sluice_sink::TableFormat::Delta {
             bail!(
-                "option autoCompact needs a Delta table: compacting an Iceberg table is not supported yet"
+                "option autoCompact needs a Delta table: an Iceberg stream does not compact itself yet; compact it with `sluice optimize --table-format iceberg` between runs"
             );
         }
         Ok(Some(AutoCompact {

@@ -310,6 +310,14 @@ impl Engine {
         Ok(sluice_sink::upkeep::optimize(&self.table(name)?, target_bytes, &self.write).await?)
     }
 
+    /// Compacts the Iceberg table `name` ([`Engine::iceberg_table`]) as
+    /// [`Engine::optimize`] does a Delta table, in one `replace` snapshot
+    /// ([`sluice_sink::iceberg_table::optimize`]).
+    pub async fn optimize_iceberg(&self, name: &str, target_bytes: u64) -> Result<Optimized> {
+        let table = self.iceberg_table(name)?;
+        Ok(sluice_sink::iceberg_table::optimize(&table, target_bytes, &self.write).await?)
+    }
+
     /// Deletes the files of the Delta table `name` that no version inside
     /// `retain` references (see [`sluice_sink::upkeep::vacuum`]).
     pub async fn vacuum(

@@ -479,3 +479,94 @@ fn a_postgresql_catalog_holds_the_tables_and_its_password_stays_out_of_errors() 
     assert!(err.contains("password"), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
 }
+
+#[test]
+fn optimize_compacts_a_streams_files_and_keeps_concurrent_appends() {
+    let c = Case::new();
+    for f in 0..40 {
+        let mut body = String::from("id,name\n");
+        for r in 0..5 {
+            body.push_str(&format!("{},n\n", f * 5 + r));
+        }
+        c.write(&format!("in/p{f:03}.csv"), body);
+    }
+    c.ok(&[
+        "stream",
+        "--source",
+        "in",
+        "--table",
+        "lake.t",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--checkpoint",
+        "cp",
+        "-f",
+        "csv",
+        "--trigger",
+        "available-now",
+        "-o",
+        "maxFilesPerTrigger=1",
+    ]);
+    assert_eq!(load(&c, "lake.t").files, 40);
+    for i in 0..3 {
+        c.write(
+            &format!("extra{i}.csv"),
+            format!("id,name\n{},x\n", 1000 + i),
+        );
+    }
+    // Three appends race the compaction: it rebases onto them (or they
+    // onto it); none is lost.
+    let appends: Vec<_> = (0..3)
+        .map(|i| {
+            let file = format!("extra{i}.csv");
+            c.command(
+                &[
+                    "ingest",
+                    &file,
+                    "-f",
+                    "csv",
+                    "--table",
+                    "lake.t",
+                    "--table-format",
+                    "iceberg",
+                    "--warehouse",
+                    "wh",
+                    "--mode",
+                    "append",
+                ],
+                &[],
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let out = c.ok(&[
+        "optimize",
+        "lake.t",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--json",
+    ]);
+    for mut a in appends {
+        assert!(a.wait().unwrap().success());
+    }
+    let done: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(done["files_removed"], 40, "{done}");
+    assert_eq!(done["files_added"], 1, "{done}");
+    let t = load(&c, "lake.t");
+    let mut want: Vec<i64> = (0..200).collect();
+    want.extend([1000, 1001, 1002]);
+    assert_eq!(t.ids(), want);
+    assert_eq!(t.files, 4, "one compacted file and the three appends");
+    assert!(
+        snapshots(&t)
+            .iter()
+            .any(|s| s["summary"]["operation"] == "replace")
+    );
+    assert_eq!(read_iceberg(&c.path("wh"), "lake.t", "duckdb").ids(), want);
+}

@@ -17,8 +17,11 @@
 //! neither can do yet fails with an error that says so: keyed apply,
 //! compaction.
 
+mod compact;
 mod schema;
 mod storage;
+
+pub use compact::optimize;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -639,72 +642,29 @@ fn bound(stats: &Statistics, prim: &PrimitiveType) -> Option<(Datum, Datum)> {
 /// `overwrite`) whose manifest list holds one manifest of exactly those
 /// files, so the old ones leave the current state (earlier snapshots keep
 /// them for time travel until they expire). `properties` go into its
-/// summary and the table's properties. The catalog's pointer moves from
-/// the metadata file `t` was loaded from to the new one only if no other
-/// commit moved it first. Returns the new snapshot's id.
+/// summary and the table's properties. Returns the new snapshot's id.
 async fn replace(
     catalog: &Catalog,
     t: &iceberg::table::Table,
     files: Vec<iceberg::spec::DataFile>,
     properties: HashMap<String, String>,
 ) -> Result<i64> {
-    use iceberg::spec::{
-        ManifestListWriter, ManifestWriterBuilder, Operation, Snapshot, Summary,
-        TableMetadataBuilder,
-    };
-    let name = t.identifier().to_string();
-    let fail = |e: iceberg::Error| Error::iceberg(&name, e);
-    let meta = t.metadata();
-    let io = t.file_io();
-    let previous = t
-        .metadata_location()
-        .ok_or_else(|| Error::InvalidInput(format!("Iceberg table {name} has no metadata file")))?;
-    // Positive, like the ids the crate makes.
-    let snapshot_id = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
-    let sequence = meta.next_sequence_number();
-    let metadata_dir = format!("{}/metadata", meta.location().trim_end_matches('/'));
-    let commit_id = uuid::Uuid::new_v4();
-
+    let snapshot = NewSnapshot::for_table(t);
     let rows: u64 = files.iter().map(|f| f.record_count()).sum();
     let bytes: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
-    let count = files.len();
-    let mut manifest = ManifestWriterBuilder::new(
-        io.new_output(format!("{metadata_dir}/{commit_id}-m0.avro"))
-            .map_err(fail)?,
-        Some(snapshot_id),
-        meta.current_schema().clone(),
-        meta.default_partition_spec().as_ref().clone(),
-    )
-    .build_v2_data();
-    for f in files {
-        manifest.add_file(f, sequence).map_err(fail)?;
-    }
-    let manifest = manifest.write_manifest_file().await.map_err(fail)?;
-    let list_path = format!("{metadata_dir}/snap-{snapshot_id}-1-{commit_id}.avro");
-    let mut list = ManifestListWriter::v2(
-        io.new_output(&list_path)
-            .map_err(fail)?
-            .writer()
-            .await
-            .map_err(fail)?,
-        snapshot_id,
-        meta.current_snapshot_id(),
-        sequence,
-    );
-    list.add_manifests(std::iter::once(manifest))
-        .map_err(fail)?;
-    list.close().await.map_err(fail)?;
-
-    let before = meta
+    let count = files.len() as u64;
+    let manifest = snapshot.manifest(t, files).await?;
+    let before = t
+        .metadata()
         .current_snapshot()
         .map(|s| s.summary().additional_properties.clone())
         .unwrap_or_default();
     let mut summary: HashMap<String, String> = properties.clone();
     for (key, value) in [
-        ("added-data-files", count as u64),
+        ("added-data-files", count),
         ("added-records", rows),
         ("added-files-size", bytes),
-        ("total-data-files", count as u64),
+        ("total-data-files", count),
         ("total-records", rows),
         ("total-files-size", bytes),
         ("total-delete-files", 0),
@@ -722,33 +682,154 @@ async fn replace(
             summary.insert(key.into(), v.clone());
         }
     }
-    let snapshot = Snapshot::builder()
-        .with_snapshot_id(snapshot_id)
-        .with_parent_snapshot_id(meta.current_snapshot_id())
-        .with_sequence_number(sequence)
-        .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
-        .with_manifest_list(list_path)
-        .with_summary(Summary {
-            operation: Operation::Overwrite,
-            additional_properties: summary,
-        })
-        .with_schema_id(meta.current_schema_id())
-        .build();
-    let mut builder = TableMetadataBuilder::new_from_metadata(meta.clone(), Some(previous.into()))
-        .set_branch_snapshot(snapshot, iceberg::spec::MAIN_BRANCH)
-        .map_err(fail)?;
-    if !properties.is_empty() {
-        builder = builder.set_properties(properties).map_err(fail)?;
+    snapshot
+        .commit(
+            catalog,
+            t,
+            vec![manifest],
+            iceberg::spec::Operation::Overwrite,
+            summary,
+            properties,
+        )
+        .await
+}
+
+/// A snapshot being made by hand (the crate's transactions cannot replace
+/// or rewrite files): its id, sequence number and files' names.
+pub(crate) struct NewSnapshot {
+    id: i64,
+    sequence: i64,
+    commit_id: uuid::Uuid,
+}
+
+impl NewSnapshot {
+    /// The next snapshot of `t`.
+    pub(crate) fn for_table(t: &iceberg::table::Table) -> Self {
+        NewSnapshot {
+            // Positive, like the ids the crate makes.
+            id: (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64,
+            sequence: t.metadata().next_sequence_number(),
+            commit_id: uuid::Uuid::new_v4(),
+        }
     }
-    let next = builder.build().map_err(fail)?.metadata;
-    let location = iceberg::MetadataLocation::from_str(previous)
-        .map_err(fail)?
-        .with_next_version();
-    next.write_to(io, &location).await.map_err(fail)?;
-    let location = location.to_string();
-    catalog.swap(t.identifier(), previous, &location).await?;
-    drop_expired_metadata(io, (meta, Some(previous)), (&next, Some(&location))).await;
-    Ok(snapshot_id)
+
+    /// This snapshot (same id) on top of `t` as it is now: the sequence
+    /// number after its latest.
+    pub(crate) fn rebased(&self, t: &iceberg::table::Table) -> Self {
+        NewSnapshot {
+            id: self.id,
+            sequence: t.metadata().next_sequence_number(),
+            commit_id: uuid::Uuid::new_v4(),
+        }
+    }
+
+    fn metadata_dir(t: &iceberg::table::Table) -> String {
+        format!("{}/metadata", t.metadata().location().trim_end_matches('/'))
+    }
+
+    /// Writes a manifest of `files`, added by this snapshot.
+    pub(crate) async fn manifest(
+        &self,
+        t: &iceberg::table::Table,
+        files: Vec<iceberg::spec::DataFile>,
+    ) -> Result<iceberg::spec::ManifestFile> {
+        let name = t.identifier().to_string();
+        let fail = |e: iceberg::Error| Error::iceberg(&name, e);
+        let mut manifest = self.writer(t, "m0")?;
+        for f in files {
+            manifest.add_file(f, self.sequence).map_err(fail)?;
+        }
+        manifest.write_manifest_file().await.map_err(fail)
+    }
+
+    /// A manifest writer for this snapshot, its file named by `suffix`.
+    pub(crate) fn writer(
+        &self,
+        t: &iceberg::table::Table,
+        suffix: &str,
+    ) -> Result<iceberg::spec::ManifestWriter> {
+        let name = t.identifier().to_string();
+        let meta = t.metadata();
+        let path = format!("{}/{}-{suffix}.avro", Self::metadata_dir(t), self.commit_id);
+        Ok(iceberg::spec::ManifestWriterBuilder::new(
+            t.file_io()
+                .new_output(path)
+                .map_err(|e| Error::iceberg(&name, e))?,
+            Some(self.id),
+            meta.current_schema().clone(),
+            meta.default_partition_spec().as_ref().clone(),
+        )
+        .build_v2_data())
+    }
+
+    /// Commits this snapshot of `manifests` on top of `t`'s current one:
+    /// writes its manifest list and the table's next metadata file (with
+    /// `properties` set), then moves the catalog's pointer from `t`'s
+    /// metadata file to it if no other commit moved it first (the SQL
+    /// catalogs' compare-and-set). Returns the snapshot's id.
+    pub(crate) async fn commit(
+        &self,
+        catalog: &Catalog,
+        t: &iceberg::table::Table,
+        manifests: Vec<iceberg::spec::ManifestFile>,
+        operation: iceberg::spec::Operation,
+        summary: HashMap<String, String>,
+        properties: HashMap<String, String>,
+    ) -> Result<i64> {
+        use iceberg::spec::{ManifestListWriter, Snapshot, Summary, TableMetadataBuilder};
+        let name = t.identifier().to_string();
+        let fail = |e: iceberg::Error| Error::iceberg(&name, e);
+        let (meta, io) = (t.metadata(), t.file_io());
+        let previous = t.metadata_location().ok_or_else(|| {
+            Error::InvalidInput(format!("Iceberg table {name} has no metadata file"))
+        })?;
+        let list_path = format!(
+            "{}/snap-{}-1-{}.avro",
+            Self::metadata_dir(t),
+            self.id,
+            self.commit_id
+        );
+        let mut list = ManifestListWriter::v2(
+            io.new_output(&list_path)
+                .map_err(fail)?
+                .writer()
+                .await
+                .map_err(fail)?,
+            self.id,
+            meta.current_snapshot_id(),
+            self.sequence,
+        );
+        list.add_manifests(manifests.into_iter()).map_err(fail)?;
+        list.close().await.map_err(fail)?;
+        let snapshot = Snapshot::builder()
+            .with_snapshot_id(self.id)
+            .with_parent_snapshot_id(meta.current_snapshot_id())
+            .with_sequence_number(self.sequence)
+            .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+            .with_manifest_list(list_path)
+            .with_summary(Summary {
+                operation,
+                additional_properties: summary,
+            })
+            .with_schema_id(meta.current_schema_id())
+            .build();
+        let mut builder =
+            TableMetadataBuilder::new_from_metadata(meta.clone(), Some(previous.into()))
+                .set_branch_snapshot(snapshot, iceberg::spec::MAIN_BRANCH)
+                .map_err(fail)?;
+        if !properties.is_empty() {
+            builder = builder.set_properties(properties).map_err(fail)?;
+        }
+        let next = builder.build().map_err(fail)?.metadata;
+        let location = iceberg::MetadataLocation::from_str(previous)
+            .map_err(fail)?
+            .with_next_version();
+        next.write_to(io, &location).await.map_err(fail)?;
+        let location = location.to_string();
+        catalog.swap(t.identifier(), previous, &location).await?;
+        drop_expired_metadata(io, (meta, Some(previous)), (&next, Some(&location))).await;
+        Ok(self.id)
+    }
 }
 
 /// The table property that has a commit delete the metadata files that
@@ -1165,6 +1246,44 @@ mod tests {
             2,
             "the current file and the one its log keeps"
         );
+        assert_eq!(target.last_batch("sluice-test").await.unwrap(), Some(4));
+    }
+
+    #[tokio::test]
+    async fn optimize_packs_small_files_into_one_replace_snapshot_that_keeps_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(dir.path());
+        let target = Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
+            .in_catalog(t.clone());
+        for v in 0..5 {
+            let txn = Txn {
+                app_id: "sluice-test".into(),
+                version: v,
+            };
+            write(&target, &[v * 10, v * 10 + 1], &txn).await;
+        }
+        assert_eq!(current_files(&t).await.len(), 5);
+        let done = optimize(&t, 128 << 20, &Default::default()).await.unwrap();
+        assert_eq!(
+            (done.files_before, done.files_removed, done.files_added),
+            (5, 5, 1)
+        );
+        assert_eq!(done.rows, 10);
+        assert_eq!(current_files(&t).await.len(), 1);
+        let loaded = t.load().await.unwrap().unwrap();
+        let current = loaded.metadata().current_snapshot().unwrap();
+        assert_eq!(
+            current.summary().operation,
+            iceberg::spec::Operation::Replace
+        );
+        assert_eq!(
+            current.summary().additional_properties["deleted-data-files"],
+            "5"
+        );
+        // Nothing left to pack: a second run commits nothing.
+        let again = optimize(&t, 128 << 20, &Default::default()).await.unwrap();
+        assert_eq!((again.version, again.files_before), (None, 1));
+        // The batches recorded by the appends are still known.
         assert_eq!(target.last_batch("sluice-test").await.unwrap(), Some(4));
     }
 }
