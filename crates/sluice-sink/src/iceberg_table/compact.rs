@@ -5,7 +5,8 @@
 //! The crate has no rewrite action, so the snapshot is made by hand
 //! ([`NewSnapshot`]): the manifests that hold no compacted file are kept
 //! as they are, those that do are rewritten with their other files as
-//! existing entries, and one new manifest adds the compacted files. An
+//! existing entries (or dropped, when they held only compacted files), and
+//! one new manifest adds the compacted files. An
 //! append that commits meanwhile only adds manifests: the commit loses the
 //! catalog's compare-and-set, finds the table's new manifests, checks that
 //! every manifest it built on is still there, and commits again with them
@@ -129,12 +130,17 @@ pub async fn optimize(
             base.push(m.clone());
             continue;
         }
-        let mut writer = first.writer(&t, &format!("r{rebuilt}"))?;
-        rebuilt += 1;
-        for e in entries
+        let kept: Vec<&ManifestEntryRef> = entries
             .iter()
             .filter(|e| !removed.contains(e.data_file().file_path()))
-        {
+            .collect();
+        if kept.is_empty() {
+            // Every file it listed was compacted: the manifest goes.
+            continue;
+        }
+        let mut writer = first.writer(&t, &format!("r{rebuilt}"))?;
+        rebuilt += 1;
+        for e in kept {
             writer
                 .add_existing_file(
                     e.data_file().clone(),

@@ -1272,6 +1272,9 @@ mod tests {
         assert_eq!(current_files(&t).await.len(), 1);
         let loaded = t.load().await.unwrap().unwrap();
         let current = loaded.metadata().current_snapshot().unwrap();
+        // The five one-file manifests went with their files.
+        let list = loaded.manifest_list_reader(current).load().await.unwrap();
+        assert_eq!(list.entries().len(), 1);
         assert_eq!(
             current.summary().operation,
             iceberg::spec::Operation::Replace
