@@ -431,6 +431,24 @@ impl Target {
         })
     }
 
+    /// Compacts the table's small files (as `sluice optimize` does) once it
+    /// holds `min_files` of them (Delta) or `min_files` data files
+    /// (Iceberg, by its snapshot summary); `None` when it did nothing.
+    pub async fn optimize_when(&self, min_files: usize) -> Result<Option<upkeep::Optimized>> {
+        match self.format {
+            TableFormat::Delta => {
+                upkeep::optimize_when(&self.location, min_files, &self.options).await
+            }
+            TableFormat::Iceberg => {
+                iceberg_table::optimize_when(self.iceberg_table()?, min_files, &self.options).await
+            }
+            TableFormat::Parquet => Err(Error::Unsupported(format!(
+                "{}: a Parquet dataset is not compacted",
+                self.location.display()
+            ))),
+        }
+    }
+
     /// The last batch application `app_id` committed to the table (its
     /// Delta `txn` version, or the batch an Iceberg snapshot recorded).
     pub async fn last_batch(&self, app_id: &str) -> Result<Option<i64>> {

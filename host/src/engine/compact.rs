@@ -6,23 +6,22 @@
 //! it never fails the stream.
 
 use anyhow::{Result, bail};
-use sluice_sink::{Location, Target, WriteOptions};
+use sluice_sink::Target;
 use tokio::task::JoinHandle;
 
 /// A stream's auto compaction.
 pub(crate) struct AutoCompact {
-    table: Location,
-    write: WriteOptions,
+    target: Target,
     min_files: usize,
     running: Option<JoinHandle<()>>,
 }
 
 impl AutoCompact {
-    /// The auto compaction `options` ask for on `target`, if any.
+    /// The auto compaction `options` ask for on `target` (compacted with
+    /// its write options), if any.
     pub(crate) fn new(
         options: &std::collections::BTreeMap<String, String>,
         target: &Target,
-        write: &WriteOptions,
     ) -> Result<Option<Self>> {
         let Some(min_files) = sluice_pipeline::incremental::auto_compact(options)? else {
             return Ok(None);
@@ -32,14 +31,11 @@ impl AutoCompact {
                 "option autoCompact is not supported for tables changes are applied to by key yet: their commits rewrite the files a compaction would; compact them with `sluice optimize` between runs"
             );
         }
-        if target.format() != sluice_sink::TableFormat::Delta {
-            bail!(
-                "option autoCompact needs a Delta table: an Iceberg stream does not compact itself yet; compact it with `sluice optimize --table-format iceberg` between runs"
-            );
+        if target.format() == sluice_sink::TableFormat::Parquet {
+            bail!("option autoCompact needs a Delta or Iceberg table");
         }
         Ok(Some(AutoCompact {
-            table: target.location().clone(),
-            write: write.clone(),
+            target: target.clone(),
             min_files,
             running: None,
         }))
@@ -50,9 +46,10 @@ impl AutoCompact {
         if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
-        let (table, write, min_files) = (self.table.clone(), self.write.clone(), self.min_files);
+        let (target, min_files) = (self.target.clone(), self.min_files);
         self.running = Some(tokio::spawn(async move {
-            match sluice_sink::upkeep::optimize_when(&table, min_files, &write).await {
+            let table = target.location();
+            match target.optimize_when(min_files).await {
                 Ok(Some(done)) => tracing::info!(
                     "auto compaction of {}: {} files into {} (version {:?})",
                     table.display(),

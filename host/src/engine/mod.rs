@@ -718,7 +718,7 @@ impl Engine {
         stop: &Stop,
     ) -> Result<RunReport> {
         let options = StreamOptions::parse(&load.pipeline.options)?;
-        let compact = AutoCompact::new(&load.pipeline.options, &target, &self.write)?;
+        let compact = AutoCompact::new(&load.pipeline.options, &target)?;
         let config = self.incremental(load, Kind::Stream, options, target)?;
         self.run_incremental(config, trigger, observer, stop, compact)
             .await
@@ -746,7 +746,7 @@ impl Engine {
             );
         }
         let (_, reading) = job.plan().await?;
-        let mut compact = AutoCompact::new(&load.pipeline.options, &target, &self.write)?;
+        let mut compact = AutoCompact::new(&load.pipeline.options, &target)?;
         let mut report = RunReport::default();
         // After each look for input: its batch, if any, and the lag.
         let mut looked = |r: Option<&BatchReport>, lag: Option<(&str, u64)>| {

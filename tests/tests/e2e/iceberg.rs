@@ -570,3 +570,42 @@ fn optimize_compacts_a_streams_files_and_keeps_concurrent_appends() {
     );
     assert_eq!(read_iceberg(&c.path("wh"), "lake.t", "duckdb").ids(), want);
 }
+
+#[test]
+fn an_iceberg_stream_compacts_itself_with_auto_compaction() {
+    let c = Case::new();
+    for f in 0..30 {
+        c.write(&format!("in/p{f:03}.csv"), format!("id,name\n{f},n\n"));
+    }
+    c.ok(&[
+        "stream",
+        "--source",
+        "in",
+        "--table",
+        "lake.auto",
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--checkpoint",
+        "cp",
+        "-f",
+        "csv",
+        "--trigger",
+        "available-now",
+        "-o",
+        "maxFilesPerTrigger=1",
+        "-o",
+        "autoCompact=true",
+        "-o",
+        "autoCompact.minNumFiles=10",
+    ]);
+    let t = load(&c, "lake.auto");
+    assert_eq!(t.ids(), (0..30).collect::<Vec<_>>());
+    assert!(t.files < 20, "{} data files", t.files);
+    assert!(
+        snapshots(&t)
+            .iter()
+            .any(|s| s["summary"]["operation"] == "replace")
+    );
+}

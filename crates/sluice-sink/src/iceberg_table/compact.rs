@@ -30,6 +30,35 @@ use sluice_location::Location;
 /// How many times a compaction rebases onto appends that beat it.
 const ATTEMPTS: usize = 10;
 
+/// [`optimize`] of `table` with `options`' target file size, if its current
+/// snapshot lists `min_files` data files or more (the snapshot summary
+/// tells, without reading a manifest); `None` when it did nothing.
+pub async fn optimize_when(
+    table: &IcebergTable,
+    min_files: usize,
+    options: &WriteOptions,
+) -> Result<Option<Optimized>> {
+    let Some(t) = table.load().await? else {
+        return Ok(None);
+    };
+    let files = t
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| {
+            s.summary()
+                .additional_properties
+                .get("total-data-files")
+                .cloned()
+        })
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    if files < min_files {
+        return Ok(None);
+    }
+    let done = optimize(table, options.target_file_bytes, options).await?;
+    Ok(done.version.is_some().then_some(done))
+}
+
 /// Compacts `table`: its data files smaller than `target_bytes` are packed
 /// into bins of about that size and each bin of two files or more is
 /// rewritten with `options`, all in one snapshot.
@@ -166,17 +195,47 @@ pub async fn optimize(
         let mut all = base.clone();
         all.extend(appended.iter().cloned());
         all.push(snapshot.manifest(&t, added.clone()).await?);
-        let summary = [
+        // The totals carry on from the table as it is now (the next
+        // append adds to them), less what was compacted, plus its files.
+        let parent = t
+            .metadata()
+            .current_snapshot()
+            .map(|s| s.summary().additional_properties.clone())
+            .unwrap_or_default();
+        let total = |key: &str| {
+            parent
+                .get(key)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let mut summary: std::collections::HashMap<String, String> = [
             ("added-data-files", done.files_added as u64),
             ("deleted-data-files", done.files_removed as u64),
             ("added-files-size", done.bytes_added),
             ("removed-files-size", done.bytes_removed),
             ("added-records", done.rows),
             ("deleted-records", done.rows),
+            (
+                "total-data-files",
+                (total("total-data-files") + done.files_added as u64)
+                    .saturating_sub(done.files_removed as u64),
+            ),
+            (
+                "total-files-size",
+                (total("total-files-size") + done.bytes_added).saturating_sub(done.bytes_removed),
+            ),
+            ("total-records", total("total-records")),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        for key in [
+            "total-delete-files",
+            "total-position-deletes",
+            "total-equality-deletes",
+        ] {
+            summary.insert(key.to_string(), total(key).to_string());
+        }
         match snapshot
             .commit(
                 &table.catalog,

@@ -21,7 +21,7 @@ mod compact;
 mod schema;
 mod storage;
 
-pub use compact::optimize;
+pub use compact::{optimize, optimize_when};
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -1282,6 +1282,16 @@ mod tests {
         assert_eq!(
             current.summary().additional_properties["deleted-data-files"],
             "5"
+        );
+        // Totals carry on, so the next append and auto compaction count
+        // the table's files right.
+        assert_eq!(
+            current.summary().additional_properties["total-data-files"],
+            "1"
+        );
+        assert_eq!(
+            current.summary().additional_properties["total-records"],
+            "10"
         );
         // Nothing left to pack: a second run commits nothing.
         let again = optimize(&t, 128 << 20, &Default::default()).await.unwrap();
