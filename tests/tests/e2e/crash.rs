@@ -137,7 +137,8 @@ fn run_once(c: &Case, args: &[&str], env: &[(String, String)], kill: &Kill) -> E
 }
 
 /// The body of input file `k`: 5 records with unique ids.
-fn part(k: usize) -> String {
+/// File `k` of a crash test's landing: ids `5k..5k+5`.
+pub(crate) fn part(k: usize) -> String {
     let mut body = String::from("id,payload\n");
     for r in 0..5 {
         body.push_str(&format!("{},row {r} of file {k}\n", k * 5 + r));

@@ -12,7 +12,7 @@
 
 use serde_json::Value;
 
-use crate::crash::{assert_every_step_was_hit, crash};
+use crate::crash::{assert_every_step_was_hit, crash, part};
 use crate::harness::{
     Case, PG_PASSWORD, PG_USER, Postgres, S3, TableDump, read_iceberg, read_iceberg_at,
     read_iceberg_snapshot,
@@ -20,6 +20,32 @@ use crate::harness::{
 
 fn load(c: &Case, name: &str) -> TableDump {
     read_iceberg(&c.path("wh"), name, "pyiceberg")
+}
+
+/// `sluice stream` of the CSV files in `in/` into Iceberg table `table` of
+/// warehouse `wh`, one file per batch, available-now, then `extra`.
+fn csv_stream<'a>(table: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "stream",
+        "--source",
+        "in",
+        "--table",
+        table,
+        "--table-format",
+        "iceberg",
+        "--warehouse",
+        "wh",
+        "--checkpoint",
+        "cp",
+        "-f",
+        "csv",
+        "--trigger",
+        "available-now",
+        "-o",
+        "maxFilesPerTrigger=1",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 fn snapshots(t: &TableDump) -> Vec<Value> {
@@ -260,33 +286,9 @@ fn a_stream_adds_columns_and_records_each_batch_in_its_snapshot() {
 #[test]
 fn sigkill_anywhere_in_an_iceberg_stream_loses_and_duplicates_nothing() {
     let c = Case::new();
-    let args = [
-        "stream",
-        "--source",
-        "in",
-        "--table",
-        "crash.t",
-        "--table-format",
-        "iceberg",
-        "--warehouse",
-        "wh",
-        "--checkpoint",
-        "cp",
-        "-f",
-        "csv",
-        "--trigger",
-        "available-now",
-        "-o",
-        "maxFilesPerTrigger=1",
-        "--parallelism",
-        "1",
-    ];
+    let args = csv_stream("crash.t", &["--parallelism", "1"]);
     for k in 0..150 {
-        let mut body = String::from("id,payload\n");
-        for r in 0..5 {
-            body.push_str(&format!("{},row {r} of file {k}\n", k * 5 + r));
-        }
-        c.write(&format!("in/part-{k:04}.csv"), body);
+        c.write(&format!("in/part-{k:04}.csv"), part(k));
     }
     let by_phase = crash(&c, &args, &[], 30, 3);
     let t = load(&c, "crash.t");
@@ -490,25 +492,7 @@ fn optimize_compacts_a_streams_files_and_keeps_concurrent_appends() {
         }
         c.write(&format!("in/p{f:03}.csv"), body);
     }
-    c.ok(&[
-        "stream",
-        "--source",
-        "in",
-        "--table",
-        "lake.t",
-        "--table-format",
-        "iceberg",
-        "--warehouse",
-        "wh",
-        "--checkpoint",
-        "cp",
-        "-f",
-        "csv",
-        "--trigger",
-        "available-now",
-        "-o",
-        "maxFilesPerTrigger=1",
-    ]);
+    c.ok(&csv_stream("lake.t", &[]));
     assert_eq!(load(&c, "lake.t").files, 40);
     for i in 0..3 {
         c.write(
@@ -577,29 +561,10 @@ fn an_iceberg_stream_compacts_itself_with_auto_compaction() {
     for f in 0..30 {
         c.write(&format!("in/p{f:03}.csv"), format!("id,name\n{f},n\n"));
     }
-    c.ok(&[
-        "stream",
-        "--source",
-        "in",
-        "--table",
+    c.ok(&csv_stream(
         "lake.auto",
-        "--table-format",
-        "iceberg",
-        "--warehouse",
-        "wh",
-        "--checkpoint",
-        "cp",
-        "-f",
-        "csv",
-        "--trigger",
-        "available-now",
-        "-o",
-        "maxFilesPerTrigger=1",
-        "-o",
-        "autoCompact=true",
-        "-o",
-        "autoCompact.minNumFiles=10",
-    ]);
+        &["-o", "autoCompact=true", "-o", "autoCompact.minNumFiles=10"],
+    ));
     let t = load(&c, "lake.auto");
     assert_eq!(t.ids(), (0..30).collect::<Vec<_>>());
     assert!(t.files < 20, "{} data files", t.files);

@@ -1026,6 +1026,20 @@ mod tests {
         .unwrap()
     }
 
+    /// A target writing `t` with default options.
+    fn target(t: &IcebergTable) -> Target {
+        Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
+            .in_catalog(t.clone())
+    }
+
+    /// Batch `version` of the tests' application.
+    fn txn(version: i64) -> Txn {
+        Txn {
+            app_id: "sluice-test".into(),
+            version,
+        }
+    }
+
     async fn write(target: &Target, ids: &[i64], txn: &Txn) -> Outcome {
         let b = batch(ids);
         let schema = target.storable(&b.schema()).unwrap();
@@ -1043,12 +1057,7 @@ mod tests {
     async fn a_batch_commits_once_with_bounds_and_its_identity() {
         let dir = tempfile::tempdir().unwrap();
         let t = table(dir.path());
-        let target = Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
-            .in_catalog(t.clone());
-        let txn = |version| Txn {
-            app_id: "sluice-test".into(),
-            version,
-        };
+        let target = target(&t);
         assert!(matches!(
             write(&target, &[3, 1, 2], &txn(0)).await,
             Outcome::Committed { .. }
@@ -1123,12 +1132,7 @@ mod tests {
     async fn a_replace_is_a_snapshot_of_only_its_files_and_vacuum_deletes_the_old_ones() {
         let dir = tempfile::tempdir().unwrap();
         let t = table(dir.path());
-        let target = Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
-            .in_catalog(t.clone());
-        let txn = |version| Txn {
-            app_id: "sluice-test".into(),
-            version,
-        };
+        let target = target(&t);
         write(&target, &[1, 2], &txn(0)).await;
         write(&target, &[3], &txn(1)).await;
         let old = current_files(&t).await;
@@ -1198,12 +1202,7 @@ mod tests {
     async fn commits_delete_the_metadata_files_that_left_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let t = table(dir.path());
-        let target = Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
-            .in_catalog(t.clone());
-        let txn = |version| Txn {
-            app_id: "sluice-test".into(),
-            version,
-        };
+        let target = target(&t);
         write(&target, &[1], &txn(0)).await;
         // Keep one previous metadata file in the log.
         let catalog = t.catalog.connect().await.unwrap();
@@ -1253,14 +1252,9 @@ mod tests {
     async fn optimize_packs_small_files_into_one_replace_snapshot_that_keeps_every_row() {
         let dir = tempfile::tempdir().unwrap();
         let t = table(dir.path());
-        let target = Target::new(t.location.clone(), TableFormat::Iceberg, Default::default())
-            .in_catalog(t.clone());
+        let target = target(&t);
         for v in 0..5 {
-            let txn = Txn {
-                app_id: "sluice-test".into(),
-                version: v,
-            };
-            write(&target, &[v * 10, v * 10 + 1], &txn).await;
+            write(&target, &[v * 10, v * 10 + 1], &txn(v)).await;
         }
         assert_eq!(current_files(&t).await.len(), 5);
         let done = optimize(&t, 128 << 20, &Default::default()).await.unwrap();
