@@ -30,6 +30,7 @@ pub mod dataset;
 pub mod delta;
 mod error;
 pub mod iceberg_table;
+pub mod inspect;
 pub mod keyed;
 mod location;
 pub mod storable;

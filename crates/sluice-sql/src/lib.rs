@@ -319,6 +319,25 @@ impl Statement {
     }
 }
 
+/// Parses a select list alone (`id, city AS town, CAST(t AS DOUBLE) AS
+/// temp`), as a query's would be: what an upload keeps of a file, renamed
+/// and cast.
+pub fn select_list(text: &str) -> Result<Projection> {
+    let dialect = DatabricksDialect {};
+    let mut p = Parser::new(&dialect)
+        .try_with_sql(text)
+        .map_err(|e| Error::Syntax(e.to_string()))?;
+    let items = p
+        .parse_projection()
+        .map_err(|e| Error::Syntax(e.to_string()))?;
+    if p.peek_token_ref().token != Token::EOF {
+        return Ok(p.expected_ref("',' or the end of the select list", p.peek_token_ref())?);
+    }
+    Ok(Projection {
+        items: items.iter().map(item).collect::<Result<Vec<_>>>()?,
+    })
+}
+
 /// Parses `sql`: statements separated by `;`.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let dialect = DatabricksDialect {};

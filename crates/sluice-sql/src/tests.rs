@@ -309,3 +309,13 @@ fn auto_cdc_flows_apply_a_stream_by_key_into_a_declared_table() {
         assert!(err(sql).contains(want), "{sql}: {}", err(sql));
     }
 }
+
+#[test]
+fn a_select_list_alone_renames_and_casts() {
+    let p = select_list("id, `city` AS town, CAST(temp AS DOUBLE) AS t").unwrap();
+    assert_eq!(p.items.len(), 3);
+    assert!(matches!(&p.items[1], Item::Expr { alias: Some(a), .. } if a == "town"));
+    let e = select_list("id FROM t").unwrap_err().to_string();
+    assert!(e.contains("select list"), "{e}");
+    assert!(select_list("").is_err());
+}

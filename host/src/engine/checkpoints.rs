@@ -65,13 +65,34 @@ impl Engine {
             return Ok(vec![read(&at).await?]);
         }
         let table = self.table(location)?;
+        let out = self.checkpoints_of(&table, pipeline).await?;
+        if out.is_empty() {
+            bail!(
+                "{} is neither a checkpoint nor a table a COPY INTO, streaming table or pipeline loaded{}",
+                table.display(),
+                pipeline
+                    .map(|p| format!(" (looked for pipeline '{p}')"))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(out)
+    }
+
+    /// The checkpoints the loads of the table at `table` keep where
+    /// [`default_checkpoints`] says (only `pipeline`'s when given); none
+    /// for a table no such load wrote.
+    pub async fn checkpoints_of(
+        &self,
+        table: &Location,
+        pipeline: Option<&str>,
+    ) -> Result<Vec<CheckpointFiles>> {
         let candidates = match pipeline {
-            Some(name) => default_checkpoint(&table, LoadMode::Stream, Some(name))?
+            Some(name) => default_checkpoint(table, LoadMode::Stream, Some(name))?
                 .into_iter()
                 .collect(),
             None => {
                 let mut found = Vec::new();
-                for at in default_checkpoints(&table)? {
+                for at in default_checkpoints(table)? {
                     if at.url().path().ends_with("/pipelines") {
                         found.extend(children(&at).await?);
                     } else {
@@ -86,15 +107,6 @@ impl Engine {
             if is_checkpoint(&at).await {
                 out.push(read(&at).await?);
             }
-        }
-        if out.is_empty() {
-            bail!(
-                "{} is neither a checkpoint nor a table a COPY INTO, streaming table or pipeline loaded{}",
-                table.display(),
-                pipeline
-                    .map(|p| format!(" (looked for pipeline '{p}')"))
-                    .unwrap_or_default()
-            );
         }
         Ok(out)
     }

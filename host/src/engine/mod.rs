@@ -28,6 +28,7 @@ pub mod schemas;
 mod secrets;
 pub mod split;
 mod stop;
+mod tables;
 mod upload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -40,10 +41,10 @@ use arrow_schema::SchemaRef;
 use serde::{Deserialize, Serialize};
 use sluice_pipeline::pipeline::{PipelineGrants, TableFormatName, resolve_secrets, secret_refs};
 use sluice_pipeline::{
-    CleanSource, Evolution, Format, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
+    CleanSource, Evolution, Load, LoadMode, Pipeline, Source, StreamOptions, TableRef,
     table::DEFAULT_SCHEMA,
 };
-use sluice_sink::iceberg_table::{Catalog, IcebergTable};
+use sluice_sink::iceberg_table::IcebergTable;
 use sluice_sink::{Location, TableFormat, Target, WriteMode};
 
 use crate::engine::compact::AutoCompact;
@@ -67,7 +68,8 @@ pub use sluice_sink::WriteOptions;
 pub use sluice_sink::upkeep::{Optimized, Vacuumed};
 pub use split::DEFAULT_SPLIT_BYTES;
 pub use stop::Stop;
-pub use upload::{BatchWriter, json_rows};
+pub use tables::TableEntry;
+pub use upload::{BatchWriter, UploadedFile, json_rows};
 
 /// What every run shares: the runtime, storage, the warehouse, tuning,
 /// uploaded connectors and secrets.
@@ -280,10 +282,7 @@ impl Engine {
     /// The Iceberg table `name` ([`Engine::target`]).
     pub fn iceberg_table(&self, name: &str) -> Result<IcebergTable> {
         let warehouse = self.location(&self.warehouse)?;
-        let catalog = match &self.catalog {
-            Some(uri) => Catalog::at(uri, &warehouse)?,
-            None => Catalog::in_warehouse(&warehouse)?,
-        };
+        let catalog = self.catalog()?;
         let (named, table) = TableRef::parse_iceberg(name)?;
         if let Some(other) = named.filter(|n| *n != catalog.name) {
             bail!(
@@ -958,39 +957,36 @@ impl Engine {
         Ok(out)
     }
 
-    /// The schema files would get and their first `limit` rows, as JSON
-    /// objects; nothing is written.
+    /// The schema an uploaded file would get and its first `limit` rows,
+    /// as JSON objects; nothing is written.
     pub async fn preview(
         &self,
-        source: &str,
-        format: Format,
-        options: BTreeMap<String, String>,
+        file: &UploadedFile,
         limit: usize,
     ) -> Result<(SchemaRef, Vec<serde_json::Value>)> {
-        let pipeline = Pipeline {
-            source: Some(source.to_string()),
-            format: Some(format),
-            options,
-            ..Pipeline::new(source)
-        };
         // Never written: preview reads only, in one lane.
         let target = Target::new(
-            self.location(source)?,
+            self.location(&file.source)?,
             TableFormat::Delta,
             self.write.clone(),
         );
         let mut job = self
-            .job(&Load::new(pipeline), target, &Redactor::default())
+            .job(
+                &Load::new(file.pipeline(&file.source)),
+                target,
+                &Redactor::default(),
+            )
             .await?;
         job.parallelism = 1;
         job.split_bytes = 0;
         let (stream, batches) = job.preview(limit).await?;
-        // What an upload would load: its columns, without `_metadata`.
-        let all = sluice_pipeline::Projection::all();
-        let sent = all.schema(&stream.schema)?;
+        // What an upload would load: its columns (renamed, cast), without
+        // `_metadata` unless selected.
+        let select = file.projection();
+        let sent = select.schema(&stream.schema)?;
         let batches = batches
             .iter()
-            .map(|b| all.apply(b, &all.schema(b.schema_ref())?))
+            .map(|b| select.apply(b, &select.schema(b.schema_ref())?))
             .collect::<sluice_pipeline::Result<Vec<_>>>()?;
         // As the table would store it (types Delta lacks widened).
         let schema =

@@ -183,25 +183,52 @@ impl Engine {
     pub async fn load_upload(
         &self,
         name: &str,
-        source: &str,
-        format: Format,
-        options: BTreeMap<String, String>,
+        file: &UploadedFile,
         mode: LoadMode,
         table_format: TableFormatName,
     ) -> Result<RunReport, Failure> {
         let pipeline = Pipeline {
             mode,
             table_format,
-            source: Some(source.to_string()),
-            format: Some(format),
-            options,
-            ..Pipeline::new(name)
+            ..file.pipeline(name)
         };
         let load = Load {
-            projection: Some(Projection::all()),
+            projection: Some(file.projection()),
             ..Load::named(&format!("upload-{name}"), pipeline)
         };
         self.run(&load, &Trigger::AvailableNow, &mut (), &Stop::new())
             .await
+    }
+}
+
+/// An uploaded file, staged, and how to read it.
+#[derive(Debug, Clone)]
+pub struct UploadedFile {
+    /// Where it is staged.
+    pub source: String,
+    /// Its format.
+    pub format: Format,
+    /// Reader options.
+    pub options: BTreeMap<String, String>,
+    /// What the table keeps of it (columns renamed, cast); `None`: every
+    /// column as read.
+    pub select: Option<Projection>,
+}
+
+impl UploadedFile {
+    /// A pipeline reading the file into `table`.
+    pub(crate) fn pipeline(&self, table: &str) -> Pipeline {
+        Pipeline {
+            source: Some(self.source.clone()),
+            format: Some(self.format),
+            options: self.options.clone(),
+            ..Pipeline::new(table)
+        }
+    }
+
+    /// The select list applied to its rows (never `_metadata` unless
+    /// named).
+    pub(crate) fn projection(&self) -> Projection {
+        self.select.clone().unwrap_or_else(Projection::all)
     }
 }

@@ -19,7 +19,7 @@ use sluice_pipeline::pipeline::is_builtin_connector;
 
 use super::App;
 use super::auth::{ApiError, Principal};
-use super::{runs, state, uploads};
+use super::{runs, state, tables, uploads};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -49,6 +49,14 @@ pub fn router(app: Arc<App>) -> anyhow::Result<Router> {
                 |req: Request, next: Next| drain_unread(req, next, DRAIN_BYTES),
             )),
         )
+        .route("/whoami", get(whoami))
+        .route("/volumes", get(uploads::list_volumes))
+        .route("/volumes/{volume}", get(uploads::list_volume))
+        .route("/tables", get(tables::list))
+        .route("/tables/{table}", get(tables::describe))
+        .route("/tables/{table}/history", get(tables::history))
+        .route("/tables/{table}/sample", get(tables::sample))
+        .route("/tables/{table}/files", get(tables::files))
         .route("/connectors", get(list_connectors).post(upload_connector))
         .route("/pipelines", get(list_pipelines))
         .route("/pipelines/{name}", put(put_pipeline).get(get_pipeline))
@@ -219,8 +227,10 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// The console: one page, its script and styles inline, on the same
+/// endpoints scripts use.
 async fn page() -> Html<&'static str> {
-    Html(include_str!("page.html"))
+    Html(include_str!("console.html"))
 }
 
 /// `ANY /fn/{name}/{rest}`: a request to a hosted `wasi:http` component,
@@ -397,6 +407,19 @@ async fn upload_connector(
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
+/// `GET /whoami`: the caller's token name, role and grants (what the
+/// console shows and hides by).
+async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    Ok(Json(principal(&app, &headers)?.grants()).into_response())
+}
+
+/// When `e`'s schedule fires next, RFC 3339; `None` without one.
+fn next_run(e: &runs::Entry) -> Option<String> {
+    let cron = e.cron.as_ref()?;
+    let next = cron.find_next_occurrence(&chrono::Utc::now(), false).ok()?;
+    Some(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
 async fn list_connectors(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     principal(&app, &headers)?;
     let mut out = Vec::new();
@@ -471,10 +494,14 @@ async fn get_pipeline(
     who.pipeline(&name)?;
     let e = entry(&app, &name)?;
     let last = state::history(&app, &name, 1).await?;
-    Ok(
-        Json(json!({"name": name, "pipeline": e.pipeline, "last_run": last.first()}))
-            .into_response(),
-    )
+    Ok(Json(json!({
+        "name": name,
+        "pipeline": e.pipeline,
+        "last_run": last.first(),
+        "next_run": next_run(&e),
+        "running": e.lock.try_lock().is_err(),
+    }))
+    .into_response())
 }
 
 async fn list_pipelines(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
@@ -504,6 +531,8 @@ async fn list_pipelines(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiR
             "schedule": e.pipeline.schedule,
             "trigger": e.pipeline.trigger,
             "last_run": recent.first(),
+            "next_run": next_run(&e),
+            "running": e.lock.try_lock().is_err(),
             "recent_rows_per_second": if secs > 0.0 { rows as f64 / secs } else { 0.0 },
         }));
     }

@@ -110,6 +110,18 @@ impl Principal {
         self.grant(&self.tables, "table", name)
     }
 
+    /// What the principal may do, as `GET /whoami` tells it.
+    pub fn grants(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "role": self.role,
+            "pipelines": self.pipelines,
+            "volumes": self.volumes,
+            "tables": self.tables,
+            "functions": self.functions,
+        })
+    }
+
     /// Fails unless the principal may call function `name`.
     pub fn function(&self, name: &str) -> Result<(), ApiError> {
         self.grant(&self.functions, "function", name)

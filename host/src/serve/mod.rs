@@ -26,6 +26,7 @@ mod metrics;
 mod runs;
 mod scheduler;
 mod state;
+mod tables;
 mod uploads;
 
 use std::collections::BTreeMap;

@@ -24,6 +24,7 @@ use tokio::io::AsyncWriteExt;
 use super::App;
 use super::api::{audited, broke_off, check_name, check_table, principal};
 use super::auth::{ApiError, Principal};
+use crate::engine::UploadedFile;
 use crate::engine::failure::Failure;
 use crate::engine::redact::Redactor;
 
@@ -124,6 +125,64 @@ pub(super) async fn upload_to_volume(
         Json(json!({"url": url, "bytes": size})),
     )
         .into_response())
+}
+
+/// `GET /volumes`: the volumes the caller may upload to, by name.
+pub(super) async fn list_volumes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let names: Vec<Value> = app
+        .volumes
+        .keys()
+        .filter(|v| who.volume(v).is_ok())
+        .map(|v| json!({"name": v}))
+        .collect();
+    Ok(Json(names).into_response())
+}
+
+/// Most files `GET /volumes/{volume}` lists.
+const MAX_LISTED: usize = 10_000;
+
+/// `GET /volumes/{volume}`: the volume's files (`path` under the volume,
+/// `size`, `modified`), in path order; at most 10,000, with `truncated`.
+pub(super) async fn list_volume(
+    State(app): State<Arc<App>>,
+    UrlPath(volume): UrlPath<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    use futures::TryStreamExt;
+    let who = principal(&app, &headers)?;
+    who.volume(&volume)?;
+    let root = app.volumes.get(&volume).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no volume '{}' (configure it under [volumes])",
+            volume.escape_debug()
+        ))
+    })?;
+    let (store, prefix) = root.store().map_err(ApiError::internal)?;
+    let mut files: Vec<object_store::ObjectMeta> = store
+        .list(Some(&prefix))
+        .take(MAX_LISTED + 1)
+        .try_collect()
+        .await
+        .map_err(|e| ApiError::from(anyhow::Error::from(e)))?;
+    let truncated = files.len() > MAX_LISTED;
+    files.truncate(MAX_LISTED);
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    let under = |p: &Path| {
+        p.prefix_match(&prefix)
+            .map(|parts| {
+                parts
+                    .map(|s| s.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_else(|| p.to_string())
+    };
+    let out: Vec<Value> = files
+        .iter()
+        .map(|m| json!({"path": under(&m.location), "size": m.size, "modified": m.last_modified.to_rfc3339()}))
+        .collect();
+    Ok(Json(json!({"volume": volume, "files": out, "truncated": truncated})).into_response())
 }
 
 /// The input format of an upload: `?format=`, the content type, or the
@@ -237,7 +296,16 @@ async fn load_upload(
     for (k, v) in query {
         if let Some(name) = k.strip_prefix("option.") {
             options.insert(name.to_string(), v.clone());
-        } else if !["format", "mode", "preview", "filename", "table_format"].contains(&k.as_str()) {
+        } else if ![
+            "format",
+            "mode",
+            "preview",
+            "filename",
+            "table_format",
+            "select",
+        ]
+        .contains(&k.as_str())
+        {
             return Err(ApiError::bad_request(format!(
                 "unknown query parameter '{k}'; reader options go as option.<name>=<value>"
             )));
@@ -252,7 +320,18 @@ async fn load_upload(
         "maxDecompressedBytes".into(),
         asked.map_or(bound, |a| a.min(bound)).to_string(),
     );
+    let select = query
+        .get("select")
+        .map(|text| {
+            sluice_sql::select_list(text).map_err(|e| ApiError::bad_request(format!("select: {e}")))
+        })
+        .transpose()?;
     let Some(format) = format else {
+        if select.is_some() {
+            return Err(ApiError::bad_request(
+                "an Arrow IPC upload is written as it is sent: select columns before sending",
+            ));
+        }
         if options.len() > 1 {
             return Err(ApiError::bad_request(
                 "an Arrow IPC upload takes no reader options",
@@ -275,10 +354,16 @@ async fn load_upload(
         app.config.max_upload_mib << 20,
     )
     .await?;
+    let file = UploadedFile {
+        source: url.clone(),
+        format,
+        options,
+        select,
+    };
     let outcome = if preview {
-        preview_file(app, &url, format, options).await
+        preview_file(app, &file).await
     } else {
-        load_file(app, table, &url, format, options, mode, table_format).await
+        load_file(app, table, &file, mode, table_format).await
     };
     let _ = app.state.delete(&staged).await;
     // The caller knows its upload by the name it gave, not where it was
@@ -385,18 +470,16 @@ async fn load_arrow(
     Ok(json!({"table": table, "report": report}))
 }
 
-/// Loads the staged file at `url` into `table`.
+/// Loads the staged `file` into `table`.
 async fn load_file(
     app: &Arc<App>,
     table: &str,
-    url: &str,
-    format: Format,
-    options: std::collections::BTreeMap<String, String>,
+    file: &UploadedFile,
     mode: LoadMode,
     table_format: TableFormatName,
 ) -> ApiResult<Value> {
     app.engine
-        .load_upload(table, url, format, options, mode, table_format)
+        .load_upload(table, file, mode, table_format)
         .await
         .map(|report| {
             app.metrics.record(("table", table), Some(&report));
@@ -405,15 +488,10 @@ async fn load_file(
         .map_err(|f| failed(&f, " (nothing was committed)"))
 }
 
-/// The schema and first 50 rows the staged file at `url` would load.
-async fn preview_file(
-    app: &Arc<App>,
-    url: &str,
-    format: Format,
-    options: std::collections::BTreeMap<String, String>,
-) -> ApiResult<Value> {
+/// The schema and first 50 rows the staged `file` would load.
+async fn preview_file(app: &Arc<App>, file: &UploadedFile) -> ApiResult<Value> {
     app.engine
-        .preview(url, format, options, 50)
+        .preview(file, 50)
         .await
         .map(|(schema, rows)| {
             json!({

@@ -18,10 +18,12 @@
 //! compaction.
 
 mod compact;
+mod inspect;
 mod schema;
 mod storage;
 
 pub use compact::{optimize, optimize_when};
+pub use inspect::{data_files, describe, history};
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -153,6 +155,29 @@ impl Catalog {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the catalog is there to be asked: a SQLite file that does
+    /// not exist is not (asking would create it), a server always is.
+    pub fn exists(&self) -> bool {
+        match self.uri.strip_prefix("sqlite://") {
+            Some(path) => std::path::Path::new(path.split('?').next().unwrap_or(path)).exists(),
+            None => true,
+        }
+    }
+
+    /// Every table in the catalog, as (namespace, name), in order.
+    pub async fn tables(&self) -> Result<Vec<(String, String)>> {
+        let catalog = self.connect().await?;
+        let fail = |e: iceberg::Error| Error::iceberg(&self.shown(), e);
+        let mut out = Vec::new();
+        for ns in catalog.list_namespaces(None).await.map_err(fail)? {
+            for t in catalog.list_tables(&ns).await.map_err(fail)? {
+                out.push((ns.join("."), t.name().to_string()));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The catalog's URI as errors tell it: without its password.

@@ -1,0 +1,132 @@
+//! The tables Sluice has written, as people look at them: found under the
+//! warehouse (Delta logs) and in the Iceberg catalog, each named as every
+//! face names it, with its schema, history and first rows from the sink
+//! ([`sluice_sink::inspect`]).
+
+use anyhow::Result;
+use object_store::path::Path;
+use serde::Serialize;
+use sluice_pipeline::pipeline::TableFormatName;
+use sluice_sink::Target;
+use sluice_sink::iceberg_table::Catalog;
+
+use super::Engine;
+
+/// A table found under the warehouse or in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableEntry {
+    /// Its name as every face takes it (`t`, `schema.t`).
+    pub name: String,
+    /// Its format.
+    pub format: TableFormatName,
+}
+
+impl Engine {
+    /// The engine's Iceberg catalog: the one configured, else the SQLite
+    /// file of a local warehouse.
+    pub fn catalog(&self) -> Result<Catalog> {
+        let warehouse = self.location(&self.warehouse)?;
+        Ok(match &self.catalog {
+            Some(uri) => Catalog::at(uri, &warehouse)?,
+            None => Catalog::in_warehouse(&warehouse)?,
+        })
+    }
+
+    /// Every table under the warehouse: the Delta tables named `t`
+    /// (`<warehouse>/t`) and `schema.t` (`<warehouse>/schema.db/t`), and
+    /// the Iceberg tables of the catalog (when there is one: asking never
+    /// creates it). In name order.
+    pub async fn tables(&self) -> Result<Vec<TableEntry>> {
+        let warehouse = self.location(&self.warehouse)?;
+        let (store, root) = warehouse.store()?;
+        let mut out = Vec::new();
+        for dir in folders(&store, &root).await? {
+            let Some(name) = dir.filename().map(str::to_string) else {
+                continue;
+            };
+            if let Some(schema) = name.strip_suffix(".db") {
+                for table in folders(&store, &dir).await? {
+                    if let Some(t) = table.filename()
+                        && is_delta(&store, &table).await?
+                    {
+                        out.push(TableEntry {
+                            name: format!("{schema}.{t}"),
+                            format: TableFormatName::Delta,
+                        });
+                    }
+                }
+            } else if is_delta(&store, &dir).await? {
+                out.push(TableEntry {
+                    name,
+                    format: TableFormatName::Delta,
+                });
+            }
+        }
+        if let Ok(catalog) = self.catalog()
+            && catalog.exists()
+        {
+            for (namespace, name) in catalog.tables().await? {
+                out.push(TableEntry {
+                    name: format!("{namespace}.{name}"),
+                    format: TableFormatName::Iceberg,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// The target of the table called `name`, in `format` or, without
+    /// one, in the format it was written in: a Delta log at
+    /// [`Engine::table`]'s place, else a table of that name in the
+    /// Iceberg catalog. `None` if there is no such table.
+    pub async fn find_table(
+        &self,
+        name: &str,
+        format: Option<TableFormatName>,
+    ) -> Result<Option<Target>> {
+        if let Some(format) = format {
+            return Ok(Some(self.target(name, format)?));
+        }
+        let location = self.table(name)?;
+        let (store, root) = location.store()?;
+        if is_delta(&store, &root).await? {
+            return Ok(Some(self.target(name, TableFormatName::Delta)?));
+        }
+        if let Ok(catalog) = self.catalog()
+            && catalog.exists()
+            && sluice_pipeline::TableRef::parse_iceberg(name).is_ok()
+        {
+            let target = self.target(name, TableFormatName::Iceberg)?;
+            if target.describe().await?.is_some() {
+                return Ok(Some(target));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The folders right under `dir`.
+async fn folders(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    dir: &Path,
+) -> Result<Vec<Path>> {
+    match store.list_with_delimiter(Some(dir)).await {
+        Ok(l) => Ok(l.common_prefixes),
+        Err(object_store::Error::NotFound { .. }) => Ok(vec![]),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `dir` holds a Delta log.
+async fn is_delta(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    dir: &Path,
+) -> Result<bool> {
+    let log = dir.clone().join("_delta_log");
+    match store.list_with_delimiter(Some(&log)).await {
+        Ok(l) => Ok(!l.objects.is_empty()),
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
