@@ -26,5 +26,6 @@ mod sandbox;
 mod serve;
 mod splits;
 mod sql;
+mod table_api;
 mod tables;
 mod upkeep;
