@@ -218,11 +218,21 @@ def main():
     columns = parse_columns(a.columns)
     with open(a.csv, newline="") as f:
         header, *records = list(csv.reader(f))
+    return in_chromium(a.outdir, "page", lambda page: run(page, a, columns, header, records))
+
+
+def in_chromium(outdir, label, body):
+    """Runs `body(page)` in a fresh headless Chromium; returns the exit code.
+
+    It fails on any uncaught script error or console error on the page too.
+    On failure it prints what went wrong and leaves `<label>.png` and
+    `<label>.html` in `outdir`; on success it prints `body`'s summary.
+    """
     if not os.access(CHROMIUM, os.X_OK):
-        sys.exit(f"page.py: {CHROMIUM} is missing: run tests/setup")
+        sys.exit(f"{label}: {CHROMIUM} is missing: run tests/setup")
     from playwright.sync_api import sync_playwright
 
-    os.makedirs(a.outdir, exist_ok=True)
+    os.makedirs(outdir, exist_ok=True)
     started = time.monotonic()
     errors = []
     with tempfile.TemporaryDirectory(prefix="sluice-chromium-") as profile, sync_playwright() as pw:
@@ -243,22 +253,22 @@ def main():
 
         page.on("console", console)
         try:
-            summary = run(page, a, columns, header, records)
+            summary = body(page)
             if errors:
                 raise Failure("the page logged errors: " + "; ".join(errors))
         except Failure as e:
-            shot = os.path.join(a.outdir, "page.png")
-            html = os.path.join(a.outdir, "page.html")
+            shot = os.path.join(outdir, f"{label}.png")
+            html = os.path.join(outdir, f"{label}.html")
             with contextlib.suppress(Exception):
                 page.screenshot(path=shot, full_page=True)
                 with open(html, "w") as f:
                     f.write(page.content())
             extra = f" (errors on the page: {'; '.join(errors)})" if errors else ""
-            print(f"page.py: FAILED: {e}{extra}; see {shot} and {html}", file=sys.stderr)
+            print(f"{label}: FAILED: {e}{extra}; see {shot} and {html}", file=sys.stderr)
             context.close()
             return 1
         context.close()
-    print(f"page ok in {time.monotonic() - started:.1f}s: {summary}")
+    print(f"{label} ok in {time.monotonic() - started:.1f}s: {summary}")
     return 0
 
 

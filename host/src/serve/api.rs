@@ -50,6 +50,8 @@ pub fn router(app: Arc<App>) -> anyhow::Result<Router> {
             )),
         )
         .route("/whoami", get(whoami))
+        .route("/functions", get(list_functions))
+        .route("/openapi.json", get(openapi))
         .route("/volumes", get(uploads::list_volumes))
         .route("/volumes/{volume}", get(uploads::list_volume))
         .route("/tables", get(tables::list))
@@ -411,6 +413,40 @@ async fn upload_connector(
 /// console shows and hides by).
 async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     Ok(Json(principal(&app, &headers)?.grants()).into_response())
+}
+
+/// `GET /functions`: the hosted functions the caller may call (public
+/// ones to everyone), with what they are granted.
+async fn list_functions(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    let who = principal(&app, &headers)?;
+    let out: Vec<Value> = app
+        .config
+        .functions
+        .iter()
+        .filter(|(name, f)| f.public || who.function(name).is_ok())
+        .map(|(name, f)| {
+            json!({
+                "name": name,
+                "path": format!("/fn/{name}"),
+                "public": f.public,
+                "component": f.component.file_name().map(|n| n.to_string_lossy()),
+                "allowed_outbound_hosts": f.allowed_outbound_hosts,
+                "secrets": f.secrets,
+                "memory_mib": f.memory_mib,
+                "timeout": f.timeout,
+            })
+        })
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+/// `GET /openapi.json`: the API's description (OpenAPI 3.1).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 /// When `e`'s schedule fires next, RFC 3339; `None` without one.

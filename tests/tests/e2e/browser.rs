@@ -89,3 +89,81 @@ fn a_user_sees_a_pipelines_last_run_and_uploads_a_file_in_the_browser() {
         "{by_page:?}"
     );
 }
+
+/// The console's flows (`tests/browser/console.py`): add data with a type
+/// change and a rename, then an append and the table's history; a
+/// pipeline's run history and chart after three runs; an admin's mistake in
+/// a definition shown where it is; the activity log; a writer who cannot
+/// see the other tables. Screenshots of the main pages land in
+/// `target/console-screenshots` (README shows them, from `docs/console`).
+#[test]
+fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
+    let c = Case::new();
+    let s = Server::start(&c, "backstop_interval = \"0s\"");
+    let def = "mode = \"stream\"\nsource = \"land/in/\"\nformat = \"csv\"\ntable = \"events\"\n";
+    s.define("events", def);
+    for i in 0..3 {
+        c.write(&format!("land/in/{i}.csv"), format!("id\n{i}\n"));
+        let r = s.run_and_wait("events", ADMIN);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let r = s.call(
+        "POST",
+        "/tables/secret/upload?filename=s.csv",
+        Some(ADMIN),
+        None,
+        Some(b"x\n1\n".to_vec()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let csv = c.write(
+        "zip codes.csv",
+        "zip,city,pop\n02134,Boston,5\n10001,New York,8\n",
+    );
+    let more = c.write("more.csv", "zip,city,pop\n02110,Boston,2\n");
+
+    let out = root().join("target/e2e-console");
+    let _ = std::fs::remove_dir_all(&out);
+    let shots = root().join("target/console-screenshots");
+    let started = Instant::now();
+    let run = Command::new(python())
+        .arg(root().join("tests/browser/console.py"))
+        .args([s.url.as_str(), ADMIN, WRITER, out.to_str().unwrap()])
+        .args(["--shots", shots.to_str().unwrap()])
+        .args([
+            "--csv",
+            csv.to_str().unwrap(),
+            "--more",
+            more.to_str().unwrap(),
+        ])
+        .args(["--table", "zips", "--pipeline", "events", "--runs", "3"])
+        .args(["--hidden", "secret,events"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "the console test failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+    println!("{} ({:.1?})", stdout.trim(), started.elapsed());
+
+    // The table as another reader sees it: the retyped zip kept its
+    // leading zeros, the renamed column is there.
+    let t = read_delta(&c.path("warehouse/zips"));
+    let cols: Vec<(&str, &str)> = t
+        .schema
+        .iter()
+        .map(|(n, ty)| (n.as_str(), ty.as_str()))
+        .collect();
+    assert_eq!(
+        cols,
+        [("zip", "string"), ("town", "string"), ("pop", "int64")]
+    );
+    let mut zips: Vec<&str> = t.rows.iter().map(|r| r["zip"].as_str().unwrap()).collect();
+    zips.sort();
+    assert_eq!(zips, ["02110", "02134", "10001"]);
+    // The definition the admin broke and put back is the one in force.
+    let p = s.get("/pipelines/events", ADMIN);
+    assert_eq!(p.body["pipeline"]["mode"], "stream", "{}", p.body);
+}

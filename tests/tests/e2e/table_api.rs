@@ -263,6 +263,34 @@ fn tables_show_their_schema_history_sample_and_file_state_to_whom_may_see_them()
         .collect();
     assert!(paths.contains(&"raw/r.csv"), "{paths:?}");
     assert_eq!(s.get("/volumes/nope", ADMIN).status, 404);
+    assert_eq!(s.get("/functions", WRITER).body, json!([]));
+
+    // The API's description, for anyone; every path it names is routed.
+    let api = s.call("GET", "/openapi.json", None, None, None);
+    assert_eq!(api.status, 200);
+    let paths = api.body["paths"].as_object().unwrap();
+    for p in [
+        "/tables",
+        "/tables/{table}/history",
+        "/tables/{table}/sample",
+        "/whoami",
+    ] {
+        assert!(paths.contains_key(p), "{p} is not described");
+    }
+    for p in paths.keys() {
+        let concrete = p
+            .replace("{table}", "uploaded")
+            .replace("{name}", "events")
+            .replace("{volume}", "landing")
+            .replace("{id}", "x")
+            .replace("{path}", "x")
+            .replace("{rest}", "x");
+        let r = s.call("OPTIONS", &concrete, Some(ADMIN), None, None);
+        assert!(
+            r.body.get("error") != Some(&json!("no such endpoint")),
+            "{p} is described but not routed"
+        );
+    }
 }
 
 #[test]
