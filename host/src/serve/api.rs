@@ -530,9 +530,13 @@ async fn get_pipeline(
     who.pipeline(&name)?;
     let e = entry(&app, &name)?;
     let last = state::history(&app, &name, 1).await?;
+    // The definition as people write it (TOML), for the console to edit.
+    let definition = toml::to_string(&e.pipeline)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(&e.pipeline).unwrap_or_default());
     Ok(Json(json!({
         "name": name,
         "pipeline": e.pipeline,
+        "definition": definition,
         "last_run": last.first(),
         "next_run": next_run(&e),
         "running": e.lock.try_lock().is_err(),
