@@ -3,7 +3,7 @@
 Usage:
     console.py URL ADMIN_TOKEN WRITER_TOKEN OUTDIR --shots DIR
                --csv FILE --more FILE --table NAME
-               --pipeline NAME --runs N --hidden NAME[,NAME...]
+               --pipeline NAME --runs N --hidden NAME[,NAME...] --live NAME
 
 As people would, in headless Chromium (Debian's, as page.py):
 
@@ -16,8 +16,11 @@ As people would, in headless Chromium (Debian's, as page.py):
 3. opens pipeline NAME, which has run N times: its run history and the
    rows-per-run chart show N runs;
 4. edits the pipeline's definition with a mistake and sees the error where
-   it is, then puts it back;
-5. reads the activity log and filters it;
+   it is, then puts it back; opens pipeline LIVE, a stream the service
+   keeps running, and sees its rows live;
+5. uploads a file to a volume and sees it listed; uploads a connector
+   that is not a component and sees why it is refused; reads the activity
+   log and filters it;
 6. signs in as the writer, who sees none of the HIDDEN tables, and is told
    why a table's page is refused.
 
@@ -75,9 +78,6 @@ def run(page, a):
 
     with step("signing in with the keyboard alone"):
         page.goto(a.url, wait_until="load", timeout=TIMEOUT_MS)
-        paint = page.evaluate(
-            "performance.getEntriesByType('paint').map(p => [p.name, p.startTime])"
-        )
         for _ in range(20):
             if page.evaluate("document.activeElement && document.activeElement.id") == "token":
                 break
@@ -88,7 +88,11 @@ def run(page, a):
         page.keyboard.press("Enter")
         expect(page.locator("#status")).to_have_text("connected", timeout=TIMEOUT_MS)
         expect(page.locator("#whoami")).to_contain_text("admin")
-        expect(page.locator("#pipelines tbody tr")).to_have_count(1, timeout=TIMEOUT_MS)
+        expect(page.locator("#pipelines tbody")).to_contain_text(a.pipeline, timeout=TIMEOUT_MS)
+        # The page has painted by now: when it first did.
+        paint = page.evaluate(
+            "performance.getEntriesByType('paint').map(p => [p.name, p.startTime])"
+        )
         shot(page, a, "home")
 
     with step("on a phone's screen"):
@@ -98,6 +102,18 @@ def run(page, a):
             raise Failure(f"the page is {wide}px wider than a phone's screen")
         shot(page, a, "phone")
         page.set_viewport_size({"width": 1280, "height": 800})
+
+    with step("add data: the preview follows the reader's options"):
+        page.fill("#table", a.table)
+        page.set_input_files("#file", a.csv)
+        page.click("#preview")
+        result = page.locator("#result")
+        expect(result).to_have_text("2 rows shown", timeout=TIMEOUT_MS)
+        page.uncheck("#opt-header")
+        # Without a header its first line is a row too.
+        expect(result).to_have_text("3 rows shown", timeout=TIMEOUT_MS)
+        page.check("#opt-header")
+        expect(result).to_have_text("2 rows shown", timeout=TIMEOUT_MS)
 
     with step("add data: preview, retype, rename"):
         inferred = preview_with_edits(page, a.table, a.csv, "create", 2)
@@ -173,6 +189,31 @@ def run(page, a):
         expect(page.locator("#definition-saved")).to_have_text("saved", timeout=TIMEOUT_MS)
         expect(error).to_be_hidden()
 
+    with step(f"a running stream ({a.live}) shows its rows live"):
+        page.goto(f"{a.url}#/pipelines/{a.live}")
+        expect(page.locator("#live")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.locator("#live-text")).to_contain_text("rows in", timeout=TIMEOUT_MS)
+        expect(page.locator("#chart-live svg path")).to_have_count(2, timeout=TIMEOUT_MS)
+
+    with step("a volume: upload raw files and list them"):
+        page.goto(f"{a.url}#/volumes")
+        expect(page.locator("#volume option")).to_have_count(1, timeout=TIMEOUT_MS)
+        page.set_input_files("#volume-file", a.more)
+        page.click("#volume-upload")
+        expect(page.locator("#volume-result")).to_have_text("uploaded 1 file(s)", timeout=TIMEOUT_MS)
+        expect(page.locator("#volume-files tbody")).to_contain_text("more.csv", timeout=TIMEOUT_MS)
+
+    with step("a connector upload that is no component is refused, with why"):
+        page.goto(f"{a.url}#/connectors")
+        expect(page.locator("#connectors tbody tr").first).to_be_visible(timeout=TIMEOUT_MS)
+        page.set_input_files("#connector-file", a.more)
+        page.click("#connector-upload")
+        out = page.locator("#connector-result")
+        expect(out).to_have_class("err", timeout=TIMEOUT_MS)
+        if not (out.text_content() or "").strip() or out.text_content() == "checking...":
+            raise Failure("the refused upload shows no reason")
+        shot(page, a, "connectors")
+
     with step("the tables"):
         page.goto(f"{a.url}#/tables")
         expect(page.locator("#tables tbody")).to_contain_text(a.table, timeout=TIMEOUT_MS)
@@ -205,8 +246,9 @@ def run(page, a):
         expect(notice).to_contain_text("may not")
 
     first_paint = dict(paint).get("first-contentful-paint")
+    painted = f"{first_paint:.0f} ms" if first_paint is not None else "not reported"
     return (
-        f"first contentful paint {first_paint:.0f} ms; "
+        f"first contentful paint {painted}; "
         f"created {a.table} with a retyped and a renamed column, appended, saw 2 versions; "
         f"{a.pipeline} showed {a.runs} runs; a bad definition was refused; "
         f"the writer saw none of {a.hidden}"
@@ -226,6 +268,7 @@ def main():
     p.add_argument("--pipeline", required=True)
     p.add_argument("--runs", type=int, required=True)
     p.add_argument("--hidden", required=True)
+    p.add_argument("--live", required=True)
     a = p.parse_args()
     return in_chromium(a.outdir, "console", lambda page: run(page, a))
 

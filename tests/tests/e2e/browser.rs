@@ -92,9 +92,10 @@ fn a_user_sees_a_pipelines_last_run_and_uploads_a_file_in_the_browser() {
 
 /// The console's flows (`tests/browser/console.py`): add data with a type
 /// change and a rename, then an append and the table's history; a
-/// pipeline's run history and chart after three runs; an admin's mistake in
-/// a definition shown where it is; the activity log; a writer who cannot
-/// see the other tables. Screenshots of the main pages land in
+/// pipeline's run history and chart after three runs; a kept stream's live
+/// chart; an admin's mistake in a definition shown where it is; a volume's
+/// files; a refused connector upload; the activity log; a writer who
+/// cannot see the other tables. Screenshots of the main pages land in
 /// `target/console-screenshots` (README shows them, from `docs/console`).
 #[test]
 fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
@@ -115,6 +116,12 @@ fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
         Some(b"x\n1\n".to_vec()),
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    // A stream the service keeps running, with rows for the live chart.
+    c.write("land/live/a.csv", "id\n1\n2\n");
+    s.define(
+        "live",
+        "mode = \"stream\"\nsource = \"land/live/\"\nformat = \"csv\"\ntable = \"live\"\ntrigger = \"continuous\"\n",
+    );
     let csv = c.write(
         "zip codes.csv",
         "zip,city,pop\n02134,Boston,5\n10001,New York,8\n",
@@ -136,7 +143,7 @@ fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
             more.to_str().unwrap(),
         ])
         .args(["--table", "zips", "--pipeline", "events", "--runs", "3"])
-        .args(["--hidden", "secret,events"])
+        .args(["--hidden", "secret,events,live", "--live", "live"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
