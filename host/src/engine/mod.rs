@@ -68,7 +68,7 @@ pub use sluice_sink::WriteOptions;
 pub use sluice_sink::upkeep::{Optimized, Vacuumed};
 pub use split::DEFAULT_SPLIT_BYTES;
 pub use stop::Stop;
-pub use tables::TableEntry;
+pub use tables::{Named, SizeBucket, TableEntry, TableInfo, Version};
 pub use upload::{BatchWriter, UploadedFile, json_rows};
 
 /// What every run shares: the runtime, storage, the warehouse, tuning,

@@ -4,13 +4,15 @@
 //! ([`sluice_sink::inspect`]).
 
 use anyhow::Result;
+use arrow_schema::SchemaRef;
 use object_store::path::Path;
 use serde::Serialize;
 use sluice_pipeline::pipeline::TableFormatName;
 use sluice_sink::Target;
 use sluice_sink::iceberg_table::Catalog;
+pub use sluice_sink::inspect::{SizeBucket, TableInfo, Version};
 
-use super::Engine;
+use super::{CheckpointFiles, Engine, json_rows};
 
 /// A table found under the warehouse or in the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,6 +105,64 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+}
+
+/// A table as a face names it: by name, in the format given (else the one
+/// it was written in).
+#[derive(Debug, Clone, Copy)]
+pub struct Named<'a> {
+    /// Its name (`t`, `schema.t`).
+    pub name: &'a str,
+    /// Its format, if the caller knows it.
+    pub format: Option<TableFormatName>,
+}
+
+impl Engine {
+    async fn named(&self, t: Named<'_>) -> Result<Option<Target>> {
+        self.find_table(t.name, t.format).await
+    }
+
+    /// The table now ([`Target::describe`]); `None` if there is none.
+    pub async fn describe_table(&self, t: Named<'_>) -> Result<Option<TableInfo>> {
+        match self.named(t).await? {
+            Some(target) => Ok(target.describe().await?),
+            None => Ok(None),
+        }
+    }
+
+    /// Its latest `limit` versions, newest first ([`Target::history`]);
+    /// `None` if there is no table.
+    pub async fn table_history(&self, t: Named<'_>, limit: usize) -> Result<Option<Vec<Version>>> {
+        match self.named(t).await? {
+            Some(target) => Ok(Some(target.history(limit).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Its schema and first `limit` rows as JSON objects; `None` if there
+    /// is no table.
+    pub async fn table_sample(
+        &self,
+        t: Named<'_>,
+        limit: usize,
+    ) -> Result<Option<(SchemaRef, Vec<serde_json::Value>)>> {
+        let Some(target) = self.named(t).await? else {
+            return Ok(None);
+        };
+        match target.sample(limit).await? {
+            Some((schema, batches)) => Ok(Some((schema, json_rows(&batches, limit)?))),
+            None => Ok(None),
+        }
+    }
+
+    /// The file state of the loads that keep a checkpoint with the table
+    /// (COPY INTO, streams); `None` if there is no table.
+    pub async fn table_files(&self, t: Named<'_>) -> Result<Option<Vec<CheckpointFiles>>> {
+        match self.named(t).await? {
+            Some(target) => Ok(Some(self.checkpoints_of(target.location(), None).await?)),
+            None => Ok(None),
+        }
     }
 }
 

@@ -13,11 +13,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use sluice_pipeline::pipeline::TableFormatName;
-use sluice_sink::Target;
 
 use super::App;
 use super::api::{check_table, principal};
 use super::auth::{ApiError, Principal};
+use crate::engine::Named;
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -30,7 +30,7 @@ const MAX_SAMPLE: usize = 1000;
 pub(super) async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let who = principal(&app, &headers)?;
     let mut found: BTreeMap<String, (TableFormatName, bool, Vec<String>)> = BTreeMap::new();
-    for t in app.engine.tables().await.map_err(ApiError::from)? {
+    for t in app.engine.tables().await? {
         found.insert(t.name, (t.format, true, vec![]));
     }
     for (pipeline, table, format) in pipeline_tables(&app)? {
@@ -71,13 +71,15 @@ fn pipeline_tables(app: &App) -> ApiResult<Vec<(String, String, TableFormatName)
         .collect())
 }
 
-/// The table `name` the caller asked about: granted, and there.
-async fn find(
+/// The table `name` the caller asked about, if granted: in the format
+/// asked for, else the one its pipeline names, else the one it was written
+/// in.
+fn named<'a>(
     app: &App,
     who: &Principal,
-    name: &str,
+    name: &'a str,
     query: &HashMap<String, String>,
-) -> ApiResult<Target> {
+) -> ApiResult<Named<'a>> {
     check_table(name)?;
     who.table(name)?;
     let format = match query.get("format").map(String::as_str) {
@@ -95,11 +97,10 @@ async fn find(
         .into_iter()
         .find(|(_, t, _)| t == name)
         .map(|(_, _, f)| f);
-    app.engine
-        .find_table(name, format.or(configured))
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| no_table(name))
+    Ok(Named {
+        name,
+        format: format.or(configured),
+    })
 }
 
 fn no_table(name: &str) -> ApiError {
@@ -131,11 +132,11 @@ pub(super) async fn describe(
     headers: HeaderMap,
 ) -> ApiResult {
     let who = principal(&app, &headers)?;
-    let target = find(&app, &who, &name, &query).await?;
-    let info = target
-        .describe()
-        .await
-        .map_err(|e| ApiError::from(anyhow::Error::from(e)))?
+    let table = named(&app, &who, &name, &query)?;
+    let info = app
+        .engine
+        .describe_table(table)
+        .await?
         .ok_or_else(|| no_table(&name))?;
     let mut v = serde_json::to_value(&info).map_err(ApiError::internal)?;
     v["name"] = json!(name);
@@ -161,11 +162,12 @@ pub(super) async fn history(
 ) -> ApiResult {
     let who = principal(&app, &headers)?;
     let limit = limit(&query, 100, 10_000)?;
-    let target = find(&app, &who, &name, &query).await?;
-    let versions = target
-        .history(limit)
-        .await
-        .map_err(|e| ApiError::from(anyhow::Error::from(e)))?;
+    let table = named(&app, &who, &name, &query)?;
+    let versions = app
+        .engine
+        .table_history(table, limit)
+        .await?
+        .ok_or_else(|| no_table(&name))?;
     let out: Vec<Value> = versions
         .into_iter()
         .map(|v| {
@@ -193,13 +195,12 @@ pub(super) async fn sample(
 ) -> ApiResult {
     let who = principal(&app, &headers)?;
     let limit = limit(&query, 20, MAX_SAMPLE)?;
-    let target = find(&app, &who, &name, &query).await?;
-    let (schema, batches) = target
-        .sample(limit)
-        .await
-        .map_err(|e| ApiError::from(anyhow::Error::from(e)))?
+    let table = named(&app, &who, &name, &query)?;
+    let (schema, rows) = app
+        .engine
+        .table_sample(table, limit)
+        .await?
         .ok_or_else(|| no_table(&name))?;
-    let rows = crate::engine::json_rows(&batches, limit).map_err(ApiError::from)?;
     Ok(Json(json!({
         "schema": schema.fields().iter().map(|f| field_json(f)).collect::<Vec<_>>(),
         "rows": rows,
@@ -218,12 +219,12 @@ pub(super) async fn files(
     headers: HeaderMap,
 ) -> ApiResult {
     let who = principal(&app, &headers)?;
-    let target = find(&app, &who, &name, &query).await?;
+    let table = named(&app, &who, &name, &query)?;
     let checkpoints = app
         .engine
-        .checkpoints_of(target.location(), None)
-        .await
-        .map_err(ApiError::from)?;
+        .table_files(table)
+        .await?
+        .ok_or_else(|| no_table(&name))?;
     let out: Vec<Value> = checkpoints
         .into_iter()
         .map(|c| {
