@@ -10,20 +10,56 @@ pub fn parse_schema_hints(text: &str) -> Result<Vec<(String, DataType)>, String>
         if part.is_empty() {
             continue;
         }
-        let (name, ty) = part.split_once(char::is_whitespace).ok_or_else(|| {
-            format!("schemaHints: '{part}' needs a column name and a type, e.g. 'id bigint'")
-        })?;
-        let name = name.trim_matches('`').to_string();
+        let needs_type =
+            || format!("schemaHints: '{part}' needs a column name and a type, e.g. 'id bigint'");
+        let (name, ty) = match part.strip_prefix('`') {
+            // A quoted name may hold spaces, commas and `` for a backtick.
+            Some(rest) => {
+                let end = closing_backtick(rest).ok_or_else(|| {
+                    format!("schemaHints: '{part}' opens a `quoted` column name it does not close")
+                })?;
+                (rest[..end].replace("``", "`"), &rest[end + 1..])
+            }
+            None => {
+                let (name, ty) = part
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(needs_type)?;
+                (name.to_string(), ty)
+            }
+        };
+        if ty.trim().is_empty() {
+            return Err(needs_type());
+        }
         out.push((name, parse_sql_type(ty.trim())?));
     }
     Ok(out)
 }
 
+/// Where the backtick closing a quoted name is in `rest` (what follows the
+/// opening one); a doubled backtick is one inside the name.
+fn closing_backtick(rest: &str) -> Option<usize> {
+    let bytes = rest.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'`' {
+            if bytes.get(i + 1) == Some(&b'`') {
+                i += 2;
+                continue;
+            }
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 fn split_top_level(text: &str) -> Vec<&str> {
     let mut parts = Vec::new();
-    let (mut depth, mut start) = (0i32, 0usize);
+    let (mut depth, mut start, mut quoted) = (0i32, 0usize, false);
     for (i, c) in text.char_indices() {
         match c {
+            '`' => quoted = !quoted,
+            _ if quoted => {}
             '(' | '<' => depth += 1,
             ')' | '>' => depth -= 1,
             ',' if depth == 0 => {
@@ -101,6 +137,17 @@ mod tests {
         assert_eq!(h.len(), 3);
         assert!(parse_schema_hints("id").is_err());
         assert!(parse_schema_hints("id whatever").is_err());
+    }
+
+    #[test]
+    fn a_quoted_name_may_hold_spaces_commas_and_backticks() {
+        let h = parse_schema_hints("`first name` STRING, `a, b` int, `x``y` date, `id` bigint")
+            .unwrap();
+        let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["first name", "a, b", "x`y", "id"]);
+        assert_eq!(h[0].1, DataType::Utf8);
+        assert!(parse_schema_hints("`open string").is_err());
+        assert!(parse_schema_hints("`named`").is_err());
     }
 
     #[test]

@@ -124,9 +124,9 @@ fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
     );
     let csv = c.write(
         "zip codes.csv",
-        "zip,city,pop\n02134,Boston,5\n10001,New York,8\n",
+        "zip code,city,pop\n02134,Boston,5\n10001,New York,8\n",
     );
-    let more = c.write("more.csv", "zip,city,pop\n02110,Boston,2\n");
+    let more = c.write("more.csv", "zip code,city,pop\n02110,Boston,2\n");
 
     let out = root().join("target/e2e-console");
     let _ = std::fs::remove_dir_all(&out);
@@ -155,8 +155,9 @@ fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
     );
     println!("{} ({:.1?})", stdout.trim(), started.elapsed());
 
-    // The table as another reader sees it: the retyped zip kept its
-    // leading zeros, the renamed column is there.
+    // The table as another reader sees it: the retyped zip code (a name
+    // with a space, renamed) kept its leading zeros, the renamed column is
+    // there.
     let t = read_delta(&c.path("warehouse/zips"));
     let cols: Vec<(&str, &str)> = t
         .schema
