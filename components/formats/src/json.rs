@@ -157,11 +157,7 @@ impl Checker {
             let b = bytes[i];
             // Strings are most of the bytes: skip plain runs at once.
             if let State::Str { key } = self.state {
-                let run = bytes[i..]
-                    .iter()
-                    .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                    .unwrap_or(bytes.len() - i);
-                i += run;
+                i += plain_run(&bytes[i..]);
                 let Some(&c) = bytes.get(i) else { break };
                 self.state = match c {
                     b'"' if key => State::Colon,
@@ -277,6 +273,11 @@ impl Checker {
                         },
                     }
                 }
+                // Digits are most of a number's bytes: take a run at once.
+                State::Num(Num::Int | Num::Frac | Num::ExpDigits) if b.is_ascii_digit() => {
+                    i += digit_run(&bytes[i..]);
+                    continue;
+                }
                 State::Num(n) => {
                     let next = match (n, b) {
                         (Num::Minus, b'0') => Some(Num::Zero),
@@ -320,6 +321,43 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// How many of `bytes` come before the first that ends a string's plain
+/// run (`"`, a backslash or a control character), eight at a time.
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of every byte of `x` that is zero; a borrow may also
+    // mark bytes above a zero one, never below, so the lowest mark is exact.
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let special = zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')))
+            // Below 0x20: subtracting 0x20 borrows into the high bit of a
+            // byte that had it clear.
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        if special != 0 {
+            return at + special.trailing_zeros() as usize / 8;
+        }
+        at += 8;
+    }
+    let rest = chunks.remainder();
+    at + rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .unwrap_or(rest.len())
+}
+
+/// How many of `bytes` are ASCII digits before the first that is not.
+fn digit_run(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(bytes.len())
 }
 
 /// Whether `buf` holds a `\u` escape of a UTF-16 high surrogate
@@ -484,6 +522,34 @@ mod tests {
                 col.iter().map(|v| v.unwrap().to_string()).collect()
             };
             proptest::prop_assert_eq!(got, strings);
+        }
+    }
+
+    #[test]
+    fn a_plain_run_ends_at_the_first_quote_backslash_or_control_byte() {
+        let scalar = |b: &[u8]| {
+            b.iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .unwrap_or(b.len())
+        };
+        let mut texts: Vec<Vec<u8>> = vec![vec![], b"abc".to_vec(), b"0123456789abcdef".to_vec()];
+        // Every special byte at every place of a 20-byte run, among bytes
+        // at the edges the word tricks must get right (0x20, 0x21, 0x7f,
+        // 0x80, 0xff).
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for at in 0..20 {
+                let mut t: Vec<u8> = (0..20)
+                    .map(|i| [0x20, 0x7f, 0x80, 0xff, b'a', 0x21][i % 6])
+                    .collect();
+                t[at] = special;
+                texts.push(t);
+            }
+        }
+        for t in texts {
+            for start in 0..t.len().min(9) {
+                let run = &t[start..];
+                assert_eq!(plain_run(run), scalar(run), "{run:?}");
+            }
         }
     }
 

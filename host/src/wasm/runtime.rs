@@ -348,6 +348,12 @@ impl Runtime {
     /// Creates the engine. `cache_dir` holds compiled components.
     pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> Result<Self> {
         let mut config = sluice_wasm_engine::config();
+        // Profiling (`SLUICE_PERF_MAP=1 perf record ...`): compiled guest
+        // functions are named in /tmp/perf-<pid>.map, so a profile shows
+        // where the guest's time goes, not bare addresses.
+        if std::env::var_os("SLUICE_PERF_MAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(slots) = limits.pool {
             config.allocation_strategy(pooling(slots, limits.memory_bytes));
         }
