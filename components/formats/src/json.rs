@@ -160,6 +160,11 @@ impl Checker {
                 i += plain_run(&bytes[i..]);
                 let Some(&c) = bytes.get(i) else { break };
                 self.state = match c {
+                    // Most keys are followed by their colon at once.
+                    b'"' if key && bytes.get(i + 1) == Some(&b':') => {
+                        i += 1;
+                        State::Value
+                    }
                     b'"' if key => State::Colon,
                     b'"' => self.after_value(),
                     b'\\' => State::Escape { key },
@@ -240,6 +245,11 @@ impl Checker {
                     let object = self.stack.last().copied().unwrap_or(false);
                     match b {
                         _ if blank(b) => State::AfterValue,
+                        // Most members are followed by the next key at once.
+                        b',' if object && bytes.get(i + 1) == Some(&b'"') => {
+                            i += 1;
+                            State::Str { key: true }
+                        }
                         b',' if object => State::Key,
                         b',' => State::Value,
                         b'}' if object => {
