@@ -19,6 +19,7 @@ use object_store::path::Path;
 use serde_json::{Value, json};
 use sluice_pipeline::pipeline::TableFormatName;
 use sluice_pipeline::{Format, LoadMode};
+use sluice_sink::Location;
 use tokio::io::AsyncWriteExt;
 
 use super::App;
@@ -94,13 +95,7 @@ pub(super) async fn upload_to_volume(
     let who = principal(&app, &headers)?;
     let target = format!("{volume}/{}", path.escape_debug());
     let result = async {
-        who.volume(&volume)?;
-        let root = app.volumes.get(&volume).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no volume '{}' (configure it under [volumes])",
-                volume.escape_debug()
-            ))
-        })?;
+        let root = granted_volume(&app, &who, &volume)?;
         // The one way a caller's name becomes a place: checked segments
         // appended under the volume, never a string parsed again.
         let location = root
@@ -127,6 +122,17 @@ pub(super) async fn upload_to_volume(
         .into_response())
 }
 
+/// Volume `name`, if `who` is granted it and it is configured.
+fn granted_volume<'a>(app: &'a App, who: &Principal, name: &str) -> ApiResult<&'a Location> {
+    who.volume(name)?;
+    app.volumes.get(name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no volume '{}' (configure it under [volumes])",
+            name.escape_debug()
+        ))
+    })
+}
+
 /// `GET /volumes`: the volumes the caller may upload to, by name.
 pub(super) async fn list_volumes(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let who = principal(&app, &headers)?;
@@ -151,13 +157,7 @@ pub(super) async fn list_volume(
 ) -> ApiResult {
     use futures::TryStreamExt;
     let who = principal(&app, &headers)?;
-    who.volume(&volume)?;
-    let root = app.volumes.get(&volume).ok_or_else(|| {
-        ApiError::not_found(format!(
-            "no volume '{}' (configure it under [volumes])",
-            volume.escape_debug()
-        ))
-    })?;
+    let root = granted_volume(&app, &who, &volume)?;
     let (store, prefix) = root.store().map_err(ApiError::internal)?;
     let mut files: Vec<object_store::ObjectMeta> = store
         .list(Some(&prefix))
