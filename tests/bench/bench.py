@@ -41,6 +41,10 @@ def generate(data: Path, gib: float, small_files: int) -> dict:
     stamp = data / f"stamp-{gib}-{small_files}.json"
     if stamp.exists():
         return json.loads(stamp.read_text())
+    # The files hold one size at a time: what other stamps describe is
+    # about to be overwritten.
+    for old in data.glob("stamp-*.json"):
+        old.unlink()
     # About 150 bytes per CSV row.
     rows = int(gib * (1 << 30) / 150)
     con = duckdb.connect()
