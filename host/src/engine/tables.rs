@@ -99,9 +99,10 @@ impl Engine {
             && catalog.exists()
             && sluice_pipeline::TableRef::parse_iceberg(name).is_ok()
         {
-            let target = self.target(name, TableFormatName::Iceberg)?;
-            if target.describe().await?.is_some() {
-                return Ok(Some(target));
+            // The catalog's entry is enough: describing would read every
+            // manifest only for the caller to read them again.
+            if self.iceberg_table(name)?.load().await?.is_some() {
+                return Ok(Some(self.target(name, TableFormatName::Iceberg)?));
             }
         }
         Ok(None)
