@@ -32,23 +32,24 @@ fn a_user_sees_a_pipelines_last_run_and_uploads_a_file_in_the_browser() {
     // a screenshot and the page's HTML here.
     let out = root().join("target/e2e-browser");
     let _ = std::fs::remove_dir_all(&out);
-    let started = Instant::now();
-    let run = Command::new(python())
-        .arg(root().join("tests/browser/page.py"))
-        .args([s.url.as_str(), WRITER, out.to_str().unwrap()])
-        .args(["--pipeline", "events", "--pipeline-rows", "2"])
-        .args(["--table", "uploaded", "--csv", csv.to_str().unwrap()])
-        .args(["--columns", "id:Int64,city:Utf8,temp:Float64"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "the page test failed ({}):\n{stdout}\n{stderr}",
-        run.status
+    drive(
+        "page.py",
+        &[
+            s.url.as_str(),
+            WRITER,
+            out.to_str().unwrap(),
+            "--pipeline",
+            "events",
+            "--pipeline-rows",
+            "2",
+            "--table",
+            "uploaded",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--columns",
+            "id:Int64,city:Utf8,temp:Float64",
+        ],
     );
-    println!("{} ({:.1?})", stdout.trim(), started.elapsed());
 
     // What the page loaded is in the table, as another reader sees it.
     let t = read_delta(&c.path("warehouse/uploaded"));
@@ -131,29 +132,31 @@ fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
     let out = root().join("target/e2e-console");
     let _ = std::fs::remove_dir_all(&out);
     let shots = root().join("target/console-screenshots");
-    let started = Instant::now();
-    let run = Command::new(python())
-        .arg(root().join("tests/browser/console.py"))
-        .args([s.url.as_str(), ADMIN, WRITER, out.to_str().unwrap()])
-        .args(["--shots", shots.to_str().unwrap()])
-        .args([
+    drive(
+        "console.py",
+        &[
+            s.url.as_str(),
+            ADMIN,
+            WRITER,
+            out.to_str().unwrap(),
+            "--shots",
+            shots.to_str().unwrap(),
             "--csv",
             csv.to_str().unwrap(),
             "--more",
             more.to_str().unwrap(),
-        ])
-        .args(["--table", "zips", "--pipeline", "events", "--runs", "3"])
-        .args(["--hidden", "secret,events,live", "--live", "live"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        run.status.success(),
-        "the console test failed ({}):\n{stdout}\n{stderr}",
-        run.status
+            "--table",
+            "zips",
+            "--pipeline",
+            "events",
+            "--runs",
+            "3",
+            "--hidden",
+            "secret,events,live",
+            "--live",
+            "live",
+        ],
     );
-    println!("{} ({:.1?})", stdout.trim(), started.elapsed());
 
     // The table as another reader sees it: the retyped zip code (a name
     // with a space, renamed) kept its leading zeros, the renamed column is
@@ -174,4 +177,23 @@ fn the_console_adds_data_shows_runs_and_tables_and_keeps_writers_to_theirs() {
     // The definition the admin broke and put back is the one in force.
     let p = s.get("/pipelines/events", ADMIN);
     assert_eq!(p.body["pipeline"]["mode"], "stream", "{}", p.body);
+}
+
+/// Runs `tests/browser/<script>` with `args` and fails the test with what
+/// it printed unless it succeeds; prints its summary and time.
+fn drive(script: &str, args: &[&str]) {
+    let started = Instant::now();
+    let run = Command::new(python())
+        .arg(root().join("tests/browser").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        run.status.success(),
+        "{script} failed ({}):\n{stdout}\n{stderr}",
+        run.status
+    );
+    println!("{} ({:.1?})", stdout.trim(), started.elapsed());
 }
