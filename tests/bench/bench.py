@@ -127,7 +127,7 @@ def pyarrow_cmd(kind: str, src: Path, out: Path) -> list:
     return [PY, "-c", body]
 
 
-TIMINGS = re.compile(r"connector ([\d.]+)s, ipc encode ([\d.]+)s, ipc decode ([\d.]+)s")
+TIMINGS = re.compile(r"connector ([\d.]+)s, ipc encode ([\d.]+)s, ipc decode ([\d.]+)s; connector cpu ([\d.]+)s")
 
 
 def main():
@@ -136,8 +136,8 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,incremental,coldstart,requests,kafka,postgres,connectors,upkeep",
-                    help="comma-separated cases to run: csv, ndjson, small, incremental, coldstart, requests, kafka, postgres, connectors, upkeep")
+    ap.add_argument("--cases", default="csv,ndjson,small,native,incremental,coldstart,requests,kafka,postgres,connectors,upkeep",
+                    help="comma-separated cases to run: csv, ndjson, small, native, incremental, coldstart, requests, kafka, postgres, connectors, upkeep")
     ap.add_argument("--micro-batches", type=int, default=2000,
                     help="micro-batches the upkeep case's stream commits before it is compacted")
     ap.add_argument("--connector-rows", type=int, default=500_000,
@@ -160,7 +160,7 @@ def main():
         return
     wanted = set(a.cases.split(","))
     env = dict(os.environ, SLUICE_LOG="sluice=info", SLUICE_CACHE_DIR=str(a.data / "cache"))
-    if not wanted & {"csv", "ndjson", "small", "incremental"}:
+    if not wanted & {"csv", "ndjson", "small", "native", "incremental"}:
         services(a, env, wanted)
         return
     print(f"generating data in {a.data} ...", flush=True)
@@ -222,9 +222,54 @@ def main():
             if boundary:
                 print(f"{'':28} {'':8} boundary (IPC encode+decode) {100 * statistics.median(boundary):.1f}% of CPU time")
     print("\nratios above 1.0x mean Sluice was faster than that peer on this machine")
+    if "native" in wanted:
+        native_case(a, [("CSV", csv, "csv"), ("NDJSON", ndjson, "json"), (f"{info['small_files']} small CSVs", small, "csv")], env)
     if "incremental" in wanted:
         incremental(a, small, info, env)
     services(a, env, wanted)
+
+
+def native_case(a, inputs: list, env: dict):
+    """The price of the sandbox: the files connector's parsing and batch
+    building (its whole `next`, IPC encoding included) as the component
+    the host runs, against the same code built for this machine with the
+    same profile (components/files/examples/native.rs, its host functions
+    answered by the SDK's `native` module). Both read the same input in one
+    lane, whole files, and are timed the same way: the seconds inside
+    `next` calls (for Sluice, the `connector` figure of its timings line;
+    the sink encodes beside it on the other core)."""
+    host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    triple = re.search(r"^host: (\S+)", host, re.M).group(1)
+    print(f"\nbuilding the files connector natively ({triple}) ...", flush=True)
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--target", triple, "--features", "native",
+                    "-p", "sluice-files", "--example", "native"], cwd=ROOT / "components", check=True)
+    native = ROOT / "target" / "components" / triple / "release" / "examples" / "native"
+    print(f"{'case':28} {'rows':>10} {'wasm CPU s':>11} {'native CPU s':>13} {'wasm/native':>12} {'wasm s':>8} {'native s':>9}")
+    out = a.data / "out" / "native"
+    for name, src, fmt in inputs:
+        wasm_cpu, native_cpu, wasm_s, native_s = [], [], [], []
+        for _ in range(a.runs):
+            shutil.rmtree(out, ignore_errors=True)
+            _, _, stdout, err, _ = run([str(SLUICE), "ingest", str(src), "--format", fmt, "--table", str(out),
+                                        "--parallelism", "1", "--split-bytes", "0"], env)
+            m = TIMINGS.search(err)
+            if not m:
+                raise SystemExit(f"no timings line from sluice ingest:\n{err}")
+            wasm_s.append(float(m.group(1)))
+            wasm_cpu.append(float(m.group(4)))
+            rows = int(re.search(r"ingested .*?, (\d+) rows", stdout + err).group(1))
+            _, _, report, _, _ = run([str(native), "--format", fmt, str(src)], env)
+            report = json.loads(report)
+            if report["rows"] != rows:
+                raise SystemExit(f"{name}: the native build read {report['rows']} rows, the component {rows}")
+            native_s.append(report["connector_s"])
+            native_cpu.append(report["connector_cpu_s"])
+        w, n = statistics.median(wasm_cpu), statistics.median(native_cpu)
+        print(f"{name + ' -> table':28} {rows:10} {w:11.2f} {n:13.2f} {w / n:11.2f}x {statistics.median(wasm_s):8.2f} "
+              f"{statistics.median(native_s):9.2f}", flush=True)
+    print("wasm/native: CPU seconds of the connector's calls as a component over the same code built natively "
+          "(goal: at most 1.15x); wasm s / native s: wall seconds in those calls (the component's shares two "
+          "cores with the sink)")
 
 
 def services(a, env: dict, wanted: set):

@@ -10,8 +10,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use sluice_connector_sdk::{
-    Batch, ConnectorSpec, Error, Guest, GuestReader, Reader, StreamInfo, SyncMode,
-    export_connector, ipc,
+    Batch, ConnectorSpec, Error, Guest, GuestReader, Reader, StreamInfo, SyncMode, ipc,
 };
 
 mod csv;
@@ -44,7 +43,8 @@ const CONFIG_SCHEMA: &str = r#"{
   }
 }"#;
 
-struct Files;
+/// The connector.
+pub struct Files;
 
 fn parse(config: &str) -> Result<(Config, Options), Error> {
     let config: Config = serde_json::from_str(config)
@@ -104,23 +104,29 @@ impl Guest for Files {
     }
 
     fn read(config: String, stream_name: String, _state: Option<String>) -> Result<Reader, Error> {
-        if stream_name != "files" {
-            return Err(Error::Config(format!(
-                "unknown stream '{stream_name}'; the files connector has one stream, 'files'"
-            )));
-        }
-        let (config, opts) = parse(&config)?;
-        let shape = shape_of(&config, &opts)?;
-        Ok(Reader::new(FilesReader {
-            state: RefCell::new(ReadState {
-                format: config.format,
-                files: config.files.into(),
-                shape,
-                opts,
-                current: None,
-            }),
-        }))
+        open(&config, &stream_name).map(Reader::new)
     }
+}
+
+/// The reader `read` returns, before it becomes a component resource (the
+/// native build drives it directly: `examples/native.rs`).
+pub fn open(config: &str, stream_name: &str) -> Result<FilesReader, Error> {
+    if stream_name != "files" {
+        return Err(Error::Config(format!(
+            "unknown stream '{stream_name}'; the files connector has one stream, 'files'"
+        )));
+    }
+    let (config, opts) = parse(config)?;
+    let shape = shape_of(&config, &opts)?;
+    Ok(FilesReader {
+        state: RefCell::new(ReadState {
+            format: config.format,
+            files: config.files.into(),
+            shape,
+            opts,
+            current: None,
+        }),
+    })
 }
 
 enum Open {
@@ -209,4 +215,7 @@ impl GuestReader for FilesReader {
     }
 }
 
-export_connector!(Files);
+// The component's exports, for the component only: a native build (the
+// benchmark's `examples/native.rs`) links no WIT glue.
+#[cfg(target_arch = "wasm32")]
+sluice_connector_sdk::export_connector!(Files);

@@ -25,6 +25,8 @@
 //! [`bindings`] (see the Kafka connector).
 
 pub mod ipc;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod net;
 pub mod storage;
 
@@ -46,10 +48,15 @@ pub mod bindings {
 
 pub use bindings::export_connector;
 pub use bindings::exports::sluice::connector0_1_0::source::{Guest, GuestReader, Reader};
+#[cfg(not(feature = "native"))]
 pub use bindings::sluice::connector0_1_0::host::{self, Level};
 pub use bindings::sluice::connector0_1_0::types::{
     Batch, ConnectorSpec, Error, ObjectMeta, StreamInfo, SyncMode,
 };
+/// Built natively (feature `native`), the host's functions are
+/// [`native`]'s: local files, counters in the process.
+#[cfg(feature = "native")]
+pub use native::{self as host, Level};
 
 /// Logs `message` through the host at `level`.
 pub fn log(level: Level, message: &str) {

@@ -61,6 +61,8 @@ pub struct Summary {
     pub counters: Vec<(String, u64)>,
     /// Time spent in connector calls (parsing, encoding IPC), summed over lanes.
     pub connector_time: Duration,
+    /// CPU time of those calls, summed over lanes.
+    pub connector_cpu: Duration,
     /// Time spent decoding IPC on the host, summed over lanes.
     pub decode_time: Duration,
 }
@@ -185,6 +187,7 @@ impl Job {
             elapsed: started.elapsed(),
             counters: self.counters.snapshot(),
             connector_time: wrote.connector_time,
+            connector_cpu: wrote.connector_cpu,
             decode_time: wrote.decode_time,
         })
     }

@@ -101,6 +101,9 @@ pub struct Wrote {
     /// Time spent in connector calls (parsing, encoding IPC), summed over
     /// lanes.
     pub connector_time: Duration,
+    /// CPU time of those calls (their threads' own; zero where the system
+    /// does not say): what the calls cost, whatever else ran beside them.
+    pub connector_cpu: Duration,
     /// Time spent decoding IPC on the host, summed over lanes.
     pub decode_time: Duration,
 }
@@ -315,6 +318,7 @@ impl Reading {
             match r.await.map_err(anyhow::Error::from).and_then(|r| r) {
                 Ok(lane) => {
                     wrote.connector_time += lane.in_connector;
+                    wrote.connector_cpu += lane.connector_cpu;
                     wrote.decode_time += lane.decoding;
                     reports.extend(lane.reports);
                 }
@@ -347,6 +351,8 @@ impl Reading {
 struct LaneOutcome {
     /// Time in connector calls (parsing, IPC encoding).
     in_connector: Duration,
+    /// This thread's CPU time in them.
+    connector_cpu: Duration,
     /// Time decoding IPC on the host.
     decoding: Duration,
     /// End-of-range reports, for [`split::verify`].
@@ -389,13 +395,15 @@ fn read_lane(
     let reader = session.read(call.config, call.stream, call.state)?;
     let mut out = LaneOutcome {
         in_connector: Duration::ZERO,
+        connector_cpu: Duration::ZERO,
         decoding: Duration::ZERO,
         reports: Vec::new(),
     };
     loop {
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), thread_cpu());
         let next = session.next(reader)?;
         out.in_connector += t.elapsed();
+        out.connector_cpu += thread_cpu().saturating_sub(cpu);
         let Some((payload, checkpoint)) = next else {
             break;
         };
@@ -444,4 +452,14 @@ async fn write_lane(
         lane.write(batch).await.context("writing data files")?;
     }
     Ok(lane.finish().await?)
+}
+
+/// The CPU time the calling thread has run, from Linux's
+/// `/proc/thread-self/schedstat` (nanoseconds, first field); zero where
+/// there is none. Reading it costs microseconds, once per connector call.
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
 }
