@@ -456,7 +456,7 @@ async fn write_lane(
 
 /// The CPU time the calling thread has run, from Linux's
 /// `/proc/thread-self/schedstat` (nanoseconds, first field); zero where
-/// there is none. Reading it costs microseconds, once per connector call.
+/// there is none. Reading it costs microseconds, twice per connector call.
 fn thread_cpu() -> Duration {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
