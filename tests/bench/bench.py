@@ -235,9 +235,10 @@ def native_case(a, inputs: list, env: dict):
     the host runs, against the same code built for this machine with the
     same profile (components/files/examples/native.rs, its host functions
     answered by the SDK's `native` module). Both read the same input in one
-    lane, whole files, and are timed the same way: the seconds inside
-    `next` calls (for Sluice, the `connector` figure of its timings line;
-    the sink encodes beside it on the other core)."""
+    lane, whole files, and are measured the same way: the CPU seconds of
+    the thread inside `next` calls (for Sluice, the `connector cpu` figure
+    of its timings line, so the sink encoding beside it on the other core
+    does not count); wall seconds in those calls are printed beside."""
     host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
     triple = re.search(r"^host: (\S+)", host, re.M).group(1)
     print(f"\nbuilding the files connector natively ({triple}) ...", flush=True)

@@ -3,7 +3,8 @@
 //! the discovered schema and `next` until the end. It times the `next`
 //! calls as the host times a lane's connector calls (the `connector` and
 //! `connector cpu` figures of `sluice ingest`'s timings line), so the two
-//! give the price of running the same code as a component. A measuring instrument for `tests/bench`:
+//! give the price of running the same code as a component. A measuring
+//! instrument for `tests/bench`:
 //!
 //! ```text
 //! cd components && cargo run --release --target <host> --features native \
@@ -18,6 +19,7 @@ use std::io::Cursor;
 use std::time::Instant;
 
 use arrow_ipc::reader::StreamReader;
+use sluice_connector_sdk::storage::list_all;
 use sluice_connector_sdk::{Guest, GuestReader, host};
 use sluice_files::Files;
 use sluice_files_contract::{Config, FileRef, Format};
@@ -54,18 +56,7 @@ fn run() -> Result<(), String> {
         let path = std::fs::canonicalize(path).map_err(|e| format!("{path}: {e}"))?;
         let prefix = format!("file://{}", path.display());
         let metas = if path.is_dir() {
-            let mut all = Vec::new();
-            loop {
-                let after = all
-                    .last()
-                    .map(|m: &sluice_connector_sdk::ObjectMeta| m.location.clone());
-                let page = host::list_objects(&prefix, after.as_deref(), 1000).map_err(said)?;
-                let done = page.len() < 1000;
-                all.extend(page);
-                if done {
-                    break all;
-                }
-            }
+            list_all(&prefix).map_err(said)?
         } else {
             vec![host::head(&prefix).map_err(said)?]
         };
