@@ -440,7 +440,8 @@ impl Copying {
         let mut columns = Vec::new();
         for c in &table.columns {
             if let Some(at) = rows.position(&c.name) {
-                let as_is = values::binary_as_is(c.oid) && rows.data_type(at) == &c.data_type;
+                let as_is =
+                    values::binary_as_is(c.oid, &c.data_type) && rows.data_type(at) == &c.data_type;
                 let name = escape_identifier(&c.name);
                 select.push(if as_is { name } else { format!("{name}::text") });
                 columns.push((at, as_is));

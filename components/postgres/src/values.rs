@@ -42,15 +42,19 @@ pub fn arrow_type(oid: u32, typmod: i32, elem: u32) -> DataType {
     }
 }
 
-/// Whether `COPY`'s binary format of a value of type `oid` is read as the
-/// server sends it: fixed-width numbers, dates and timestamps, text and
-/// bytes. Values of other types are copied as their text (`column::text`),
-/// read by the same parsers as text is.
-pub fn binary_as_is(oid: u32) -> bool {
-    matches!(
-        oid,
-        16 | 21 | 23 | 20 | 700 | 701 | 17 | 1082 | 1114 | 1184 | 25 | 1043 | 1042 | 19
-    )
+/// Whether `COPY`'s binary format of a value of type `oid`, kept as
+/// `data_type`, is read as the server sends it: fixed-width numbers, dates
+/// and timestamps, text and bytes, and `numeric` kept as a decimal. Values
+/// of other types are copied as their text (`column::text`), read by the
+/// same parsers as text is.
+pub fn binary_as_is(oid: u32, data_type: &DataType) -> bool {
+    match oid {
+        1700 => matches!(data_type, DataType::Decimal128(..)),
+        _ => matches!(
+            oid,
+            16 | 21 | 23 | 20 | 700 | 701 | 17 | 1082 | 1114 | 1184 | 25 | 1043 | 1042 | 19
+        ),
+    }
 }
 
 /// Days from 1970-01-01 to 2000-01-01, where PostgreSQL's binary dates
@@ -207,7 +211,8 @@ impl Column {
                         .ok_or_else(|| format!("timestamp {t} is out of range"))?,
                 })
             }
-            Column::Decimal(..) | Column::List { .. } => {
+            Column::Decimal(b, p, s) => b.append_value(binary_decimal(v, *p, *s)?),
+            Column::List { .. } => {
                 return Err("a binary value of a type that is copied as text".into());
             }
         }
@@ -326,6 +331,17 @@ fn not_a(text: &str, what: &str) -> String {
     format!("'{shown}' is not a {what}")
 }
 
+/// 10^i for every i an `i128` holds.
+const POW10: [i128; 39] = {
+    let mut p = [1i128; 39];
+    let mut i = 1;
+    while i < p.len() {
+        p[i] = p[i - 1] * 10;
+        i += 1;
+    }
+    p
+};
+
 /// `-123.45` as the integer of a decimal with scale `s`.
 fn parse_decimal(t: &str, p: u8, s: i8) -> Result<i128, String> {
     let bad = || not_a(t, &format!("decimal({p},{s})"));
@@ -343,20 +359,74 @@ fn parse_decimal(t: &str, p: u8, s: i8) -> Result<i128, String> {
     {
         return Err(bad());
     }
-    let mut v: i128 = 0;
-    for b in whole.bytes().chain(fraction.bytes()) {
-        v = v
-            .checked_mul(10)
-            .and_then(|v| v.checked_add((b - b'0') as i128))
-            .ok_or_else(bad)?;
-    }
-    for _ in fraction.len()..s as usize {
-        v = v.checked_mul(10).ok_or_else(bad)?;
-    }
-    if v >= 10i128.pow(p as u32) {
-        return Err(bad());
-    }
+    let digits = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .map(|b| (b - b'0') as u64);
+    let count = whole.len() + fraction.len();
+    let v = scaled(digits, count, 1, s as i64 - fraction.len() as i64, p).ok_or_else(bad)?;
     Ok(if negative { -v } else { v })
+}
+
+/// A `numeric` in `COPY`'s binary format as the integer of a decimal with
+/// scale `s`: the count of base-10000 digits, the weight of the first, the
+/// sign, the display scale, then the digits.
+fn binary_decimal(v: &[u8], p: u8, s: i8) -> Result<i128, String> {
+    let word = |i: usize| u16::from_be_bytes([v[2 * i], v[2 * i + 1]]);
+    if v.len() < 8 || v.len() != 8 + 2 * word(0) as usize {
+        return Err(format!("a binary numeric of {} bytes", v.len()));
+    }
+    let (count, weight) = (word(0) as i64, word(1) as i16 as i64);
+    let negative = match word(2) {
+        0 => false,
+        0x4000 => true,
+        0xC000 => return Err(format!("NaN is not a decimal({p},{s})")),
+        0xD000 => return Err(format!("Infinity is not a decimal({p},{s})")),
+        0xF000 => return Err(format!("-Infinity is not a decimal({p},{s})")),
+        sign => return Err(format!("a binary numeric of sign {sign:#x}")),
+    };
+    let digits = v[8..]
+        .chunks_exact(2)
+        .map(|d| u16::from_be_bytes([d[0], d[1]]) as u64);
+    // The last digit's place, in the decimal's unit: 10^(4 (weight - count + 1) + s).
+    let place = 4 * (weight - count + 1) + s as i64;
+    let v = scaled(digits, count as usize, 4, place, p)
+        .ok_or_else(|| format!("a numeric with more digits than decimal({p},{s}) holds"))?;
+    Ok(if negative { -v } else { v })
+}
+
+/// The number whose `count` digits of `width` decimal figures each are
+/// `digits`, times 10^`place`, if that is a whole number below 10^`p`.
+/// In `u64` when it surely fits: wasm has no 64 x 64 -> 128-bit multiply,
+/// so an `i128` multiply, or an overflow-checked `u64` one, is a call.
+fn scaled(
+    mut digits: impl Iterator<Item = u64>,
+    count: usize,
+    width: u32,
+    place: i64,
+    p: u8,
+) -> Option<i128> {
+    let base = 10u64.pow(width);
+    let v = if count as i64 * width as i64 + place.max(0) <= 19 && place >= -19 {
+        let v = digits.fold(0u64, |v, d| v * base + d);
+        if place >= 0 {
+            i128::from(v * 10u64.pow(place as u32))
+        } else {
+            let unit = 10u64.pow(place.unsigned_abs() as u32);
+            (v % unit == 0).then(|| i128::from(v / unit))?
+        }
+    } else {
+        let v = digits.try_fold(0i128, |v, d| {
+            v.checked_mul(base as i128)?.checked_add(d as i128)
+        })?;
+        if place >= 0 {
+            v.checked_mul(*POW10.get(place as usize)?)?
+        } else {
+            let unit = *POW10.get(place.unsigned_abs() as usize)?;
+            (v % unit == 0).then_some(v / unit)?
+        }
+    };
+    (v < POW10[p as usize]).then_some(v)
 }
 
 /// `\x0a1b...` (bytea_output = hex).
@@ -570,8 +640,61 @@ mod tests {
         assert_eq!(parse_decimal("0.01", 3, 2), Ok(1));
         assert!(parse_decimal("1000", 3, 0).is_err());
         assert!(parse_decimal("NaN", 10, 2).is_err());
+        assert_eq!(
+            parse_decimal("12345678901234567890.12", 38, 2),
+            Ok(1_234_567_890_123_456_789_012)
+        );
+        assert_eq!(parse_decimal("-0.5", 38, 37), Ok(-5 * POW10[36]));
+        assert!(parse_decimal("1", 38, 38).is_err());
         assert_eq!(decimal(((12 << 16) | 2) + 4), DataType::Decimal128(12, 2));
         assert_eq!(decimal(-1), DataType::Utf8);
+    }
+
+    /// `numeric` in `COPY`'s binary format: count, weight, sign, display
+    /// scale, base-10000 digits.
+    fn numeric(weight: i16, sign: u16, digits: &[u16]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for w in [digits.len() as u16, weight as u16, sign, 0] {
+            v.extend_from_slice(&w.to_be_bytes());
+        }
+        for d in digits {
+            v.extend_from_slice(&d.to_be_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn binary_decimals() {
+        use arrow_array::cast::AsArray;
+        // 12345.67, -0.05, 0, 1e20 and 1234567890123456789012.34
+        assert_eq!(
+            binary_decimal(&numeric(1, 0, &[1, 2345, 6700]), 12, 2),
+            Ok(1_234_567)
+        );
+        assert_eq!(binary_decimal(&numeric(-1, 0x4000, &[500]), 12, 2), Ok(-5));
+        assert_eq!(binary_decimal(&numeric(0, 0, &[]), 12, 2), Ok(0));
+        assert_eq!(binary_decimal(&numeric(5, 0, &[1]), 38, 0), Ok(POW10[20]));
+        assert_eq!(
+            binary_decimal(
+                &numeric(5, 0, &[12, 3456, 7890, 1234, 5678, 9012, 3400]),
+                30,
+                2
+            ),
+            Ok(123_456_789_012_345_678_901_234)
+        );
+        // Out of range, more fraction than the scale, NaN, cut short.
+        assert!(binary_decimal(&numeric(3, 0, &[1]), 12, 2).is_err());
+        assert!(binary_decimal(&numeric(-1, 0, &[5]), 12, 2).is_err());
+        let nan = binary_decimal(&numeric(0, 0xC000, &[]), 12, 2).unwrap_err();
+        assert!(nan.contains("NaN"), "{nan}");
+        assert!(binary_decimal(&[0, 1, 0, 0], 12, 2).is_err());
+        let mut column = Column::new(&DataType::Decimal128(12, 2)).unwrap();
+        column.push_binary(Some(&numeric(0, 0, &[3]))).unwrap();
+        column.push_binary(None).unwrap();
+        let column = column.finish();
+        let column = column.as_primitive::<arrow_array::types::Decimal128Type>();
+        assert_eq!(column.value(0), 300);
+        assert!(arrow_array::Array::is_null(column, 1));
     }
 
     #[test]
