@@ -409,20 +409,25 @@ enum Reading {
 /// A table copied under a snapshot (`COPY ... TO STDOUT`, binary format).
 struct Copying {
     conn: Conn,
+    binary: BinaryRows,
+    per_batch: usize,
+    done: bool,
+}
+
+/// Rows of `COPY`'s binary format being read into [`Rows`].
+struct BinaryRows {
     rows: Rows,
     /// Per copied column, where it goes in the rows and whether its value
     /// is read as the server sends it (else it was copied as text).
     columns: Vec<(usize, bool)>,
     commit: Commit,
     seq: i64,
-    per_batch: usize,
     /// Bytes not read yet: a header or a row cut between two messages.
     partial: Vec<u8>,
     /// The header was read.
     started: bool,
     /// The trailer was read.
     ended: bool,
-    done: bool,
 }
 
 /// The start of `COPY`'s binary format.
@@ -454,42 +459,50 @@ impl Copying {
         ))?;
         Ok(Copying {
             conn,
-            rows,
-            columns,
-            commit,
-            seq: 0,
+            binary: BinaryRows {
+                rows,
+                columns,
+                commit,
+                seq: 0,
+                partial: Vec::new(),
+                started: false,
+                ended: false,
+            },
             per_batch: options.rows_per_batch,
-            partial: Vec::new(),
-            started: false,
-            ended: false,
             done: false,
         })
     }
 
     fn next(&mut self) -> Result<Option<Batch>, Error> {
-        while !self.done && self.rows.len() < self.per_batch {
-            match self.conn.copy_data()? {
-                Some(chunk) if self.partial.is_empty() => {
-                    let read = self.read(&chunk)?;
-                    self.partial.extend_from_slice(&chunk[read..]);
+        while !self.done && self.binary.rows.len() < self.per_batch {
+            let binary = &mut self.binary;
+            if !self.conn.copy_data_each(|chunk| binary.feed(chunk))? {
+                if !binary.ended || !binary.partial.is_empty() {
+                    return Err(Error::Data("COPY ended inside a row".into()));
                 }
-                Some(chunk) => {
-                    let mut whole = std::mem::take(&mut self.partial);
-                    whole.extend_from_slice(&chunk);
-                    let read = self.read(&whole)?;
-                    whole.drain(..read);
-                    self.partial = whole;
-                }
-                None => {
-                    if !self.ended || !self.partial.is_empty() {
-                        return Err(Error::Data("COPY ended inside a row".into()));
-                    }
-                    self.conn.query("COMMIT")?;
-                    self.done = true;
-                }
+                self.conn.query("COMMIT")?;
+                self.done = true;
             }
         }
-        batch(&mut self.rows)
+        batch(&mut self.binary.rows)
+    }
+}
+
+impl BinaryRows {
+    /// Reads the rows `chunk` (the data of one `CopyData` message) ends,
+    /// keeping what is left of a row cut there.
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        if self.partial.is_empty() {
+            let read = self.read(chunk)?;
+            self.partial.extend_from_slice(&chunk[read..]);
+        } else {
+            let mut whole = std::mem::take(&mut self.partial);
+            whole.extend_from_slice(chunk);
+            let read = self.read(&whole)?;
+            whole.drain(..read);
+            self.partial = whole;
+        }
+        Ok(())
     }
 
     /// Reads the header and the whole rows at the start of `data`; returns

@@ -48,13 +48,35 @@ pub struct Rows {
     /// Which of the schema's fields are the table's own (a column added
     /// to the table comes after the change columns).
     own: Vec<bool>,
-    filled: Vec<bool>,
+    /// How many of the schema's fields are the table's own.
+    owned: usize,
+    /// Per column, the [`Rows::row`] it was last set in.
+    set_in: Vec<u64>,
+    /// How many columns the row being built has set.
+    set: usize,
+    /// The row being built, counted from 1 over the rows' life.
+    row: u64,
+    /// How many rows were ended since the last batch.
+    ended: usize,
     /// Where the change columns are, if the schema has them:
     /// [`CHANGE_TYPE`], [`COMMIT_LSN`], [`COMMIT_TIMESTAMP`], [`CHANGE_SEQ`],
     /// [`UNCHANGED`].
     meta: [Option<usize>; 5],
     /// The columns the row being built did not carry.
     unchanged: Vec<usize>,
+    /// The ended rows whose change columns are not written yet: a run of
+    /// one kind of change in one commit, of consecutive sequences, with
+    /// every value carried (a snapshot is one run a batch).
+    run: Option<Run>,
+}
+
+/// Rows of one kind of change in one commit, with consecutive sequences.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    change: ChangeType,
+    commit: Commit,
+    first_seq: i64,
+    rows: usize,
 }
 
 impl Rows {
@@ -71,7 +93,7 @@ impl Rows {
             .enumerate()
             .map(|(i, f)| (f.name().clone(), i))
             .collect();
-        let own = schema
+        let own: Vec<bool> = schema
             .fields()
             .iter()
             .map(|f| {
@@ -93,15 +115,21 @@ impl Rows {
             at(CHANGE_SEQ),
             at(UNCHANGED),
         ];
+        let owned = own.iter().filter(|&&o| o).count();
         Ok(Rows {
             meta,
             table: table.to_string(),
-            filled: vec![false; columns.len()],
+            set_in: vec![0; columns.len()],
+            set: 0,
+            row: 1,
+            ended: 0,
             schema,
             columns,
             by_name,
             own,
+            owned,
             unchanged: Vec::new(),
+            run: None,
         })
     }
 
@@ -117,36 +145,48 @@ impl Rows {
 
     /// Sets column `at` of the row being built from its text.
     pub fn set(&mut self, at: usize, text: Option<&str>) -> Result<(), String> {
-        let pushed = self.columns[at].push(text);
-        self.record(at, pushed)
+        match self.columns[at].push(text) {
+            Ok(()) => {
+                self.mark_set(at);
+                Ok(())
+            }
+            Err(e) => Err(self.cannot_hold(at, e)),
+        }
     }
 
     /// Sets column `at` of the row being built from its value in `COPY`'s
     /// binary format ([`crate::values::binary_as_is`]).
     pub fn set_binary(&mut self, at: usize, value: Option<&[u8]>) -> Result<(), String> {
-        let pushed = self.columns[at].push_binary(value);
-        self.record(at, pushed)
+        match self.columns[at].push_binary(value) {
+            Ok(()) => {
+                self.mark_set(at);
+                Ok(())
+            }
+            Err(e) => Err(self.cannot_hold(at, e)),
+        }
     }
 
-    /// Column `at` is set, if `pushed` is not an error, which is said of
-    /// the column.
-    fn record(&mut self, at: usize, pushed: Result<(), String>) -> Result<(), String> {
-        pushed.map_err(|e| {
-            let field = self.schema.field(at);
-            let pg = field
-                .metadata()
-                .get("postgres.type")
-                .map(|t| format!(" ({t})"))
-                .unwrap_or_default();
-            format!(
-                "{}.{}{pg}: {e}, which the table's column of type {} cannot hold",
-                self.table,
-                field.name(),
-                field.data_type()
-            )
-        })?;
-        self.filled[at] = true;
-        Ok(())
+    fn mark_set(&mut self, at: usize) {
+        if std::mem::replace(&mut self.set_in[at], self.row) != self.row {
+            self.set += 1;
+        }
+    }
+
+    /// The error `e` of a value of column `at`, said of the column.
+    #[cold]
+    fn cannot_hold(&self, at: usize, e: String) -> String {
+        let field = self.schema.field(at);
+        let pg = field
+            .metadata()
+            .get("postgres.type")
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default();
+        format!(
+            "{}.{}{pg}: {e}, which the table's column of type {} cannot hold",
+            self.table,
+            field.name(),
+            field.data_type()
+        )
     }
 
     /// Whether the rows can say which columns a change did not carry (the
@@ -164,45 +204,176 @@ impl Rows {
     /// Ends the row: the columns not set are null, the change columns
     /// say what and where it was.
     pub fn end(&mut self, change: ChangeType, commit: Commit, seq: i64) -> Result<(), String> {
-        for i in (0..self.columns.len()).filter(|&i| self.own[i]) {
-            if !std::mem::replace(&mut self.filled[i], false) {
-                self.columns[i].push_null();
+        if self.set < self.owned {
+            for i in 0..self.columns.len() {
+                if self.own[i] && self.set_in[i] != self.row {
+                    self.columns[i].push_null();
+                }
             }
         }
-        let [change_type, lsn, timestamp, sequence, unchanged] = self.meta;
-        if let Some(i) = unchanged {
+        self.set = 0;
+        self.row += 1;
+        self.ended += 1;
+        if let Some(run) = &mut self.run
+            && run.change == change
+            && run.commit.lsn == commit.lsn
+            && run.commit.micros == commit.micros
+            && run.first_seq.checked_add(run.rows as i64) == Some(seq)
+            && self.unchanged.is_empty()
+        {
+            run.rows += 1;
+            return Ok(());
+        }
+        self.end_run()?;
+        if self.unchanged.is_empty() {
+            self.run = Some(Run {
+                change,
+                commit,
+                first_seq: seq,
+                rows: 1,
+            });
+            return Ok(());
+        }
+        if let Some(i) = self.meta[4] {
             let names: Vec<&str> = self
                 .unchanged
                 .iter()
                 .map(|&c| self.schema.field(c).name().as_str())
                 .collect();
-            self.columns[i].push_names((!names.is_empty()).then_some(&names))?;
+            self.columns[i].push_names(Some(&names))?;
         }
         self.unchanged.clear();
-        if let Some(i) = change_type {
-            self.columns[i].push(Some(change.as_str()))?;
+        self.push_change(change, commit, seq, 1)
+    }
+
+    /// Writes the change columns of the run of rows ended so far.
+    fn end_run(&mut self) -> Result<(), String> {
+        let Some(run) = self.run.take() else {
+            return Ok(());
+        };
+        if let Some(i) = self.meta[4] {
+            self.columns[i].push_nulls(run.rows);
         }
-        let numbers = [
-            (lsn, Some(commit.lsn as i64)),
-            (timestamp, commit.micros),
-            (sequence, Some(seq)),
-        ];
-        for (at, value) in numbers {
+        self.push_change(run.change, run.commit, run.first_seq, run.rows)
+    }
+
+    /// Writes the change columns but [`UNCHANGED`] of `rows` rows of
+    /// `change` in `commit`, of sequences from `first_seq` on.
+    fn push_change(
+        &mut self,
+        change: ChangeType,
+        commit: Commit,
+        first_seq: i64,
+        rows: usize,
+    ) -> Result<(), String> {
+        let [change_type, lsn, timestamp, sequence, _] = self.meta;
+        if let Some(i) = change_type {
+            self.columns[i].push_text_n(change.as_str(), rows)?;
+        }
+        for (at, value) in [(lsn, Some(commit.lsn as i64)), (timestamp, commit.micros)] {
             if let Some(i) = at {
-                self.columns[i].push_number(value)?;
+                self.columns[i].push_number_n(value, rows)?;
             }
+        }
+        if let Some(i) = sequence {
+            self.columns[i].push_sequence(first_seq, rows)?;
         }
         Ok(())
     }
 
     /// How many rows it holds.
     pub fn len(&self) -> usize {
-        self.columns.first().map_or(0, Column::len)
+        self.ended
     }
 
     /// The rows so far as a batch; empty after.
     pub fn finish(&mut self) -> Result<RecordBatch, String> {
+        self.end_run()?;
+        self.ended = 0;
         let arrays = self.columns.iter_mut().map(Column::finish).collect();
         RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+    use arrow_array::{Array, ListArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+
+    #[test]
+    fn change_columns_of_a_run_are_written_together_and_in_order() {
+        let text = DataType::Utf8;
+        let names = DataType::List(Arc::new(Field::new("element", text.clone(), true)));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("note", text.clone(), true),
+            Field::new(CHANGE_TYPE, text, false),
+            Field::new(COMMIT_LSN, DataType::Int64, false),
+            Field::new(
+                COMMIT_TIMESTAMP,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new(CHANGE_SEQ, DataType::Int64, false),
+            Field::new(UNCHANGED, names, true),
+        ]));
+        let mut rows = Rows::new("t", schema).unwrap();
+        let first = Commit {
+            lsn: 7,
+            micros: Some(70),
+        };
+        let second = Commit {
+            lsn: 9,
+            micros: None,
+        };
+        // Three inserts of one commit (the second without a note), an
+        // update that did not carry the note, a delete of another commit.
+        for (seq, note) in [(0, Some("a")), (1, None), (2, Some("c"))] {
+            rows.set(0, Some(&seq.to_string())).unwrap();
+            if note.is_some() {
+                rows.set(1, note).unwrap();
+            }
+            rows.end(ChangeType::Insert, first, seq).unwrap();
+        }
+        rows.set(0, Some("1")).unwrap();
+        rows.unchanged(1);
+        rows.end(ChangeType::UpdatePostimage, first, 3).unwrap();
+        rows.set(0, Some("2")).unwrap();
+        rows.end(ChangeType::Delete, second, 0).unwrap();
+        assert_eq!(rows.len(), 5);
+        let b = rows.finish().unwrap();
+        assert_eq!(rows.len(), 0);
+        let kinds: Vec<_> = b.column(2).as_string::<i32>().iter().flatten().collect();
+        assert_eq!(
+            kinds,
+            ["insert", "insert", "insert", "update_postimage", "delete"]
+        );
+        let lsn = b.column(3).as_primitive::<Int64Type>();
+        assert_eq!(lsn.values().as_ref(), &[7, 7, 7, 7, 9]);
+        let at = b.column(4).as_primitive::<TimestampMicrosecondType>();
+        assert_eq!(
+            at.iter().collect::<Vec<_>>(),
+            [Some(70); 4]
+                .iter()
+                .copied()
+                .chain([None])
+                .collect::<Vec<_>>()
+        );
+        let seq = b.column(5).as_primitive::<Int64Type>();
+        assert_eq!(seq.values().as_ref(), &[0, 1, 2, 3, 0]);
+        let notes = b.column(1).as_string::<i32>();
+        assert_eq!(
+            notes.iter().collect::<Vec<_>>(),
+            [Some("a"), None, Some("c"), None, None]
+        );
+        let unchanged = b.column(6).as_any().downcast_ref::<ListArray>().unwrap();
+        assert_eq!(unchanged.null_count(), 4);
+        assert_eq!(unchanged.value(3).as_string::<i32>().value(0), "note");
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow_array::ArrayRef;
 use arrow_array::ListArray;
 use arrow_array::builder::{
-    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
@@ -243,14 +243,46 @@ impl Column {
         Ok(())
     }
 
-    /// Appends `value` (none: null) to a bigint or timestamp column.
-    pub fn push_number(&mut self, value: Option<i64>) -> Result<(), String> {
+    /// Appends `text` `n` times to a text column.
+    pub fn push_text_n(&mut self, text: &str, n: usize) -> Result<(), String> {
+        let Column::Text(b) = self else {
+            return Err("a change column of the wrong type".into());
+        };
+        for _ in 0..n {
+            b.append_value(text);
+        }
+        Ok(())
+    }
+
+    /// Appends `value` (none: null) `n` times to a bigint or timestamp
+    /// column.
+    pub fn push_number_n(&mut self, value: Option<i64>, n: usize) -> Result<(), String> {
         match (self, value) {
-            (Column::I64(b), v) => b.append_option(v),
-            (Column::Timestamp(b, _), v) => b.append_option(v),
+            (Column::I64(b), Some(v)) => b.append_value_n(v, n),
+            (Column::Timestamp(b, _), Some(v)) => b.append_value_n(v, n),
+            (Column::I64(b), None) => b.append_nulls(n),
+            (Column::Timestamp(b, _), None) => b.append_nulls(n),
             _ => return Err("a change column of the wrong type".into()),
         }
         Ok(())
+    }
+
+    /// Appends `n` consecutive numbers from `first` to a bigint column.
+    pub fn push_sequence(&mut self, first: i64, n: usize) -> Result<(), String> {
+        let Column::I64(b) = self else {
+            return Err("a change column of the wrong type".into());
+        };
+        for i in 0..n as i64 {
+            b.append_value(first + i);
+        }
+        Ok(())
+    }
+
+    /// Appends `n` nulls.
+    pub fn push_nulls(&mut self, n: usize) {
+        for _ in 0..n {
+            self.push_null();
+        }
     }
 
     /// Appends a null.
@@ -304,24 +336,6 @@ impl Column {
                     nulls.finish(),
                 ))
             }
-        }
-    }
-
-    /// How many values it holds.
-    pub fn len(&self) -> usize {
-        match self {
-            Column::Bool(b) => b.len(),
-            Column::I16(b) => b.len(),
-            Column::I32(b) => b.len(),
-            Column::I64(b) => b.len(),
-            Column::F32(b) => b.len(),
-            Column::F64(b) => b.len(),
-            Column::Decimal(b, ..) => b.len(),
-            Column::Text(b) => b.len(),
-            Column::Binary(b) => b.len(),
-            Column::Date(b) => b.len(),
-            Column::Timestamp(b, _) => b.len(),
-            Column::List { offsets, .. } => offsets.len() - 1,
         }
     }
 }

@@ -219,7 +219,7 @@ impl Conn {
     }
 
     /// Starts `sql` (a `COPY ... TO STDOUT`); its data then comes from
-    /// [`Conn::copy_data`].
+    /// [`Conn::copy_data_each`].
     pub fn copy_out(&mut self, sql: &str) -> Result<(), Error> {
         self.send_query(sql)?;
         loop {
@@ -236,21 +236,53 @@ impl Conn {
         }
     }
 
-    /// The next chunk of a `COPY ... TO STDOUT` (whole rows), or none
-    /// when it is done and the connection ready for another query.
-    pub fn copy_data(&mut self) -> Result<Option<Bytes>, Error> {
+    /// Hands `each` the data of every `CopyData` message of a `COPY ...
+    /// TO STDOUT` received whole so far, where it lies in the input
+    /// (reading from the connection first when none is); false when the
+    /// `COPY` is done and the connection ready for another query. A
+    /// message's data need not end at a row's end.
+    pub fn copy_data_each(
+        &mut self,
+        mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
         loop {
-            match self.message()? {
-                Message::CopyData(body) => return Ok(Some(body.into_bytes())),
-                Message::CopyDone | Message::CommandComplete(_) | Message::NoticeResponse(_) => {}
-                Message::ReadyForQuery(_) => return Ok(None),
-                Message::ErrorResponse(body) => {
-                    let e = self.server_error(body.fields(), "COPY");
-                    self.until_ready()?;
-                    return Err(e);
-                }
-                _ => return Err(self.protocol("COPY data")),
+            // 'd', a length that counts itself, the data.
+            let mut at = 0;
+            while let Some(header) = self.input.get(at..at + 5)
+                && header[0] == b'd'
+            {
+                let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+                let Some(end) = (at + 1)
+                    .checked_add(length as usize)
+                    .filter(|_| length >= 4)
+                else {
+                    return Err(self.protocol("COPY data"));
+                };
+                let Some(data) = self.input.get(at + 5..end) else {
+                    break;
+                };
+                each(data)?;
+                at = end;
             }
+            if at > 0 {
+                self.input.advance(at);
+                return Ok(true);
+            }
+            if self.input.first().is_some_and(|&tag| tag != b'd') {
+                match self.message()? {
+                    Message::CopyDone
+                    | Message::CommandComplete(_)
+                    | Message::NoticeResponse(_) => continue,
+                    Message::ReadyForQuery(_) => return Ok(false),
+                    Message::ErrorResponse(body) => {
+                        let e = self.server_error(body.fields(), "COPY");
+                        self.until_ready()?;
+                        return Err(e);
+                    }
+                    _ => return Err(self.protocol("COPY data")),
+                }
+            }
+            self.fill()?;
         }
     }
 
