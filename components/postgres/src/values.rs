@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow_array::ArrayRef;
 use arrow_array::ListArray;
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
     Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
@@ -307,20 +307,39 @@ impl Column {
         }
     }
 
-    /// The values so far, as an array; the column is empty after.
+    /// The values so far, as an array; the column is empty after, with
+    /// room for as many: the next batch is likely as large (grown a
+    /// doubling at a time, each value was moved about once more).
     pub fn finish(&mut self) -> ArrayRef {
+        fn next<B: ArrayBuilder>(b: &mut B, fresh: impl FnOnce(usize) -> B) -> ArrayRef {
+            let room = fresh(b.len());
+            std::mem::replace(b, room).finish()
+        }
         match self {
-            Column::Bool(b) => Arc::new(b.finish()),
-            Column::I16(b) => Arc::new(b.finish()),
-            Column::I32(b) => Arc::new(b.finish()),
-            Column::I64(b) => Arc::new(b.finish()),
-            Column::F32(b) => Arc::new(b.finish()),
-            Column::F64(b) => Arc::new(b.finish()),
-            Column::Decimal(b, ..) => Arc::new(b.finish()),
-            Column::Text(b) => Arc::new(b.finish()),
-            Column::Binary(b) => Arc::new(b.finish()),
-            Column::Date(b) => Arc::new(b.finish()),
-            Column::Timestamp(b, _) => Arc::new(b.finish()),
+            Column::Bool(b) => next(b, BooleanBuilder::with_capacity),
+            Column::I16(b) => next(b, Int16Builder::with_capacity),
+            Column::I32(b) => next(b, Int32Builder::with_capacity),
+            Column::I64(b) => next(b, Int64Builder::with_capacity),
+            Column::F32(b) => next(b, Float32Builder::with_capacity),
+            Column::F64(b) => next(b, Float64Builder::with_capacity),
+            Column::Decimal(b, p, s) => {
+                let data_type = DataType::Decimal128(*p, *s);
+                next(b, |n| {
+                    Decimal128Builder::with_capacity(n).with_data_type(data_type)
+                })
+            }
+            Column::Text(b) => {
+                let bytes = b.values_slice().len();
+                next(b, |n| StringBuilder::with_capacity(n, bytes))
+            }
+            Column::Binary(b) => {
+                let bytes = b.values_slice().len();
+                next(b, |n| BinaryBuilder::with_capacity(n, bytes))
+            }
+            Column::Date(b) => next(b, Date32Builder::with_capacity),
+            Column::Timestamp(b, tz) => next(b, |n| {
+                TimestampMicrosecondBuilder::with_capacity(n).with_timezone_opt(tz.clone())
+            }),
             Column::List {
                 field,
                 inner,
@@ -328,7 +347,9 @@ impl Column {
                 nulls,
             } => {
                 let values = inner.finish();
-                let taken = std::mem::replace(offsets, vec![0]);
+                let mut room = Vec::with_capacity(offsets.len());
+                room.push(0);
+                let taken = std::mem::replace(offsets, room);
                 Arc::new(ListArray::new(
                     field.clone(),
                     OffsetBuffer::<i32>::new(taken.into()),
