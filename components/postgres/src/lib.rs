@@ -23,7 +23,7 @@
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "sluice:connector/planned-connector@0.2.0",
+        world: "sluice:connector/split-connector@0.3.0",
         with: {
             "sluice:connector/types@0.1.0": sluice_connector_sdk::bindings::sluice::connector0_1_0::types,
             "sluice:connector/host@0.1.0": sluice_connector_sdk::bindings::sluice::connector0_1_0::host,
@@ -54,6 +54,7 @@ use sluice_connector_sdk::{Batch, ConnectorSpec, Error, Level, StreamInfo, SyncM
 
 use crate::bindings::exports::sluice::connector0_1_0::source::{Guest, GuestReader, Reader};
 use crate::bindings::exports::sluice::connector0_2_0::planner::Guest as Planner;
+use crate::bindings::exports::sluice::connector0_3_0::splitter::Guest as Splitter;
 use crate::catalog::Table;
 use crate::options::Options;
 use crate::pgoutput::{Frame, Logical, Value, lsn_text, parse_lsn};
@@ -70,6 +71,16 @@ enum Plan {
     /// The transactions whose commit record starts at or after `from` and
     /// before `until` (WAL positions).
     Changes { from: u64, until: u64 },
+    /// A part of a first batch's copy ([`Splitter::split`]): the table's
+    /// rows in pages `from..until` (to the end when none) under the
+    /// exported `snapshot` of the slot that starts at `lsn`, as of `micros`.
+    Part {
+        lsn: u64,
+        micros: Option<i64>,
+        snapshot: String,
+        from: u32,
+        until: Option<u32>,
+    },
 }
 
 struct Postgres;
@@ -157,9 +168,27 @@ impl Guest for Postgres {
                     rows,
                     Commit { lsn, micros },
                     &options,
+                    None,
                 )?))
             }
             Some(Plan::Snapshot { copy }) => snapshot(&options, conn, &table, rows, copy)?,
+            Some(Plan::Part {
+                lsn,
+                micros,
+                snapshot,
+                from,
+                until,
+            }) => {
+                import(&mut conn, &snapshot)?;
+                Reading::Copy(Box::new(Copying::start(
+                    conn,
+                    &table,
+                    rows,
+                    Commit { lsn, micros },
+                    &options,
+                    Some((from, until)),
+                )?))
+            }
             Some(Plan::Changes { from, until }) => Reading::Changes(Box::new(Streaming::start(
                 &options, &table, rows, from, until,
             )?)),
@@ -194,9 +223,45 @@ fn snapshot(
     rows: Rows,
     copy: bool,
 ) -> Result<Reading, Error> {
-    ensure_publication(&mut conn, options, table)?;
+    let Some(slot) = make_slot(options, &mut conn, table, copy)? else {
+        return Ok(Reading::Done);
+    };
+    let micros = import(&mut conn, &slot.snapshot)?;
+    // The snapshot is imported: the connection that exported it may go.
+    drop(slot.replication);
+    Ok(Reading::Copy(Box::new(Copying::start(
+        conn,
+        table,
+        rows,
+        Commit {
+            lsn: slot.lsn,
+            micros,
+        },
+        options,
+        None,
+    )?)))
+}
+
+/// A stream's new slot, and the snapshot it exported, which lasts as long
+/// as the connection that made it.
+struct Slot {
+    replication: Conn,
+    lsn: u64,
+    snapshot: String,
+}
+
+/// Makes the stream's publication if missing (and allowed) and its slot
+/// afresh (a slot of this stream left by a first batch that did not commit
+/// is dropped), exporting its snapshot when `copy`; none when not.
+fn make_slot(
+    options: &Options,
+    conn: &mut Conn,
+    table: &Table,
+    copy: bool,
+) -> Result<Option<Slot>, Error> {
+    ensure_publication(conn, options, table)?;
     let slot = options.slot(&table.name);
-    match catalog::slot_state(&mut conn, &slot)? {
+    match catalog::slot_state(conn, &slot)? {
         Some(Some(pid)) => return Err(catalog::in_use(&slot, &pid)),
         Some(None) => {
             conn.query(&format!(
@@ -230,24 +295,22 @@ fn snapshot(
             lsn_text(lsn)
         ),
     );
-    if !copy {
-        return Ok(Reading::Done);
-    }
+    Ok(copy.then(|| Slot {
+        replication,
+        lsn,
+        snapshot: field(2),
+    }))
+}
+
+/// Starts a read-only transaction on `conn` under the exported `snapshot`;
+/// the time it reads as of.
+fn import(conn: &mut Conn, snapshot: &str) -> Result<Option<i64>, Error> {
     conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
     conn.query(&format!(
         "SET TRANSACTION SNAPSHOT {}",
-        escape_literal(&field(2))
+        escape_literal(snapshot)
     ))?;
-    let (_, micros) = snapshot_position(&mut conn)?;
-    // The snapshot is imported: the connection that exported it may go.
-    drop(replication);
-    Ok(Reading::Copy(Box::new(Copying::start(
-        conn,
-        table,
-        rows,
-        Commit { lsn, micros },
-        options,
-    )?)))
+    Ok(snapshot_position(conn)?.1)
 }
 
 /// Makes the stream's publication when it is missing and the config
@@ -282,6 +345,78 @@ fn ensure_publication(conn: &mut Conn, options: &Options, table: &Table) -> Resu
         other => other,
     })?;
     Ok(())
+}
+
+thread_local! {
+    /// The replication connections whose exported snapshots the parts of
+    /// the batches this instance split read under: kept for the instance's
+    /// life (the host keeps it until the parts' readers are open).
+    static HELD: RefCell<Vec<Conn>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Splitter for Postgres {
+    /// A first batch's copy of a table of at least two parts' bytes, in
+    /// ranges of its pages: its slot is made here, and its exported
+    /// snapshot held for the parts. Any other batch is one part.
+    fn split(
+        config: String,
+        stream_name: String,
+        plan: String,
+        parts: u32,
+    ) -> Result<Vec<String>, Error> {
+        let options = Options::parse(&config)?;
+        if parts < 2 || !matches!(parse_plan(&plan)?, Plan::Snapshot { copy: true }) {
+            return Ok(vec![plan]);
+        }
+        let mut conn = Conn::open(&options, Purpose::Query)?;
+        let table = catalog::table(&mut conn, &stream_name)?;
+        let size = conn
+            .query(&format!(
+                "SELECT pg_relation_size({}::regclass)::text, current_setting('block_size')",
+                escape_literal(&table.quoted)
+            ))?
+            .pop()
+            .unwrap_or_default();
+        let number = |i: usize| {
+            size.get(i)
+                .cloned()
+                .flatten()
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| Error::Io(format!("no size of table {}", table.name)))
+        };
+        let (bytes, block) = (number(0)?, number(1)?.max(1));
+        let count = (bytes / options.snapshot_part_bytes).min(parts as u64) as u32;
+        if count < 2 {
+            return Ok(vec![plan]);
+        }
+        let slot = make_slot(&options, &mut conn, &table, true)?
+            .ok_or_else(|| Error::Other("a slot made to copy exported no snapshot".into()))?;
+        let micros = import(&mut conn, &slot.snapshot)?;
+        // Rows the snapshot sees are in the pages there are now; the last
+        // part reads to the end all the same.
+        let pages = u32::try_from(bytes / block).unwrap_or(u32::MAX);
+        let per = pages.div_ceil(count);
+        let split = (0..count)
+            .map(|i| {
+                json(&Plan::Part {
+                    lsn: slot.lsn,
+                    micros,
+                    snapshot: slot.snapshot.clone(),
+                    from: i * per,
+                    until: (i + 1 < count).then(|| (i + 1) * per),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sluice_connector_sdk::log(
+            Level::Info,
+            &format!(
+                "{}: copying {pages} pages in {count} parts at once",
+                table.name
+            ),
+        );
+        HELD.with(|held| held.borrow_mut().push(slot.replication));
+        Ok(split)
+    }
 }
 
 impl Planner for Postgres {
@@ -332,7 +467,7 @@ impl Planner for Postgres {
         // The host's gauge of how far the source is ahead.
         host::count("source-lag-bytes", flushed.saturating_sub(confirmed));
         let from = match after {
-            Plan::Snapshot { .. } => confirmed,
+            Plan::Snapshot { .. } | Plan::Part { .. } => confirmed,
             Plan::Changes { until, .. } => until,
         };
         let end = bound.map_or(flushed, |b| b.min(flushed));
@@ -440,6 +575,7 @@ impl Copying {
         rows: Rows,
         commit: Commit,
         options: &Options,
+        pages: Option<(u32, Option<u32>)>,
     ) -> Result<Copying, Error> {
         let mut select = Vec::new();
         let mut columns = Vec::new();
@@ -452,8 +588,22 @@ impl Copying {
                 columns.push((at, as_is));
             }
         }
+        // A part's pages (a TID range scan), its sequences above every
+        // earlier part's: a page holds fewer than 2^16 rows.
+        let (range, seq) = match pages {
+            None => (String::new(), 0),
+            Some((from, until)) => (
+                match until {
+                    Some(until) => {
+                        format!(" WHERE ctid >= '({from},0)'::tid AND ctid < '({until},0)'::tid")
+                    }
+                    None => format!(" WHERE ctid >= '({from},0)'::tid"),
+                },
+                (from as i64) << 16,
+            ),
+        };
         conn.copy_out(&format!(
-            "COPY (SELECT {} FROM {}) TO STDOUT (FORMAT binary)",
+            "COPY (SELECT {} FROM {}{range}) TO STDOUT (FORMAT binary)",
             select.join(", "),
             table.quoted
         ))?;
@@ -463,7 +613,7 @@ impl Copying {
                 rows,
                 columns,
                 commit,
-                seq: 0,
+                seq,
                 partial: Vec::new(),
                 started: false,
                 ended: false,
@@ -864,6 +1014,7 @@ const CONFIG_SCHEMA: &str = r#"{
     "snapshot": {"type": "string", "enum": ["true", "false"], "description": "Start with a copy of the table (default), or only with the changes after the stream starts"},
     "sslmode": {"type": "string", "enum": ["disable", "prefer", "require", "verify-ca", "verify-full"], "description": "require, verify-ca, verify-full: TLS, run by the host and verified against the pipeline's network_ca or the public roots; disable (default), prefer: plaintext"},
     "rowsPerBatch": {"type": "string", "description": "Rows per record batch handed to the host (default 65536)"},
+    "snapshotPartBytes": {"type": "string", "description": "A table's snapshot is copied in parallel parts (page ranges, one lane each) of at least this many bytes of the table, when the run has lanes for them (default 268435456)"},
     "maxChangesPerBatch": {"type": "string", "description": "A change batch ends at the first commit after about this many changes (default 500000)"}
   }
 }"#;

@@ -37,6 +37,9 @@ pub struct Options {
     pub snapshot: bool,
     /// Snapshot rows per batch the reader hands over.
     pub rows_per_batch: usize,
+    /// A table's snapshot is copied in parts of at least this many bytes
+    /// of the table, read at once, when the host has lanes for them.
+    pub snapshot_part_bytes: u64,
     /// About how many changes a planned batch holds at most: it ends at
     /// the first commit after this many (a backlog is several batches).
     pub max_changes_per_batch: u64,
@@ -52,6 +55,7 @@ const KNOWN: &[&str] = &[
     "snapshot",
     "sslmode",
     "rowsPerBatch",
+    "snapshotPartBytes",
     "maxChangesPerBatch",
     // Set by the host.
     "schema",
@@ -128,6 +132,11 @@ impl Options {
                 n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
                     Error::Config(format!("rowsPerBatch '{n}': a positive number"))
                 })?;
+        }
+        if let Some(n) = map.get("snapshotPartBytes") {
+            o.snapshot_part_bytes = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                Error::Config(format!("snapshotPartBytes '{n}': a positive number"))
+            })?;
         }
         if let Some(n) = map.get("maxChangesPerBatch") {
             o.max_changes_per_batch = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
@@ -234,6 +243,7 @@ fn parse_url(url: &str) -> Result<Options, Error> {
         create_publication: true,
         snapshot: true,
         rows_per_batch: 65_536,
+        snapshot_part_bytes: 256 << 20,
         max_changes_per_batch: 500_000,
     })
 }

@@ -31,7 +31,7 @@ use sluice_pipeline::Evolution;
 use sluice_sink::{Location, Target};
 
 use crate::engine::incremental::{self, BatchReport, now_ms, phase};
-use crate::engine::read::{Configured, Reading};
+use crate::engine::read::{Configured, Held, Reading};
 use crate::engine::schemas::{Evolved, Schemas};
 use crate::wasm::capability::Counters;
 use crate::wasm::session::Stream;
@@ -153,6 +153,26 @@ impl Positions {
         Some((&self.name, self.lag?))
     }
 
+    /// The batch `position` in parts to read at once, when the run has
+    /// lanes to spare and the connector splits batches (none: it is read
+    /// whole), and the instance that split it, which the parts may need
+    /// until their readers are open: kept until the batch is read.
+    async fn split(&self, position: &str) -> Result<(Vec<String>, Option<Held>)> {
+        let lanes = self.reading.parallelism;
+        if lanes < 2 || !self.reading.connector.splits() {
+            return Ok((Vec::new(), None));
+        }
+        let (config, name) = (self.reading.config_text()?, self.name.clone());
+        let plan = position.to_string();
+        let (parts, held) = self
+            .reading
+            .held("split", move |s| {
+                s.split(&config, &name, &plan, lanes.min(u32::MAX as usize) as u32)
+            })
+            .await?;
+        Ok((parts, Some(held)))
+    }
+
     /// Reads a planned batch and commits it exactly once.
     async fn execute(&mut self, plan: &Plan) -> Result<BatchReport> {
         let position = plan
@@ -161,6 +181,7 @@ impl Positions {
             .with_context(|| format!("batch {} was planned without a position", plan.batch))?;
         let mut schema = self.schema_for(plan, &position).await?;
         let mut added = Vec::new();
+        let (parts, held) = self.split(&position).await?;
         let (reading, wrote) = loop {
             let counters = Arc::new(Counters::default());
             let reading = Reading {
@@ -170,7 +191,7 @@ impl Positions {
             };
             phase("write", plan.batch);
             let wrote = reading
-                .write(&[], &self.stream(&schema), &self.target)
+                .write_parts(&parts, &self.stream(&schema), &self.target)
                 .await
                 .with_context(|| format!("batch {} was not committed", plan.batch))?;
             // Records with keys the schema lacks: the batch is inferred
@@ -199,6 +220,7 @@ impl Positions {
             }
             break (reading, wrote);
         };
+        drop(held);
         let table_schema = reading.table_schema(&self.stream(&schema), &self.target)?;
         let done = incremental::commit(
             &self.target,

@@ -60,6 +60,12 @@ pub struct Reading {
     pub redactor: Redactor,
 }
 
+/// A connector instance [`Reading::held`] keeps until this is dropped.
+pub struct Held {
+    /// Dropped, it ends the instance's wait.
+    _release: std::sync::mpsc::Sender<()>,
+}
+
 /// What a connector is configured with.
 #[derive(Clone)]
 pub enum Configured {
@@ -128,6 +134,44 @@ impl Reading {
         );
         tokio::task::spawn_blocking(move || call(&mut Session::new(&runtime, &loaded, host)?))
             .await?
+    }
+
+    /// Runs `call` on a new instance of the connector, as [`Reading::call`]
+    /// does, and keeps the instance until the [`Held`] it returns is
+    /// dropped: the one that split a batch, which the parts may need until
+    /// their readers are open.
+    pub async fn held<T: Send + 'static>(
+        &self,
+        what: &str,
+        call: impl FnOnce(&mut Session) -> Result<T> + Send + 'static,
+    ) -> Result<(T, Held)> {
+        let (runtime, loaded, host) = (
+            self.runtime.clone(),
+            self.connector.clone(),
+            self.host(what),
+        );
+        let (done, result) = tokio::sync::oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            let mut session = match Session::new(&runtime, &loaded, host) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                    return;
+                }
+            };
+            let out = call(&mut session);
+            let keep = out.is_ok();
+            let _ = done.send(out);
+            if keep {
+                // Until the `Held` is dropped.
+                let _ = released.recv();
+            }
+        });
+        let out = result
+            .await
+            .context("the connector's instance ended before it answered")??;
+        Ok((out, Held { _release: release }))
     }
 
     pub(crate) fn host(&self, name: &str) -> HostState {
@@ -232,6 +276,28 @@ impl Reading {
         stream: &Stream,
         target: &Target,
     ) -> Result<Wrote> {
+        self.write_lanes(files, &[], stream, target).await
+    }
+
+    /// Reads the parts of a planned batch (`splitter.split`'s), all at
+    /// once, each in its own lane with the part as its state, and writes
+    /// them into data files of `target`, as [`Reading::write`] does.
+    pub async fn write_parts(
+        &self,
+        parts: &[String],
+        stream: &Stream,
+        target: &Target,
+    ) -> Result<Wrote> {
+        self.write_lanes(&[], parts, stream, target).await
+    }
+
+    async fn write_lanes(
+        &self,
+        files: &[FileRef],
+        parts: &[String],
+        stream: &Stream,
+        target: &Target,
+    ) -> Result<Wrote> {
         let stored = stored_schema(&stream.schema);
         let table_schema = self.table_schema(stream, target)?;
 
@@ -252,10 +318,17 @@ impl Reading {
             }
             Configured::Connector(_) => vec![],
         };
-        let lanes = if units.is_empty() {
-            1
+        // A connector's lanes: one per part (all must open at once), or
+        // one reading the whole batch.
+        let states: Vec<Option<String>> = if parts.is_empty() {
+            vec![self.state.clone()]
         } else {
+            parts.iter().cloned().map(Some).collect()
+        };
+        let lanes = if !units.is_empty() {
             lanes_wanted.min(units.len())
+        } else {
+            states.len()
         };
         let mut groups: Vec<(u64, Vec<FileRef>)> = vec![(0, Vec::new()); lanes];
         let mut by_size = units.clone();
@@ -274,7 +347,7 @@ impl Reading {
         let mut writers = Vec::new();
         for (i, (_, lane_units)) in groups.into_iter().enumerate() {
             let lane_config = self.config.text(&lane_units, Some(&stream.schema))?;
-            let state = self.state.clone();
+            let state = states.get(i).cloned().unwrap_or_else(|| self.state.clone());
             let (tx, rx) = mpsc::channel::<RecordBatch>(CHANNEL_DEPTH);
             let host = self.host(&format!("lane {i}"));
             let (runtime, loaded) = (self.runtime.clone(), self.connector.clone());

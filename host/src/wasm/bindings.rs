@@ -4,8 +4,8 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     // The widest world: its exports are looked up one by one (`source`,
-    // with `planner` optional, or `records`), so a connector need not
-    // export all.
+    // with `planner` and `splitter` optional, or `records`), so a
+    // connector need not export all.
     world: "sluice:connector/any-connector@0.3.0",
     // The network interface hands out wasi:io streams: the ones
     // wasmtime-wasi implements for the sync embedding connectors run under.
@@ -22,6 +22,9 @@ pub use self::exports::sluice::connector0_2_0::planner::{
 };
 pub use self::exports::sluice::connector0_3_0::records::{
     Guest as Records, GuestIndices as RecordsIndices, RecordsBatch, Stream as RecordsStream,
+};
+pub use self::exports::sluice::connector0_3_0::splitter::{
+    Guest as Splitter, GuestIndices as SplitterIndices,
 };
 pub use self::sluice::connector0_1_0::host::{Host, Level};
 pub use self::sluice::connector0_1_0::types::{

@@ -32,7 +32,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::wasm::bindings::sluice::connector0_1_0::{host, types};
 use crate::wasm::bindings::sluice::connector0_2_0::network;
 use crate::wasm::bindings::{
-    Planner, PlannerIndices, Records, RecordsIndices, Source, SourceIndices,
+    Planner, PlannerIndices, Records, RecordsIndices, Source, SourceIndices, Splitter,
+    SplitterIndices,
 };
 use crate::wasm::builtin::Builtin;
 use crate::wasm::capability::HostState;
@@ -321,17 +322,21 @@ pub struct Loaded {
 
 /// Where a component exports what it offers.
 enum Exported {
-    /// Arrow IPC batches (`source`), and a `planner` if it plans its own
-    /// batches.
-    Arrow(SourceIndices, Option<PlannerIndices>),
+    /// Arrow IPC batches (`source`), a `planner` if it plans its own
+    /// batches, and a `splitter` if it may split one into parts.
+    Arrow(
+        SourceIndices,
+        Option<PlannerIndices>,
+        Option<SplitterIndices>,
+    ),
     /// JSON records (`records`, WIT 0.3.0), which the host decodes.
     Records(RecordsIndices),
 }
 
 /// A connector's exports in one instance.
 pub enum Exports {
-    /// Arrow IPC batches, perhaps planned.
-    Arrow(Source, Option<Planner>),
+    /// Arrow IPC batches, perhaps planned, perhaps in parts.
+    Arrow(Source, Option<Planner>, Option<Splitter>),
     /// JSON records.
     Records(Records),
 }
@@ -409,7 +414,11 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("the component does not fit the sluice:connector world with the capabilities Sluice offers")?;
         let exports = match SourceIndices::new(&pre) {
-            Ok(source) => Exported::Arrow(source, PlannerIndices::new(&pre).ok()),
+            Ok(source) => Exported::Arrow(
+                source,
+                PlannerIndices::new(&pre).ok(),
+                SplitterIndices::new(&pre).ok(),
+            ),
             Err(_) => RecordsIndices::new(&pre).map(Exported::Records).map_err(|_| {
                 anyhow!("the component exports neither sluice:connector/source (Arrow batches) nor sluice:connector/records (JSON records)")
             })?,
@@ -555,10 +564,14 @@ impl Loaded {
             .map_err(anyhow::Error::from)
             .context("instantiating the component")?;
         Ok(match self.exports.as_ref() {
-            Exported::Arrow(source, planner) => Exports::Arrow(
+            Exported::Arrow(source, planner, splitter) => Exports::Arrow(
                 source.load(&mut *store, &instance)?,
                 match planner {
                     Some(p) => Some(p.load(&mut *store, &instance)?),
+                    None => None,
+                },
+                match splitter {
+                    Some(s) => Some(s.load(&mut *store, &instance)?),
                     None => None,
                 },
             ),
@@ -568,7 +581,13 @@ impl Loaded {
 
     /// Whether it plans its own batches (exports `planner`).
     pub fn plans(&self) -> bool {
-        matches!(self.exports.as_ref(), Exported::Arrow(_, Some(_)))
+        matches!(self.exports.as_ref(), Exported::Arrow(_, Some(_), _))
+    }
+
+    /// Whether it may split a planned batch into parts (exports
+    /// `splitter`).
+    pub fn splits(&self) -> bool {
+        matches!(self.exports.as_ref(), Exported::Arrow(_, Some(_), Some(_)))
     }
 
     /// Whether it hands over JSON records (exports `records`) rather than

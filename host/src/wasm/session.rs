@@ -149,7 +149,7 @@ impl Session {
     pub fn spec(&mut self) -> Result<ConnectorSpec> {
         self.arm();
         match &self.exports {
-            Exports::Arrow(source, _) => source.call_spec(&mut self.store),
+            Exports::Arrow(source, ..) => source.call_spec(&mut self.store),
             Exports::Records(records) => records.call_spec(&mut self.store),
         }
         .map_err(|e| self.trap(e, "spec"))
@@ -159,7 +159,7 @@ impl Session {
     pub fn check(&mut self, config: &str) -> Result<()> {
         self.arm();
         match &self.exports {
-            Exports::Arrow(source, _) => source.call_check(&mut self.store, config),
+            Exports::Arrow(source, ..) => source.call_check(&mut self.store, config),
             Exports::Records(records) => records.call_check(&mut self.store, config),
         }
         .map_err(|e| self.trap(e, "check"))?
@@ -172,7 +172,7 @@ impl Session {
     pub fn discover(&mut self, config: &str) -> Result<Vec<Stream>> {
         self.arm();
         let infos = match &self.exports {
-            Exports::Arrow(source, _) => source.call_discover(&mut self.store, config),
+            Exports::Arrow(source, ..) => source.call_discover(&mut self.store, config),
             Exports::Records(records) => {
                 let streams = records
                     .call_discover(&mut self.store, config)
@@ -275,7 +275,7 @@ impl Session {
     pub fn read(&mut self, config: &str, stream: &str, state: Option<&str>) -> Result<ResourceAny> {
         self.arm();
         let guest = match &self.exports {
-            Exports::Arrow(source, _) => {
+            Exports::Arrow(source, ..) => {
                 return source
                     .call_read(&mut self.store, config, stream, state)
                     .map_err(|e| self.trap(e, "read"))?
@@ -322,7 +322,7 @@ impl Session {
     pub fn next(&mut self, reader: ResourceAny) -> Result<Option<(Payload, Option<String>)>> {
         self.arm();
         let guest = match &self.exports {
-            Exports::Arrow(source, _) => {
+            Exports::Arrow(source, ..) => {
                 let batch = source
                     .reader()
                     .call_next(&mut self.store, reader)
@@ -357,7 +357,7 @@ impl Session {
 
     fn planner(&self) -> Result<&Planner> {
         match &self.exports {
-            Exports::Arrow(_, Some(planner)) => Ok(planner),
+            Exports::Arrow(_, Some(planner), _) => Ok(planner),
             _ => bail!(
                 "the connector does not plan its own batches (it exports no sluice:connector/planner)"
             ),
@@ -389,6 +389,35 @@ impl Session {
             .call_plan(&mut self.store, config, stream, after, until)
             .map_err(|e| self.trap(e, "plan"))?
             .map_err(failed)
+    }
+
+    /// The batch `plan` as at most `parts` parts to read at once (each a
+    /// `read` state); the plan alone when the connector does not split.
+    /// The parts may need this instance to stay until their readers are
+    /// open.
+    pub fn split(
+        &mut self,
+        config: &str,
+        stream: &str,
+        plan: &str,
+        parts: u32,
+    ) -> Result<Vec<String>> {
+        let Exports::Arrow(_, Some(_), Some(splitter)) = &self.exports else {
+            return Ok(vec![plan.to_string()]);
+        };
+        let splitter = splitter.clone();
+        self.arm();
+        let split = splitter
+            .call_split(&mut self.store, config, stream, plan, parts)
+            .map_err(|e| self.trap(e, "split"))?
+            .map_err(failed)?;
+        if split.is_empty() || split.len() > parts.max(1) as usize {
+            bail!(
+                "the connector split a batch into {} parts, where 1 to {parts} were asked for",
+                split.len()
+            );
+        }
+        Ok(split)
     }
 
     /// Tells the connector that the batch `plan` is committed.

@@ -449,13 +449,26 @@ fn sigkill_during_snapshot_and_streaming_loses_and_doubles_no_change() {
         "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL, pad text);
          INSERT INTO t SELECT i, 0, repeat('x', 200) FROM generate_series(1, 100000) i",
     );
+    // The snapshot (about 25 MB) in three parts read at once.
     c.write(
         "t.toml",
-        pipeline(pg, &db, &["public.t"], 2, "maxChangesPerBatch = \"3000\"\n"),
+        pipeline(
+            pg,
+            &db,
+            &["public.t"],
+            2,
+            "maxChangesPerBatch = \"3000\"\nsnapshotPartBytes = \"4194304\"\n",
+        ),
     );
     let stop = c.path("stop-writer");
     let mut w = writer(pg, &db, &stop);
-    let by_phase = crate::crash::crash(&c, &["run", "t.toml"], &secret(), 16, 1);
+    let by_phase = crate::crash::crash(
+        &c,
+        &["run", "t.toml", "--parallelism", "3"],
+        &secret(),
+        16,
+        1,
+    );
     std::fs::write(&stop, "").unwrap();
     assert!(w.wait().unwrap().success(), "the writer failed");
     run(&c, "t.toml");
@@ -481,6 +494,45 @@ fn sigkill_during_snapshot_and_streaming_loses_and_doubles_no_change() {
         parts[1].parse::<u64>().unwrap() > 100_000,
         "the writer's changes were applied: {gaps}"
     );
+}
+
+/// A large table's snapshot is copied in ranges of its pages, read at
+/// once, one lane each, under the one snapshot its slot exported: the
+/// table equals the source, and the changes after it apply.
+#[test]
+fn a_large_tables_snapshot_is_copied_in_parts_at_once() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_parts");
+    pg.sql(
+        &db,
+        "CREATE TABLE big (id bigint PRIMARY KEY, amount numeric(12,2), at timestamptz, note text);
+         INSERT INTO big SELECT i, i / 100.0, timestamptz '2024-01-01' + i * interval '1 minute',
+                                md5(i::text) FROM generate_series(1, 30000) i",
+    );
+    c.write(
+        "big.toml",
+        pipeline(
+            pg,
+            &db,
+            &["public.big"],
+            1,
+            "snapshotPartBytes = \"262144\"\n",
+        ),
+    );
+    let mut env = secret();
+    env.push(("SLUICE_LOG".into(), "sluice::component=info".into()));
+    let out = c.run_env(&["run", "big.toml", "--parallelism", "3"], &env);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("in 3 parts at once"), "{log}");
+    same(&c, pg, &db, "big", 1, None);
+    pg.sql(
+        &db,
+        "UPDATE big SET note = 'changed' WHERE id % 1000 = 0; DELETE FROM big WHERE id > 29990;
+         INSERT INTO big VALUES (40000, 1.5, now(), 'new')",
+    );
+    run(&c, "big.toml");
+    same(&c, pg, &db, "big", 1, None);
 }
 
 /// `sluice serve` keeps a `cdc` pipeline with `trigger = "continuous"`
