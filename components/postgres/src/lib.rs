@@ -162,14 +162,7 @@ impl Guest for Postgres {
             None => {
                 conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
                 let (lsn, micros) = snapshot_position(&mut conn)?;
-                Reading::Copy(Box::new(Copying::start(
-                    conn,
-                    &table,
-                    rows,
-                    Commit { lsn, micros },
-                    &options,
-                    None,
-                )?))
+                Copying::start(conn, &table, rows, Commit { lsn, micros }, &options, None)?
             }
             Some(Plan::Snapshot { copy }) => snapshot(&options, conn, &table, rows, copy)?,
             Some(Plan::Part {
@@ -180,14 +173,8 @@ impl Guest for Postgres {
                 until,
             }) => {
                 import(&mut conn, &snapshot)?;
-                Reading::Copy(Box::new(Copying::start(
-                    conn,
-                    &table,
-                    rows,
-                    Commit { lsn, micros },
-                    &options,
-                    Some((from, until)),
-                )?))
+                let pages = Some((from, until));
+                Copying::start(conn, &table, rows, Commit { lsn, micros }, &options, pages)?
             }
             Some(Plan::Changes { from, until }) => Reading::Changes(Box::new(Streaming::start(
                 &options, &table, rows, from, until,
@@ -229,17 +216,11 @@ fn snapshot(
     let micros = import(&mut conn, &slot.snapshot)?;
     // The snapshot is imported: the connection that exported it may go.
     drop(slot.replication);
-    Ok(Reading::Copy(Box::new(Copying::start(
-        conn,
-        table,
-        rows,
-        Commit {
-            lsn: slot.lsn,
-            micros,
-        },
-        options,
-        None,
-    )?)))
+    let commit = Commit {
+        lsn: slot.lsn,
+        micros,
+    };
+    Copying::start(conn, table, rows, commit, options, None)
 }
 
 /// A stream's new slot, and the snapshot it exported, which lasts as long
@@ -569,6 +550,8 @@ struct BinaryRows {
 const COPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 impl Copying {
+    /// Starts copying `table` (the `pages` of it, when given) as of
+    /// `commit`, into `rows`.
     fn start(
         mut conn: Conn,
         table: &Table,
@@ -576,7 +559,7 @@ impl Copying {
         commit: Commit,
         options: &Options,
         pages: Option<(u32, Option<u32>)>,
-    ) -> Result<Copying, Error> {
+    ) -> Result<Reading, Error> {
         let mut select = Vec::new();
         let mut columns = Vec::new();
         for c in &table.columns {
@@ -607,7 +590,7 @@ impl Copying {
             select.join(", "),
             table.quoted
         ))?;
-        Ok(Copying {
+        Ok(Reading::Copy(Box::new(Copying {
             conn,
             binary: BinaryRows {
                 rows,
@@ -620,7 +603,7 @@ impl Copying {
             },
             per_batch: options.rows_per_batch,
             done: false,
-        })
+        })))
     }
 
     fn next(&mut self) -> Result<Option<Batch>, Error> {

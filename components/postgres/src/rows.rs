@@ -302,27 +302,18 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int64Type, TimestampMicrosecondType};
     use arrow_array::{Array, ListArray};
-    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    use arrow_schema::{DataType, Field, Schema};
 
     use super::*;
 
     #[test]
     fn change_columns_of_a_run_are_written_together_and_in_order() {
-        let text = DataType::Utf8;
-        let names = DataType::List(Arc::new(Field::new("element", text.clone(), true)));
-        let schema = Arc::new(Schema::new(vec![
+        let mut fields = vec![
             Field::new("id", DataType::Int64, true),
-            Field::new("note", text.clone(), true),
-            Field::new(CHANGE_TYPE, text, false),
-            Field::new(COMMIT_LSN, DataType::Int64, false),
-            Field::new(
-                COMMIT_TIMESTAMP,
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
-            ),
-            Field::new(CHANGE_SEQ, DataType::Int64, false),
-            Field::new(UNCHANGED, names, true),
-        ]));
+            Field::new("note", DataType::Utf8, true),
+        ];
+        fields.extend(crate::catalog::change_fields());
+        let schema = Arc::new(Schema::new(fields));
         let mut rows = Rows::new("t", schema).unwrap();
         let first = Commit {
             lsn: 7,

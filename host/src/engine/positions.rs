@@ -164,12 +164,17 @@ impl Positions {
         }
         let (config, name) = (self.reading.config_text()?, self.name.clone());
         let plan = position.to_string();
+        let whole = plan.clone();
         let (parts, held) = self
             .reading
             .held("split", move |s| {
                 s.split(&config, &name, &plan, lanes.min(u32::MAX as usize) as u32)
             })
             .await?;
+        // Not split: the instance (a pool slot, in a service) goes now.
+        if parts == [whole] {
+            return Ok((Vec::new(), None));
+        }
         Ok((parts, Some(held)))
     }
 
