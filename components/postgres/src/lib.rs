@@ -742,6 +742,8 @@ struct Known {
     ours: bool,
     positions: Vec<Option<usize>>,
     columns: Vec<String>,
+    /// Each column's type and modifier, as the stream says now.
+    types: Vec<(u32, i32)>,
 }
 
 /// A transaction being received.
@@ -861,6 +863,7 @@ impl Streaming {
                         ours,
                         positions,
                         columns: relation.columns,
+                        types: relation.types,
                     },
                 );
             }
@@ -951,8 +954,20 @@ impl Streaming {
                         ))
                     })?;
                 self.rows.set(at, text).map_err(|e| {
+                    // A column whose type changed since the table was made.
+                    let now = match known.types.get(i) {
+                        Some(&(oid, typmod))
+                            if values::arrow_type(oid, typmod, 0) != *self.rows.data_type(at) =>
+                        {
+                            format!(
+                                "; the source column is now of type {}",
+                                values::type_name(oid)
+                            )
+                        }
+                        _ => String::new(),
+                    };
                     Error::Data(format!(
-                        "{e} (the change at WAL position {})",
+                        "{e} (the change at WAL position {}){now}",
                         lsn_text(end_lsn)
                     ))
                 })?;

@@ -32,6 +32,8 @@ pub struct Relation {
     pub namespace: String,
     pub name: String,
     pub columns: Vec<String>,
+    /// Each column's type and type modifier.
+    pub types: Vec<(u32, i32)>,
 }
 
 /// A `pgoutput` message.
@@ -133,12 +135,13 @@ fn logical(mut b: Bytes) -> Result<Logical, String> {
             b.advance(1); // replica identity
             let n = b.get_u16();
             let mut columns = Vec::with_capacity(n as usize);
+            let mut types = Vec::with_capacity(n as usize);
             for _ in 0..n {
                 need(&b, 1)?;
                 b.advance(1); // flags (part of the key)
                 columns.push(cstr(&mut b)?);
                 need(&b, 8)?;
-                b.advance(8); // type and typmod: the catalog's are used
+                types.push((b.get_u32(), b.get_i32()));
             }
             Logical::Relation {
                 oid,
@@ -146,6 +149,7 @@ fn logical(mut b: Bytes) -> Result<Logical, String> {
                     namespace,
                     name,
                     columns,
+                    types,
                 },
             }
         }

@@ -42,6 +42,34 @@ pub fn arrow_type(oid: u32, typmod: i32, elem: u32) -> DataType {
     }
 }
 
+/// The name of the common type `oid`, as `format_type` says it; else its
+/// number.
+pub fn type_name(oid: u32) -> String {
+    let name = match oid {
+        16 => "boolean",
+        17 => "bytea",
+        20 => "bigint",
+        21 => "smallint",
+        23 => "integer",
+        25 => "text",
+        26 => "oid",
+        114 => "json",
+        700 => "real",
+        701 => "double precision",
+        1042 => "character",
+        1043 => "character varying",
+        1082 => "date",
+        1114 => "timestamp without time zone",
+        1184 => "timestamp with time zone",
+        1186 => "interval",
+        1700 => "numeric",
+        2950 => "uuid",
+        3802 => "jsonb",
+        _ => return format!("with oid {oid}"),
+    };
+    name.to_string()
+}
+
 /// Whether `COPY`'s binary format of a value of type `oid`, kept as
 /// `data_type`, is read as the server sends it: fixed-width numbers, dates
 /// and timestamps, text and bytes, and `numeric` kept as a decimal. Values

@@ -743,6 +743,10 @@ pub struct Postgres {
     /// the server takes TLS too.
     pub ca: PathBuf,
     bin: PathBuf,
+    /// Its directory (data, socket, certificates).
+    dir: PathBuf,
+    /// Whether it is a test's own ([`Postgres::private`]).
+    private: bool,
 }
 
 /// The superuser's name and password.
@@ -754,7 +758,13 @@ impl Postgres {
     /// The server this test process shares (started once).
     pub fn shared() -> &'static Postgres {
         static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
-        SHARED.get_or_init(Postgres::start)
+        SHARED.get_or_init(|| Postgres::start(false))
+    }
+
+    /// A server of the caller's own, to stop and start again; removed
+    /// when dropped.
+    pub fn private() -> Postgres {
+        Postgres::start(true)
     }
 
     /// The newest server version's programs.
@@ -797,7 +807,9 @@ impl Postgres {
         }
     }
 
-    fn start() -> Postgres {
+    /// A new server; `private`: its directory outlives a [`Postgres::stop`]
+    /// and goes when it is dropped (else when the test process ends).
+    fn start(private: bool) -> Postgres {
         let bin = Self::bin();
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sluice-pg-{}-{port}", std::process::id()));
@@ -836,9 +848,23 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let child = Self::launch(&bin, &dir, port, !private);
+        Postgres {
+            child,
+            port,
+            ca,
+            bin,
+            dir,
+            private,
+        }
+    }
+
+    /// Starts the server of `dir` on `port` and waits for it; `removing`:
+    /// the directory goes when the server does.
+    fn launch(bin: &Path, dir: &Path, port: u16, removing: bool) -> std::process::Child {
         let port_text = port.to_string();
         let dir_text = dir.display().to_string();
-        let data_text = data.display().to_string();
+        let data_text = dir.join("data").display().to_string();
         let (program, prefix) = Self::command(&bin.join("postgres"));
         let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
         args.extend([
@@ -867,14 +893,42 @@ impl Postgres {
         let cert = format!("ssl_cert_file={}", dir.join("server.crt").display());
         let key = format!("ssl_key_file={}", dir.join("server.key").display());
         args.extend([cert.as_str(), "-c", key.as_str()]);
-        let child = watched_in(&program, &args, &[], Some(&dir));
+        let child = watched_in(&program, &args, &[], removing.then_some(dir));
         wait_for(port, "postgres", 60);
-        Postgres {
-            child,
-            port,
-            ca,
-            bin,
+        child
+    }
+
+    /// Stops a [`Postgres::private`] server as an administrator would (a
+    /// fast shutdown: every session, replication streams too, is ended)
+    /// and waits until it is gone.
+    pub fn stop(&mut self) {
+        assert!(self.private, "only a test's own server stops");
+        let pid_file = self.dir.join("data/postmaster.pid");
+        if let Ok(text) = std::fs::read_to_string(&pid_file)
+            && let Some(pid) = text.lines().next()
+        {
+            let _ = Command::new("kill").args(["-INT", pid]).status();
         }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while pid_file.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres did not stop"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again, on the same data and port.
+    pub fn start_again(&mut self) {
+        self.child = Self::launch(&self.bin, &self.dir, self.port, false);
+    }
+
+    /// The server's program `name` (`pg_recvlogical`, ...).
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
     }
 
     /// `postgres://sluice@127.0.0.1:PORT/<database>`.
@@ -923,6 +977,9 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
+        if self.private {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Case, PG_PASSWORD, Postgres, python, root};
+use crate::harness::{Case, PG_PASSWORD, PG_USER, Postgres, python, root};
 use crate::serve::Server;
 
 /// Every type the connector reads as its own column type, and some it
@@ -474,6 +474,15 @@ fn sigkill_during_snapshot_and_streaming_loses_and_doubles_no_change() {
     run(&c, "t.toml");
     crate::crash::assert_every_step_was_hit(&by_phase, 1);
     same(&c, pg, &db, "t", 2, None);
+    let (keys, versions) = versions_follow_on(&c, "lake/shop/t");
+    println!("{keys} keys, {versions} versions");
+    assert!(versions > 100_000, "the writer's changes were applied");
+}
+
+/// The keys and versions of the SCD 2 table at `table`, after checking
+/// that each key's versions of `v` (which each update adds one to) are
+/// consecutive numbers: no change lost, none applied twice.
+fn versions_follow_on(c: &Case, table: &str) -> (u64, u64) {
     let gaps = c.python(&format!(
         "from deltalake import DeltaTable\n\
          from collections import defaultdict\n\
@@ -482,17 +491,200 @@ fn sigkill_during_snapshot_and_streaming_loses_and_doubles_no_change() {
              seen[r['id']].append(r['v'])\n\
          bad = {{k: sorted(v) for k, v in seen.items() if sorted(v) != list(range(min(v), min(v) + len(v)))}}\n\
          print(len(seen), sum(len(v) for v in seen.values()), dict(list(bad.items())[:5]))\n",
-        table = c.path("lake/shop/t").display().to_string(),
+        table = c.path(table).display().to_string(),
     ));
     let parts: Vec<&str> = gaps.trim().splitn(3, ' ').collect();
     assert_eq!(
         parts[2], "{}",
         "keys whose versions have a gap or a repeat: {gaps}"
     );
-    println!("{} keys, {} versions", parts[0], parts[1]);
+    (parts[0].parse().unwrap(), parts[1].parse().unwrap())
+}
+
+/// The server stopped while a run streams its changes (a fast shutdown
+/// ends every session, the replication stream too) and started again: the
+/// run fails naming the server, a run while it is down says it cannot be
+/// reached, and the run after it is back resumes from the slot, every
+/// version of every key exactly once.
+#[test]
+fn a_server_restarted_mid_stream_resumes_exactly_once() {
+    let (mut pg, c) = (Postgres::private(), Case::new());
+    let db = pg.database("cdc_restart");
+    pg.sql(
+        &db,
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT i, 0 FROM generate_series(1, 2000) i",
+    );
+    c.write(
+        "t.toml",
+        pipeline(
+            &pg,
+            &db,
+            &["public.t"],
+            2,
+            "maxChangesPerBatch = \"2000\"\n",
+        ),
+    );
+    run(&c, "t.toml");
+    // 60,000 changes in 60 transactions: about 60 batches.
+    pg.sql(
+        &db,
+        "DO $$ BEGIN FOR i IN 1..60 LOOP UPDATE t SET v = v + 1 WHERE id % 2 = i % 2; COMMIT; END LOOP; END $$",
+    );
+    let running = c
+        .command(&["run", "t.toml"], &secret())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server goes once the run has committed a change batch.
+    let log = c.path("lake/shop/t/_delta_log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !log.join(format!("{:020}.json", 1)).exists() {
+        assert!(Instant::now() < deadline, "no change batch was committed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pg.stop();
+    let out = running.wait_with_output().unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    let server = format!("PostgreSQL 127.0.0.1:{}", pg.port);
+    assert!(!out.status.success(), "the run went on without the server");
+    assert!(e.contains(&server), "{e}");
+
+    let e = fails(&c, "t.toml");
+    assert!(e.contains(&server), "{e}");
+    println!("while the server is down: {e}");
+
+    pg.start_again();
+    run(&c, "t.toml");
+    same(&c, &pg, &db, "t", 2, None);
+    let (keys, versions) = versions_follow_on(&c, "lake/shop/t");
+    assert_eq!((keys, versions), (2000, 2000 + 60_000));
+}
+
+/// A slot another process streams from, a user who may not replicate, and
+/// a column changed to a type the table's column cannot take: each fails
+/// saying what to fix; the last commits nothing.
+#[test]
+fn a_held_slot_a_user_who_may_not_replicate_and_a_changed_type_say_what_to_fix() {
+    let (pg, c) = (Postgres::shared(), Case::new());
+    let db = pg.database("cdc_bad_more");
+    pg.sql(
+        &db,
+        "CREATE TABLE k (id int PRIMARY KEY, v int); INSERT INTO k VALUES (1, 1)",
+    );
+    c.write("k.toml", pipeline(pg, &db, &["public.k"], 1, ""));
+    run(&c, "k.toml");
+
+    // pg_recvlogical streams from the stream's slot.
+    let slot = pg.sql(
+        &db,
+        "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()",
+    );
+    let publication = pg.sql(&db, "SELECT pubname FROM pg_publication");
+    let active = |db: &str| {
+        pg.sql(
+            db,
+            &format!(
+                "SELECT active_pid IS NOT NULL FROM pg_replication_slots WHERE slot_name = '{slot}'"
+            ),
+        ) == "t"
+    };
+    /// Stops the process it holds when dropped, a failed assertion too.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let holder = std::process::Command::new(pg.program("pg_recvlogical"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            PG_USER,
+            "-d",
+            &db,
+        ])
+        .args(["--slot", &slot, "--start", "-f", "/dev/null"])
+        .args(["-o", "proto_version=1", "-o"])
+        .arg(format!("publication_names={publication}"))
+        .env("PGPASSWORD", PG_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let holder = Killed(holder);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !active(&db) {
+        assert!(
+            Instant::now() < deadline,
+            "pg_recvlogical did not take the slot"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pg.sql(&db, "INSERT INTO k VALUES (2, 2)");
+    let e = fails(&c, "k.toml");
     assert!(
-        parts[1].parse::<u64>().unwrap() > 100_000,
-        "the writer's changes were applied: {gaps}"
+        e.contains(&format!(
+            "replication slot '{slot}' is in use by server process"
+        )) && e.contains("slotPrefix"),
+        "{e}"
+    );
+    drop(holder);
+    while active(&db) {
+        assert!(Instant::now() < deadline, "pg_recvlogical did not let go");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(&c, "k.toml");
+    same(&c, pg, &db, "k", 1, None);
+
+    // A user without the REPLICATION attribute.
+    pg.sql(
+        "postgres",
+        "DROP ROLE IF EXISTS cdc_reader; CREATE ROLE cdc_reader LOGIN PASSWORD 'reader-pw-1'",
+    );
+    pg.sql(&db, "GRANT SELECT ON k TO cdc_reader");
+    let url = pg.url(&db).replace(PG_USER, "cdc_reader");
+    c.write(
+        "reader.toml",
+        pipeline(pg, &db, &["public.k"], 1, "slotPrefix = \"reader\"\n")
+            .replace(&pg.url(&db), &url)
+            .replace("./lake/shop", "./lake/reader"),
+    );
+    let out = c.run_env(
+        &["run", "reader.toml"],
+        &[("SLUICE_SECRET_PG_PASSWORD".into(), "reader-pw-1".into())],
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        e.contains("may not replicate") && e.contains("ALTER ROLE \"cdc_reader\" REPLICATION"),
+        "{e}"
+    );
+
+    // A column whose type changed to one its table column cannot take.
+    let version = crate::harness::read_delta(&c.path("lake/shop/k")).version;
+    pg.sql(
+        &db,
+        "ALTER TABLE k ALTER COLUMN v TYPE text; UPDATE k SET v = 'not a number' WHERE id = 1",
+    );
+    let e = fails(&c, "k.toml");
+    println!("a changed type: {e}");
+    assert!(
+        e.contains("public.k.v")
+            && e.contains("'not a number'")
+            && e.contains("Int32")
+            && e.contains("the source column is now of type text"),
+        "{e}"
+    );
+    assert_eq!(
+        crate::harness::read_delta(&c.path("lake/shop/k")).version,
+        version,
+        "nothing was committed"
     );
 }
 
