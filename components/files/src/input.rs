@@ -115,6 +115,16 @@ pub fn open_at(file: &FileRef, from: u64) -> Box<dyn Read> {
     ))
 }
 
+/// Maps a read error to the WIT error, naming the file.
+pub fn io_error(file: &FileRef, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+            Error::Data(format!("{}: {e}", file.location))
+        }
+        _ => Error::Io(format!("{}: {e}", file.location)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,15 +147,5 @@ mod tests {
         let e = over.read_to_end(&mut Vec::new()).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
         assert!(e.to_string().contains("maxDecompressedBytes"), "{e}");
-    }
-}
-
-/// Maps a read error to the WIT error, naming the file.
-pub fn io_error(file: &FileRef, e: std::io::Error) -> Error {
-    match e.kind() {
-        std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
-            Error::Data(format!("{}: {e}", file.location))
-        }
-        _ => Error::Io(format!("{}: {e}", file.location)),
     }
 }

@@ -2,9 +2,11 @@
 //! storage, read through the host's granted `get-range`.
 //!
 //! The host plans which files to read and passes them in the config; this
-//! component infers a schema from a sample (`discover`) and turns each file
-//! into Arrow batches (`read`), one file's rows per batch, each row carrying a
-//! `_metadata` struct (file path, name, size and modification time).
+//! component infers a schema from a sample (`discover`) and turns the files
+//! into Arrow batches (`read`) of about `batchSize` rows: a large file's rows
+//! in several, small files' rows together in one (a call, an IPC stream and
+//! a sink write per batch, not per file). Each row carries a `_metadata`
+//! struct (file path, name, size and modification time).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -125,6 +127,7 @@ pub fn open(config: &str, stream_name: &str) -> Result<FilesReader, Error> {
             shape,
             opts,
             current: None,
+            reported: None,
         }),
     })
 }
@@ -141,6 +144,9 @@ struct ReadState {
     shape: Shape,
     opts: Options,
     current: Option<Open>,
+    /// A range's report, handed over by the next call: the rows read
+    /// before it went first.
+    reported: Option<Batch>,
 }
 
 /// An open read over the planned files, in order.
@@ -152,10 +158,17 @@ impl GuestReader for FilesReader {
     fn next(&self) -> Result<Option<Batch>, Error> {
         let mut s = self.state.borrow_mut();
         let s = &mut *s;
+        if let Some(report) = s.reported.take() {
+            return Ok(Some(report));
+        }
+        // Rows read so far, handed over once there are a batch's worth, at
+        // a range's report, or at the end.
+        let mut held = Vec::new();
+        let mut rows = 0;
         loop {
             let Some(current) = s.current.as_mut() else {
                 let Some(file) = s.files.pop_front() else {
-                    return Ok(None);
+                    return hand_over(&s.shape, held);
                 };
                 s.current = Some(match s.format {
                     Format::Csv => {
@@ -171,51 +184,162 @@ impl GuestReader for FilesReader {
                 Open::Json(f) => f.next_batch(&s.shape, &s.opts)?,
                 Open::Parquet(f) => f.next_batch(&s.shape)?,
             };
-            match batch {
-                Some(batch) => {
-                    let started = std::time::Instant::now();
-                    let ipc = ipc::encode_batch(&batch)?;
-                    sluice_connector_sdk::host::count(
-                        "ipc-encode-us",
-                        started.elapsed().as_micros() as u64,
-                    );
-                    return Ok(Some(Batch {
-                        ipc,
-                        checkpoint: None,
-                    }));
+            if let Some(batch) = batch {
+                rows += batch.num_rows();
+                held.push(batch);
+                if rows >= s.opts.batch_size {
+                    return hand_over(&s.shape, held);
                 }
-                None => {
-                    let report = match current {
-                        Open::Csv(f) => f.report().map(|r| (f.file().clone(), r)),
-                        Open::Json(f) => f.report().map(|r| (f.file().clone(), r)),
-                        Open::Parquet(_) => None,
-                    };
-                    s.current = None;
-                    if let Some((file, (first, stop))) = report {
-                        // Tell the host where this range's records began and
-                        // ended, so it can check adjacent ranges meet.
-                        let empty = arrow_array::RecordBatch::new_empty(s.shape.full.clone());
-                        let (start, end) = file.range.unwrap_or((0, file.size));
-                        let checkpoint = serde_json::to_string(&RangeReport {
-                            location: file.location.clone(),
-                            start,
-                            end,
-                            first,
-                            stop,
-                        })
-                        .map_err(|e| Error::Other(format!("range report: {e}")))?;
-                        return Ok(Some(Batch {
-                            ipc: ipc::encode_batch(&empty)?,
-                            checkpoint: Some(checkpoint),
-                        }));
-                    }
+                continue;
+            }
+            let report = match current {
+                Open::Csv(f) => f.report().map(|r| (f.file().clone(), r)),
+                Open::Json(f) => f.report().map(|r| (f.file().clone(), r)),
+                Open::Parquet(_) => None,
+            };
+            s.current = None;
+            if let Some((file, (first, stop))) = report {
+                // Tell the host where this range's records began and
+                // ended, so it can check adjacent ranges meet.
+                let empty = arrow_array::RecordBatch::new_empty(s.shape.full.clone());
+                let (start, end) = file.range.unwrap_or((0, file.size));
+                let checkpoint = serde_json::to_string(&RangeReport {
+                    location: file.location.clone(),
+                    start,
+                    end,
+                    first,
+                    stop,
+                })
+                .map_err(|e| Error::Other(format!("range report: {e}")))?;
+                let report = Batch {
+                    ipc: ipc::encode_batch(&empty)?,
+                    checkpoint: Some(checkpoint),
+                };
+                if held.is_empty() {
+                    return Ok(Some(report));
                 }
+                s.reported = Some(report);
+                return hand_over(&s.shape, held);
             }
         }
     }
+}
+
+/// The batches `held` as one, IPC-encoded; none when there are none.
+fn hand_over(shape: &Shape, held: Vec<arrow_array::RecordBatch>) -> Result<Option<Batch>, Error> {
+    let batch = match held.len() {
+        0 => return Ok(None),
+        1 => held.into_iter().next().expect("one"),
+        _ => arrow_select::concat::concat_batches(&shape.full, &held)?,
+    };
+    let started = std::time::Instant::now();
+    let ipc = ipc::encode_batch(&batch)?;
+    sluice_connector_sdk::host::count("ipc-encode-us", started.elapsed().as_micros() as u64);
+    Ok(Some(Batch {
+        ipc,
+        checkpoint: None,
+    }))
 }
 
 // The component's exports, for the component only: a native build (the
 // benchmark's `examples/native.rs`) links no WIT glue.
 #[cfg(target_arch = "wasm32")]
 sluice_connector_sdk::export_connector!(Files);
+
+/// Reads through the SDK's native host functions (local files), so the
+/// tests run with `--features native`.
+#[cfg(all(test, feature = "native"))]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::{Array, RecordBatch, StructArray};
+
+    use super::*;
+
+    fn read_all(config: &serde_json::Value) -> Vec<(RecordBatch, Option<String>)> {
+        let reader = open(&config.to_string(), "files").unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = reader.next().unwrap() {
+            let mut decoded =
+                arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(b.ipc), None)
+                    .unwrap();
+            let batch = decoded.next().unwrap().unwrap();
+            assert!(decoded.next().is_none(), "one batch per call");
+            out.push((batch, b.checkpoint));
+        }
+        out
+    }
+
+    fn csv_files(dir: &std::path::Path, count: usize, rows: usize) -> Vec<serde_json::Value> {
+        (0..count)
+            .map(|f| {
+                let path = dir.join(format!("f{f:03}.csv"));
+                let body: String = std::iter::once("id,name\n".to_string())
+                    .chain((0..rows).map(|r| format!("{},n{f}\n", f * rows + r)))
+                    .collect();
+                std::fs::write(&path, &body).unwrap();
+                serde_json::json!({"location": format!("file://{}", path.display()), "size": body.len()})
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_files_are_handed_over_together_and_large_ones_in_batches() {
+        let dir = std::env::temp_dir().join(format!("sluice-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = csv_files(&dir, 40, 3);
+        let config =
+            serde_json::json!({"format": "csv", "files": files, "options": {"batchSize": "50"}});
+        let batches = read_all(&config);
+        // 120 rows of 40 files: batches of 50 or more, the last the rest.
+        let rows: Vec<usize> = batches.iter().map(|(b, _)| b.num_rows()).collect();
+        assert_eq!(rows, [51, 51, 18]);
+        let mut ids = Vec::new();
+        let mut paths = Vec::new();
+        for (b, checkpoint) in &batches {
+            assert!(checkpoint.is_none());
+            ids.extend(
+                b.column(0)
+                    .as_primitive::<arrow_array::types::Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+            let meta = b
+                .column_by_name("_metadata")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StructArray>()
+                .unwrap();
+            let path = arrow_cast::cast(
+                meta.column_by_name("file_path").unwrap(),
+                &arrow_schema::DataType::Utf8,
+            )
+            .unwrap();
+            paths.extend(
+                path.as_string::<i32>()
+                    .iter()
+                    .map(|p| p.unwrap().to_string()),
+            );
+        }
+        assert_eq!(ids, (0..120).collect::<Vec<i64>>());
+        assert!(
+            paths[..3].iter().all(|p| p.ends_with("f000.csv")),
+            "{paths:?}"
+        );
+        assert!(
+            paths[117..].iter().all(|p| p.ends_with("f039.csv")),
+            "{paths:?}"
+        );
+        // A large file: batches of batchSize.
+        std::fs::create_dir_all(dir.join("large")).unwrap();
+        let large = csv_files(&dir.join("large"), 1, 120);
+        let config =
+            serde_json::json!({"format": "csv", "files": large, "options": {"batchSize": "50"}});
+        let rows: Vec<usize> = read_all(&config)
+            .iter()
+            .map(|(b, _)| b.num_rows())
+            .collect();
+        assert_eq!(rows, [50, 50, 20]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
