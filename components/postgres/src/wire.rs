@@ -441,10 +441,16 @@ impl Drop for Conn {
     }
 }
 
+/// `e`, said of `server` ("PostgreSQL host:port"); once, where the host's
+/// message already starts with the address.
 fn prefix(server: &str, e: Error) -> Error {
+    let said = |m: String| match server.rsplit_once(' ') {
+        Some((kind, address)) if m.starts_with(address) => format!("{kind} {m}"),
+        _ => format!("{server}: {m}"),
+    };
     match e {
-        Error::Io(m) => Error::Io(format!("{server}: {m}")),
-        Error::Auth(m) => Error::Auth(format!("{server}: {m}")),
+        Error::Io(m) => Error::Io(said(m)),
+        Error::Auth(m) => Error::Auth(said(m)),
         other => other,
     }
 }

@@ -155,7 +155,7 @@ impl Network {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut tcp, addr) = self.tcp("tcp", host, port).await?;
         let unreachable =
-            |e: std::io::Error| ConnectorError::Io(format!("{host}:{port} ({addr}): {e}"));
+            |e: std::io::Error| ConnectorError::Io(format!("{}: {e}", endpoint(host, port, addr)));
         let upgrade = async {
             tcp.write_all(request).await.map_err(unreachable)?;
             let answer = tcp.read_u8().await.map_err(unreachable)?;
@@ -174,7 +174,8 @@ impl Network {
 
     fn late(&self, host: &str, port: u16, addr: SocketAddr) -> ConnectorError {
         ConnectorError::Io(format!(
-            "{host}:{port} ({addr}): no connection within {CONNECT_TIMEOUT:?}"
+            "{}: no connection within {CONNECT_TIMEOUT:?}",
+            endpoint(host, port, addr)
         ))
     }
 
@@ -199,7 +200,7 @@ impl Network {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| self.late(host, port, addr))?
-            .map_err(|e| ConnectorError::Io(format!("{host}:{port} ({addr}): {e}")))?;
+            .map_err(|e| ConnectorError::Io(format!("{}: {e}", endpoint(host, port, addr))))?;
         tcp.set_nodelay(true).ok();
         Ok((tcp, addr))
     }
@@ -378,5 +379,16 @@ impl OutputStream for Metered<DynOutputStream> {
 
     async fn cancel(&mut self) {
         self.inner.cancel().await
+    }
+}
+
+/// `host:port` as messages name it, with the address it resolved to when
+/// that is another (a name, not an address).
+fn endpoint(host: &str, port: u16, addr: SocketAddr) -> String {
+    let named = format!("{host}:{port}");
+    if addr.to_string() == named {
+        named
+    } else {
+        format!("{named} ({addr})")
     }
 }

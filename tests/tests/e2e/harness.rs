@@ -849,13 +849,35 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let child = Self::launch(&bin, &dir, port, !private);
-        Postgres {
+        let pg = Postgres {
             child,
             port,
             ca,
             bin,
             dir,
             private,
+        };
+        pg.wait_ready();
+        pg
+    }
+
+    /// Waits until the server answers queries: it accepts connections
+    /// while it is still starting up, refusing them.
+    fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "postgres did not get ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
@@ -924,6 +946,7 @@ impl Postgres {
     /// Starts the stopped server again, on the same data and port.
     pub fn start_again(&mut self) {
         self.child = Self::launch(&self.bin, &self.dir, self.port, false);
+        self.wait_ready();
     }
 
     /// The server's program `name` (`pg_recvlogical`, ...).
