@@ -213,7 +213,8 @@ fn snapshot(
     let Some(slot) = make_slot(options, &mut conn, table, copy)? else {
         return Ok(Reading::Done);
     };
-    let micros = import(&mut conn, &slot.snapshot)?;
+    import(&mut conn, &slot.snapshot)?;
+    let (_, micros) = snapshot_position(&mut conn)?;
     // The snapshot is imported: the connection that exported it may go.
     drop(slot.replication);
     let commit = Commit {
@@ -283,15 +284,14 @@ fn make_slot(
     }))
 }
 
-/// Starts a read-only transaction on `conn` under the exported `snapshot`;
-/// the time it reads as of.
-fn import(conn: &mut Conn, snapshot: &str) -> Result<Option<i64>, Error> {
+/// Starts a read-only transaction on `conn` under the exported `snapshot`.
+fn import(conn: &mut Conn, snapshot: &str) -> Result<(), Error> {
     conn.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
     conn.query(&format!(
         "SET TRANSACTION SNAPSHOT {}",
         escape_literal(snapshot)
     ))?;
-    Ok(snapshot_position(conn)?.1)
+    Ok(())
 }
 
 /// Makes the stream's publication when it is missing and the config
@@ -372,7 +372,8 @@ impl Splitter for Postgres {
         }
         let slot = make_slot(&options, &mut conn, &table, true)?
             .ok_or_else(|| Error::Other("a slot made to copy exported no snapshot".into()))?;
-        let micros = import(&mut conn, &slot.snapshot)?;
+        import(&mut conn, &slot.snapshot)?;
+        let (_, micros) = snapshot_position(&mut conn)?;
         // Rows the snapshot sees are in the pages there are now; the last
         // part reads to the end all the same.
         let pages = u32::try_from(bytes / block).unwrap_or(u32::MAX);

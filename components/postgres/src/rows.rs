@@ -145,30 +145,28 @@ impl Rows {
 
     /// Sets column `at` of the row being built from its text.
     pub fn set(&mut self, at: usize, text: Option<&str>) -> Result<(), String> {
-        match self.columns[at].push(text) {
-            Ok(()) => {
-                self.mark_set(at);
-                Ok(())
-            }
-            Err(e) => Err(self.cannot_hold(at, e)),
-        }
+        let pushed = self.columns[at].push(text);
+        self.record(at, pushed)
     }
 
     /// Sets column `at` of the row being built from its value in `COPY`'s
     /// binary format ([`crate::values::binary_as_is`]).
     pub fn set_binary(&mut self, at: usize, value: Option<&[u8]>) -> Result<(), String> {
-        match self.columns[at].push_binary(value) {
+        let pushed = self.columns[at].push_binary(value);
+        self.record(at, pushed)
+    }
+
+    /// Column `at` of the row is set, if `pushed` is not an error, which
+    /// is then said of the column.
+    fn record(&mut self, at: usize, pushed: Result<(), String>) -> Result<(), String> {
+        match pushed {
             Ok(()) => {
-                self.mark_set(at);
+                if std::mem::replace(&mut self.set_in[at], self.row) != self.row {
+                    self.set += 1;
+                }
                 Ok(())
             }
             Err(e) => Err(self.cannot_hold(at, e)),
-        }
-    }
-
-    fn mark_set(&mut self, at: usize) {
-        if std::mem::replace(&mut self.set_in[at], self.row) != self.row {
-            self.set += 1;
         }
     }
 
