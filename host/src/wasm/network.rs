@@ -154,8 +154,7 @@ impl Network {
     ) -> Result<(u8, DynInputStream, DynOutputStream), ConnectorError> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (mut tcp, addr) = self.tcp("tcp", host, port).await?;
-        let unreachable =
-            |e: std::io::Error| ConnectorError::Io(format!("{}: {e}", endpoint(host, port, addr)));
+        let unreachable = |e: std::io::Error| failed(host, port, addr, e);
         let upgrade = async {
             tcp.write_all(request).await.map_err(unreachable)?;
             let answer = tcp.read_u8().await.map_err(unreachable)?;
@@ -173,10 +172,12 @@ impl Network {
     }
 
     fn late(&self, host: &str, port: u16, addr: SocketAddr) -> ConnectorError {
-        ConnectorError::Io(format!(
-            "{}: no connection within {CONNECT_TIMEOUT:?}",
-            endpoint(host, port, addr)
-        ))
+        failed(
+            host,
+            port,
+            addr,
+            format!("no connection within {CONNECT_TIMEOUT:?}"),
+        )
     }
 
     /// Checks `host`:`port` against the grants (as `scheme`), resolves and
@@ -200,7 +201,7 @@ impl Network {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| self.late(host, port, addr))?
-            .map_err(|e| ConnectorError::Io(format!("{}: {e}", endpoint(host, port, addr))))?;
+            .map_err(|e| failed(host, port, addr, e))?;
         tcp.set_nodelay(true).ok();
         Ok((tcp, addr))
     }
@@ -382,13 +383,13 @@ impl OutputStream for Metered<DynOutputStream> {
     }
 }
 
-/// `host:port` as messages name it, with the address it resolved to when
-/// that is another (a name, not an address).
-fn endpoint(host: &str, port: u16, addr: SocketAddr) -> String {
+/// A connection to `host:port` that failed with `e`, naming the address
+/// it resolved to when that is another (a name, not an address).
+fn failed(host: &str, port: u16, addr: SocketAddr, e: impl std::fmt::Display) -> ConnectorError {
     let named = format!("{host}:{port}");
     if addr.to_string() == named {
-        named
+        ConnectorError::Io(format!("{named}: {e}"))
     } else {
-        format!("{named} ({addr})")
+        ConnectorError::Io(format!("{named} ({addr}): {e}"))
     }
 }
