@@ -381,9 +381,17 @@ fn watched_in(
 
 /// Waits until `port` accepts connections, at most `seconds`.
 fn wait_for(port: u16, what: &str, seconds: u64) {
+    wait_until(&format!("{what} did not start"), seconds, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// Checks `done` every 50 ms until it holds; fails with `failure` after
+/// `seconds`.
+pub fn wait_until(failure: &str, seconds: u64, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{failure}");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -561,11 +569,9 @@ impl Kafka {
     pub fn stop(&mut self) {
         drop(self.child.stdin.take());
         let _ = self.child.wait();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(std::time::Instant::now() < deadline, "tansu did not stop");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_until("tansu did not stop", 30, || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err()
+        });
     }
 
     /// Starts a new broker at the same address on the same storage (on
@@ -849,40 +855,19 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let child = Self::launch(&bin, &dir, port, !private);
-        let pg = Postgres {
+        Postgres {
             child,
             port,
             ca,
             bin,
             dir,
             private,
-        };
-        pg.wait_ready();
-        pg
-    }
-
-    /// Waits until the server answers queries: it accepts connections
-    /// while it is still starting up, refusing them.
-    fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "postgres did not get ready"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 
-    /// Starts the server of `dir` on `port` and waits for it; `removing`:
-    /// the directory goes when the server does.
+    /// Starts the server of `dir` on `port` and waits until it answers
+    /// queries (it accepts connections while still starting up, refusing
+    /// them); `removing`: the directory goes when the server does.
     fn launch(bin: &Path, dir: &Path, port: u16, removing: bool) -> std::process::Child {
         let port_text = port.to_string();
         let dir_text = dir.display().to_string();
@@ -916,7 +901,12 @@ impl Postgres {
         let key = format!("ssl_key_file={}", dir.join("server.key").display());
         args.extend([cert.as_str(), "-c", key.as_str()]);
         let child = watched_in(&program, &args, &[], removing.then_some(dir));
-        wait_for(port, "postgres", 60);
+        wait_until("postgres did not get ready", 60, || {
+            Command::new(bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &port_text, "-q"])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
         child
     }
 
@@ -931,14 +921,7 @@ impl Postgres {
         {
             let _ = Command::new("kill").args(["-INT", pid]).status();
         }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while pid_file.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "postgres did not stop"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_until("postgres did not stop", 60, || !pid_file.exists());
         drop(self.child.stdin.take());
         let _ = self.child.wait();
     }
@@ -946,7 +929,6 @@ impl Postgres {
     /// Starts the stopped server again, on the same data and port.
     pub fn start_again(&mut self) {
         self.child = Self::launch(&self.bin, &self.dir, self.port, false);
-        self.wait_ready();
     }
 
     /// The server's program `name` (`pg_recvlogical`, ...).

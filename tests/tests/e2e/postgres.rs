@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Case, PG_PASSWORD, PG_USER, Postgres, python, root};
+use crate::harness::{Case, PG_PASSWORD, PG_USER, Postgres, python, root, wait_until};
 use crate::serve::Server;
 
 /// Every type the connector reads as its own column type, and some it
@@ -539,11 +539,9 @@ fn a_server_restarted_mid_stream_resumes_exactly_once() {
         .unwrap();
     // The server goes once the run has committed a change batch.
     let log = c.path("lake/shop/t/_delta_log");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !log.join(format!("{:020}.json", 1)).exists() {
-        assert!(Instant::now() < deadline, "no change batch was committed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("no change batch was committed", 120, || {
+        log.join(format!("{:020}.json", 1)).exists()
+    });
     pg.stop();
     let out = running.wait_with_output().unwrap();
     let e = String::from_utf8_lossy(&out.stderr);
