@@ -67,7 +67,9 @@ pub enum WriteMode {
 pub struct WriteOptions {
     /// A data file is finished once it reaches about this many bytes.
     pub target_file_bytes: u64,
-    /// A row group is finished once it holds about this many bytes.
+    /// A row group is finished once it holds about this many bytes
+    /// (encoded). A lane holds its open row group in memory, and about as
+    /// much again while it flushes it, so this bounds a lane's memory.
     pub row_group_bytes: usize,
     /// Page compression.
     pub compression: Compression,
@@ -77,7 +79,11 @@ impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
             target_file_bytes: 128 * 1024 * 1024,
-            row_group_bytes: 32 * 1024 * 1024,
+            // Measured on the bench's 1 GiB CSV (2 lanes): 32 MiB row
+            // groups peaked at 425 MiB of RSS, 8 MiB ones at ~330, for
+            // files 2.6% larger and the same speed; still larger than
+            // DuckDB's (122,880 rows, ~2.5 MB here).
+            row_group_bytes: 8 * 1024 * 1024,
             compression: Compression::ZSTD(ZstdLevel::default()),
         }
     }
