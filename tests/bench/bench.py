@@ -45,6 +45,7 @@ def generate(data: Path, gib: float, small_files: int) -> dict:
     # about to be overwritten.
     for old in data.glob("stamp-*.json"):
         old.unlink()
+    shutil.rmtree(data / "curve", ignore_errors=True)
     # About 150 bytes per CSV row.
     rows = int(gib * (1 << 30) / 150)
     con = duckdb.connect()
@@ -136,7 +137,7 @@ def main():
     ap.add_argument("--small-files", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
-    ap.add_argument("--cases", default="csv,ndjson,small,native,incremental,coldstart,requests,kafka,postgres,connectors,upkeep",
+    ap.add_argument("--cases", default="csv,ndjson,small,memory,native,incremental,coldstart,requests,kafka,postgres,connectors,upkeep",
                     help="comma-separated cases to run: csv, ndjson, small, native, incremental, coldstart, requests, kafka, postgres, connectors, upkeep")
     ap.add_argument("--micro-batches", type=int, default=2000,
                     help="micro-batches the upkeep case's stream commits before it is compacted")
@@ -160,7 +161,7 @@ def main():
         return
     wanted = set(a.cases.split(","))
     env = dict(os.environ, SLUICE_LOG="sluice=info", SLUICE_CACHE_DIR=str(a.data / "cache"))
-    if not wanted & {"csv", "ndjson", "small", "native", "incremental"}:
+    if not wanted & {"csv", "ndjson", "small", "memory", "native", "incremental"}:
         services(a, env, wanted)
         return
     print(f"generating data in {a.data} ...", flush=True)
@@ -222,11 +223,71 @@ def main():
             if boundary:
                 print(f"{'':28} {'':8} boundary (IPC encode+decode) {100 * statistics.median(boundary):.1f}% of CPU time")
     print("\nratios above 1.0x mean Sluice was faster than that peer on this machine")
+    if "memory" in wanted:
+        memory_case(a, [("CSV", csv, "csv"), ("NDJSON", ndjson, "json")], env)
     if "native" in wanted:
         native_case(a, [("CSV", csv, "csv"), ("NDJSON", ndjson, "json"), (f"{info['small_files']} small CSVs", small, "csv")], env)
     if "incremental" in wanted:
         incremental(a, small, info, env)
     services(a, env, wanted)
+
+
+def memory_case(a, inputs: list, env: dict):
+    """Peak RSS as the input grows: the generated CSV and NDJSON cut to a
+    quarter and a half of their size, whole, and twice over (a directory
+    holding the file twice, as hard links), each loaded by Sluice. Goal: at
+    most 256 MiB, and flat: what a run holds is bounded by its lanes and
+    row groups, not by the input's size."""
+    print(f"\n{'peak RSS MiB (median)':28} " + " ".join(f"{f * a.gib:>8.2f}G" for f in CURVE), flush=True)
+    curve = a.data / "data" / "curve"
+    for name, src, fmt in inputs:
+        peaks = []
+        for frac in CURVE:
+            path = curve_input(curve, src, frac)
+            runs = []
+            for _ in range(a.runs):
+                target = a.data / "out" / "memory"
+                shutil.rmtree(target, ignore_errors=True)
+                _, peak, _, _, _ = run(sluice(path, fmt, target), env)
+                runs.append(peak)
+            peaks.append(statistics.median(runs))
+        print(f"{name + ' -> table':28} " + " ".join(f"{p:9.0f}" for p in peaks), flush=True)
+    print("goal: at most 256 MiB at every size, and flat")
+
+
+# The sizes of the memory curve, as fractions of --gib.
+CURVE = (0.25, 0.5, 1.0, 2.0)
+
+
+def curve_input(curve: Path, src: Path, frac: float) -> Path:
+    """`src` cut after the line that crosses `frac` of its size (the header
+    kept), or, above 1, a directory holding it that many times; made once
+    per generated input (`generate` empties the folder)."""
+    curve.mkdir(parents=True, exist_ok=True)
+    if frac >= 1:
+        d = curve / f"{src.stem}-x{int(frac)}"
+        if not d.exists():
+            tmp = d.with_suffix(".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            for k in range(int(frac)):
+                os.link(src, tmp / f"part-{k}{src.suffix}")
+            tmp.rename(d)
+        return d
+    cut = curve / f"{src.stem}-{frac}{src.suffix}"
+    if not cut.exists():
+        tmp = cut.with_suffix(".tmp")
+        with open(src, "rb") as i, open(tmp, "wb") as o:
+            left = int(src.stat().st_size * frac)
+            while left > 0:
+                block = i.read(min(left, 1 << 20))
+                if not block:
+                    break
+                o.write(block)
+                left -= len(block)
+            o.write(i.readline())
+        tmp.rename(cut)
+    return cut
 
 
 def native_case(a, inputs: list, env: dict):
