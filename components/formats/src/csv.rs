@@ -45,6 +45,8 @@ pub struct Tokenizer {
     comment: Option<u8>,
     delimiter: u8,
     inbuf: Vec<u8>,
+    /// The input buffer grows up to this size while reads fill it.
+    inbuf_limit: usize,
     in_pos: usize,
     in_len: usize,
     eof: bool,
@@ -225,25 +227,19 @@ impl Tokenizer {
 
     /// Tokenizes `input`, which starts at byte `base` of its object.
     pub fn at(input: Box<dyn Read>, opts: &Syntax, base: u64) -> Self {
-        let core = csv_core::ReaderBuilder::new()
-            .delimiter(opts.delimiter)
-            .quote(opts.quote)
-            .escape(opts.escape)
-            .double_quote(opts.escape.is_none())
-            .comment(opts.comment)
-            .build();
         Tokenizer {
             input,
-            core,
+            core: core_reader(opts),
             fast: opts.delimiter != b'\r' && opts.delimiter != b'\n',
             quote: opts.quote,
             comment: opts.comment,
             delimiter: opts.delimiter,
-            inbuf: vec![0; 1 << 20],
+            inbuf: vec![0; FIRST_BUFFER],
+            inbuf_limit: BUFFER,
             in_pos: 0,
             in_len: 0,
             eof: false,
-            data: vec![0; 1 << 20],
+            data: vec![0; FIRST_BUFFER],
             data_len: 0,
             ends: Vec::new(),
             scratch_ends: vec![0; 256],
@@ -261,6 +257,7 @@ impl Tokenizer {
     #[cfg(test)]
     pub(crate) fn with_limits(mut self, buffer: usize, fast: bool) -> Self {
         self.inbuf = vec![0; buffer];
+        self.inbuf_limit = buffer;
         self.fast = fast;
         self
     }
@@ -408,6 +405,7 @@ impl Tokenizer {
         if self.eof {
             return Ok(false);
         }
+        self.outgrown();
         let rest = self.in_len - self.in_pos;
         self.inbuf.copy_within(self.in_pos..self.in_len, 0);
         self.in_pos = 0;
@@ -419,6 +417,15 @@ impl Tokenizer {
         self.in_len += n;
         self.eof = n == 0;
         Ok(n > 0)
+    }
+
+    /// Doubles the input buffer, up to [`BUFFER`], once a read has filled
+    /// it: a small file (or Kafka message set) is read into a small buffer,
+    /// a large one in large pieces.
+    fn outgrown(&mut self) {
+        if self.in_len == self.inbuf.len() && self.inbuf.len() < self.inbuf_limit {
+            self.inbuf.resize(self.inbuf.len() * 2, 0);
+        }
     }
 
     /// Takes the line at the read position, `body` bytes without its
@@ -456,6 +463,7 @@ impl Tokenizer {
     /// Refills the input buffer once it is used up; `false` at the end.
     fn fill(&mut self) -> std::io::Result<bool> {
         if self.in_pos == self.in_len && !self.eof {
+            self.outgrown();
             self.in_len = read_full(&mut self.input, &mut self.inbuf)?;
             self.in_pos = 0;
             self.eof = self.in_len == 0;
@@ -557,6 +565,54 @@ enum Line {
 
 /// The longest line [`Tokenizer::next_line`] buffers to look at whole.
 const MAX_LINE: usize = 16 << 20;
+
+/// The input buffer and the field buffer start this large: filling them
+/// costs time (a megabyte each for each of 10,000 small files was a sixth
+/// of loading them), and most inputs that are small stay small.
+const FIRST_BUFFER: usize = 64 << 10;
+
+/// The input buffer grows to this size while a read fills it.
+const BUFFER: usize = 1 << 20;
+
+thread_local! {
+    /// The csv-core reader of the last tokenizer dropped, and its syntax.
+    static SPARE: std::cell::RefCell<Option<(Syntax, csv_core::Reader)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A csv-core reader for `syntax`, as new. Building one works out its
+/// state machine, about a seventh of loading 10,000 small files when a
+/// reader was built for each, so the last tokenizer's is reset and reused
+/// (not cloned: csv-core's `Clone` copies only part of the state machine).
+fn core_reader(syntax: &Syntax) -> csv_core::Reader {
+    match SPARE.with_borrow_mut(Option::take) {
+        Some((s, mut reader)) if s == *syntax => {
+            reader.reset();
+            reader
+        }
+        _ => csv_core::ReaderBuilder::new()
+            .delimiter(syntax.delimiter)
+            .quote(syntax.quote)
+            .escape(syntax.escape)
+            .double_quote(syntax.escape.is_none())
+            .comment(syntax.comment)
+            .build(),
+    }
+}
+
+impl Drop for Tokenizer {
+    fn drop(&mut self) {
+        let syntax = Syntax {
+            delimiter: self.delimiter,
+            quote: self.quote,
+            escape: self.escape,
+            comment: self.comment,
+        };
+        let core = std::mem::take(&mut self.core);
+        // During a thread's teardown there is no next tokenizer to give it.
+        let _ = SPARE.try_with(|spare| *spare.borrow_mut() = Some((syntax, core)));
+    }
+}
 
 fn read_full(input: &mut Box<dyn Read>, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
