@@ -265,7 +265,7 @@ def curve_input(curve: Path, src: Path, frac: float) -> Path:
     per generated input (`generate` empties the folder)."""
     curve.mkdir(parents=True, exist_ok=True)
     if frac >= 1:
-        d = curve / f"{src.stem}-x{int(frac)}"
+        d = curve / f"{src.name}-x{int(frac)}"
         if not d.exists():
             tmp = d.with_suffix(".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
