@@ -63,8 +63,8 @@ pub struct Summary {
     pub connector_time: Duration,
     /// CPU time of those calls, summed over lanes.
     pub connector_cpu: Duration,
-    /// Time spent decoding IPC on the host, summed over lanes.
-    pub decode_time: Duration,
+    /// CPU time spent decoding IPC on the host, summed over lanes.
+    pub decode_cpu: Duration,
 }
 
 /// Everything a run needs.
@@ -188,7 +188,7 @@ impl Job {
             counters: self.counters.snapshot(),
             connector_time: wrote.connector_time,
             connector_cpu: wrote.connector_cpu,
-            decode_time: wrote.decode_time,
+            decode_cpu: wrote.decode_cpu,
         })
     }
 }

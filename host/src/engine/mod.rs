@@ -663,11 +663,11 @@ impl Engine {
             .find(|(k, _)| k == "ipc-encode-us")
             .map_or(0, |c| c.1);
         tracing::info!(
-            "timings: connector {:.3}s, ipc encode {:.3}s, ipc decode {:.3}s; connector cpu {:.3}s; wrote {} files ({} bytes)",
+            "timings: connector {:.3}s, ipc encode {:.3}s; connector cpu {:.3}s, ipc decode cpu {:.3}s; wrote {} files ({} bytes)",
             s.connector_time.as_secs_f64(),
             encode_us as f64 / 1e6,
-            s.decode_time.as_secs_f64(),
             s.connector_cpu.as_secs_f64(),
+            s.decode_cpu.as_secs_f64(),
             s.committed.files,
             s.committed.bytes
         );

@@ -110,8 +110,8 @@ pub struct Wrote {
     /// CPU time of those calls (their threads' own; zero where the system
     /// does not say): what the calls cost, whatever else ran beside them.
     pub connector_cpu: Duration,
-    /// Time spent decoding IPC on the host, summed over lanes.
-    pub decode_time: Duration,
+    /// CPU time spent decoding IPC on the host, summed over lanes.
+    pub decode_cpu: Duration,
 }
 
 impl Reading {
@@ -392,7 +392,7 @@ impl Reading {
                 Ok(lane) => {
                     wrote.connector_time += lane.in_connector;
                     wrote.connector_cpu += lane.connector_cpu;
-                    wrote.decode_time += lane.decoding;
+                    wrote.decode_cpu += lane.decode_cpu;
                     reports.extend(lane.reports);
                 }
                 Err(e) => {
@@ -426,8 +426,8 @@ struct LaneOutcome {
     in_connector: Duration,
     /// This thread's CPU time in them.
     connector_cpu: Duration,
-    /// Time decoding IPC on the host.
-    decoding: Duration,
+    /// This thread's CPU time decoding IPC.
+    decode_cpu: Duration,
     /// End-of-range reports, for [`split::verify`].
     reports: Vec<RangeReport>,
 }
@@ -469,7 +469,7 @@ fn read_lane(
     let mut out = LaneOutcome {
         in_connector: Duration::ZERO,
         connector_cpu: Duration::ZERO,
-        decoding: Duration::ZERO,
+        decode_cpu: Duration::ZERO,
         reports: Vec::new(),
     };
     loop {
@@ -486,9 +486,9 @@ fn read_lane(
         {
             out.reports.push(report);
         }
-        let t = Instant::now();
+        let cpu = thread_cpu();
         let batches = payload.batches()?;
-        out.decoding += t.elapsed();
+        out.decode_cpu += thread_cpu().saturating_sub(cpu);
         for batch in batches {
             if batch.schema_ref().fields() != schema.fields() {
                 bail!(
@@ -527,12 +527,26 @@ async fn write_lane(
     Ok(lane.finish().await?)
 }
 
-/// The CPU time the calling thread has run, from Linux's
-/// `/proc/thread-self/schedstat` (nanoseconds, first field); zero where
-/// there is none. Reading it costs microseconds, twice per connector call.
+/// The CPU time the calling thread has run (`CLOCK_THREAD_CPUTIME_ID`,
+/// exact to the call); zero where the system does not say.
+#[cfg(target_os = "linux")]
+#[expect(
+    unsafe_code,
+    reason = "clock_gettime writes the time it reads into a local"
+)]
 fn thread_cpu() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec for the call's duration.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu() -> Duration {
+    Duration::ZERO
 }
