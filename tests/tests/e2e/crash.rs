@@ -179,11 +179,12 @@ pub(crate) fn crash(
         } else {
             let phase = PHASES[rng.below(4) as usize];
             // Planning and recording a commit are quick: kill as soon as
-            // they start.
-            let delay_ms = if phase == "mark" || phase == "plan" {
-                0
-            } else {
-                rng.below(8)
+            // they start. Writing a small local file takes a few
+            // milliseconds (its read no longer waits on another thread).
+            let delay_ms = match phase {
+                "mark" | "plan" => 0,
+                "write" => rng.below(3),
+                _ => rng.below(8),
             };
             Kill::AtPhase {
                 phase,
