@@ -124,6 +124,23 @@ impl Guard {
     /// a message is copied once, when it arrives).
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Buffer>, Refused> {
         self.pending.extend_from_slice(chunk);
+        self.take_whole()
+    }
+
+    /// [`Guard::push`] for bytes the caller gives up: when nothing is
+    /// pending they become the buffer the messages are sliced from, not
+    /// copied into it.
+    pub fn push_owned(&mut self, bytes: Vec<u8>) -> Result<Vec<Buffer>, Refused> {
+        if self.pending.is_empty() {
+            self.pending = MutableBuffer::from(bytes);
+        } else {
+            self.pending.extend_from_slice(&bytes);
+        }
+        self.take_whole()
+    }
+
+    /// The whole messages at the front of what is pending, vetted.
+    fn take_whole(&mut self) -> Result<Vec<Buffer>, Refused> {
         // The lengths of the whole messages at the front of `pending`.
         let mut whole = Vec::new();
         let mut at = 0;
@@ -582,8 +599,20 @@ impl Decoder {
 
     /// Takes the next bytes; returns the batches they complete.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<RecordBatch>> {
+        let messages = self.guard.push(chunk)?;
+        self.decode(messages)
+    }
+
+    /// [`Decoder::push`] for bytes the caller gives up (a whole stream
+    /// lifted out of a connector's memory): not copied again.
+    pub fn push_owned(&mut self, bytes: Vec<u8>) -> Result<Vec<RecordBatch>> {
+        let messages = self.guard.push_owned(bytes)?;
+        self.decode(messages)
+    }
+
+    fn decode(&mut self, messages: Vec<Buffer>) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
-        for mut message in self.guard.push(chunk)? {
+        for mut message in messages {
             while !message.is_empty() {
                 let decoder = &mut self.decoder;
                 let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -611,10 +640,14 @@ impl Decoder {
     }
 }
 
-/// Decodes a whole untrusted stream: its schema and its batches.
-pub fn decode(bytes: &[u8], dictionaries: bool) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+/// Decodes a whole untrusted stream: its schema and its batches. A `Vec`
+/// is decoded where it lies (the batches' buffers are slices of it).
+pub fn decode(
+    bytes: impl Into<Vec<u8>>,
+    dictionaries: bool,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let mut decoder = Decoder::new(dictionaries);
-    let batches = decoder.push(bytes)?;
+    let batches = decoder.push_owned(bytes.into())?;
     let schema = decoder
         .schema()
         .ok_or_else(|| refuse("the stream holds no schema"))?;
@@ -673,7 +706,7 @@ mod tests {
     #[test]
     fn whole_and_chunked_streams_decode_alike() {
         let bytes = encode(&[sample(), sample()]);
-        let (schema, batches) = decode(&bytes, true).unwrap();
+        let (schema, batches) = decode(bytes.as_slice(), true).unwrap();
         assert_eq!(schema.fields().len(), 3);
         assert_eq!(batches, vec![sample(), sample()]);
         let mut d = Decoder::new(true);
@@ -687,7 +720,7 @@ mod tests {
             sample().schema().field(2).data_type(),
             &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
         );
-        let e = decode(&bytes, false).unwrap_err();
+        let e = decode(bytes.as_slice(), false).unwrap_err();
         assert!(e.to_string().contains("dictionary"), "{e}");
     }
 
@@ -728,14 +761,14 @@ mod tests {
                     .is_some_and(|i| i.bitWidth() == 7)
             })
             .unwrap();
-        let e = decode(&seven, false).unwrap_err();
+        let e = decode(seven.as_slice(), false).unwrap_err();
         assert!(e.to_string().contains("Int bit width 7"), "{e}");
         // The batch message: its node length (3) and its null count (1).
         for (value, forged) in [(3i64, 1i64 << 40), (3, -5), (1, 1 << 40)] {
             let mut crafted = bytes.clone();
             let at = find_i64(&crafted, schema_len, value);
             crafted[at..at + 8].copy_from_slice(&forged.to_le_bytes());
-            let e = decode(&crafted, false).unwrap_err();
+            let e = decode(crafted.as_slice(), false).unwrap_err();
             assert!(matches!(e, Error::Refused(_)), "{forged}: {e}");
         }
         // A body that claims 2^40 bytes.
@@ -746,7 +779,7 @@ mod tests {
         let body = arrow_ipc::root_as_message(meta).unwrap().bodyLength();
         let at = find_i64(&huge, schema_len + 8, body);
         huge[at..at + 8].copy_from_slice(&(1i64 << 40).to_le_bytes());
-        let e = decode(&huge, false).unwrap_err();
+        let e = decode(huge.as_slice(), false).unwrap_err();
         assert!(e.to_string().contains("body claims"), "{e}");
         // Truncated anywhere: an error, never a batch from half a message.
         for cut in 1..bytes.len() {
@@ -762,7 +795,7 @@ mod tests {
             vec![Arc::new(arrow_array::StringViewArray::from(vec!["a"]))],
         )
         .unwrap();
-        let e = decode(&encode(&[batch]), true).unwrap_err();
+        let e = decode(encode(&[batch]), true).unwrap_err();
         assert!(e.to_string().contains("Utf8View"), "{e}");
     }
 }

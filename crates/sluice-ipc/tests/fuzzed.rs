@@ -8,7 +8,7 @@ fn inputs_the_fuzzer_found_are_refused_before_decoding() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
         for dictionaries in [false, true] {
-            match sluice_ipc::decode(&bytes, dictionaries) {
+            match sluice_ipc::decode(bytes.as_slice(), dictionaries) {
                 Ok(_) => {}
                 Err(e) => assert!(
                     !e.to_string().contains("panicked"),

@@ -52,7 +52,7 @@ impl Payload {
     /// Its record batches (an IPC stream decoded and vetted).
     pub fn batches(self) -> Result<Vec<RecordBatch>> {
         match self {
-            Payload::Ipc(ipc) => decode(&ipc),
+            Payload::Ipc(ipc) => decode(ipc),
             Payload::Decoded(batch) => Ok(vec![batch]),
         }
     }
@@ -569,7 +569,7 @@ pub fn to_stored(batch: &RecordBatch, stored: &SchemaRef) -> Result<RecordBatch>
 
 /// Decodes an IPC stream from a connector, vetted as untrusted bytes
 /// (`sluice_ipc`); dictionaries are the connector's transport encoding.
-pub fn decode(ipc: &[u8]) -> Result<Vec<RecordBatch>> {
+pub fn decode(ipc: impl Into<Vec<u8>>) -> Result<Vec<RecordBatch>> {
     let (_, batches) = sluice_ipc::decode(ipc, true)
         .context("the connector sent a batch that is not valid Arrow IPC")?;
     Ok(batches)
