@@ -117,8 +117,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// runtime's workers, a reading thread per lane, blocking I/O) pass large
 /// buffers between them (batches, encoded row groups), so with many arenas
 /// memory freed in one is not reused by the next allocation in another:
-/// peak RSS of a 1 GiB CSV load fell from ~330 to ~240 MiB, and stopped
-/// growing with the input, with one arena per core. `MALLOC_ARENA_MAX`, when
+/// peak RSS of a 1 GiB CSV load fell from ~330 to ~240 MiB with one arena
+/// per core, and grows much less with the input. `MALLOC_ARENA_MAX`, when
 /// set, still decides.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[expect(unsafe_code, reason = "mallopt, before any thread starts")]

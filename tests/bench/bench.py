@@ -149,7 +149,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="runs per case; the median is reported")
     ap.add_argument("--data", type=Path, default=ROOT / "target" / "bench")
     ap.add_argument("--cases", default="csv,ndjson,small,memory,native,incremental,coldstart,requests,kafka,postgres,connectors,upkeep",
-                    help="comma-separated cases to run: csv, ndjson, small, native, incremental, coldstart, requests, kafka, postgres, connectors, upkeep")
+                    help="comma-separated cases to run: csv, ndjson, small, memory, native, incremental, coldstart, requests, kafka, postgres, connectors, upkeep")
     ap.add_argument("--micro-batches", type=int, default=2000,
                     help="micro-batches the upkeep case's stream commits before it is compacted")
     ap.add_argument("--connector-rows", type=int, default=500_000,

@@ -708,9 +708,17 @@ pub(crate) fn precompiled(engine: &Engine, compiled: &'static [u8]) -> Result<Co
     reason = "madvise on pages of the binary's own read-only data"
 )]
 fn release_pages(bytes: &'static [u8]) {
-    const PAGE: usize = 4096;
-    let start = (bytes.as_ptr() as usize).next_multiple_of(PAGE);
-    let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+    // SAFETY: sysconf only reads a setting of the system.
+    let Ok(page) = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }) else {
+        return;
+    };
+    if page == 0 {
+        return;
+    }
+    // Whole pages only: 4 KiB on most machines, 16 or 64 KiB on some ARM
+    // ones, where a 4 KiB-aligned range would be refused.
+    let start = (bytes.as_ptr() as usize).next_multiple_of(page);
+    let end = (bytes.as_ptr() as usize + bytes.len()) / page * page;
     if end > start {
         // SAFETY: `start..end` holds only whole pages inside `bytes`, which
         // is `'static` read-only data mapped from the executable (never
