@@ -1,6 +1,6 @@
 //! Opening a file for sequential reading, decompressing by extension.
 
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
 use sluice_connector_sdk::Error;
@@ -80,6 +80,85 @@ impl Read for Bounded {
                 ),
             )),
         }
+    }
+}
+
+/// A buffered reader that can be asked for more bytes while it still holds
+/// some not consumed, so that a record the buffer's end cuts can be read
+/// whole from one slice. It starts small (a small file costs no megabyte
+/// of zeroed buffer) and doubles up to its capacity while reads fill it,
+/// and past that only as far as one record needs.
+pub struct Refill {
+    inner: Box<dyn Read>,
+    buf: Vec<u8>,
+    /// The unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    capacity: usize,
+}
+
+impl Refill {
+    const FIRST: usize = 64 << 10;
+
+    /// Reads `inner` through a buffer that grows to `capacity` bytes.
+    pub fn new(inner: Box<dyn Read>, capacity: usize) -> Self {
+        Refill {
+            inner,
+            buf: vec![0; Self::FIRST.min(capacity)],
+            start: 0,
+            end: 0,
+            capacity,
+        }
+    }
+
+    /// The bytes read and not consumed.
+    pub fn buffer(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    /// Reads more after the bytes not consumed, which move to the front of
+    /// the buffer (growing it when they fill it); `false` at the end of
+    /// the input.
+    pub fn fill_more(&mut self) -> std::io::Result<bool> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let n = self.inner.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n > 0)
+    }
+}
+
+impl Read for Refill {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.fill_buf()?.read(out)?;
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Refill {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.start == self.end {
+            let filled = self.end == self.buf.len();
+            self.start = 0;
+            self.end = 0;
+            // A read that filled the buffer asks for a bigger one.
+            if filled && self.buf.len() < self.capacity {
+                self.buf.resize((self.buf.len() * 2).min(self.capacity), 0);
+            }
+            self.end = self.inner.read(&mut self.buf)?;
+        }
+        Ok(self.buffer())
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
     }
 }
 

@@ -1,17 +1,20 @@
 //! JSON: newline-delimited records, one top-level array per file, or (with
 //! `multiLine=true`) one or more pretty-printed objects per file.
 //!
-//! Two paths. In FAILFAST mode without a rescued column, whole chunks of lines
-//! go straight to arrow-json's decoder, and every byte it takes is checked
-//! strictly on the way ([`sluice_formats::json`]: the decoder itself is lenient);
-//! only when a chunk fails is it re-read line by line to name the line and
-//! reason. Otherwise every line is parsed on its own (by serde_json), so that
-//! a bad line or a value of the wrong type can be rescued or dropped while
-//! the rest of the batch loads. A chunk holding a `\u` surrogate escape takes
-//! the second path too: arrow-json 59 decodes surrogate pairs above U+1FFFF
-//! wrongly.
+//! Three paths. In FAILFAST mode without a rescued column, flat records (every
+//! column a string, `bigint`, `double` or `boolean`) are decoded line by line
+//! in one pass that also checks them strictly ([`FlatJson`]); a line it is not
+//! sure of goes, with the rest of its batch, to the general fast path, where
+//! whole chunks of lines go straight to arrow-json's decoder and every byte it
+//! takes is checked strictly on the way ([`sluice_formats::json`]: the decoder
+//! itself is lenient); only when a chunk fails is it re-read line by line to
+//! name the line and reason. Otherwise every line is parsed on its own (by
+//! serde_json), so that a bad line or a value of the wrong type can be rescued
+//! or dropped while the rest of the batch loads. A chunk holding a `\u`
+//! surrogate escape takes that careful path too: arrow-json 59 decodes
+//! surrogate pairs above U+1FFFF wrongly.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Read};
 use std::sync::Arc;
 
 use arrow_array::{BooleanArray, RecordBatch};
@@ -20,9 +23,10 @@ use arrow_schema::{Field, Fields, Schema, SchemaRef};
 use serde_json::Value;
 use sluice_connector_sdk::{Error, host};
 
-use crate::input::{first_record_at, io_error, open, open_at};
+use crate::input::{Refill, first_record_at, io_error, open, open_at};
 use crate::options::{FileRef, Mode, Options};
 use crate::shape::Shape;
+use sluice_formats::flat_json::FlatJson;
 use sluice_formats::json::{Checker, surrogate_escape};
 use sluice_formats::objects::{
     FAILFAST_ADVICE, Record, decode_objects, infer_fields, unnamable_key,
@@ -32,13 +36,19 @@ use sluice_formats::objects::{
 pub const SAMPLE_RECORDS: usize = 10_000;
 
 /// A buffered reader of a file's lines.
-type Lines = BufReader<Box<dyn Read>>;
+type Lines = Refill;
+
+/// The buffer a file's lines are read through grows to this size.
+const BUFFER: usize = 1 << 20;
+
+/// A record longer than this is left to the general path, which streams it.
+const LONGEST_FLAT_RECORD: usize = 16 << 20;
 
 /// Opens `file`, skips a BOM and leading white space, and says whether it
 /// holds its records as one value (a top-level array, or with `multiLine`
 /// pretty-printed objects) and how many bytes were skipped.
 fn reader_of(file: &FileRef, opts: &Options) -> Result<(Lines, bool, u64), Error> {
-    let mut reader = BufReader::with_capacity(1 << 20, open(file, opts.max_decompressed_bytes)?);
+    let mut reader = Refill::new(open(file, opts.max_decompressed_bytes)?, BUFFER);
     let mut skipped = 0u64;
     // Skip a UTF-8 BOM and leading white space, then look at the first byte.
     let is_array = loop {
@@ -68,10 +78,7 @@ fn reader_of(file: &FileRef, opts: &Options) -> Result<(Lines, bool, u64), Error
 
 /// The records of a file that holds them as whole values: the elements of
 /// a top-level array, or each of the (pretty-printed) objects it holds.
-fn parse_values(
-    file: &FileRef,
-    reader: &mut BufReader<Box<dyn Read>>,
-) -> Result<Vec<Value>, Error> {
+fn parse_values(file: &FileRef, reader: &mut Lines) -> Result<Vec<Value>, Error> {
     let mut text = Vec::new();
     reader
         .read_to_end(&mut text)
@@ -180,7 +187,7 @@ pub fn infer(files: &[FileRef], opts: &Options) -> Result<Vec<Field>, Error> {
 /// Reads one JSON file, batch by batch.
 pub struct JsonFile {
     file: FileRef,
-    reader: BufReader<Box<dyn Read>>,
+    reader: Lines,
     array: Option<std::vec::IntoIter<Value>>,
     schema: SchemaRef,
     line: u64,
@@ -199,6 +206,13 @@ pub struct JsonFile {
     /// The next batch takes the careful path (its bytes hold a surrogate
     /// escape).
     careful_next: bool,
+    /// Flat records' decoder, where the schema and options allow it.
+    flat: Option<FlatJson>,
+    /// The flat decoder declined the next line: the next batch takes the
+    /// general fast path.
+    declined: bool,
+    /// The general fast path stopped inside a line, after a record.
+    mid_line: bool,
 }
 
 impl JsonFile {
@@ -209,11 +223,7 @@ impl JsonFile {
             reader_of(&file, opts)?
         } else {
             let first = first_record_at(&file, start)?;
-            (
-                BufReader::with_capacity(1 << 20, open_at(&file, first)),
-                false,
-                first,
-            )
+            (Refill::new(open_at(&file, first), BUFFER), false, first)
         };
         let array = if is_array {
             Some(parse_values(&file, &mut reader)?.into_iter())
@@ -221,6 +231,9 @@ impl JsonFile {
             None
         };
         let schema = Arc::new(Schema::new(Fields::from(shape.data.clone())));
+        let flat = (array.is_none() && shape.rescue.is_none() && opts.mode == Mode::FailFast)
+            .then(|| FlatJson::new(schema.fields(), !opts.infer_column_types))
+            .flatten();
         Ok(JsonFile {
             end: file.range.map(|r| r.1),
             file,
@@ -235,6 +248,9 @@ impl JsonFile {
             reported_new_columns: false,
             check: Checker::default(),
             careful_next: false,
+            flat,
+            declined: false,
+            mid_line: false,
         })
     }
 
@@ -296,17 +312,126 @@ impl JsonFile {
             if self.done {
                 return Ok(None);
             }
-            let fast = self.array.is_none()
-                && shape.rescue.is_none()
-                && opts.mode == Mode::FailFast
-                && !std::mem::take(&mut self.careful_next);
-            let batch = if fast {
-                self.fast_batch(shape, opts)?
-            } else {
+            let careful = self.array.is_some()
+                || shape.rescue.is_some()
+                || opts.mode != Mode::FailFast
+                || std::mem::take(&mut self.careful_next);
+            let batch = if careful {
                 self.careful_batch(shape, opts)?
+            } else if self.flat.is_some() && !std::mem::take(&mut self.declined) {
+                self.flat_batch(shape, opts)?
+            } else {
+                self.fast_batch(shape, opts)?
             };
             if batch.is_some() || self.done {
                 return Ok(batch);
+            }
+        }
+    }
+
+    /// Decodes a batch of flat records line by line from the reader's
+    /// buffer, each line in one pass ([`FlatJson`]). Where the decoder
+    /// declines a line, the batch ends before it and the next one is read
+    /// from it by the general fast path, which decodes it or names the
+    /// fault.
+    fn flat_batch(&mut self, shape: &Shape, opts: &Options) -> Result<Option<RecordBatch>, Error> {
+        let mut flat = self.flat.take().expect("the flat decoder");
+        let read = self.flat_lines(&mut flat, opts.batch_size.max(1));
+        let columns = flat.finish();
+        self.flat = Some(flat);
+        let rows = read?;
+        if rows == 0 {
+            return Ok(None);
+        }
+        Ok(Some(shape.assemble(columns?, None, &self.file, rows)?))
+    }
+
+    /// Feeds whole lines to `flat` until it holds `batch` records, the
+    /// file (or range) ends, or it declines a line; the records it holds.
+    fn flat_lines(&mut self, flat: &mut FlatJson, batch: usize) -> Result<usize, Error> {
+        if self.mid_line {
+            // The general path stopped after a record, inside its line:
+            // the rest of the line must be blank.
+            let buf = self
+                .reader
+                .fill_buf()
+                .map_err(|e| io_error(&self.file, e))?;
+            match memchr::memchr(b'\n', buf) {
+                Some(n) if buf[..n].iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) => {
+                    self.reader.consume(n + 1);
+                    self.pos += n as u64 + 1;
+                    self.line += 1;
+                    self.mid_line = false;
+                }
+                _ => {
+                    self.declined = true;
+                    return Ok(0);
+                }
+            }
+        }
+        // The strict check of the general path starts again at a line.
+        self.check = Checker::default();
+        loop {
+            let buf = self
+                .reader
+                .fill_buf()
+                .map_err(|e| io_error(&self.file, e))?;
+            let mut taken = 0;
+            while flat.rows() < batch {
+                // In a byte range, the last line taken is the one holding
+                // the range's last byte.
+                if let Some(end) = self.end
+                    && self.pos + taken as u64 >= end
+                {
+                    self.stop = Some(self.pos + taken as u64);
+                    self.done = true;
+                    break;
+                }
+                let Some(n) = memchr::memchr(b'\n', &buf[taken..]) else {
+                    break;
+                };
+                if flat.push_line(&buf[taken..taken + n]).is_err() {
+                    self.declined = true;
+                    break;
+                }
+                taken += n + 1;
+                self.line += 1;
+            }
+            let stop = self.done || self.declined || flat.rows() == batch;
+            let rest = buf.len() - taken;
+            self.reader.consume(taken);
+            self.pos += taken as u64;
+            if stop {
+                return Ok(flat.rows());
+            }
+            // What is left is part of a line: read on for the rest of it.
+            if rest >= LONGEST_FLAT_RECORD {
+                self.declined = true;
+                return Ok(flat.rows());
+            }
+            let more = self
+                .reader
+                .fill_more()
+                .map_err(|e| io_error(&self.file, e))?;
+            if !more {
+                // The end of the input: what is left is the last line, with
+                // no newline after it.
+                let last = self.reader.buffer();
+                let past_range = self.end.is_some_and(|end| self.pos >= end);
+                if past_range {
+                    self.stop = Some(self.pos);
+                } else if !last.is_empty() {
+                    if flat.push_line(last).is_err() {
+                        self.declined = true;
+                        return Ok(flat.rows());
+                    }
+                    let n = last.len();
+                    self.reader.consume(n);
+                    self.pos += n as u64;
+                    self.line += 1;
+                }
+                self.done = true;
+                return Ok(flat.rows());
             }
         }
     }
@@ -319,7 +444,7 @@ impl JsonFile {
         let (first_line, start) = (self.line + 1, self.pos);
         let mut decoder = self.decoder(opts)?;
         // Whether the bytes consumed so far end with a whole line.
-        let mut whole = true;
+        let mut whole = !self.mid_line;
         loop {
             if let Some(end) = self.end
                 && self.pos >= end
@@ -384,6 +509,7 @@ impl JsonFile {
                 break;
             }
         }
+        self.mid_line = !whole;
         let data = match decoder.flush() {
             Ok(Some(batch)) => batch,
             Ok(None) => return Ok(None),

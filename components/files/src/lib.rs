@@ -282,6 +282,84 @@ mod tests {
             .collect()
     }
 
+    fn json_file(dir: &std::path::Path, name: &str, body: &str) -> serde_json::Value {
+        std::fs::create_dir_all(dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        serde_json::json!({"location": format!("file://{}", path.display()), "size": body.len()})
+    }
+
+    #[test]
+    fn json_lines_the_flat_decoder_declines_are_read_by_the_general_path() {
+        let dir = std::env::temp_dir().join(format!("sluice-json-{}", std::process::id()));
+        // A repeated key (arrow-json keeps the last value) is left to the
+        // general path, which reads on to the end of its batch; blank and
+        // CRLF lines, escapes, and a last line with no newline.
+        let body = concat!(
+            "{\"id\": 1, \"name\": \"a\", \"ok\": true}\n",
+            "{\"id\": 5, \"id\": 6, \"name\": \"b\"}\n",
+            "{\"id\": 3, \"name\": \"c\\u00e9\", \"ok\": false}\r\n",
+            "\n",
+            "{\"id\": 4, \"name\": null}\n",
+            "{\"id\": 7, \"name\": \"\\ud83d\\ude00\"}",
+        );
+        for batch in ["1", "2", "100"] {
+            let config = serde_json::json!({
+                "format": "json",
+                "files": [json_file(&dir, "a.json", body)],
+                "options": {"batchSize": batch},
+            });
+            let (mut ids, mut names) = (Vec::new(), Vec::new());
+            for (b, _) in read_all(&config) {
+                let id = b.column_by_name("id").unwrap();
+                ids.extend(id.as_primitive::<arrow_array::types::Int64Type>().iter());
+                let name = b.column_by_name("name").unwrap().as_string::<i32>();
+                names.extend(name.iter().map(|n| n.map(str::to_string)));
+            }
+            assert_eq!(ids, [1, 6, 3, 4, 7].map(Some), "batchSize={batch}");
+            let want = [
+                Some("a"),
+                Some("b"),
+                Some("c\u{e9}"),
+                None,
+                Some("\u{1f600}"),
+            ];
+            assert_eq!(
+                names,
+                want.map(|n| n.map(str::to_string)),
+                "batchSize={batch}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_record_on_a_line_fails_wherever_a_batch_ends() {
+        let dir = std::env::temp_dir().join(format!("sluice-json2-{}", std::process::id()));
+        // The general path's batch of one ends after the line's first record;
+        // the record after it on the same line is still refused. The line is
+        // past the sample the schema is inferred from.
+        let sample = "{\"id\": 1}\n".repeat(10_000);
+        let body = sample + "{\"id\": 2, \"id\": 3} {\"id\": 4}\n{\"id\": 5}\n";
+        for batch in ["1", "7", "100000"] {
+            let config = serde_json::json!({
+                "format": "json",
+                "files": [json_file(&dir, "b.json", &body)],
+                "options": {"batchSize": batch},
+            });
+            let reader = open(&config.to_string(), "files").unwrap();
+            let err = loop {
+                match reader.next() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("batchSize={batch}: read without error"),
+                    Err(e) => break format!("{e:?}"),
+                }
+            };
+            assert!(err.contains("line 10001"), "batchSize={batch}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn small_files_are_handed_over_together_and_large_ones_in_batches() {
         let dir = std::env::temp_dir().join(format!("sluice-files-{}", std::process::id()));

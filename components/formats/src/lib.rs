@@ -11,6 +11,7 @@
 //! ```
 
 pub mod csv;
+pub mod flat_json;
 pub mod hints;
 pub mod json;
 pub mod kinds;
