@@ -34,8 +34,8 @@ enum Values {
 }
 
 struct Column {
-    /// The name as a JSON key, in its quotes.
-    quoted: Box<[u8]>,
+    /// The name as a JSON key, in its quotes, and the colon after it.
+    key: Box<[u8]>,
     values: Values,
     /// One entry per row decoded, and one for the current record once it
     /// has given this column a value.
@@ -71,8 +71,11 @@ impl Column {
         let nulls = self.nulls.finish();
         Ok(match &mut self.values {
             Values::Utf8 { offsets, bytes } => {
-                let offsets = std::mem::replace(offsets, vec![0]);
-                let bytes = std::mem::take(bytes);
+                // The next batch likely needs as much room as this one.
+                let mut next = Vec::with_capacity(offsets.len());
+                next.push(0);
+                let offsets = std::mem::replace(offsets, next);
+                let bytes = std::mem::replace(bytes, Vec::with_capacity(bytes.len()));
                 // Validates the UTF-8 again (one pass over the bytes): the
                 // safe constructor, kept although every string was checked.
                 Arc::new(StringArray::try_new(
@@ -81,11 +84,16 @@ impl Column {
                     nulls,
                 )?)
             }
-            Values::Int64(v) => Arc::new(Int64Array::new(std::mem::take(v).into(), nulls)),
-            Values::Float64(v) => Arc::new(Float64Array::new(std::mem::take(v).into(), nulls)),
+            Values::Int64(v) => Arc::new(Int64Array::new(again(v).into(), nulls)),
+            Values::Float64(v) => Arc::new(Float64Array::new(again(v).into(), nulls)),
             Values::Boolean(v) => Arc::new(BooleanArray::new(v.finish(), nulls)),
         })
     }
+}
+
+/// What `v` holds, leaving it empty with room for as much.
+fn again<T>(v: &mut Vec<T>) -> Vec<T> {
+    std::mem::replace(v, Vec::with_capacity(v.len()))
 }
 
 /// A number's token, read by the strict grammar.
@@ -140,7 +148,7 @@ impl FlatJson {
                 return None;
             }
             columns.push(Column {
-                quoted: format!("\"{}\"", f.name()).into_bytes().into(),
+                key: format!("\"{}\":", f.name()).into_bytes().into(),
                 values,
                 nulls: NullBufferBuilder::new(0),
             });
@@ -202,12 +210,15 @@ impl FlatJson {
         }
         let mut n = 0;
         loop {
-            if line.get(i) != Some(&b'"') {
-                return Err(Declined);
-            }
-            let (column, end) = match self.expected(n, line, i) {
-                Some(known) => known,
+            let column = match self.expected(n, line, i) {
+                Some((column, colon)) => {
+                    i = colon + 1;
+                    column
+                }
                 None => {
+                    if line.get(i) != Some(&b'"') {
+                        return Err(Declined);
+                    }
                     let (end, plain) = string_end(line, i + 1)?;
                     if plain.escaped {
                         return Err(Declined);
@@ -218,14 +229,15 @@ impl FlatJson {
                     if column.is_none() && !plain.ascii && std::str::from_utf8(key).is_err() {
                         return Err(Declined);
                     }
-                    (column, end)
+                    i = skip_blank(line, end + 1);
+                    if line.get(i) != Some(&b':') {
+                        return Err(Declined);
+                    }
+                    i += 1;
+                    column
                 }
             };
-            i = skip_blank(line, end + 1);
-            if line.get(i) != Some(&b':') {
-                return Err(Declined);
-            }
-            i = skip_blank(line, i + 1);
+            i = skip_blank(line, i);
             i = match column {
                 Some(c) => self.value(c, line, i)?,
                 None => skip_scalar(line, i)?,
@@ -240,15 +252,15 @@ impl FlatJson {
         }
     }
 
-    /// Where the record's `n`-th key, its quote at `i`, is the one the
-    /// last record had there (most records name the same columns in the
-    /// same order): that key's column and where its closing quote is,
-    /// matched in place without a scan.
+    /// Where the record's `n`-th key, at `i`, is the one the last record
+    /// had there, its colon right after it (most records name the same
+    /// columns in the same order): that key's column and where the colon
+    /// is, matched in place without a scan.
     fn expected(&self, n: usize, line: &[u8], i: usize) -> Option<(Option<usize>, usize)> {
         let c = (*self.order.get(n)?)?;
-        let quoted = &self.columns[c].quoted;
-        let end = i + quoted.len();
-        equal(line.get(i..end)?, quoted).then_some((Some(c), end - 1))
+        let key = &self.columns[c].key;
+        let end = i + key.len();
+        equal(line.get(i..end)?, key).then_some((Some(c), end - 1))
     }
 
     /// The column `key`, the record's `n`-th, names, remembered as the guess
@@ -318,19 +330,27 @@ impl FlatJson {
     }
 }
 
-/// Whether `a` and `b`, of one length, are equal, eight bytes at a time
-/// (keys are short: a call to `memcmp` costs more than the comparison).
+/// Whether `a` and `b`, of one length, are equal, eight bytes at a time,
+/// the last eight overlapping (keys are short: a call to `memcmp` costs
+/// more than the comparison).
 fn equal(a: &[u8], b: &[u8]) -> bool {
-    let mut a8 = a.chunks_exact(8);
-    let mut b8 = b.chunks_exact(8);
-    a8.by_ref().zip(b8.by_ref()).all(|(x, y)| {
-        u64::from_le_bytes(x.try_into().expect("eight bytes"))
-            == u64::from_le_bytes(y.try_into().expect("eight bytes"))
-    }) && a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .all(|(x, y)| x == y)
+    let n = a.len();
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
+}
+
+/// The eight bytes of `s` at `at`, as one word.
+fn word(s: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(s[at..at + 8].try_into().expect("eight bytes"))
 }
 
 fn push_offset(offsets: &mut Vec<i32>, bytes: &[u8]) -> Step<()> {
@@ -374,36 +394,46 @@ struct Plain {
     escaped: bool,
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` that ends a string's plain run (`"`, a
+/// backslash or a control byte). A borrow may also mark bytes above a
+/// marked one, never below, so the lowest mark is exact.
+fn specials(x: u64) -> u64 {
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    zero(x ^ (ONES * u64::from(b'"')))
+        | zero(x ^ (ONES * u64::from(b'\\')))
+        // Below 0x20: subtracting 0x20 borrows into the high bit of a byte
+        // that had it clear.
+        | (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+}
+
+/// The high bits of the bytes of `x` below its lowest special one.
+fn high_before(x: u64, special: u64) -> u64 {
+    x & HIGH & ((special & special.wrapping_neg()) - 1)
+}
+
+fn special(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
 /// Where the string whose text starts at `i` ends (its closing quote) when
 /// it has no escape, or where its first escape is; a control byte or the
 /// end of the line declines.
 fn string_end(line: &[u8], mut i: usize) -> Step<(usize, Plain)> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of every byte of `x` that is zero; a borrow may also
-    // mark bytes above a zero one, never below, so the lowest mark is exact.
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut high = 0u64;
     let stop = loop {
         let Some(chunk) = line.get(i..i + 8) else {
             let rest = &line[i..];
-            let at = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-                .ok_or(Declined)?;
+            let at = rest.iter().position(|&c| special(c)).ok_or(Declined)?;
             high |= rest[..at].iter().fold(0, |h, &c| h | u64::from(c & 0x80));
             break i + at;
         };
         let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let special = zero(x ^ (ONES * u64::from(b'"')))
-            | zero(x ^ (ONES * u64::from(b'\\')))
-            // Below 0x20: subtracting 0x20 borrows into the high bit of a
-            // byte that had it clear.
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        let special = specials(x);
         if special != 0 {
-            // The high bits of the bytes before the first special one.
-            let before = (special & special.wrapping_neg()) - 1;
-            high |= x & HIGH & before;
+            high |= high_before(x, special);
             break i + special.trailing_zeros() as usize / 8;
         }
         high |= x & HIGH;
@@ -423,18 +453,44 @@ fn string_end(line: &[u8], mut i: usize) -> Step<(usize, Plain)> {
 /// `out`, escapes decoded and UTF-8 checked; past its closing quote.
 fn string_value(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Step {
     let from = out.len();
-    let mut ascii = true;
+    let mut high = 0u64;
     loop {
-        let (stop, plain) = string_end(line, i)?;
-        out.extend_from_slice(&line[i..stop]);
-        ascii &= plain.ascii;
-        if !plain.escaped {
-            if !ascii && std::str::from_utf8(&out[from..]).is_err() {
-                return Err(Declined);
+        // Eight bytes at a time, each word copied as it is scanned (one
+        // store: a call to copy a short run costs more, in wasm a trip to
+        // the host); what was copied past the run is cut.
+        let stop = loop {
+            let Some(chunk) = line.get(i..i + 8) else {
+                let rest = &line[i..];
+                let at = rest.iter().position(|&c| special(c)).ok_or(Declined)?;
+                for &c in &rest[..at] {
+                    high |= u64::from(c & 0x80);
+                    out.push(c);
+                }
+                break i + at;
+            };
+            let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            out.extend_from_slice(&x.to_le_bytes());
+            let special = specials(x);
+            if special != 0 {
+                let at = special.trailing_zeros() as usize / 8;
+                high |= high_before(x, special);
+                out.truncate(out.len() - (8 - at));
+                break i + at;
             }
-            return Ok(stop + 1);
+            high |= x & HIGH;
+            i += 8;
+        };
+        match line[stop] {
+            b'"' => {
+                if high != 0 && std::str::from_utf8(&out[from..]).is_err() {
+                    return Err(Declined);
+                }
+                return Ok(stop + 1);
+            }
+            b'\\' => i = escape(line, stop + 1, out)?,
+            // A control byte.
+            _ => return Err(Declined),
         }
-        i = escape(line, stop + 1, out)?;
     }
 }
 
@@ -490,50 +546,25 @@ fn hex4(line: &[u8], i: usize) -> Step<u16> {
 /// The number at `i`, by JSON's grammar: `-`, an integer part without a
 /// leading zero, an optional fraction and exponent, each with a digit.
 fn number(line: &[u8], mut i: usize) -> Step<Number> {
-    let digit = |i: usize| {
-        line.get(i)
-            .and_then(|b| b.checked_sub(b'0'))
-            .filter(|d| *d < 10)
-    };
     let negative = line[i] == b'-';
     i += usize::from(negative);
     let (mut mantissa, mut digits) = (0u64, 0u32);
-    let take = |d: u8, mantissa: &mut u64, digits: &mut u32| {
-        if *digits < 19 {
-            *mantissa = *mantissa * 10 + u64::from(d);
-        }
-        *digits += 1;
-    };
-    match digit(i) {
-        Some(0) => {
-            i += 1;
-            if digit(i).is_some() {
-                // A leading zero.
-                return Err(Declined);
-            }
-        }
-        Some(_) => {
-            while let Some(d) = digit(i) {
-                take(d, &mut mantissa, &mut digits);
-                i += 1;
-            }
-        }
-        None => return Err(Declined),
+    let first = i;
+    i = digit_run(line, i, &mut mantissa, &mut digits);
+    if i == first || (line[first] == b'0' && i > first + 1) {
+        // No digit, or a leading zero.
+        return Err(Declined);
     }
     let mut scale = 0i64;
     let mut integral = true;
     if line.get(i) == Some(&b'.') {
         integral = false;
-        i += 1;
-        digit(i).ok_or(Declined)?;
-        while let Some(d) = digit(i) {
-            // Leading zeros of a fraction (0.05) are not significant digits.
-            if mantissa != 0 || d != 0 {
-                take(d, &mut mantissa, &mut digits);
-            }
-            scale -= 1;
-            i += 1;
+        let first = i + 1;
+        i = digit_run(line, first, &mut mantissa, &mut digits);
+        if i == first {
+            return Err(Declined);
         }
+        scale = -((i - first) as i64);
     }
     if let Some(b'e' | b'E') = line.get(i) {
         integral = false;
@@ -542,11 +573,14 @@ fn number(line: &[u8], mut i: usize) -> Step<Number> {
         if let Some(b'+' | b'-') = line.get(i) {
             i += 1;
         }
-        digit(i).ok_or(Declined)?;
+        let first = i;
         let mut exp = 0i64;
-        while let Some(d) = digit(i) {
-            exp = (exp * 10 + i64::from(d)).min(1 << 20);
+        while let Some(d) = line.get(i).filter(|d| d.is_ascii_digit()) {
+            exp = (exp * 10 + i64::from(d - b'0')).min(1 << 20);
             i += 1;
+        }
+        if i == first {
+            return Err(Declined);
         }
         scale += if minus { -exp } else { exp };
     }
@@ -558,6 +592,61 @@ fn number(line: &[u8], mut i: usize) -> Step<Number> {
         integral,
         scale,
     })
+}
+
+/// Takes the run of digits at `i` into `mantissa` (which wraps past 19
+/// digits: `digits` counts them all), up to eight at a time; past the run.
+fn digit_run(line: &[u8], mut i: usize, mantissa: &mut u64, digits: &mut u32) -> usize {
+    const POW10: [u64; 9] = [
+        1,
+        10,
+        100,
+        1_000,
+        10_000,
+        100_000,
+        1_000_000,
+        10_000_000,
+        100_000_000,
+    ];
+    while let Some(chunk) = line.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let values = x.wrapping_sub(ONES * u64::from(b'0'));
+        // The high bit of each byte above '9' (adding 0x46 carries it
+        // there) or below '0' (subtracting borrows): exact at the lowest.
+        let others = (x.wrapping_add(ONES * 0x46) | values) & HIGH;
+        let k = if others == 0 {
+            8
+        } else {
+            others.trailing_zeros() as usize / 8
+        };
+        if k == 0 {
+            return i;
+        }
+        // The run's digits moved to the top bytes: leading zeros below.
+        let run = eight_digits(values << (8 * (8 - k)));
+        *mantissa = mantissa.wrapping_mul(POW10[k]).wrapping_add(run);
+        *digits += k as u32;
+        i += k;
+        if k < 8 {
+            return i;
+        }
+    }
+    while let Some(d) = line.get(i).filter(|d| d.is_ascii_digit()) {
+        *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+        *digits += 1;
+        i += 1;
+    }
+    i
+}
+
+/// The number eight digit values (0-9, one a byte, the first in the lowest
+/// byte) write, in three multiplications.
+fn eight_digits(v: u64) -> u64 {
+    const PAIRS: u64 = 0x0000_00FF_0000_00FF;
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let hundreds = (v & PAIRS).wrapping_mul(100 + (1_000_000 << 32));
+    let ones = ((v >> 16) & PAIRS).wrapping_mul(1 + (10_000 << 32));
+    hundreds.wrapping_add(ones) >> 32
 }
 
 impl Number {
@@ -781,6 +870,27 @@ mod tests {
             want
         );
         assert_eq!(d.rows(), 0);
+    }
+
+    #[test]
+    fn digit_runs_read_as_digit_by_digit() {
+        let digits = b"9081726354453627181920";
+        for start in 0..digits.len() {
+            for len in 0..=digits.len() - start {
+                for after in [&b""[..], b".", b"x", b"/", b":", b"\xff"] {
+                    let text = [&digits[start..start + len], after, b"0000000000"].concat();
+                    let (mut mantissa, mut count) = (0, 0);
+                    let end = digit_run(&text, 0, &mut mantissa, &mut count);
+                    let want = text.iter().take_while(|d| d.is_ascii_digit()).count();
+                    assert_eq!(end, want, "{text:?}");
+                    assert_eq!(count as usize, want);
+                    let scalar = text[..want].iter().fold(0u64, |m, d| {
+                        m.wrapping_mul(10).wrapping_add(u64::from(d - b'0'))
+                    });
+                    assert_eq!(mantissa, scalar, "{text:?}");
+                }
+            }
+        }
     }
 
     #[test]
