@@ -20,6 +20,8 @@ use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray}
 use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Fields};
 
+use crate::json::{HIGH, ONES, ends_plain_run, specials};
+
 /// A line this decoder leaves to the general path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Declined;
@@ -394,28 +396,9 @@ struct Plain {
     escaped: bool,
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of `x` that ends a string's plain run (`"`, a
-/// backslash or a control byte). A borrow may also mark bytes above a
-/// marked one, never below, so the lowest mark is exact.
-fn specials(x: u64) -> u64 {
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    zero(x ^ (ONES * u64::from(b'"')))
-        | zero(x ^ (ONES * u64::from(b'\\')))
-        // Below 0x20: subtracting 0x20 borrows into the high bit of a byte
-        // that had it clear.
-        | (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
-}
-
 /// The high bits of the bytes of `x` below its lowest special one.
 fn high_before(x: u64, special: u64) -> u64 {
     x & HIGH & ((special & special.wrapping_neg()) - 1)
-}
-
-fn special(c: u8) -> bool {
-    c == b'"' || c == b'\\' || c < 0x20
 }
 
 /// Where the string whose text starts at `i` ends (its closing quote) when
@@ -426,7 +409,10 @@ fn string_end(line: &[u8], mut i: usize) -> Step<(usize, Plain)> {
     let stop = loop {
         let Some(chunk) = line.get(i..i + 8) else {
             let rest = &line[i..];
-            let at = rest.iter().position(|&c| special(c)).ok_or(Declined)?;
+            let at = rest
+                .iter()
+                .position(|&c| ends_plain_run(c))
+                .ok_or(Declined)?;
             high |= rest[..at].iter().fold(0, |h, &c| h | u64::from(c & 0x80));
             break i + at;
         };
@@ -461,7 +447,10 @@ fn string_value(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Step {
         let stop = loop {
             let Some(chunk) = line.get(i..i + 8) else {
                 let rest = &line[i..];
-                let at = rest.iter().position(|&c| special(c)).ok_or(Declined)?;
+                let at = rest
+                    .iter()
+                    .position(|&c| ends_plain_run(c))
+                    .ok_or(Declined)?;
                 for &c in &rest[..at] {
                     high |= u64::from(c & 0x80);
                     out.push(c);

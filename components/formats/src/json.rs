@@ -333,23 +333,36 @@ impl Checker {
     }
 }
 
-/// How many of `bytes` come before the first that ends a string's plain
-/// run (`"`, a backslash or a control character), eight at a time.
-fn plain_run(bytes: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // The high bit of every byte of `x` that is zero; a borrow may also
-    // mark bytes above a zero one, never below, so the lowest mark is exact.
+/// A byte in each lane of a word.
+pub(crate) const ONES: u64 = 0x0101_0101_0101_0101;
+/// Each lane's high bit.
+pub(crate) const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Whether `c` ends a string's plain run: `"`, a backslash or a control
+/// character.
+pub(crate) fn ends_plain_run(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// The high bit of each byte of `x` that ends a string's plain run. A
+/// borrow may also mark bytes above a marked one, never below, so the
+/// lowest mark is exact.
+pub(crate) fn specials(x: u64) -> u64 {
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    zero(x ^ (ONES * u64::from(b'"')))
+        | zero(x ^ (ONES * u64::from(b'\\')))
+        // Below 0x20: subtracting 0x20 borrows into the high bit of a byte
+        // that had it clear.
+        | (x.wrapping_sub(ONES * 0x20) & !x & HIGH)
+}
+
+/// How many of `bytes` come before the first that ends a string's plain
+/// run, eight at a time.
+fn plain_run(bytes: &[u8]) -> usize {
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
-        let x = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let special = zero(x ^ (ONES * u64::from(b'"')))
-            | zero(x ^ (ONES * u64::from(b'\\')))
-            // Below 0x20: subtracting 0x20 borrows into the high bit of a
-            // byte that had it clear.
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        let special = specials(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
         if special != 0 {
             return at + special.trailing_zeros() as usize / 8;
         }
@@ -358,7 +371,7 @@ fn plain_run(bytes: &[u8]) -> usize {
     let rest = chunks.remainder();
     at + rest
         .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .position(|&c| ends_plain_run(c))
         .unwrap_or(rest.len())
 }
 
