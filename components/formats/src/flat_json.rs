@@ -401,6 +401,12 @@ fn high_before(x: u64, special: u64) -> u64 {
     x & HIGH & ((special & special.wrapping_neg()) - 1)
 }
 
+/// The length of a plain run in a line's last bytes, fewer than eight:
+/// declined where the line ends inside it.
+fn last_run(rest: &[u8]) -> Step<usize> {
+    rest.iter().position(|&c| ends_plain_run(c)).ok_or(Declined)
+}
+
 /// Where the string whose text starts at `i` ends (its closing quote) when
 /// it has no escape, or where its first escape is; a control byte or the
 /// end of the line declines.
@@ -409,10 +415,7 @@ fn string_end(line: &[u8], mut i: usize) -> Step<(usize, Plain)> {
     let stop = loop {
         let Some(chunk) = line.get(i..i + 8) else {
             let rest = &line[i..];
-            let at = rest
-                .iter()
-                .position(|&c| ends_plain_run(c))
-                .ok_or(Declined)?;
+            let at = last_run(rest)?;
             high |= rest[..at].iter().fold(0, |h, &c| h | u64::from(c & 0x80));
             break i + at;
         };
@@ -447,10 +450,7 @@ fn string_value(line: &[u8], mut i: usize, out: &mut Vec<u8>) -> Step {
         let stop = loop {
             let Some(chunk) = line.get(i..i + 8) else {
                 let rest = &line[i..];
-                let at = rest
-                    .iter()
-                    .position(|&c| ends_plain_run(c))
-                    .ok_or(Declined)?;
+                let at = last_run(rest)?;
                 for &c in &rest[..at] {
                     high |= u64::from(c & 0x80);
                     out.push(c);
