@@ -408,4 +408,12 @@ mod tests {
         assert_eq!(depth(&values[0]), 3);
         assert_eq!(unnamable_key(&serde_json::json!({"x": {"": 1}})), Some(""));
     }
+
+    #[test]
+    fn doubles_read_record_by_record_round_as_the_fast_paths_do() {
+        // serde_json without float_roundtrip read this one ulp off.
+        let text = "1.511352695567566e189";
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v.as_f64(), Some(text.parse::<f64>().unwrap()));
+    }
 }
