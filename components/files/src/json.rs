@@ -27,7 +27,7 @@ use crate::input::{Refill, first_record_at, io_error, open, open_at};
 use crate::options::{FileRef, Mode, Options};
 use crate::shape::Shape;
 use sluice_formats::flat_json::FlatJson;
-use sluice_formats::json::{Checker, surrogate_escape};
+use sluice_formats::json::{Checker, blank, surrogate_escape};
 use sluice_formats::objects::{
     FAILFAST_ADVICE, Record, decode_objects, infer_fields, unnamable_key,
 };
@@ -357,7 +357,7 @@ impl JsonFile {
                 .fill_buf()
                 .map_err(|e| io_error(&self.file, e))?;
             match memchr::memchr(b'\n', buf) {
-                Some(n) if buf[..n].iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) => {
+                Some(n) if buf[..n].iter().all(|&b| blank(b)) => {
                     self.reader.consume(n + 1);
                     self.pos += n as u64 + 1;
                     self.line += 1;

@@ -20,7 +20,7 @@ use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray}
 use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{ArrowError, DataType, Fields};
 
-use crate::json::{HIGH, ONES, ends_plain_run, specials};
+use crate::json::{HIGH, ONES, blank, ends_plain_run, specials};
 
 /// A line this decoder leaves to the general path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ impl FlatJson {
             };
             let name: Box<[u8]> = f.name().as_bytes().into();
             // A name JSON must escape is never matched in place.
-            let plain = !name.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            let plain = !name.iter().any(|&b| ends_plain_run(b));
             if !f.is_nullable() || !plain || by_name.insert(name, i).is_some() {
                 return None;
             }
@@ -360,9 +360,9 @@ fn push_offset(offsets: &mut Vec<i32>, bytes: &[u8]) -> Step<()> {
     Ok(())
 }
 
-/// JSON's blank space within a line.
+/// Past the blank space at `i`.
 fn skip_blank(line: &[u8], mut i: usize) -> usize {
-    while let Some(b' ' | b'\t' | b'\r') = line.get(i) {
+    while line.get(i).is_some_and(|&b| blank(b)) {
         i += 1;
     }
     i

@@ -101,7 +101,8 @@ impl Default for Checker {
     }
 }
 
-fn blank(b: u8) -> bool {
+/// JSON's blank space within a record's line (a newline ends the line).
+pub fn blank(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r')
 }
 
